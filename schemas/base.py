@@ -1,0 +1,16 @@
+"""The base of every wire type.
+
+One place states the options so every body, record and event behaves alike:
+``forbid_unknown_fields`` turns a misspelt field into a 400 that names it instead of a silently
+ignored setting, and ``kw_only`` lets optional fields sit anywhere. Defaults are *not* omitted on
+encode: the Quiva response shape prints ``read_only_fs: true`` even though it is the default.
+Fields that may be absent use ``msgspec.UNSET`` and vanish from the encoded output.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass

@@ -1,0 +1,123 @@
+"""The one error hierarchy of computebus, and its mapping to wire codes and HTTP statuses.
+
+Every failure a caller can see is a ``ComputeError`` subclass; its ``code`` and ``status`` are
+stated here and nowhere else, so HTTP responses, NATS error replies and monitor records agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ComputeError(Exception):
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": self.message, "code": self.code, "details": self.details}
+
+
+class InvalidRequest(ComputeError):
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidInput(ComputeError):
+    code = "invalid_input"
+    status = 400
+
+
+class FunctionNotFound(ComputeError):
+    code = "function_not_found"
+    status = 404
+
+
+class NotFound(ComputeError):
+    code = "not_found"
+    status = 404
+
+
+class FunctionExists(ComputeError):
+    code = "function_exists"
+    status = 409
+
+
+class PayloadTooLarge(ComputeError):
+    code = "payload_too_large"
+    status = 413
+
+
+class Overloaded(ComputeError):
+    code = "overloaded"
+    status = 429
+    retry_after_s: ClassVar[int] = 1
+
+
+class FunctionFailed(ComputeError):
+    code = "function_error"
+    status = 500
+
+
+class HandlerNotFound(ComputeError):
+    code = "handler_not_found"
+    status = 500
+
+
+class OutOfMemory(ComputeError):
+    code = "out_of_memory"
+    status = 500
+
+
+class InternalError(ComputeError):
+    code = "internal_error"
+    status = 500
+
+
+class InvalidOutput(ComputeError):
+    code = "invalid_output"
+    status = 502
+
+
+class Unavailable(ComputeError):
+    code = "unavailable"
+    status = 503
+
+
+class Timeout(ComputeError):
+    code = "timeout"
+    status = 504
+
+
+ERRORS_BY_CODE: dict[str, type[ComputeError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidRequest,
+        InvalidInput,
+        FunctionNotFound,
+        NotFound,
+        FunctionExists,
+        PayloadTooLarge,
+        Overloaded,
+        FunctionFailed,
+        HandlerNotFound,
+        OutOfMemory,
+        InternalError,
+        InvalidOutput,
+        Unavailable,
+        Timeout,
+    )
+}
+
+
+def error_from_code(code: str, message: str, details: list[dict[str, Any]] | None = None) -> ComputeError:
+    """Rebuild an error that crossed the bus as a code and a message."""
+    return ERRORS_BY_CODE.get(code, InternalError)(message, details)
+
+
+def detail(path: str, message: str) -> dict[str, Any]:
+    return {"path": path, "message": message}

@@ -1,0 +1,129 @@
+"""Function bodies and records: what the create API takes, what the registry stores, what it shows.
+
+Field names follow the Quiva create-function API (``compute_asset``, ``collection_topic``,
+``asset_value``...) so its clients work unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from schemas.base import Struct
+
+Runtime = Literal["nodejs", "python"]
+RUNTIMES: tuple[str, ...] = ("nodejs", "python")
+JsonSchema = dict[str, Any] | bool
+
+
+class Asset(Struct):
+    asset_name: str
+    asset_value: str
+    asset_type: str = "file"
+    link: bool = False
+
+
+class AssetMeta(Struct):
+    """An asset as a revision remembers it: its bytes live in the bundle store."""
+
+    asset_name: str
+    asset_type: str
+    link: bool
+    size: int
+
+
+class MonitorConfig(Struct):
+    ttl: int = 604_800_000
+    store_payload: bool = False
+
+
+class FunctionSchema(Struct):
+    input: JsonSchema | None = None
+    output: JsonSchema | None = None
+
+
+class ComputeAssetSpec(Struct):
+    collection_topic: str
+    handler: str
+    assets: list[Asset]
+    timeout: int = 30_000
+    read_only_fs: bool = True
+    runtime: Runtime = "nodejs"
+    env_vars: list[str] = msgspec.field(default_factory=list)
+
+
+class CreateFunctionRequest(Struct):
+    name: str
+    compute_asset: ComputeAssetSpec
+    monitor_config: MonitorConfig
+    description: str = ""
+    schema: FunctionSchema = msgspec.field(default_factory=FunctionSchema)
+    size: str = "256MB"
+
+
+class Revision(Struct):
+    """One immutable, numbered version of a function's code and runtime configuration."""
+
+    number: int
+    created: int
+    runtime: Runtime
+    handler: str
+    timeout: int
+    read_only_fs: bool
+    env_vars: list[str]
+    size: str
+    memory_mb: int
+    schema: FunctionSchema
+    bundle: str
+    assets: list[AssetMeta]
+
+
+class FunctionRecord(Struct):
+    """The stable function: identity, metadata and which revision each alias points at."""
+
+    collection_topic: str
+    service: str
+    name: str
+    description: str
+    monitor_config: MonitorConfig
+    created: int
+    modified: int
+    latest_revision: int
+    aliases: dict[str, int]
+
+
+class ComputeAssetView(Struct):
+    collection_topic: str
+    service: str
+    runtime: str
+    handler: str
+    timeout: int
+    read_only_fs: bool
+    env_vars: list[str] | UnsetType = UNSET
+    assets: list[Asset] | UnsetType = UNSET
+
+
+class FunctionView(Struct):
+    """The function as the API shows it (the 201 body of create, and GET)."""
+
+    description: str
+    name: str
+    runtime: str
+    subject: str
+    type: str
+    modified: int
+    compute_asset: ComputeAssetView
+    monitor_config: MonitorConfig
+    schema: FunctionSchema
+    size: str | UnsetType = UNSET
+    revision: int | UnsetType = UNSET
+    aliases: dict[str, int] | UnsetType = UNSET
+    created: int | UnsetType = UNSET
+
+
+class RuntimeView(Struct):
+    name: str
+    available: bool
+    version: str

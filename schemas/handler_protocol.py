@@ -1,0 +1,41 @@
+"""Frames between a worker and a handler process, over the dedicated request and reply pipes.
+
+Each frame is a 4-byte big-endian length and a JSON document. The event and the result travel as
+raw JSON so the worker never re-encodes a payload it has already validated.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+
+from schemas.base import Struct
+from schemas.invocations import HandlerContext
+
+HEADER = struct.Struct(">I")
+
+
+class HandlerRequest(Struct):
+    event: msgspec.Raw
+    context: HandlerContext
+
+
+class HandlerError(Struct):
+    code: str
+    type: str
+    message: str
+
+
+class HandlerReply(Struct):
+    ok: bool
+    result: msgspec.Raw | None = None
+    error: HandlerError | None = None
+
+
+request_encoder = msgspec.json.Encoder()
+reply_decoder = msgspec.json.Decoder(HandlerReply)
+
+
+def frame(body: bytes) -> bytes:
+    return HEADER.pack(len(body)) + body

@@ -1,0 +1,45 @@
+"""Invocation bodies, the handler context, and the monitor record kept for every invocation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from schemas.base import Struct
+
+InvocationType = Literal["RequestResponse", "Async"]
+Status = Literal["queued", "running", "succeeded", "failed"]
+
+
+class InvokeRequest(Struct):
+    payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+    invocation_type: InvocationType = "RequestResponse"
+
+
+class HandlerContext(Struct):
+    invocation_id: str
+    collection_topic: str
+    service: str
+    revision: int
+    deadline_ms: int
+    memory_mb: int
+
+
+class MonitorRecord(Struct):
+    invocation_id: str
+    collection_topic: str
+    service: str
+    revision: int
+    status: Status
+    started: int
+    invocation_type: InvocationType = "RequestResponse"
+    duration_ms: float = 0.0
+    logs: str = ""
+    logs_truncated: bool = False
+    error_code: str | UnsetType = UNSET
+    error_message: str | UnsetType = UNSET
+    error_details: list[dict[str, Any]] | UnsetType = UNSET
+    input: msgspec.Raw | UnsetType = UNSET
+    output: msgspec.Raw | UnsetType = UNSET
