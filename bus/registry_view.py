@@ -1,0 +1,124 @@
+"""A local copy of the registry, fed by a KV watch, so the hot path never waits on a lookup.
+
+Every entry remembers the KV sequence it came from; a direct read (on a miss) never overwrites a
+newer update from the watch. Revisions are immutable, so they are cached for as long as the
+function exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from bus.registry import Registry
+from schemas.codec import decoder_for
+from schemas.errors import FunctionNotFound, NotFound
+from schemas.functions import FunctionRecord, Revision
+
+log = logging.getLogger("computebus.registry")
+
+DEFAULT_ALIAS = "production"
+FunctionKey = tuple[str, str]
+
+
+class RegistryView:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._functions: dict[FunctionKey, tuple[int, FunctionRecord]] = {}
+        self._revisions: dict[tuple[str, str, int], Revision] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.on_function_gone: list[Callable[[str, str], None]] = []
+
+    async def start(self) -> None:
+        watcher = await self.registry.kv.watchall()
+        first = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._follow(watcher, first))
+        await first
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher, first: asyncio.Future[None]) -> None:
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    if not first.done():
+                        first.set_result(None)
+                    continue
+                try:
+                    self._apply(entry.key, entry.value, entry.revision or 0, entry.operation)
+                except Exception:
+                    log.exception("ignoring unreadable registry entry %s", entry.key)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    def _apply(self, key: str, value: bytes | None, seq: int, op: str | None) -> None:
+        parts = key.split(".")
+        deleted = op in (KV_DEL, KV_PURGE) or not value
+        if parts[0] == "fn" and len(parts) == 3:
+            fkey = (parts[1], parts[2])
+            if deleted:
+                self._functions.pop(fkey, None)
+                for callback in self.on_function_gone:
+                    callback(*fkey)
+            else:
+                assert value is not None
+                self._remember(fkey, seq, decoder_for(FunctionRecord).decode(value))
+        elif parts[0] == "rev" and len(parts) == 4:
+            rkey = (parts[1], parts[2], int(parts[3]))
+            if deleted:
+                self._revisions.pop(rkey, None)
+            elif value is not None:
+                self._revisions[rkey] = decoder_for(Revision).decode(value)
+
+    def _remember(self, key: FunctionKey, seq: int, record: FunctionRecord) -> None:
+        known = self._functions.get(key)
+        if known is None or known[0] <= seq:
+            self._functions[key] = (seq, record)
+
+    async def function(self, ct: str, ft: str) -> FunctionRecord | None:
+        known = self._functions.get((ct, ft))
+        if known is not None:
+            return known[1]
+        found = await self.registry.get_function_entry(ct, ft)
+        if found is None:
+            return None
+        seq, record = found
+        self._remember((ct, ft), seq, record)
+        return record
+
+    async def revision(self, ct: str, ft: str, number: int) -> Revision | None:
+        rev = self._revisions.get((ct, ft, number))
+        if rev is None:
+            rev = await self.registry.get_revision(ct, ft, number)
+            if rev is not None:
+                self._revisions[(ct, ft, number)] = rev
+        return rev
+
+    async def resolve(
+        self, ct: str, ft: str, *, alias: str | None = None, revision: int | None = None
+    ) -> tuple[FunctionRecord, Revision]:
+        """The function and the revision an invocation should run (alias ``production`` by default)."""
+        record = await self.function(ct, ft)
+        if record is None:
+            raise FunctionNotFound(f"function {ct}/{ft} does not exist")
+        if revision is None:
+            name = alias or DEFAULT_ALIAS
+            if name not in record.aliases:
+                raise NotFound(f"function {ct}/{ft} has no alias {name!r}")
+            revision = record.aliases[name]
+        rev = await self.revision(ct, ft, revision)
+        if rev is None:
+            raise NotFound(f"function {ct}/{ft} has no revision {revision}")
+        return record, rev
+
+    def cached_functions(self) -> list[FunctionRecord]:
+        return [record for _, record in self._functions.values()]

@@ -1,0 +1,70 @@
+"""Every NATS subject, stream and bucket name computebus uses is spelled here and only here."""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "ms.compute"
+WORKER_QUEUE = "computebus-workers"
+INVOKE_WILDCARD = f"{PREFIX}.*.function.*"
+WORKER_PING = "computebus.workers.ping"
+
+FUNCTIONS_BUCKET = "computebus_functions"
+BUNDLES_BUCKET = "computebus_bundles"
+MONITOR_STREAM = "COMPUTEBUS_MONITOR"
+MONITOR_PREFIX = "computebus.monitor"
+
+COLLECTION_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SERVICE_ID = re.compile(r"^[0-9]{9}$")
+
+LIFECYCLE_EVENTS = ("created", "updated", "deleted", "promoted")
+RESULT_STATUSES = ("succeeded", "failed")
+
+
+def function_subject(ct: str, ft: str) -> str:
+    return f"{PREFIX}.{ct}.function.{ft}"
+
+
+def async_subject(ct: str, ft: str) -> str:
+    return f"{function_subject(ct, ft)}.async"
+
+
+def event_subject(ct: str, ft: str, event: str) -> str:
+    return f"{function_subject(ct, ft)}.event.{event}"
+
+
+def result_subject(ct: str, ft: str, status: str) -> str:
+    return f"{function_subject(ct, ft)}.result.{status}"
+
+
+def parse_function_subject(subject: str) -> tuple[str, str] | None:
+    """``ms.compute.<ct>.function.<ft>`` -> (ct, ft); None for anything else."""
+    parts = subject.split(".")
+    if len(parts) != 5 or parts[0] != "ms" or parts[1] != "compute" or parts[3] != "function":
+        return None
+    return parts[2], parts[4]
+
+
+def monitor_subject(ct: str, ft: str, invocation_id: str) -> str:
+    return f"{MONITOR_PREFIX}.{ct}.{ft}.{invocation_id}"
+
+
+def monitor_filter(ct: str, ft: str) -> str:
+    return f"{MONITOR_PREFIX}.{ct}.{ft}.*"
+
+
+# Registry keys (JetStream KV keys are subject-like tokens).
+def function_key(ct: str, ft: str) -> str:
+    return f"fn.{ct}.{ft}"
+
+
+def function_key_filter(ct: str = "*") -> str:
+    return f"fn.{ct}.*"
+
+
+def name_key(ct: str, name_hash: str) -> str:
+    return f"name.{ct}.{name_hash}"
+
+
+def revision_key(ct: str, ft: str, number: int) -> str:
+    return f"rev.{ct}.{ft}.{number}"

@@ -1,0 +1,52 @@
+"""The Starlette application: routes from each module, one error mapping, nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from executor.api import functions, invocations, ops
+from executor.api.context import ApiContext
+from executor.api.responses import error_response
+from schemas.errors import ComputeError, InternalError, InvalidRequest, NotFound
+
+log = logging.getLogger("computebus.api")
+
+
+async def _compute_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ComputeError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound(f"no route {request.method} {request.url.path}"))
+    if exc.status_code == 405:
+        error = InvalidRequest(f"method {request.method} is not allowed on {request.url.path}")
+        response = error_response(error)
+        response.status_code = 405
+        return response
+    return error_response(InvalidRequest(str(exc.detail)))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(InternalError("internal error; see the API log"))
+
+
+def build_app(ctx: ApiContext) -> Starlette:
+    app = Starlette(
+        routes=[*functions.routes, *invocations.routes, *ops.routes],
+        exception_handlers={
+            ComputeError: _compute_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.ctx = ctx
+    return app

@@ -1,0 +1,45 @@
+"""What every route needs, built once per API process and kept on ``app.state.ctx``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from starlette.requests import Request
+
+from bus import subjects
+from bus.bundles import BundleStore
+from bus.monitor import MonitorStore
+from bus.registry import Registry
+from bus.registry_view import RegistryView
+from executor.function_service import FunctionService
+from executor.settings import Settings
+from schemas.errors import FunctionNotFound, InvalidRequest, detail
+
+
+@dataclass
+class ApiContext:
+    nc: Client
+    registry: Registry
+    view: RegistryView
+    bundles: BundleStore
+    monitor: MonitorStore
+    functions: FunctionService
+    settings: Settings
+
+
+def ctx_of(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def function_ref(request: Request) -> tuple[str, str]:
+    """The ``{ct}/{ft}`` of the path, checked: a bad collection is a 400, a bad id a 404."""
+    ct = request.path_params["ct"]
+    ft = request.path_params["ft"]
+    if not subjects.COLLECTION_TOPIC.match(ct):
+        reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
+        raise InvalidRequest(f"collection_topic {ct!r} {reason}", [detail("collection_topic", reason)])
+    if not subjects.SERVICE_ID.match(ft):
+        raise FunctionNotFound(f"function {ct}/{ft} does not exist")
+    return ct, ft

@@ -1,0 +1,97 @@
+"""Routes: create, list and show functions, collections and runtimes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bus import subjects
+from executor.api.context import ApiContext, ctx_of, function_ref
+from executor.api.responses import body, query_int, read_body, results
+from executor.function_service import function_view
+from executor.runtimes.commands import available_runtimes
+from schemas.errors import FunctionNotFound, InvalidRequest, detail
+from schemas.functions import FunctionRecord, FunctionView, RuntimeView
+
+
+async def create_function(request: Request) -> Response:
+    ctx = ctx_of(request)
+    data = await read_body(request, ctx.settings.max_body_bytes)
+    view = await ctx.functions.create(data)
+    return body(view, 201)
+
+
+async def _views(ctx: ApiContext, records: list[FunctionRecord]) -> list[FunctionView]:
+    views = []
+    for record in records:
+        revision = await ctx.view.revision(
+            record.collection_topic, record.service, record.aliases.get("production", record.latest_revision)
+        )
+        if revision is not None:
+            views.append(function_view(record, revision, "function"))
+    return views
+
+
+async def _page(request: Request, ct: str | None) -> Response:
+    ctx = ctx_of(request)
+    limit = query_int(request, "limit", 100, lo=1, hi=1000)
+    offset = query_int(request, "offset", 0, lo=0, hi=1_000_000)
+    records = await ctx.registry.list_functions(ct)
+    return results(await _views(ctx, records[offset : offset + limit]), len(records))
+
+
+async def list_functions(request: Request) -> Response:
+    ct = request.query_params.get("collection_topic") or None
+    if ct is not None and not subjects.COLLECTION_TOPIC.match(ct):
+        reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
+        raise InvalidRequest(f"collection_topic {reason}", [detail("?collection_topic", reason)])
+    return await _page(request, ct)
+
+
+async def collection_functions(request: Request) -> Response:
+    ct = request.path_params["ct"]
+    if not subjects.COLLECTION_TOPIC.match(ct):
+        reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
+        raise InvalidRequest(f"collection_topic {reason}", [detail("collection_topic", reason)])
+    return await _page(request, ct)
+
+
+async def get_function(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    record = await ctx.registry.get_function(ct, ft)
+    if record is None:
+        raise FunctionNotFound(f"function {ct}/{ft} does not exist")
+    revision = await ctx.view.revision(ct, ft, record.aliases.get("production", record.latest_revision))
+    if revision is None:
+        raise FunctionNotFound(f"function {ct}/{ft} has no stored revision")
+    assets = await ctx.functions.assets_of(revision)
+    return body(function_view(record, revision, "function", assets))
+
+
+async def list_collections(request: Request) -> Response:
+    records = await ctx_of(request).registry.list_functions()
+    counts = Counter(r.collection_topic for r in records)
+    items = [{"collection_topic": ct, "functions": n} for ct, n in sorted(counts.items())]
+    return results(items, len(items))
+
+
+async def list_runtimes(request: Request) -> Response:
+    items = [
+        RuntimeView(name=name, available=version is not None, version=version or "")
+        for name, version in available_runtimes().items()
+    ]
+    return results(items, len(items))
+
+
+routes = [
+    Route("/compute/functions", create_function, methods=["POST"]),
+    Route("/compute/functions", list_functions, methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}", get_function, methods=["GET"]),
+    Route("/compute/collections", list_collections, methods=["GET"]),
+    Route("/compute/collections/{ct}/functions", collection_functions, methods=["GET"]),
+    Route("/compute/runtimes", list_runtimes, methods=["GET"]),
+]

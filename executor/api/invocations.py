@@ -1,0 +1,147 @@
+"""Routes: invoke a function (over NATS, to a worker) and read its monitor records."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import nats.errors
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bus import subjects
+from executor.api.context import ctx_of, function_ref
+from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
+from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
+from executor.worker import (
+    H_ALIAS,
+    H_ERROR_CODE,
+    H_INVOCATION_ID,
+    H_REVISION,
+    H_TIMEOUT,
+    new_invocation_id,
+)
+from schemas.codec import decode_as, json_decoder
+from schemas.errors import (
+    ComputeError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    Timeout,
+    Unavailable,
+    detail,
+    error_from_code,
+)
+from schemas.invocations import InvokeRequest
+
+# Time the API waits past a function's own timeout for the worker's answer.
+REPLY_GRACE_S = 5.0
+STATUSES = ("queued", "running", "succeeded", "failed")
+_ENVELOPE_SLACK = 64 * 1024
+
+
+def payload_bytes(raw: msgspec.Raw) -> bytes:
+    """The payload as JSON; a JSON string holds the JSON document itself, as Quiva sends it."""
+    data = bytes(raw)
+    if not data.startswith(b'"'):
+        return data
+    text: str = json_decoder.decode(data)
+    try:
+        json_decoder.decode(text)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(
+            f"/payload: a string payload must hold JSON ({exc})",
+            [detail("/payload", f"a string payload must hold JSON: {exc}")],
+        ) from None
+    return text.encode()
+
+
+async def invoke(request: Request) -> Response:
+    started = time.perf_counter()
+    invocation_id = new_invocation_id()
+    headers = {"X-Invocation-Id": invocation_id}
+    try:
+        response, code = await _invoke(request, invocation_id, headers)
+    except ComputeError as exc:
+        response, code = error_response(exc, headers), exc.code
+    INVOCATIONS.labels(code).inc()
+    INVOKE_SECONDS.observe(time.perf_counter() - started)
+    return response
+
+
+async def _invoke(
+    request: Request, invocation_id: str, headers: dict[str, str]
+) -> tuple[Response, str]:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    data = await read_body(request, ctx.settings.max_payload_bytes + _ENVELOPE_SLACK)
+    req = decode_as(InvokeRequest, data) if data.strip() else InvokeRequest()
+    if req.invocation_type == "Async":
+        raise InvalidRequest(
+            "invocation_type Async is not available yet",
+            [detail("/invocation_type", "only RequestResponse is served")],
+        )
+    payload = payload_bytes(req.payload)
+    limit = min(ctx.settings.max_payload_bytes, ctx.nc.max_payload - _ENVELOPE_SLACK)
+    if len(payload) > limit:
+        raise PayloadTooLarge(f"payload is {len(payload)} bytes, over the {limit}-byte limit",
+                              [detail("/payload", f"at most {limit} bytes")])
+    alias = request.query_params.get("alias") or None
+    revision = query_int(request, "revision", 0, lo=0, hi=1_000_000_000) or None
+    _, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
+    call_headers = {H_INVOCATION_ID: invocation_id}
+    if alias:
+        call_headers[H_ALIAS] = alias
+    if revision:
+        call_headers[H_REVISION] = str(revision)
+    timeout_ms = request.headers.get(H_TIMEOUT)
+    if timeout_ms:
+        call_headers[H_TIMEOUT] = timeout_ms
+    try:
+        reply = await ctx.nc.request(
+            subjects.function_subject(ct, ft),
+            payload,
+            timeout=rev.timeout / 1000 + REPLY_GRACE_S,
+            headers=call_headers,
+        )
+    except nats.errors.NoRespondersError:
+        raise Unavailable("no worker is running; start one with `computebus worker`") from None
+    except nats.errors.TimeoutError:
+        raise Timeout("no answer from the worker in time (it may have died)") from None
+    if reply.headers and H_ERROR_CODE in reply.headers:
+        wire = json_decoder.decode(reply.data)
+        raise error_from_code(wire.get("code", ""), wire.get("error", ""), wire.get("details"))
+    return raw_body(reply.data, 200, headers), "ok"
+
+
+async def list_invocations(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    status = request.query_params.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}",
+                             [detail("?status", f"must be one of {', '.join(STATUSES)}")])
+    limit = query_int(request, "limit", 50, lo=1, hi=1000)
+    offset = query_int(request, "offset", 0, lo=0, hi=1_000_000)
+    records, total = await ctx.monitor.list(ct, ft, status=status, limit=limit, offset=offset)
+    return results(records, total)
+
+
+async def get_invocation(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    invocation_id = request.path_params["id"]
+    record = None
+    if subjects.COLLECTION_TOPIC.match(invocation_id):
+        record = await ctx.monitor.get(ct, ft, invocation_id)
+    if record is None:
+        raise NotFound(f"no record of invocation {invocation_id} of {ct}/{ft} (it may have expired)")
+    return body(record)
+
+
+routes = [
+    Route("/compute/functions/{ct}/{ft}/invoke", invoke, methods=["POST"]),
+    Route("/compute/functions/{ct}/{ft}/invocations", list_invocations, methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/invocations/{id}", get_invocation, methods=["GET"]),
+]

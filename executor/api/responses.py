@@ -1,0 +1,73 @@
+"""Response and request helpers shared by the routes: the envelopes, body limits, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from schemas.codec import encode
+from schemas.errors import ComputeError, InvalidRequest, Overloaded, PayloadTooLarge, detail
+
+JSON = "application/json"
+
+
+def body(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The success envelope ``{"body": ...}``."""
+    return Response(encode({"body": content}), status, headers, JSON)
+
+
+def raw_body(encoded: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The success envelope around JSON that is already encoded (a handler's result)."""
+    return Response(b'{"body":' + encoded + b"}", status, headers, JSON)
+
+
+def results(items: list[Any], total: int) -> Response:
+    return body({"results": items, "results_total": total})
+
+
+def error_response(error: ComputeError, headers: dict[str, str] | None = None) -> Response:
+    headers = dict(headers or {})
+    if isinstance(error, Overloaded):
+        headers.setdefault("Retry-After", str(error.retry_after_s))
+    return Response(encode(error.to_body()), error.status, headers, JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes ``limit`` (before any decoding)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            declared_size = int(declared)
+        except ValueError:
+            raise InvalidRequest("Content-Length is not a number") from None
+        if declared_size > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is over the {limit}-byte limit",
+                           [detail("/", f"at most {limit} bytes")])
+
+
+def query_int(request: Request, name: str, default: int, *, lo: int = 0, hi: int = 10_000) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise InvalidRequest(f"query parameter {name} must be an integer from {lo} to {hi}",
+                             [detail(f"?{name}", f"must be an integer from {lo} to {hi}")])
+    return value

@@ -1,0 +1,209 @@
+"""Creating and showing functions: checks a create body in full before anything is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from bus import subjects
+from bus.bundles import BundleStore
+from bus.registry import Registry, name_hash
+from executor.runtimes.commands import RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
+from executor.settings import Settings
+from executor.workspace import (
+    check_handler_present,
+    decode_assets,
+    handler_file,
+    materialize,
+    remove_tree,
+)
+from schemas.bundles import Bundle, BundleFile
+from schemas.codec import decode_as, encode
+from schemas.errors import InvalidRequest, detail
+from schemas.functions import (
+    Asset,
+    AssetMeta,
+    ComputeAssetView,
+    CreateFunctionRequest,
+    FunctionRecord,
+    FunctionView,
+    Revision,
+)
+from schemas.validation import check_schema
+
+MEMORY_TIERS_MB = (128, 256, 512, 1024, 2048, 4096)
+_SIZE = re.compile(r"^([0-9]+)MB$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_NAME_CHARS = 256
+
+
+def memory_mb(size: str) -> int:
+    found = _SIZE.match(size)
+    if not found or int(found.group(1)) not in MEMORY_TIERS_MB:
+        tiers = ", ".join(f"{t}MB" for t in MEMORY_TIERS_MB)
+        raise InvalidRequest(f"/size: {size!r} is not a memory tier ({tiers})",
+                             [detail("/size", f"must be one of {tiers}")])
+    return int(found.group(1))
+
+
+def check_env_vars(env_vars: list[str], where: str) -> None:
+    for i, item in enumerate(env_vars):
+        name, eq, _ = item.partition("=")
+        reason = None
+        if not eq or not _ENV_NAME.match(name):
+            reason = "must be NAME=VALUE with NAME a letter or _ then letters, digits or _"
+        elif name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
+            reason = f"{name} is reserved for the runtime and cannot be set"
+        elif "\x00" in item:
+            reason = "must not contain NUL"
+        if reason:
+            raise InvalidRequest(f"{where}/{i}: {reason}", [detail(f"{where}/{i}", reason)])
+
+
+def _invalid(path: str, reason: str) -> InvalidRequest:
+    return InvalidRequest(f"{path}: {reason}", [detail(path, reason)])
+
+
+class FunctionService:
+    def __init__(
+        self, nc: Client, registry: Registry, bundles: BundleStore, settings: Settings
+    ) -> None:
+        self.nc = nc
+        self.registry = registry
+        self.bundles = bundles
+        self.settings = settings
+
+    async def create(self, body: bytes) -> FunctionView:
+        req = decode_as(CreateFunctionRequest, body)
+        spec = req.compute_asset
+        ct = spec.collection_topic
+        if not req.name.strip() or len(req.name) > MAX_NAME_CHARS:
+            raise _invalid("/name", f"must be 1 to {MAX_NAME_CHARS} characters, not blank")
+        if not subjects.COLLECTION_TOPIC.match(ct):
+            raise _invalid("/compute_asset/collection_topic",
+                           f"{ct!r} must match {subjects.COLLECTION_TOPIC.pattern}")
+        if not 0 < spec.timeout <= self.settings.max_timeout_ms:
+            raise _invalid("/compute_asset/timeout",
+                           f"must be between 1 and {self.settings.max_timeout_ms} ms")
+        if req.monitor_config.ttl <= 0:
+            raise _invalid("/monitor_config/ttl", "must be a positive number of milliseconds")
+        memory = memory_mb(req.size)
+        check_env_vars(spec.env_vars, "/compute_asset/env_vars")
+        check_schema(req.schema.input, "/schema/input")
+        check_schema(req.schema.output, "/schema/output")
+        handler_file(spec.handler, spec.runtime)
+        bundle = decode_assets(spec.assets, max_bundle_bytes=self.settings.max_bundle_bytes)
+        await asyncio.to_thread(self._check_bundle, bundle, spec.handler, spec.runtime)
+
+        now = int(time.time())
+        digest = await self.bundles.put(bundle)
+        revision = Revision(
+            number=1,
+            created=now,
+            runtime=spec.runtime,
+            handler=spec.handler,
+            timeout=spec.timeout,
+            read_only_fs=spec.read_only_fs,
+            env_vars=spec.env_vars,
+            size=req.size,
+            memory_mb=memory,
+            schema=req.schema,
+            bundle=digest,
+            assets=[_meta(a, f) for a, f in zip(spec.assets, bundle.files, strict=True)],
+        )
+        service = await self.registry.create_first_revision(ct, revision)
+        written = [subjects.revision_key(ct, service, 1)]
+        try:
+            await self.registry.reserve_name(ct, req.name, service)
+            written.append(subjects.name_key(ct, name_hash(req.name)))
+            record = FunctionRecord(
+                collection_topic=ct,
+                service=service,
+                name=req.name,
+                description=req.description,
+                monitor_config=req.monitor_config,
+                created=now,
+                modified=now,
+                latest_revision=1,
+                aliases={"production": 1},
+            )
+            await self.registry.create_function(record)
+        except BaseException:
+            await self.registry.forget(written)
+            raise
+        view = function_view(record, revision, "created")
+        await self.nc.publish(subjects.event_subject(ct, service, "created"), encode(view))
+        return view
+
+    def _check_bundle(self, bundle: Bundle, handler: str, runtime: str) -> None:
+        """Unpack into a scratch dir once, so archive problems and a missing handler are 400s."""
+        scratch = Path(tempfile.mkdtemp(prefix="computebus-check-"))
+        try:
+            target = scratch / "w"
+            target.mkdir()
+            materialize(bundle, target, max_total_bytes=self.settings.max_bundle_bytes)
+            check_handler_present(target, handler, runtime)
+        finally:
+            remove_tree(scratch)
+
+    async def assets_of(self, revision: Revision) -> list[Asset]:
+        bundle = await self.bundles.get(revision.bundle)
+        return [_asset(meta, f.data) for meta, f in zip(revision.assets, bundle.files, strict=True)]
+
+
+def _meta(asset: Asset, file: BundleFile) -> AssetMeta:
+    return AssetMeta(
+        asset_name=asset.asset_name,
+        asset_type=asset.asset_type,
+        link=asset.link,
+        size=len(file.data),
+    )
+
+
+def _asset(meta: AssetMeta, data: bytes) -> Asset:
+    return Asset(
+        asset_name=meta.asset_name,
+        asset_value=base64.b64encode(data).decode(),
+        asset_type=meta.asset_type,
+        link=meta.link,
+    )
+
+
+def function_view(
+    record: FunctionRecord, revision: Revision, kind: str, assets: list[Asset] | None = None
+) -> FunctionView:
+    ct, ft = record.collection_topic, record.service
+    compute_asset = ComputeAssetView(
+        collection_topic=ct,
+        service=ft,
+        runtime=revision.runtime,
+        handler=revision.handler,
+        timeout=revision.timeout,
+        read_only_fs=revision.read_only_fs,
+    )
+    view = FunctionView(
+        description=record.description,
+        name=record.name,
+        runtime=revision.runtime,
+        subject=subjects.function_subject(ct, ft),
+        type=kind,
+        modified=record.modified,
+        compute_asset=compute_asset,
+        monitor_config=record.monitor_config,
+        schema=revision.schema,
+    )
+    if assets is not None:
+        compute_asset.env_vars = revision.env_vars
+        compute_asset.assets = assets
+        view.size = revision.size
+        view.revision = revision.number
+        view.aliases = record.aliases
+        view.created = record.created
+    return view
+

@@ -1,0 +1,257 @@
+"""One invocation, start to end: resolve the revision, validate the input, run the handler,
+validate the output, and write the monitor record. Transport-free: the worker feeds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import msgspec
+from nats.js.api import PubAck
+
+from bus.bundles import BundleStore
+from bus.monitor import MonitorStore
+from bus.registry_view import RegistryView
+from executor.instance import HandlerProcess, Logs, ProcessGone
+from executor.pool import InstancePool, RevisionKey, RevisionPool
+from executor.runtimes.commands import handler_argv, handler_env
+from executor.settings import Settings
+from executor.workspace import WorkspaceCache, handler_file
+from schemas.codec import decode_json
+from schemas.errors import (
+    ComputeError,
+    FunctionFailed,
+    HandlerNotFound,
+    InternalError,
+    InvalidInput,
+    InvalidOutput,
+    OutOfMemory,
+    PayloadTooLarge,
+    Timeout,
+    error_from_code,
+)
+from schemas.functions import FunctionRecord, Revision
+from schemas.handler_protocol import HandlerReply, HandlerRequest, request_encoder
+from schemas.invocations import HandlerContext, InvocationType, MonitorRecord
+from schemas.validation import CompiledSchema
+
+
+@dataclass(frozen=True)
+class Call:
+    collection_topic: str
+    service: str
+    payload: bytes
+    invocation_id: str
+    alias: str | None = None
+    revision: int | None = None
+    timeout_ms: int | None = None
+    invocation_type: InvocationType = "RequestResponse"
+
+
+@dataclass
+class Outcome:
+    """The result bytes or the error, plus the record and the future of its storage."""
+
+    result: bytes | None
+    error: ComputeError | None
+    record: MonitorRecord | None = None
+    stored: asyncio.Future[PubAck] | None = None
+
+
+@dataclass(frozen=True)
+class PreparedRevision:
+    key: RevisionKey
+    revision: Revision
+    handler_file: str
+    input_schema: CompiledSchema
+    output_schema: CompiledSchema
+    pool: RevisionPool
+
+
+class Invoker:
+    def __init__(
+        self,
+        *,
+        view: RegistryView,
+        bundles: BundleStore,
+        workspaces: WorkspaceCache,
+        instances: InstancePool,
+        monitor: MonitorStore,
+        settings: Settings,
+    ) -> None:
+        self.view = view
+        self.bundles = bundles
+        self.workspaces = workspaces
+        self.instances = instances
+        self.monitor = monitor
+        self.settings = settings
+        self._prepared: dict[RevisionKey, PreparedRevision] = {}
+        self._preparing: dict[RevisionKey, asyncio.Lock] = {}
+
+    async def invoke(self, call: Call) -> Outcome:
+        try:
+            function, revision = await self.view.resolve(
+                call.collection_topic, call.service, alias=call.alias, revision=call.revision
+            )
+        except ComputeError as exc:
+            return Outcome(None, exc)
+        started = time.time()
+        t0 = time.perf_counter()
+        logs = Logs("", False)
+        result: bytes | None = None
+        try:
+            prepared = await self.prepare(function, revision)
+            event = decode_json(call.payload, "/payload")
+            problems = prepared.input_schema.errors(event)
+            if problems:
+                raise InvalidInput("payload does not match the function's input schema", problems)
+            result, failure, logs = await self._run(prepared, call, started)
+            if failure is not None:
+                raise failure
+            assert result is not None
+            if len(result) > self.settings.max_payload_bytes:
+                raise PayloadTooLarge(
+                    f"the handler's result is {len(result)} bytes, over the "
+                    f"{self.settings.max_payload_bytes}-byte limit"
+                )
+            if not prepared.output_schema.accepts_anything:
+                problems = prepared.output_schema.errors(msgspec.json.decode(result))
+                if problems:
+                    raise InvalidOutput("result does not match the function's output schema", problems)
+            error: ComputeError | None = None
+        except ComputeError as exc:
+            error, result = exc, None
+        record = self._record(call, function, revision, started, t0, logs, result, error)
+        stored = await self.monitor.write(record, function.monitor_config.ttl)
+        return Outcome(result, error, record, stored)
+
+    async def _run(
+        self, prepared: PreparedRevision, call: Call, started: float
+    ) -> tuple[bytes | None, ComputeError | None, Logs]:
+        rev = prepared.revision
+        timeout_ms = min(rev.timeout, call.timeout_ms or rev.timeout)
+        context = HandlerContext(
+            invocation_id=call.invocation_id,
+            collection_topic=call.collection_topic,
+            service=call.service,
+            revision=rev.number,
+            deadline_ms=int(started * 1000) + timeout_ms,
+            memory_mb=rev.memory_mb,
+        )
+        request = request_encoder.encode(
+            HandlerRequest(event=msgspec.Raw(call.payload), context=context)
+        )
+        process = await prepared.pool.acquire()
+        try:
+            reply, logs = await process.invoke(request, timeout_ms / 1000)
+        except TimeoutError:
+            error = Timeout(f"the handler did not finish within {timeout_ms} ms")
+            return None, error, process.take_logs()
+        except ProcessGone as exc:
+            return None, FunctionFailed(f"the handler process died: {exc}"), process.take_logs()
+        finally:
+            await prepared.pool.release(process)
+        if not reply.ok:
+            return None, _reply_error(reply, prepared), logs
+        return bytes(reply.result), None, logs
+
+    async def prepare(self, function: FunctionRecord, revision: Revision) -> PreparedRevision:
+        """Everything per revision that can be done once: workspace, validators, pool."""
+        key = (function.collection_topic, function.service, revision.number)
+        prepared = self._prepared.get(key)
+        if prepared is not None:
+            return prepared
+        lock = self._preparing.setdefault(key, asyncio.Lock())
+        async with lock:
+            prepared = self._prepared.get(key)
+            if prepared is None:
+                prepared = await self._build(key, revision)
+                self._prepared[key] = prepared
+        self._preparing.pop(key, None)
+        return prepared
+
+    async def _build(self, key: RevisionKey, revision: Revision) -> PreparedRevision:
+        workspace = self.workspaces.path_for(revision.bundle)
+        if workspace is None:
+            bundle = await self.bundles.get(revision.bundle)
+            workspace = await asyncio.to_thread(self.workspaces.install, revision.bundle, bundle)
+        file, export = handler_file(revision.handler, revision.runtime)
+        argv = handler_argv(revision.runtime, file, export, workspace, revision.memory_mb)
+        env = handler_env(revision.env_vars, "/tmp")
+        log_cap = self.settings.log_cap_bytes
+
+        async def spawn() -> HandlerProcess:
+            return await HandlerProcess.spawn(argv, env=env, cwd=str(workspace), log_cap=log_cap)
+
+        return PreparedRevision(
+            key=key,
+            revision=revision,
+            handler_file=file,
+            input_schema=CompiledSchema(revision.schema.input),
+            output_schema=CompiledSchema(revision.schema.output),
+            pool=self.instances.for_revision(key, spawn),
+        )
+
+    async def forget_function(self, ct: str, ft: str) -> None:
+        """Drop what was prepared for a deleted function and stop its processes."""
+        for key in [k for k in self._prepared if k[:2] == (ct, ft)]:
+            self._prepared.pop(key, None)
+            await self.instances.retire(key)
+
+    def _record(
+        self,
+        call: Call,
+        function: FunctionRecord,
+        revision: Revision,
+        started: float,
+        t0: float,
+        logs: Logs,
+        result: bytes | None,
+        error: ComputeError | None,
+    ) -> MonitorRecord:
+        record = MonitorRecord(
+            invocation_id=call.invocation_id,
+            collection_topic=call.collection_topic,
+            service=call.service,
+            revision=revision.number,
+            status="failed" if error else "succeeded",
+            invocation_type=call.invocation_type,
+            started=int(started * 1000),
+            duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+            logs=logs.text,
+            logs_truncated=logs.truncated,
+        )
+        if error is not None:
+            record.error_code = error.code
+            record.error_message = error.message
+            record.error_details = error.details
+        if function.monitor_config.store_payload:
+            record.input = msgspec.Raw(call.payload)
+            if result is not None:
+                record.output = msgspec.Raw(result)
+        return record
+
+
+def _reply_error(reply: HandlerReply, prepared: PreparedRevision) -> ComputeError:
+    failure = reply.error
+    if failure is None:
+        return InternalError("the handler process sent an error without a reason")
+    if failure.code == "handler_not_found":
+        export = prepared.revision.handler.rsplit(".", 1)[-1]
+        return HandlerNotFound(
+            f"{prepared.handler_file} has no export {export!r}",
+            [{"file": prepared.handler_file, "export": export}],
+        )
+    if failure.code == "function_error":
+        return FunctionFailed(
+            f"the handler raised {failure.type}: {failure.message}",
+            [{"type": failure.type, "message": failure.message}],
+        )
+    if failure.code == "out_of_memory":
+        return OutOfMemory(failure.message)
+    if failure.code == "invalid_output":
+        return InvalidOutput(failure.message, [{"type": failure.type, "message": failure.message}])
+    return error_from_code(failure.code, failure.message)
+

@@ -1,0 +1,134 @@
+"""Warm handler processes, pooled per revision: reuse an idle one, start one, or wait for one.
+
+A revision key is (collection_topic, service, revision number), so a new revision never gets an
+old revision's process. Idle processes are killed after ``idle_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from executor.instance import HandlerProcess
+from schemas.errors import Overloaded
+
+RevisionKey = tuple[str, str, int]
+Spawner = Callable[[], Awaitable[HandlerProcess]]
+
+
+class RevisionPool:
+    def __init__(self, spawn: Spawner, max_size: int, max_waiters: int) -> None:
+        self._spawn = spawn
+        self._max_size = max_size
+        self._max_waiters = max_waiters
+        self._idle: list[HandlerProcess] = []
+        self._size = 0
+        self._waiters = 0
+        self._closed = False
+        self._available = asyncio.Condition()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def acquire(self) -> HandlerProcess:
+        async with self._available:
+            while True:
+                while self._idle:
+                    process = self._idle.pop()
+                    if process.alive:
+                        return process
+                    self._size -= 1
+                if self._size < self._max_size:
+                    self._size += 1
+                    break
+                if self._waiters >= self._max_waiters:
+                    raise Overloaded("too many invocations are waiting for this function")
+                self._waiters += 1
+                try:
+                    await self._available.wait()
+                finally:
+                    self._waiters -= 1
+        try:
+            return await self._spawn()
+        except BaseException:
+            await self._forget_one()
+            raise
+
+    async def release(self, process: HandlerProcess) -> None:
+        """Give ``process`` back; a dead one (or any, once closed) is reaped and frees its slot."""
+        keep = process.alive and not self._closed
+        async with self._available:
+            if keep:
+                self._idle.append(process)
+            else:
+                self._size -= 1
+            self._available.notify()
+        if not keep:
+            await process.kill()
+
+    async def _forget_one(self) -> None:
+        async with self._available:
+            self._size -= 1
+            self._available.notify()
+
+    async def reap_idle(self, idle_s: float) -> None:
+        cutoff = time.monotonic() - idle_s
+        async with self._available:
+            stale = [p for p in self._idle if p.last_used < cutoff or not p.alive]
+            self._idle = [p for p in self._idle if p not in stale]
+            self._size -= len(stale)
+            if stale:
+                self._available.notify(len(stale))
+        for process in stale:
+            await process.kill()
+
+    async def close(self) -> None:
+        self._closed = True
+        async with self._available:
+            idle, self._idle = self._idle, []
+            self._size -= len(idle)
+        for process in idle:
+            await process.kill()
+
+
+class InstancePool:
+    def __init__(self, *, max_per_revision: int, max_waiters: int, idle_s: float) -> None:
+        self._pools: dict[RevisionKey, RevisionPool] = {}
+        self._max_per_revision = max_per_revision
+        self._max_waiters = max_waiters
+        self._idle_s = idle_s
+        self._reaper: asyncio.Task[None] | None = None
+
+    def for_revision(self, key: RevisionKey, spawn: Spawner) -> RevisionPool:
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = RevisionPool(spawn, self._max_per_revision, self._max_waiters)
+        return pool
+
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self._idle_s / 2))
+            for key, pool in list(self._pools.items()):
+                await pool.reap_idle(self._idle_s)
+                if pool.size == 0:
+                    self._pools.pop(key, None)
+
+    async def retire(self, key: RevisionKey) -> None:
+        pool = self._pools.pop(key, None)
+        if pool is not None:
+            await pool.close()
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for pool in list(self._pools.values()):
+            await pool.close()
+        self._pools.clear()

@@ -1,0 +1,156 @@
+"""The two roles, each runnable alone against any NATS: the HTTP API and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import uvicorn
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from bus.bundles import BundleStore
+from bus.connect import connect
+from bus.monitor import MonitorStore
+from bus.registry import Registry
+from bus.registry_view import RegistryView
+from executor.api.app import build_app
+from executor.api.context import ApiContext
+from executor.function_service import FunctionService
+from executor.invocation import Invoker
+from executor.pool import InstancePool
+from executor.settings import Settings
+from executor.worker import Worker
+from executor.workspace import WorkspaceCache
+
+log = logging.getLogger("computebus")
+
+
+@dataclass
+class Bus:
+    nc: Client
+    js: JetStreamContext
+    registry: Registry
+    bundles: BundleStore
+    monitor: MonitorStore
+    view: RegistryView
+
+    @classmethod
+    async def open(cls, url: str, name: str, settings: Settings) -> Bus:
+        nc = await connect(url, name=name)
+        js = nc.jetstream()
+        registry = await Registry.open(js)
+        view = RegistryView(registry)
+        await view.start()
+        return cls(
+            nc=nc,
+            js=js,
+            registry=registry,
+            bundles=await BundleStore.open(js),
+            monitor=await MonitorStore.open(js, max_bytes=settings.monitor_max_bytes),
+            view=view,
+        )
+
+    async def close(self) -> None:
+        await self.view.close()
+        with contextlib.suppress(Exception):
+            await self.js.publish_async_completed()
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+
+def isolation_level() -> str:
+    return "process"
+
+
+async def run_worker(url: str, settings: Settings, stop: asyncio.Event,
+                     on_ready: Callable[[], None] | None = None) -> None:
+    bus = await Bus.open(url, "computebus-worker", settings)
+    instances = InstancePool(
+        max_per_revision=settings.pool_per_revision,
+        max_waiters=settings.pool_max_waiters,
+        idle_s=settings.idle_s,
+    )
+    workspaces_dir = settings.data_dir / "workspaces"
+    workspaces_dir.mkdir(parents=True, exist_ok=True)
+    invoker = Invoker(
+        view=bus.view,
+        bundles=bus.bundles,
+        workspaces=WorkspaceCache(workspaces_dir, max_total_bytes=settings.max_bundle_bytes * 4),
+        instances=instances,
+        monitor=bus.monitor,
+        settings=settings,
+    )
+    worker = Worker(bus.nc, invoker, settings, isolation_level())
+    instances.start()
+    await worker.start()
+    log.info("worker %s ready", worker.id)
+    if on_ready:
+        on_ready()
+    try:
+        await stop.wait()
+    finally:
+        await worker.drain(settings.drain_s)
+        await bus.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the caller's stop event is the only trigger."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_api(url: str, settings: Settings, stop: asyncio.Event,
+                  on_ready: Callable[[str], None] | None = None) -> None:
+    bus = await Bus.open(url, "computebus-api", settings)
+    ctx = ApiContext(
+        nc=bus.nc,
+        registry=bus.registry,
+        view=bus.view,
+        bundles=bus.bundles,
+        monitor=bus.monitor,
+        functions=FunctionService(bus.nc, bus.registry, bus.bundles, settings),
+        settings=settings,
+    )
+    sock = bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        build_app(ctx),
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.drain_s),
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started and on_ready:
+            shown = f"[{host}]" if ":" in host else host
+            on_ready(f"http://{shown}:{port}")
+        await asyncio.wait([serving, asyncio.create_task(stop.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+        await bus.close()

@@ -1,0 +1,115 @@
+// Runs inside a Node.js handler process; loads nothing of computebus.
+// argv: workspace, handler file (relative), export name, request fd, reply fd.
+// Frames on both pipes are a 4-byte big-endian length and a JSON document.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+const [workspace, relFile, exportName, reqFd, replyFd] = process.argv.slice(2);
+process.chdir(workspace);
+
+let handler = null;
+let pending = Buffer.alloc(0);
+let busy = false;
+let current = null;
+
+function writeReply(text) {
+  const body = Buffer.from(text);
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(body.length, 0);
+  const data = Buffer.concat([header, body]);
+  let off = 0;
+  while (off < data.length) {
+    try {
+      off += fs.writeSync(Number(replyFd), data, off, data.length - off);
+    } catch (err) {
+      if (err.code !== 'EAGAIN') throw err;
+    }
+  }
+}
+
+function error(code, type, message) {
+  return JSON.stringify({ ok: false, error: { code, type: String(type), message: String(message) } });
+}
+
+function finish(reply) {
+  if (current === null) return;
+  current = null;
+  writeReply(reply);
+  busy = false;
+  setImmediate(pump);
+}
+
+function load() {
+  const mod = require(path.join(workspace, relFile));
+  const fn = mod && mod[exportName];
+  if (typeof fn !== 'function') {
+    const err = new Error(`${relFile} has no function export '${exportName}'`);
+    err.notFound = true;
+    throw err;
+  }
+  return fn;
+}
+
+async function run(request) {
+  if (handler === null) {
+    try {
+      handler = load();
+    } catch (err) {
+      if (err.notFound) {
+        finish(error('handler_not_found', 'HandlerNotFound', err.message));
+      } else {
+        console.error(err && err.stack ? err.stack : err);
+        finish(error('function_error', (err && err.name) || 'Error', err && err.message));
+      }
+      process.exit(0);
+    }
+  }
+  let result;
+  try {
+    result = await handler(request.event, request.context);
+  } catch (err) {
+    console.error(err && err.stack ? err.stack : err);
+    finish(error('function_error', (err && err.name) || typeof err, err && err.message !== undefined ? err.message : err));
+    return;
+  }
+  if (result === undefined) result = null;
+  let encoded;
+  try {
+    encoded = JSON.stringify(result);
+  } catch (err) {
+    finish(error('invalid_output', err.name, `result is not JSON: ${err.message}`));
+    return;
+  }
+  if (encoded === undefined) {
+    finish(error('invalid_output', 'TypeError', `result is not JSON: a ${typeof result}`));
+    return;
+  }
+  finish('{"ok":true,"result":' + encoded + '}');
+}
+
+function pump() {
+  if (busy || pending.length < 4) return;
+  const size = pending.readUInt32BE(0);
+  if (pending.length < 4 + size) return;
+  const body = pending.subarray(4, 4 + size);
+  pending = pending.subarray(4 + size);
+  busy = true;
+  current = JSON.parse(body.toString('utf8'));
+  run(current);
+}
+
+process.on('uncaughtException', (err) => {
+  console.error(err && err.stack ? err.stack : err);
+  finish(error('function_error', (err && err.name) || 'Error', err && err.message));
+});
+process.on('unhandledRejection', (err) => {
+  console.error('unhandled rejection:', err && err.stack ? err.stack : err);
+});
+
+const input = fs.createReadStream(null, { fd: Number(reqFd), highWaterMark: 1 << 16 });
+input.on('data', (chunk) => {
+  pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+  pump();
+});
+input.on('end', () => process.exit(0));

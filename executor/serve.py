@@ -1,0 +1,92 @@
+"""``computebus serve``: an embedded nats-server, a worker process and the API, drained together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+import nats.errors
+
+from bus import subjects
+from bus.connect import connect
+from bus.embedded import EmbeddedNats, start_embedded_nats
+from executor.roles import run_api
+from executor.settings import Settings
+
+log = logging.getLogger("computebus")
+WORKER_READY_S = 60.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the worker child before exec: if serve is killed outright, the worker goes too."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def _start_worker(url: str, settings: Settings) -> asyncio.subprocess.Process:
+    env = {**os.environ, "NATS_URL": url, "COMPUTEBUS_DATA_DIR": str(settings.data_dir)}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "executor.cli", "worker",
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+
+
+async def _wait_for_worker(url: str, worker: asyncio.subprocess.Process) -> None:
+    nc = await connect(url, name="computebus-serve")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WORKER_READY_S
+        while loop.time() < deadline:
+            if worker.returncode is not None:
+                raise RuntimeError(f"the worker exited with code {worker.returncode} at start-up")
+            try:
+                await nc.request(subjects.WORKER_PING, b"", timeout=0.5)
+                return
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the worker did not become ready in time")
+    finally:
+        await nc.close()
+
+
+async def _stop_worker(worker: asyncio.subprocess.Process, drain_s: float) -> None:
+    if worker.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            worker.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(worker.wait(), drain_s + 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                worker.kill()
+            await worker.wait()
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> int:
+    embedded: EmbeddedNats | None = None
+    url = settings.nats_url
+    if not url:
+        embedded = await start_embedded_nats(settings.data_dir / "nats")
+        url = embedded.url
+    worker: asyncio.subprocess.Process | None = None
+    try:
+        worker = await _start_worker(url, settings)
+        await _wait_for_worker(url, worker)
+
+        def ready(api_url: str) -> None:
+            print(f"computebus ready api={api_url} nats={url}", flush=True)
+
+        await run_api(url, settings, stop, on_ready=ready)
+        return 0
+    finally:
+        if worker is not None:
+            await _stop_worker(worker, settings.drain_s)
+        if embedded is not None:
+            await embedded.stop()

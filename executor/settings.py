@@ -1,0 +1,83 @@
+"""Configuration: one pure ``Settings.from_env(mapping)`` that refuses bad values at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".computebus")
+    nats_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 64 * MIB
+    max_payload_bytes: int = 6 * MIB
+    max_bundle_bytes: int = 50 * MIB
+    max_timeout_ms: int = 900_000
+    log_cap_bytes: int = 64 * 1024
+    pool_per_revision: int = 4
+    pool_max_waiters: int = 256
+    idle_s: float = 300.0
+    worker_concurrency: int = 256
+    monitor_max_bytes: int = 1024 * MIB
+    drain_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read ``COMPUTEBUS_<FIELD>`` (and ``NATS_URL``); raise ``SettingsError`` on bad values."""
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            name = "NATS_URL" if field.name == "nats_url" else f"COMPUTEBUS_{field.name.upper()}"
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(name, raw, _PARSERS[field.name])
+        return cls(**values).checked()
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None}).checked()
+
+    def checked(self) -> Settings:
+        for name in ("max_body_bytes", "max_payload_bytes", "max_bundle_bytes", "max_timeout_ms",
+                     "log_cap_bytes", "pool_per_revision", "worker_concurrency", "idle_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port must be 0-65535, got {self.port}")
+        return self
+
+
+def _parse(name: str, raw: str, parser: Callable[[str], Any]) -> Any:
+    try:
+        return parser(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r}: {exc}") from None
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "data_dir": Path,
+    "nats_url": str,
+    "host": str,
+    "port": int,
+    "max_body_bytes": int,
+    "max_payload_bytes": int,
+    "max_bundle_bytes": int,
+    "max_timeout_ms": int,
+    "log_cap_bytes": int,
+    "pool_per_revision": int,
+    "pool_max_waiters": int,
+    "idle_s": float,
+    "worker_concurrency": int,
+    "monitor_max_bytes": int,
+    "drain_s": float,
+}

@@ -1,0 +1,187 @@
+"""The worker: takes invocations from NATS (queue group), runs them, replies, drains on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from bus import subjects
+from executor.invocation import Call, Invoker, Outcome
+from executor.settings import Settings
+from schemas.codec import encode
+from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
+
+log = logging.getLogger("computebus.worker")
+
+H_ALIAS = "Compute-Alias"
+H_REVISION = "Compute-Revision"
+H_TIMEOUT = "Compute-Timeout-Ms"
+H_INVOCATION_ID = "Compute-Invocation-Id"
+H_ERROR = "Nats-Service-Error"
+H_ERROR_CODE = "Nats-Service-Error-Code"
+H_RETRY_AFTER = "Retry-After"
+_RECORD_ACK_S = 10.0
+
+
+def new_invocation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def check_invocation_id(value: str) -> str:
+    if not subjects.COLLECTION_TOPIC.match(value):
+        raise InvalidRequest(
+            f"{H_INVOCATION_ID} must match {subjects.COLLECTION_TOPIC.pattern}",
+            [{"path": H_INVOCATION_ID, "message": "not a valid invocation id"}],
+        )
+    return value
+
+
+def error_headers(error: ComputeError, invocation_id: str) -> dict[str, str]:
+    headers = {
+        H_INVOCATION_ID: invocation_id,
+        H_ERROR: error.message[:512],
+        H_ERROR_CODE: str(error.status),
+    }
+    if isinstance(error, Overloaded):
+        headers[H_RETRY_AFTER] = str(error.retry_after_s)
+    return headers
+
+
+class Worker:
+    def __init__(self, nc: Client, invoker: Invoker, settings: Settings, isolation: str) -> None:
+        self.nc = nc
+        self.invoker = invoker
+        self.settings = settings
+        self.isolation = isolation
+        self.id = f"{socket.gethostname()}-{os.getpid()}"
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = False
+
+    async def start(self) -> None:
+        self._accepting = True
+        self._subs.append(
+            await self.nc.subscribe(
+                subjects.INVOKE_WILDCARD,
+                queue=subjects.WORKER_QUEUE,
+                cb=self._on_invoke,
+                pending_msgs_limit=65536,
+                pending_bytes_limit=512 * 1024 * 1024,
+            )
+        )
+        self._subs.append(await self.nc.subscribe(subjects.WORKER_PING, cb=self._on_ping))
+        self.invoker.view.on_function_gone.append(self._function_gone)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def _on_ping(self, msg: Msg) -> None:
+        if msg.reply:
+            await msg.respond(encode({"worker": self.id, "isolation": self.isolation}))
+
+    async def _on_invoke(self, msg: Msg) -> None:
+        if not msg.reply:
+            log.warning("dropping an invocation on %s without a reply subject", msg.subject)
+            return
+        if not self._accepting or len(self._tasks) >= self.settings.worker_concurrency:
+            error = Overloaded("the worker is at capacity; retry shortly")
+            await self._reply_error(msg, error, msg.headers.get(H_INVOCATION_ID, "") if msg.headers else "")
+            return
+        task = asyncio.create_task(self._handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        invocation_id = headers.get(H_INVOCATION_ID) or new_invocation_id()
+        try:
+            call = self._call_from(msg, headers, invocation_id)
+            outcome = await self.invoker.invoke(call)
+        except ComputeError as exc:
+            outcome = Outcome(None, exc)
+        except Exception:
+            log.exception("invocation %s failed inside the worker", invocation_id)
+            outcome = Outcome(None, InternalError("the worker failed to run the invocation"))
+        if outcome.error is None:
+            assert outcome.result is not None
+            await self.nc.publish(
+                msg.reply, outcome.result, headers={H_INVOCATION_ID: invocation_id}
+            )
+        else:
+            await self._reply_error(msg, outcome.error, invocation_id)
+        await self._finish_record(outcome)
+
+    def _call_from(self, msg: Msg, headers: dict[str, str], invocation_id: str) -> Call:
+        parsed = subjects.parse_function_subject(msg.subject)
+        if parsed is None:
+            raise InvalidRequest(f"{msg.subject} is not a function subject")
+        return Call(
+            collection_topic=parsed[0],
+            service=parsed[1],
+            payload=msg.data or b"null",
+            invocation_id=check_invocation_id(invocation_id),
+            alias=headers.get(H_ALIAS) or None,
+            revision=_positive_int(headers, H_REVISION),
+            timeout_ms=_positive_int(headers, H_TIMEOUT),
+        )
+
+    async def _reply_error(self, msg: Msg, error: ComputeError, invocation_id: str) -> None:
+        await self.nc.publish(
+            msg.reply, encode(error.to_body()), headers=error_headers(error, invocation_id)
+        )
+
+    async def _finish_record(self, outcome: Outcome) -> None:
+        record = outcome.record
+        if record is None or outcome.stored is None:
+            return
+        try:
+            await asyncio.wait_for(outcome.stored, _RECORD_ACK_S)
+        except Exception as exc:
+            log.error("monitor record %s was not stored: %s", record.invocation_id, exc)
+        await self.nc.publish(
+            subjects.result_subject(record.collection_topic, record.service, record.status),
+            encode(record),
+        )
+
+    def _function_gone(self, ct: str, ft: str) -> None:
+        task = asyncio.create_task(self.invoker.forget_function(ct, ft))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, deadline_s: float) -> None:
+        """Stop taking work, let what is running finish within ``deadline_s``, then stop.
+
+        Draining the subscriptions first still runs the messages already delivered to us.
+        """
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.drain()
+        self._accepting = False
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=deadline_s)
+            for task in late:
+                task.cancel()
+        await self.invoker.instances.close()
+
+
+def _positive_int(headers: dict[str, str], name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InvalidRequest(f"header {name} must be a positive integer, got {raw!r}",
+                             [{"path": name, "message": "must be a positive integer"}])
+    return value
