@@ -1,13 +1,21 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 
 from bus.connect import connect
 from bus.embedded import EmbeddedNats, start_embedded_nats
+from executor.roles import run_api, run_worker
+from executor.settings import Settings
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -27,3 +35,127 @@ async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
     finally:
         if not client.is_closed:
             await client.drain()
+
+
+# The whole stack in the test process: a worker and the HTTP API (real uvicorn on a free port)
+# against the session's nats-server. Handler processes are real node and python processes.
+
+
+@dataclass
+class Stack:
+    api: str
+    nats_url: str
+    settings: Settings
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stack(
+    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("computebus"), port=0, idle_s=60.0, drain_s=5.0
+    )
+    stop = asyncio.Event()
+    worker_ready = asyncio.Event()
+    api_url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    worker = asyncio.create_task(
+        run_worker(nats_server.url, settings, stop, on_ready=worker_ready.set)
+    )
+    api = asyncio.create_task(
+        run_api(nats_server.url, settings, stop, on_ready=api_url.set_result)
+    )
+    await asyncio.wait_for(worker_ready.wait(), 30)
+    url = await asyncio.wait_for(api_url, 30)
+    try:
+        yield Stack(api=url, nats_url=nats_server.url, settings=settings)
+    finally:
+        stop.set()
+        await asyncio.gather(worker, api)
+
+
+@pytest_asyncio.fixture
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.api, timeout=60) as client:
+        yield client
+
+
+def b64(data: str | bytes) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode()
+
+
+def function_body(
+    files: dict[str, str | bytes],
+    *,
+    runtime: str = "nodejs",
+    handler: str = "index.handler",
+    collection: str = "tests",
+    name: str | None = None,
+    timeout: int = 10_000,
+    schema: dict[str, Any] | None = None,
+    store_payload: bool = True,
+    ttl: int = 600_000,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A create body; every call gets a fresh name unless one is given."""
+    body: dict[str, Any] = {
+        "name": name or f"fn-{uuid.uuid4().hex[:12]}",
+        "compute_asset": {
+            "collection_topic": collection,
+            "handler": handler,
+            "runtime": runtime,
+            "timeout": timeout,
+            "assets": [{"asset_name": n, "asset_value": b64(v)} for n, v in files.items()],
+        },
+        "monitor_config": {"ttl": ttl, "store_payload": store_payload},
+        **extra,
+    }
+    if schema is not None:
+        body["schema"] = schema
+    return body
+
+
+@dataclass
+class Fn:
+    collection: str
+    service: str
+    body: dict[str, Any]
+
+    @property
+    def path(self) -> str:
+        return f"/compute/functions/{self.collection}/{self.service}"
+
+    @property
+    def subject(self) -> str:
+        return f"ms.compute.{self.collection}.function.{self.service}"
+
+
+MakeFunction = Callable[..., Awaitable[Fn]]
+
+
+@pytest.fixture
+def make_function(http: httpx.AsyncClient) -> MakeFunction:
+    """Create a function from ``files`` (name -> source) and return where it lives."""
+
+    async def make(files: dict[str, str | bytes], **options: Any) -> Fn:
+        body = function_body(files, **options)
+        response = await http.post("/compute/functions", json=body)
+        assert response.status_code == 201, response.text
+        created = response.json()["body"]
+        return Fn(body["compute_asset"]["collection_topic"], created["compute_asset"]["service"], body)
+
+    return make
+
+
+async def wait_for_record(
+    http: httpx.AsyncClient, fn: Fn, invocation_id: str, timeout: float = 5.0
+) -> dict[str, Any]:
+    """The monitor record of ``invocation_id`` (written right after the reply, so poll briefly)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await http.get(f"{fn.path}/invocations/{invocation_id}")
+        if response.status_code == 200:
+            record: dict[str, Any] = response.json()["body"]
+            return record
+        assert asyncio.get_running_loop().time() < deadline, response.text
+        await asyncio.sleep(0.05)
