@@ -1,0 +1,260 @@
+"""``computebus bench``: invoke throughput and latency beside bare baselines, in one run.
+
+Each system under test runs in its own processes; the load comes from this process over
+loopback with a small keep-alive HTTP/1.1 client (httpx would be the bottleneck) and nats-py.
+Figures are printed as ratios to the bare baselines because the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import nats
+
+from bus.embedded import start_embedded_nats
+
+BARE_HTTP_APP = """
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+async def echo(request: Request) -> Response:
+    return Response(b'{"body":' + await request.body() + b'}', media_type="application/json")
+
+app = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
+            log_level="warning", access_log=False, lifespan="off")
+"""
+
+BARE_NATS_ECHO = """
+import asyncio, sys, nats, uvloop
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    async def echo(msg):
+        await msg.respond(msg.data)
+    await nc.subscribe("bench.echo", queue="bench", cb=echo)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
+
+NOOP = "exports.handler = async () => null;\n"
+
+
+@dataclass
+class Figures:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+    def line(self, name: str) -> str:
+        return f"{name:<28} {self.rps:>9.0f} req/s   p50 {self.p50_ms:7.3f} ms   p99 {self.p99_ms:7.3f} ms"
+
+
+class RawHttp:
+    """One keep-alive HTTP/1.1 connection that POSTs a fixed request and reads the answer."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> RawHttp:
+        return cls(*await asyncio.open_connection(host, port))
+
+    async def post(self, request: bytes) -> int:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def http_request(host: str, port: int, path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def measure(call: Callable[[], Awaitable[None]], *, seconds: float, concurrency: int,
+                  samples: int) -> Figures:
+    for _ in range(200):
+        await call()
+    latencies = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        await call()
+        latencies.append(time.perf_counter() - t)
+    latencies.sort()
+    done = 0
+    end = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        nonlocal done
+        while time.perf_counter() < end:
+            await call()
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return Figures(
+        rps=done / elapsed,
+        p50_ms=statistics.median(latencies) * 1000,
+        p99_ms=latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    )
+
+
+async def http_caller(host: str, port: int, path: str, body: bytes, pool_size: int
+                      ) -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
+    conns = [await RawHttp.open(host, port) for _ in range(pool_size)]
+    idle = list(conns)
+    request = http_request(host, port, path, body)
+
+    async def call() -> None:
+        conn = idle.pop()
+        try:
+            status = await conn.post(request)
+        finally:
+            idle.append(conn)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status} from {path}")
+
+    def close() -> None:
+        for conn in conns:
+            conn.close()
+
+    return call, close
+
+
+@contextlib.asynccontextmanager
+async def child(*argv: str, env: dict[str, str] | None = None,
+                ready: bytes) -> AsyncIterator[tuple[asyncio.subprocess.Process, bytes]]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True
+    )
+    assert proc.stdout is not None
+    try:
+        line = b""
+        while ready not in line:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if not line:
+                raise RuntimeError(f"{argv[0]} exited before it was ready")
+        yield proc, line
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
+    results: dict[str, Figures] = {}
+    opts = {"seconds": seconds, "concurrency": concurrency, "samples": samples}
+    with tempfile.TemporaryDirectory(prefix="computebus-bench-") as tmp:
+        port = free_port()
+        async with child(sys.executable, "-c", BARE_HTTP_APP, str(port), ready=b"",
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"}):
+            await _wait_http(port)
+            call, close = await http_caller("127.0.0.1", port, "/echo", b"null", concurrency)
+            results["bare starlette echo"] = await measure(call, **opts)
+            close()
+
+        server = await start_embedded_nats(Path(tmp) / "bare-nats")
+        try:
+            async with child(sys.executable, "-c", BARE_NATS_ECHO, server.url, ready=b"ready"):
+                nc = await nats.connect(server.url)
+                results["bare nats echo"] = await measure(
+                    lambda: nc.request("bench.echo", b"null", timeout=10), **opts
+                )
+                await nc.close()
+        finally:
+            await server.stop()
+
+        env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
+        async with child(sys.executable, "-m", "executor.cli", "serve", "--port", "0",
+                         "--data-dir", str(Path(tmp) / "cb"), env=env,
+                         ready=b"computebus ready") as (_, line):
+            fields = dict(part.split("=", 1) for part in line.decode().split()[2:])
+            api, nats_url = fields["api"], fields["nats"]
+            ct, ft = await _create_noop(api)
+            api_port = int(api.rsplit(":", 1)[1])
+            path = f"/compute/functions/{ct}/{ft}/invoke"
+            call, close = await http_caller("127.0.0.1", api_port, path, b'{"payload":null}', concurrency)
+            results["computebus http invoke"] = await measure(call, **opts)
+            close()
+            nc = await nats.connect(nats_url)
+            subject = f"ms.compute.{ct}.function.{ft}"
+            results["computebus nats invoke"] = await measure(
+                lambda: nc.request(subject, b"null", timeout=10), **opts
+            )
+            await nc.close()
+
+    for name, figures in results.items():
+        print(figures.line(name))
+    http_ratio = results["computebus http invoke"].rps / results["bare starlette echo"].rps
+    nats_ratio = results["computebus nats invoke"].p50_ms / results["bare nats echo"].p50_ms
+    print(f"http throughput vs bare starlette: {http_ratio:.2f}x (aim >= 0.4x)")
+    print(f"nats p50 latency vs bare nats echo: {nats_ratio:.2f}x (aim <= 1.5x)")
+    print(json.dumps({k: vars(v) for k, v in results.items()} | {
+        "http_throughput_ratio": round(http_ratio, 3), "nats_p50_ratio": round(nats_ratio, 3)}))
+    return 0
+
+
+async def _wait_http(port: int) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                await client.post(f"http://127.0.0.1:{port}/echo", content=b"null")
+                return
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the bare starlette echo did not start")
+
+
+async def _create_noop(api: str) -> tuple[str, str]:
+    body = {
+        "name": "bench-noop",
+        "compute_asset": {
+            "collection_topic": "bench",
+            "handler": "index.handler",
+            "assets": [{"asset_name": "index.js", "asset_value": base64.b64encode(NOOP.encode()).decode()}],
+        },
+        "monitor_config": {"ttl": 60_000, "store_payload": False},
+    }
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        response = await client.post("/compute/functions", json=body)
+        response.raise_for_status()
+        return "bench", response.json()["body"]["compute_asset"]["service"]
