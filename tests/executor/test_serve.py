@@ -1,0 +1,139 @@
+"""``computebus serve`` as a user runs it: a real process tree, driven over HTTP and NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from bus.embedded import EmbeddedNats
+from tests.conftest import function_body
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def start_serve(*extra: str, env: dict[str, str] | None = None
+                      ) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "executor.cli", "serve", "--port", "0", *extra,
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    assert line.startswith(b"computebus ready "), line
+    fields = dict(part.split("=", 1) for part in line.decode().split()[2:])
+    return proc, fields
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, str]]]:
+    proc, fields = await start_serve("--data-dir", str(tmp_path / "data"))
+    try:
+        yield proc, fields
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_serve_runs_a_function_and_stops_cleanly_on_sigterm(
+    served: tuple[asyncio.subprocess.Process, dict[str, str]],
+) -> None:
+    proc, fields = served
+    assert fields["api"].startswith("http://127.0.0.1:")
+    async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["workers"] >= 1
+        body = function_body({"index.py": "def handler(e, c):\n    return {'twice': e * 2}\n"},
+                             runtime="python", collection="served")
+        created = await http.post("/compute/functions", json=body)
+        assert created.status_code == 201, created.text
+        service = created.json()["body"]["compute_asset"]["service"]
+        answer = await http.post(f"/compute/functions/served/{service}/invoke", json={"payload": 21})
+        assert answer.json() == {"body": {"twice": 42}}
+
+    # The printed NATS URL works as it is (credentials included).
+    nc = await nats.connect(fields["nats"])
+    reply = await nc.request(f"ms.compute.served.function.{service}", b"4", timeout=10)
+    assert reply.data == b'{"twice":8}'
+    await nc.close()
+
+    tree = descendants(proc.pid)
+    assert len(tree) >= 3  # nats-server, the worker, a warm handler process
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+    for _ in range(50):
+        if not any(alive(pid) for pid in tree):
+            break
+        await asyncio.sleep(0.1)
+    assert [pid for pid in tree if alive(pid)] == []
+
+
+async def test_serve_uses_an_existing_nats_when_given_one(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    proc, fields = await start_serve("--data-dir", str(tmp_path / "d"),
+                                     env={"NATS_URL": nats_server.url})
+    try:
+        assert fields["nats"] == nats_server.url
+        assert not (tmp_path / "d" / "nats").exists()
+        async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
+            assert (await http.get("/readyz")).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
+async def test_a_restarted_serve_still_knows_its_functions(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    proc, fields = await start_serve("--data-dir", data)
+    try:
+        async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
+            body = function_body({"index.js": "exports.handler = async () => 'kept';"}, collection="keep")
+            service = (await http.post("/compute/functions", json=body)).json()["body"]["compute_asset"]["service"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+    proc, fields = await start_serve("--data-dir", data)
+    try:
+        async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
+            answer = await http.post(f"/compute/functions/keep/{service}/invoke", json={})
+            assert answer.json() == {"body": "kept"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
