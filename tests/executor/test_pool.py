@@ -1,0 +1,94 @@
+"""The warm pool on its own, with real python handler processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import msgspec
+
+from executor.instance import HandlerProcess
+from executor.pool import InstancePool, Spawner
+from executor.runtimes.commands import handler_argv, handler_env
+from schemas.handler_protocol import HandlerRequest, request_encoder
+from schemas.invocations import HandlerContext
+
+PID_HANDLER = "import os\ndef handler(event, context):\n    return os.getpid()\n"
+
+
+def spawner(tmp_path: Path, name: str) -> Spawner:
+    workspace = tmp_path / name
+    workspace.mkdir()
+    (workspace / "index.py").write_text(PID_HANDLER)
+    argv = handler_argv("python", "index.py", "handler", workspace, 256)
+
+    async def spawn() -> HandlerProcess:
+        return await HandlerProcess.spawn(
+            argv, env=handler_env([], "/tmp"), cwd=str(workspace), log_cap=1024
+        )
+
+    return spawn
+
+
+def request() -> bytes:
+    context = HandlerContext(invocation_id="i", collection_topic="c", service="000000001",
+                             revision=1, deadline_ms=0, memory_mb=256)
+    return request_encoder.encode(HandlerRequest(event=msgspec.Raw(b"null"), context=context))
+
+
+async def pid_from(pool: InstancePool, key: tuple[str, str, int], spawn: Spawner) -> int:
+    revision_pool = pool.for_revision(key, spawn)
+    process = await revision_pool.acquire()
+    try:
+        reply, _ = await process.invoke(request(), 10)
+    finally:
+        await revision_pool.release(process)
+    pid: int = msgspec.json.decode(bytes(reply.result))
+    return pid
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_a_process_is_reused_within_a_revision_and_never_across(tmp_path: Path) -> None:
+    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=60)
+    try:
+        rev1, rev2 = ("c", "000000001", 1), ("c", "000000001", 2)
+        spawn1, spawn2 = spawner(tmp_path, "r1"), spawner(tmp_path, "r2")
+        first = await pid_from(pool, rev1, spawn1)
+        assert await pid_from(pool, rev1, spawn1) == first
+        assert await pid_from(pool, rev2, spawn2) != first
+    finally:
+        await pool.close()
+    assert gone(first)
+
+
+async def test_idle_processes_are_stopped_after_the_idle_time(tmp_path: Path) -> None:
+    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=0.4)
+    pool.start()
+    try:
+        pid = await pid_from(pool, ("c", "000000002", 1), spawner(tmp_path, "idle"))
+        for _ in range(60):
+            if gone(pid):
+                break
+            await asyncio.sleep(0.1)
+        assert gone(pid)
+    finally:
+        await pool.close()
+
+
+async def test_at_most_max_per_revision_processes_run_at_once(tmp_path: Path) -> None:
+    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=60)
+    try:
+        key = ("c", "000000003", 1)
+        spawn = spawner(tmp_path, "cap")
+        pids = await asyncio.gather(*(pid_from(pool, key, spawn) for _ in range(10)))
+        assert 1 <= len(set(pids)) <= 2
+    finally:
+        await pool.close()
