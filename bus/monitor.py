@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
+from typing import NamedTuple
 
+import msgspec
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
     DiscardPolicy,
     PubAck,
     StorageType,
@@ -24,10 +24,25 @@ from nats.js.api import (
 )
 
 from bus import subjects
+from bus.scan import scan_last_per_subject
 from schemas.codec import decoder_for, encode
 from schemas.invocations import MonitorRecord
 
-_FETCH_BATCH = 256
+
+def _without_payloads(record: MonitorRecord, max_bytes: int) -> MonitorRecord:
+    slim = msgspec.structs.replace(
+        record, input=msgspec.UNSET, output=msgspec.UNSET, payload_omitted=True
+    )
+    if len(encode(slim)) > max_bytes:  # only with a tiny max_payload: keep the tail of the logs
+        keep = max(0, max_bytes // 2)
+        slim = msgspec.structs.replace(
+            slim, logs=slim.logs[-keep:], logs_truncated=True, error_details=msgspec.UNSET
+        )
+    return slim
+
+
+# Room for the subject and headers (TTL) beside a record in one message.
+_MESSAGE_HEADROOM = 4096
 
 
 def ttl_seconds(ttl_ms: int) -> int:
@@ -35,12 +50,22 @@ def ttl_seconds(ttl_ms: int) -> int:
     return max(1, math.ceil(ttl_ms / 1000))
 
 
+class StoredRecord(NamedTuple):
+    """A record as sent (the same bytes go out on the result subject) and its storage ack."""
+
+    data: bytes
+    ack: asyncio.Future[PubAck]
+
+
 class MonitorStore:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, max_record_bytes: int) -> None:
         self.js = js
+        self.max_record_bytes = max_record_bytes
 
     @classmethod
-    async def open(cls, js: JetStreamContext, *, max_bytes: int = 1 << 30) -> MonitorStore:
+    async def open(
+        cls, js: JetStreamContext, max_message_bytes: int, *, max_bytes: int = 1 << 30
+    ) -> MonitorStore:
         config = StreamConfig(
             name=subjects.MONITOR_STREAM,
             subjects=[f"{subjects.MONITOR_PREFIX}.>"],
@@ -55,17 +80,29 @@ class MonitorStore:
             await js.stream_info(subjects.MONITOR_STREAM)
         except nats.js.errors.NotFoundError:
             await js.add_stream(config)
-        return cls(js)
+        return cls(js, max_message_bytes - _MESSAGE_HEADROOM)
 
-    async def write(self, record: MonitorRecord, ttl_ms: int) -> asyncio.Future[PubAck]:
-        """Send the record now; the returned future resolves when the server has stored it."""
-        subject = subjects.monitor_subject(record.collection_topic, record.service, record.invocation_id)
-        return await self.js.publish_async(subject, encode(record), msg_ttl=ttl_seconds(ttl_ms))
+    async def write(self, record: MonitorRecord, ttl_ms: int) -> StoredRecord:
+        """Send the record now; ``ack`` resolves when the server has stored it.
+
+        A record too big for one message keeps everything but its payloads (it says so in
+        ``payload_omitted``): nats-py would leave an oversized publish_async pending for ever.
+        """
+        data = encode(record)
+        if len(data) > self.max_record_bytes:
+            data = encode(_without_payloads(record, self.max_record_bytes))
+        subject = subjects.monitor_subject(
+            record.collection_topic, record.service, record.invocation_id
+        )
+        ack = await self.js.publish_async(subject, data, msg_ttl=ttl_seconds(ttl_ms))
+        return StoredRecord(data, ack)
 
     async def get(self, ct: str, ft: str, invocation_id: str) -> MonitorRecord | None:
         try:
             msg = await self.js.get_last_msg(
-                subjects.MONITOR_STREAM, subjects.monitor_subject(ct, ft, invocation_id), direct=True
+                subjects.MONITOR_STREAM,
+                subjects.monitor_subject(ct, ft, invocation_id),
+                direct=True,
             )
         except nats.js.errors.NotFoundError:
             return None
@@ -77,31 +114,12 @@ class MonitorStore:
         """Newest first. Reads the function's records once through a throwaway consumer."""
         keep: deque[MonitorRecord] = deque(maxlen=offset + limit)
         total = 0
-        sub = await self.js.pull_subscribe(
-            subjects.monitor_filter(ct, ft),
-            stream=subjects.MONITOR_STREAM,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.NONE,
-                inactive_threshold=30,
-                mem_storage=True,
-            ),
-        )
         decode = decoder_for(MonitorRecord).decode
-        try:
-            info = await sub.consumer_info()
-            pending = info.num_pending
-            while pending > 0:
-                msgs = await sub.fetch(min(_FETCH_BATCH, pending), timeout=5)
-                for msg in msgs:
-                    pending = msg.metadata.num_pending
-                    if not msg.data:
-                        continue
-                    record = decode(msg.data)
-                    if status is None or record.status == status:
-                        total += 1
-                        keep.append(record)
-        finally:
-            await sub.unsubscribe()
+        filter_subject = subjects.monitor_filter(ct, ft)
+        async for data in scan_last_per_subject(self.js, subjects.MONITOR_STREAM, filter_subject):
+            record = decode(data)
+            if status is None or record.status == status:
+                total += 1
+                keep.append(record)
         newest_first = list(reversed(keep))
         return newest_first[offset : offset + limit], total

@@ -7,6 +7,7 @@ race use KV's create (only if absent) and update (only at a known revision).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 
@@ -16,6 +17,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from bus import subjects
+from bus.scan import scan_last_per_subject
 from schemas.codec import decoder_for, encode
 from schemas.errors import FunctionExists
 from schemas.functions import FunctionRecord, Revision
@@ -32,7 +34,8 @@ def new_service_id() -> str:
 
 
 class Registry:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
+        self.js = js
         self.kv = kv
 
     @classmethod
@@ -45,7 +48,7 @@ class Registry:
                     bucket=subjects.FUNCTIONS_BUCKET, history=8, storage=StorageType.FILE
                 )
             )
-        return cls(kv)
+        return cls(js, kv)
 
     async def create_first_revision(self, ct: str, revision: Revision) -> str:
         """Store revision 1 under a fresh service id; the create also claims the id."""
@@ -70,10 +73,8 @@ class Registry:
     async def forget(self, keys: list[str]) -> None:
         """Undo a half-done create: purge the keys it wrote."""
         for key in keys:
-            try:
+            with contextlib.suppress(nats.js.errors.Error):
                 await self.kv.purge(key)
-            except nats.js.errors.Error:
-                pass
 
     async def create_function(self, record: FunctionRecord) -> int:
         return await self.kv.create(
@@ -102,21 +103,9 @@ class Registry:
         return decoder_for(Revision).decode(entry.value) if entry.value else None
 
     async def list_functions(self, ct: str | None = None) -> list[FunctionRecord]:
-        watcher = await self.kv.watch(
-            subjects.function_key_filter(ct or "*"), ignore_deletes=True
-        )
-        found: list[FunctionRecord] = []
-        try:
-            while True:
-                try:
-                    entry = await watcher.updates(timeout=5)
-                except nats.errors.TimeoutError:
-                    break
-                if entry is None:
-                    break
-                if entry.value:
-                    found.append(decoder_for(FunctionRecord).decode(entry.value))
-        finally:
-            await watcher.stop()
+        decode = decoder_for(FunctionRecord).decode
+        keys = f"$KV.{subjects.FUNCTIONS_BUCKET}.{subjects.function_key_filter(ct or '*')}"
+        stream = f"KV_{subjects.FUNCTIONS_BUCKET}"
+        found = [decode(data) async for data in scan_last_per_subject(self.js, stream, keys)]
         found.sort(key=lambda r: (r.collection_topic, r.created, r.service))
         return found

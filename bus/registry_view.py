@@ -58,7 +58,7 @@ class RegistryView:
                     log.exception("ignoring unreadable registry entry %s", entry.key)
         finally:
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     def _apply(self, key: str, value: bytes | None, seq: int, op: str | None) -> None:
         parts = key.split(".")
@@ -106,7 +106,7 @@ class RegistryView:
     async def resolve(
         self, ct: str, ft: str, *, alias: str | None = None, revision: int | None = None
     ) -> tuple[FunctionRecord, Revision]:
-        """The function and the revision an invocation should run (alias ``production`` by default)."""
+        """The function and the revision an invocation runs (alias ``production`` by default)."""
         record = await self.function(ct, ft)
         if record is None:
             raise FunctionNotFound(f"function {ct}/{ft} does not exist")

@@ -62,7 +62,10 @@ class Figures:
     p99_ms: float
 
     def line(self, name: str) -> str:
-        return f"{name:<28} {self.rps:>9.0f} req/s   p50 {self.p50_ms:7.3f} ms   p99 {self.p99_ms:7.3f} ms"
+        return (
+            f"{name:<28} {self.rps:>9.0f} req/s   "
+            f"p50 {self.p50_ms:7.3f} ms   p99 {self.p99_ms:7.3f} ms"
+        )
 
 
 class RawHttp:
@@ -97,8 +100,15 @@ def http_request(host: str, port: int, path: str, body: bytes) -> bytes:
     ).encode() + body
 
 
-async def measure(call: Callable[[], Awaitable[None]], *, seconds: float, concurrency: int,
-                  samples: int) -> Figures:
+@dataclass(frozen=True)
+class Load:
+    seconds: float
+    concurrency: int
+    samples: int
+
+
+async def measure(call: Callable[[], Awaitable[object]], load: Load) -> Figures:
+    seconds, concurrency, samples = load.seconds, load.concurrency, load.samples
     for _ in range(200):
         await call()
     latencies = []
@@ -126,8 +136,9 @@ async def measure(call: Callable[[], Awaitable[None]], *, seconds: float, concur
     )
 
 
-async def http_caller(host: str, port: int, path: str, body: bytes, pool_size: int
-                      ) -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
+async def http_caller(
+    host: str, port: int, path: str, body: bytes, pool_size: int
+) -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
     conns = [await RawHttp.open(host, port) for _ in range(pool_size)]
     idle = list(conns)
     request = http_request(host, port, path, body)
@@ -149,8 +160,9 @@ async def http_caller(host: str, port: int, path: str, body: bytes, pool_size: i
 
 
 @contextlib.asynccontextmanager
-async def child(*argv: str, env: dict[str, str] | None = None,
-                ready: bytes) -> AsyncIterator[tuple[asyncio.subprocess.Process, bytes]]:
+async def child(
+    *argv: str, env: dict[str, str] | None = None, ready: bytes
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, bytes]]:
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True
     )
@@ -183,14 +195,20 @@ def free_port() -> int:
 
 async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
     results: dict[str, Figures] = {}
-    opts = {"seconds": seconds, "concurrency": concurrency, "samples": samples}
+    load = Load(seconds=seconds, concurrency=concurrency, samples=samples)
     with tempfile.TemporaryDirectory(prefix="computebus-bench-") as tmp:
         port = free_port()
-        async with child(sys.executable, "-c", BARE_HTTP_APP, str(port), ready=b"",
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"}):
+        async with child(
+            sys.executable,
+            "-c",
+            BARE_HTTP_APP,
+            str(port),
+            ready=b"",
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        ):
             await _wait_http(port)
             call, close = await http_caller("127.0.0.1", port, "/echo", b"null", concurrency)
-            results["bare starlette echo"] = await measure(call, **opts)
+            results["bare starlette echo"] = await measure(call, load)
             close()
 
         server = await start_embedded_nats(Path(tmp) / "bare-nats")
@@ -198,28 +216,39 @@ async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
             async with child(sys.executable, "-c", BARE_NATS_ECHO, server.url, ready=b"ready"):
                 nc = await nats.connect(server.url)
                 results["bare nats echo"] = await measure(
-                    lambda: nc.request("bench.echo", b"null", timeout=10), **opts
+                    lambda: nc.request("bench.echo", b"null", timeout=10), load
                 )
                 await nc.close()
         finally:
             await server.stop()
 
         env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
-        async with child(sys.executable, "-m", "executor.cli", "serve", "--port", "0",
-                         "--data-dir", str(Path(tmp) / "cb"), env=env,
-                         ready=b"computebus ready") as (_, line):
+        async with child(
+            sys.executable,
+            "-m",
+            "executor.cli",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(Path(tmp) / "cb"),
+            env=env,
+            ready=b"computebus ready",
+        ) as (_, line):
             fields = dict(part.split("=", 1) for part in line.decode().split()[2:])
             api, nats_url = fields["api"], fields["nats"]
             ct, ft = await _create_noop(api)
             api_port = int(api.rsplit(":", 1)[1])
             path = f"/compute/functions/{ct}/{ft}/invoke"
-            call, close = await http_caller("127.0.0.1", api_port, path, b'{"payload":null}', concurrency)
-            results["computebus http invoke"] = await measure(call, **opts)
+            call, close = await http_caller(
+                "127.0.0.1", api_port, path, b'{"payload":null}', concurrency
+            )
+            results["computebus http invoke"] = await measure(call, load)
             close()
             nc = await nats.connect(nats_url)
             subject = f"ms.compute.{ct}.function.{ft}"
             results["computebus nats invoke"] = await measure(
-                lambda: nc.request(subject, b"null", timeout=10), **opts
+                lambda: nc.request(subject, b"null", timeout=10), load
             )
             await nc.close()
 
@@ -229,8 +258,15 @@ async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
     nats_ratio = results["computebus nats invoke"].p50_ms / results["bare nats echo"].p50_ms
     print(f"http throughput vs bare starlette: {http_ratio:.2f}x (aim >= 0.4x)")
     print(f"nats p50 latency vs bare nats echo: {nats_ratio:.2f}x (aim <= 1.5x)")
-    print(json.dumps({k: vars(v) for k, v in results.items()} | {
-        "http_throughput_ratio": round(http_ratio, 3), "nats_p50_ratio": round(nats_ratio, 3)}))
+    print(
+        json.dumps(
+            {k: vars(v) for k, v in results.items()}
+            | {
+                "http_throughput_ratio": round(http_ratio, 3),
+                "nats_p50_ratio": round(nats_ratio, 3),
+            }
+        )
+    )
     return 0
 
 
@@ -250,7 +286,9 @@ async def _create_noop(api: str) -> tuple[str, str]:
         "compute_asset": {
             "collection_topic": "bench",
             "handler": "index.handler",
-            "assets": [{"asset_name": "index.js", "asset_value": base64.b64encode(NOOP.encode()).decode()}],
+            "assets": [
+                {"asset_name": "index.js", "asset_value": base64.b64encode(NOOP.encode()).decode()}
+            ],
         },
         "monitor_config": {"ttl": 60_000, "store_payload": False},
     }

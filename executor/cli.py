@@ -89,8 +89,12 @@ async def _with_stop(role: str, settings: Settings) -> int:
     if not settings.nats_url:
         raise SettingsError(f"`computebus {role}` needs --nats-url or NATS_URL")
     if role == "api":
-        await run_api(settings.nats_url, settings, stop,
-                      on_ready=lambda url: print(f"computebus api ready api={url}", flush=True))
+        await run_api(
+            settings.nats_url,
+            settings,
+            stop,
+            on_ready=lambda url: print(f"computebus api ready api={url}", flush=True),
+        )
     else:
         await run_worker(settings.nats_url, settings, stop)
     return 0
@@ -98,23 +102,37 @@ async def _with_stop(role: str, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("COMPUTEBUS_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("COMPUTEBUS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         if args.command in ("serve", "api", "worker"):
             return _run(_with_stop(args.command, _settings(args)))
         if args.command == "bench":
             from executor.bench import run_bench
 
-            return _run(run_bench(seconds=args.seconds, concurrency=args.concurrency,
-                                  samples=args.samples))
+            return _run(
+                run_bench(seconds=args.seconds, concurrency=args.concurrency, samples=args.samples)
+            )
         if args.command == "deploy":
-            client.emit(client.deploy(args.api, args.dir, collection=args.collection, name=args.name,
-                                      handler=args.handler, runtime=args.runtime,
-                                      schema_in=args.schema_in, schema_out=args.schema_out,
-                                      timeout=args.timeout))
+            client.emit(
+                client.deploy(
+                    args.api,
+                    args.dir,
+                    collection=args.collection,
+                    name=args.name,
+                    handler=args.handler,
+                    runtime=args.runtime,
+                    schema_in=args.schema_in,
+                    schema_out=args.schema_out,
+                    timeout=args.timeout,
+                )
+            )
         elif args.command == "invoke":
-            client.emit(client.invoke(args.api, args.ref, args.payload, asynchronous=args.asynchronous))
+            client.emit(
+                client.invoke(args.api, args.ref, args.payload, asynchronous=args.asynchronous)
+            )
         elif args.command == "ls":
             print("\n".join(client.ls(args.api)))
         elif args.command == "logs":

@@ -23,8 +23,12 @@ def _check(response: httpx.Response) -> Any:
     except ValueError:
         raise ClientError(f"HTTP {response.status_code}: {response.text[:500]}") from None
     if response.status_code >= 400:
-        details = "".join(f"\n  {d.get('path', '')}: {d.get('message', d)}" for d in data.get("details", []))
-        raise ClientError(f"{data.get('code')} ({response.status_code}): {data.get('error')}{details}")
+        details = "".join(
+            f"\n  {d.get('path', '')}: {d.get('message', d)}" for d in data.get("details", [])
+        )
+        raise ClientError(
+            f"{data.get('code')} ({response.status_code}): {data.get('error')}{details}"
+        )
     return data["body"]
 
 
@@ -37,11 +41,23 @@ def pack(folder: Path) -> list[dict[str, Any]]:
             continue
         if path.is_symlink():
             target = str(Path(path.readlink()))
-            assets.append({"asset_name": rel.as_posix(), "asset_type": "file", "link": True,
-                           "asset_value": base64.b64encode(target.encode()).decode()})
+            assets.append(
+                {
+                    "asset_name": rel.as_posix(),
+                    "asset_type": "file",
+                    "link": True,
+                    "asset_value": base64.b64encode(target.encode()).decode(),
+                }
+            )
         elif path.is_file():
-            assets.append({"asset_name": rel.as_posix(), "asset_type": "file", "link": False,
-                           "asset_value": base64.b64encode(path.read_bytes()).decode()})
+            assets.append(
+                {
+                    "asset_name": rel.as_posix(),
+                    "asset_type": "file",
+                    "link": False,
+                    "asset_value": base64.b64encode(path.read_bytes()).decode(),
+                }
+            )
     return assets
 
 
@@ -52,9 +68,18 @@ def guess_handler(folder: Path) -> tuple[str, str]:
     raise ClientError(f"no index.js, index.py or main.py in {folder}; pass --handler")
 
 
-def deploy(api: str, folder: Path, *, collection: str, name: str, handler: str | None,
-           runtime: str | None, schema_in: Path | None, schema_out: Path | None,
-           timeout: int | None) -> Any:
+def deploy(
+    api: str,
+    folder: Path,
+    *,
+    collection: str,
+    name: str,
+    handler: str | None,
+    runtime: str | None,
+    schema_in: Path | None,
+    schema_out: Path | None,
+    timeout: int | None,
+) -> Any:
     guessed_runtime, guessed_handler = (None, None)
     if handler is None or runtime is None:
         guessed_runtime, guessed_handler = guess_handler(folder)
@@ -81,7 +106,9 @@ def _find(client: httpx.Client, ref: str) -> tuple[str, str]:
     collection, _, name = ref.partition("/")
     if not collection or not name:
         raise ClientError(f"{ref!r}: expected COLLECTION/NAME (or COLLECTION/SERVICE_ID)")
-    listing = _check(client.get(f"/compute/collections/{collection}/functions", params={"limit": 1000}))
+    listing = _check(
+        client.get(f"/compute/collections/{collection}/functions", params={"limit": 1000})
+    )
     for fn in listing["results"]:
         if name in (fn["name"], fn["compute_asset"]["service"]):
             return collection, fn["compute_asset"]["service"]
@@ -96,8 +123,12 @@ def invoke(api: str, ref: str, payload: str, *, asynchronous: bool) -> Any:
     with httpx.Client(base_url=api, timeout=None) as client:
         ct, ft = _find(client, ref)
         kind = "Async" if asynchronous else "RequestResponse"
-        return _check(client.post(f"/compute/functions/{ct}/{ft}/invoke",
-                                  json={"payload": value, "invocation_type": kind}))
+        return _check(
+            client.post(
+                f"/compute/functions/{ct}/{ft}/invoke",
+                json={"payload": value, "invocation_type": kind},
+            )
+        )
 
 
 def ls(api: str) -> list[str]:
@@ -106,20 +137,26 @@ def ls(api: str) -> list[str]:
     rows = []
     for fn in listing["results"]:
         asset = fn["compute_asset"]
-        rows.append(f"{asset['collection_topic']}/{fn['name']}\t{asset['service']}\t"
-                    f"{fn['runtime']}\t{asset['handler']}\t{fn['subject']}")
+        rows.append(
+            f"{asset['collection_topic']}/{fn['name']}\t{asset['service']}\t"
+            f"{fn['runtime']}\t{asset['handler']}\t{fn['subject']}"
+        )
     return rows
 
 
 def logs(api: str, ref: str, limit: int) -> list[str]:
     with httpx.Client(base_url=api, timeout=30) as client:
         ct, ft = _find(client, ref)
-        listing = _check(client.get(f"/compute/functions/{ct}/{ft}/invocations", params={"limit": limit}))
+        listing = _check(
+            client.get(f"/compute/functions/{ct}/{ft}/invocations", params={"limit": limit})
+        )
     lines = []
     for record in listing["results"]:
         outcome = record.get("error_code") or record["status"]
-        lines.append(f"--- {record['invocation_id']} rev {record['revision']} {outcome} "
-                     f"{record['duration_ms']} ms")
+        lines.append(
+            f"--- {record['invocation_id']} rev {record['revision']} {outcome} "
+            f"{record['duration_ms']} ms"
+        )
         if record.get("logs"):
             lines.append(record["logs"].rstrip("\n"))
     return lines

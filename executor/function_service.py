@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import nats.js.errors
 from nats.aio.client import Client
 
 from bus import subjects
@@ -25,7 +26,7 @@ from executor.workspace import (
 )
 from schemas.bundles import Bundle, BundleFile
 from schemas.codec import decode_as, encode
-from schemas.errors import InvalidRequest, detail
+from schemas.errors import FunctionExists, InvalidRequest, detail
 from schemas.functions import (
     Asset,
     AssetMeta,
@@ -38,8 +39,9 @@ from schemas.functions import (
 from schemas.validation import check_schema
 
 MEMORY_TIERS_MB = (128, 256, 512, 1024, 2048, 4096)
-_SIZE = re.compile(r"^([0-9]+)MB$")
+_SIZE = re.compile(r"^([1-9][0-9]*)MB$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_CHARS = 256
 
 
@@ -47,8 +49,10 @@ def memory_mb(size: str) -> int:
     found = _SIZE.match(size)
     if not found or int(found.group(1)) not in MEMORY_TIERS_MB:
         tiers = ", ".join(f"{t}MB" for t in MEMORY_TIERS_MB)
-        raise InvalidRequest(f"/size: {size!r} is not a memory tier ({tiers})",
-                             [detail("/size", f"must be one of {tiers}")])
+        raise InvalidRequest(
+            f"/size: {size!r} is not a memory tier ({tiers})",
+            [detail("/size", f"must be one of {tiers}")],
+        )
     return int(found.group(1))
 
 
@@ -83,14 +87,18 @@ class FunctionService:
         req = decode_as(CreateFunctionRequest, body)
         spec = req.compute_asset
         ct = spec.collection_topic
-        if not req.name.strip() or len(req.name) > MAX_NAME_CHARS:
-            raise _invalid("/name", f"must be 1 to {MAX_NAME_CHARS} characters, not blank")
+        if not req.name.strip() or len(req.name) > MAX_NAME_CHARS or _CONTROL.search(req.name):
+            reason = f"must be 1 to {MAX_NAME_CHARS} characters, not blank, no control characters"
+            raise _invalid("/name", reason)
         if not subjects.COLLECTION_TOPIC.match(ct):
-            raise _invalid("/compute_asset/collection_topic",
-                           f"{ct!r} must match {subjects.COLLECTION_TOPIC.pattern}")
+            raise _invalid(
+                "/compute_asset/collection_topic",
+                f"{ct!r} must match {subjects.COLLECTION_TOPIC.pattern}",
+            )
         if not 0 < spec.timeout <= self.settings.max_timeout_ms:
-            raise _invalid("/compute_asset/timeout",
-                           f"must be between 1 and {self.settings.max_timeout_ms} ms")
+            raise _invalid(
+                "/compute_asset/timeout", f"must be between 1 and {self.settings.max_timeout_ms} ms"
+            )
         if req.monitor_config.ttl <= 0:
             raise _invalid("/monitor_config/ttl", "must be a positive number of milliseconds")
         memory = memory_mb(req.size)
@@ -101,6 +109,8 @@ class FunctionService:
         bundle = decode_assets(spec.assets, max_bundle_bytes=self.settings.max_bundle_bytes)
         await asyncio.to_thread(self._check_bundle, bundle, spec.handler, spec.runtime)
 
+        # Refuse a taken name before storing anything (reserve_name below still decides races).
+        await self._check_name_free(ct, req.name)
         now = int(time.time())
         digest = await self.bundles.put(bundle)
         revision = Revision(
@@ -140,6 +150,17 @@ class FunctionService:
         view = function_view(record, revision, "created")
         await self.nc.publish(subjects.event_subject(ct, service, "created"), encode(view))
         return view
+
+    async def _check_name_free(self, ct: str, name: str) -> None:
+        try:
+            entry = await self.registry.kv.get(subjects.name_key(ct, name_hash(name)))
+        except nats.js.errors.KeyNotFoundError:  # also a deleted or purged name
+            return
+        if entry.value:
+            raise FunctionExists(
+                f"a function named {name!r} already exists in collection {ct!r}",
+                [detail("/name", "already taken in this collection")],
+            )
 
     def _check_bundle(self, bundle: Bundle, handler: str, runtime: str) -> None:
         """Unpack into a scratch dir once, so archive problems and a missing handler are 400s."""
@@ -206,4 +227,3 @@ def function_view(
         view.aliases = record.aliases
         view.created = record.created
     return view
-

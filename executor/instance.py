@@ -117,11 +117,12 @@ class HandlerProcess:
         try:
             await self._write(frame(request))
             reply = await asyncio.wait_for(self._waiter, timeout_s)
-        except (TimeoutError, ProcessGone, OSError) as exc:
+        except (TimeoutError, ProcessGone):
             await self.kill()
-            if isinstance(exc, OSError):
-                raise ProcessGone(str(exc)) from exc
             raise
+        except OSError as exc:  # after TimeoutError, which is an OSError too
+            await self.kill()
+            raise ProcessGone(str(exc)) from exc
         finally:
             self._waiter = None
             self.last_used = time.monotonic()

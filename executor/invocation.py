@@ -9,10 +9,9 @@ import time
 from dataclasses import dataclass
 
 import msgspec
-from nats.js.api import PubAck
 
 from bus.bundles import BundleStore
-from bus.monitor import MonitorStore
+from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
 from executor.instance import HandlerProcess, Logs, ProcessGone
 from executor.pool import InstancePool, RevisionKey, RevisionPool
@@ -57,7 +56,7 @@ class Outcome:
     result: bytes | None
     error: ComputeError | None
     record: MonitorRecord | None = None
-    stored: asyncio.Future[PubAck] | None = None
+    stored: StoredRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,9 @@ class Invoker:
         instances: InstancePool,
         monitor: MonitorStore,
         settings: Settings,
+        max_result_bytes: int,
     ) -> None:
+        self.max_result_bytes = max_result_bytes
         self.view = view
         self.bundles = bundles
         self.workspaces = workspaces
@@ -111,15 +112,17 @@ class Invoker:
             if failure is not None:
                 raise failure
             assert result is not None
-            if len(result) > self.settings.max_payload_bytes:
+            if len(result) > self.max_result_bytes:
                 raise PayloadTooLarge(
                     f"the handler's result is {len(result)} bytes, over the "
-                    f"{self.settings.max_payload_bytes}-byte limit"
+                    f"{self.max_result_bytes}-byte limit"
                 )
             if not prepared.output_schema.accepts_anything:
                 problems = prepared.output_schema.errors(msgspec.json.decode(result))
                 if problems:
-                    raise InvalidOutput("result does not match the function's output schema", problems)
+                    raise InvalidOutput(
+                        "result does not match the function's output schema", problems
+                    )
             error: ComputeError | None = None
         except ComputeError as exc:
             error, result = exc, None
@@ -254,4 +257,3 @@ def _reply_error(reply: HandlerReply, prepared: PreparedRevision) -> ComputeErro
     if failure.code == "invalid_output":
         return InvalidOutput(failure.message, [{"type": failure.type, "message": failure.message}])
     return error_from_code(failure.code, failure.message)
-

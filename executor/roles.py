@@ -24,10 +24,11 @@ from executor.function_service import FunctionService
 from executor.invocation import Invoker
 from executor.pool import InstancePool
 from executor.settings import Settings
-from executor.worker import Worker
+from executor.worker import REPLY_HEADROOM, Worker
 from executor.workspace import WorkspaceCache
 
 log = logging.getLogger("computebus")
+_PENDING_ACKS_S = 10.0
 
 
 @dataclass
@@ -51,14 +52,16 @@ class Bus:
             js=js,
             registry=registry,
             bundles=await BundleStore.open(js),
-            monitor=await MonitorStore.open(js, max_bytes=settings.monitor_max_bytes),
+            monitor=await MonitorStore.open(
+                js, nc.max_payload, max_bytes=settings.monitor_max_bytes
+            ),
             view=view,
         )
 
     async def close(self) -> None:
         await self.view.close()
         with contextlib.suppress(Exception):
-            await self.js.publish_async_completed()
+            await asyncio.wait_for(self.js.publish_async_completed(), _PENDING_ACKS_S)
         if not self.nc.is_closed:
             await self.nc.drain()
 
@@ -67,8 +70,9 @@ def isolation_level() -> str:
     return "process"
 
 
-async def run_worker(url: str, settings: Settings, stop: asyncio.Event,
-                     on_ready: Callable[[], None] | None = None) -> None:
+async def run_worker(
+    url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
+) -> None:
     bus = await Bus.open(url, "computebus-worker", settings)
     instances = InstancePool(
         max_per_revision=settings.pool_per_revision,
@@ -84,6 +88,7 @@ async def run_worker(url: str, settings: Settings, stop: asyncio.Event,
         instances=instances,
         monitor=bus.monitor,
         settings=settings,
+        max_result_bytes=min(settings.max_payload_bytes, bus.nc.max_payload - REPLY_HEADROOM),
     )
     worker = Worker(bus.nc, invoker, settings, isolation_level())
     instances.start()
@@ -116,8 +121,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def run_api(url: str, settings: Settings, stop: asyncio.Event,
-                  on_ready: Callable[[str], None] | None = None) -> None:
+async def run_api(
+    url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None
+) -> None:
     bus = await Bus.open(url, "computebus-api", settings)
     ctx = ApiContext(
         nc=bus.nc,
@@ -147,8 +153,9 @@ async def run_api(url: str, settings: Settings, stop: asyncio.Event,
         if server.started and on_ready:
             shown = f"[{host}]" if ":" in host else host
             on_ready(f"http://{shown}:{port}")
-        await asyncio.wait([serving, asyncio.create_task(stop.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         server.should_exit = True
         await serving

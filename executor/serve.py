@@ -32,7 +32,10 @@ def _die_with_parent() -> None:
 async def _start_worker(url: str, settings: Settings) -> asyncio.subprocess.Process:
     env = {**os.environ, "NATS_URL": url, "COMPUTEBUS_DATA_DIR": str(settings.data_dir)}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "executor.cli", "worker",
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "worker",
         env=env,
         start_new_session=True,
         preexec_fn=_die_with_parent,

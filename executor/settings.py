@@ -48,8 +48,16 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None}).checked()
 
     def checked(self) -> Settings:
-        for name in ("max_body_bytes", "max_payload_bytes", "max_bundle_bytes", "max_timeout_ms",
-                     "log_cap_bytes", "pool_per_revision", "worker_concurrency", "idle_s"):
+        for name in (
+            "max_body_bytes",
+            "max_payload_bytes",
+            "max_bundle_bytes",
+            "max_timeout_ms",
+            "log_cap_bytes",
+            "pool_per_revision",
+            "worker_concurrency",
+            "idle_s",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:

@@ -29,6 +29,8 @@ H_ERROR = "Nats-Service-Error"
 H_ERROR_CODE = "Nats-Service-Error-Code"
 H_RETRY_AFTER = "Retry-After"
 _RECORD_ACK_S = 10.0
+# Room for headers beside a reply in one message; results are capped at max_payload minus this.
+REPLY_HEADROOM = 64 * 1024
 
 
 def new_invocation_id() -> str:
@@ -94,7 +96,8 @@ class Worker:
             return
         if not self._accepting or len(self._tasks) >= self.settings.worker_concurrency:
             error = Overloaded("the worker is at capacity; retry shortly")
-            await self._reply_error(msg, error, msg.headers.get(H_INVOCATION_ID, "") if msg.headers else "")
+            invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
+            await self._reply_error(msg, error, invocation_id)
             return
         task = asyncio.create_task(self._handle(msg))
         self._tasks.add(task)
@@ -111,13 +114,19 @@ class Worker:
         except Exception:
             log.exception("invocation %s failed inside the worker", invocation_id)
             outcome = Outcome(None, InternalError("the worker failed to run the invocation"))
-        if outcome.error is None:
-            assert outcome.result is not None
-            await self.nc.publish(
-                msg.reply, outcome.result, headers={H_INVOCATION_ID: invocation_id}
-            )
-        else:
-            await self._reply_error(msg, outcome.error, invocation_id)
+        try:
+            if outcome.error is None:
+                assert outcome.result is not None
+                await self.nc.publish(
+                    msg.reply, outcome.result, headers={H_INVOCATION_ID: invocation_id}
+                )
+            else:
+                await self._reply_error(msg, outcome.error, invocation_id)
+        except Exception:  # the caller would otherwise wait for its own timeout
+            log.exception("could not reply to invocation %s", invocation_id)
+            failure = InternalError("the worker could not send the reply")
+            with contextlib.suppress(Exception):
+                await self._reply_error(msg, failure, invocation_id)
         await self._finish_record(outcome)
 
     def _call_from(self, msg: Msg, headers: dict[str, str], invocation_id: str) -> Call:
@@ -144,12 +153,12 @@ class Worker:
         if record is None or outcome.stored is None:
             return
         try:
-            await asyncio.wait_for(outcome.stored, _RECORD_ACK_S)
+            await asyncio.wait_for(outcome.stored.ack, _RECORD_ACK_S)
         except Exception as exc:
             log.error("monitor record %s was not stored: %s", record.invocation_id, exc)
         await self.nc.publish(
             subjects.result_subject(record.collection_topic, record.service, record.status),
-            encode(record),
+            outcome.stored.data,
         )
 
     def _function_gone(self, ct: str, ft: str) -> None:
@@ -164,7 +173,7 @@ class Worker:
         """
         for sub in self._subs:
             with contextlib.suppress(Exception):
-                await sub.drain()
+                await sub.drain()  # type: ignore[no-untyped-call]
         self._accepting = False
         if self._tasks:
             _, late = await asyncio.wait(set(self._tasks), timeout=deadline_s)
@@ -182,6 +191,8 @@ def _positive_int(headers: dict[str, str], name: str) -> int | None:
     except ValueError:
         value = 0
     if value <= 0:
-        raise InvalidRequest(f"header {name} must be a positive integer, got {raw!r}",
-                             [{"path": name, "message": "must be a positive integer"}])
+        raise InvalidRequest(
+            f"header {name} must be a positive integer, got {raw!r}",
+            [{"path": name, "message": "must be a positive integer"}],
+        )
     return value

@@ -114,7 +114,9 @@ ERRORS_BY_CODE: dict[str, type[ComputeError]] = {
 }
 
 
-def error_from_code(code: str, message: str, details: list[dict[str, Any]] | None = None) -> ComputeError:
+def error_from_code(
+    code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> ComputeError:
     """Rebuild an error that crossed the bus as a code and a message."""
     return ERRORS_BY_CODE.get(code, InternalError)(message, details)
 

@@ -43,3 +43,5 @@ class MonitorRecord(Struct):
     error_details: list[dict[str, Any]] | UnsetType = UNSET
     input: msgspec.Raw | UnsetType = UNSET
     output: msgspec.Raw | UnsetType = UNSET
+    # store_payload was on, but input and output did not fit in one bus message beside the rest.
+    payload_omitted: bool = False

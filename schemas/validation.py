@@ -2,42 +2,169 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
 from jsonschema.validators import validator_for
+from jsonschema_specifications import REGISTRY as META_SCHEMAS
 
 from schemas.errors import InvalidRequest, detail
 from schemas.functions import JsonSchema
 
 MAX_REPORTED_ERRORS = 20
+_REF_KEYWORDS = ("$ref", "$dynamicRef")
+
+# A registry that never retrieves: a ``$ref`` resolves inside the schema itself or to one of the
+# JSON Schema meta-schemas (which jsonschema adds), never over the network. (jsonschema's default
+# fetches unknown URIs with urllib, which would let a user's schema make workers fetch URLs.)
+_NO_RETRIEVAL: referencing.Registry[Any] = referencing.Registry()
+
+
+def _validator_class(schema: JsonSchema) -> Any:
+    return validator_for(schema, default=jsonschema.Draft202012Validator)
+
+
+def _escape(part: object) -> str:
+    return "/" + str(part).replace("~", "~0").replace("/", "~1")
 
 
 def check_schema(schema: JsonSchema | None, where: str) -> None:
-    """Refuse a schema that is not a valid JSON Schema, naming where in it the problem is."""
+    """Refuse a schema that is not a valid JSON Schema, naming where in it the problem is.
+
+    Every ``$ref`` must resolve inside the schema too: a dangling or remote one would only fail
+    later, on every invocation.
+    """
     if schema is None or isinstance(schema, bool):
         return
-    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = _validator_class(schema)
     try:
         cls.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        pointer = where + "".join(f"/{p}" for p in exc.absolute_path)
+        pointer = where + "".join(_escape(p) for p in exc.absolute_path)
         raise InvalidRequest(
             f"{where} is not a valid JSON Schema: {exc.message}", [detail(pointer, exc.message)]
         ) from None
+    except RecursionError:
+        reason = "is nested too deeply to check"
+        raise InvalidRequest(f"{where} {reason}", [detail(where, reason)]) from None
+    problem = _reference_problem(schema, cls)
+    if problem is not None:
+        pointer, reason = problem
+        raise InvalidRequest(
+            f"{where} is not a usable JSON Schema: {reason}", [detail(where + pointer, reason)]
+        )
+
+
+# Keywords that apply a subschema to the same instance; a loop through only these (and
+# references) never reaches a smaller part of the instance, so validating it never ends.
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+_IN_PLACE_LIST = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_MAP = ("dependentSchemas", "dependencies")
+# Up to draft 7, a schema with ``$ref`` ignores its other keywords.
+_OLD_DRAFTS = (
+    referencing.jsonschema.DRAFT3,
+    referencing.jsonschema.DRAFT4,
+    referencing.jsonschema.DRAFT6,
+    referencing.jsonschema.DRAFT7,
+)
+
+
+def _reference_problem(schema: dict[str, Any], cls: Any) -> tuple[str, str] | None:
+    """(JSON pointer, reason) of the first ``$ref`` that does not resolve or that loops."""
+    pointers: dict[int, str] = {}
+    stack: list[tuple[Any, str]] = [(schema, "")]
+    while stack:
+        node, pointer = stack.pop()
+        if isinstance(node, dict):
+            pointers.setdefault(id(node), pointer)
+            stack.extend((value, pointer + _escape(key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, pointer + _escape(i)) for i, value in enumerate(node))
+
+    meta = cls.META_SCHEMA
+    specification = referencing.jsonschema.specification_with(
+        meta.get("$id") or meta.get("id") or "", default=referencing.jsonschema.DRAFT202012
+    )
+    old_draft = specification in _OLD_DRAFTS
+    root = specification.create_resource(schema)
+    edges: dict[int, list[Any]] = {}
+    nodes: dict[int, Any] = {}
+    todo = [(root, META_SCHEMAS.combine(_NO_RETRIEVAL).resolver_with_root(root))]
+    while todo:
+        resource, resolver = todo.pop()
+        contents = resource.contents
+        if isinstance(contents, dict):
+            here = pointers.get(id(contents), "")
+            out: list[Any] = []
+            for keyword in _REF_KEYWORDS:
+                ref = contents.get(keyword)
+                if not isinstance(ref, str):
+                    continue
+                try:
+                    out.append(resolver.lookup(ref).contents)
+                except referencing.exceptions.Unresolvable:
+                    return here + _escape(keyword), (
+                        f"{keyword} {ref!r} does not resolve inside the schema "
+                        "(remote references are not fetched)"
+                    )
+            if not (old_draft and "$ref" in contents):
+                out.extend(contents.get(k) for k in _IN_PLACE_ONE)
+                for k in _IN_PLACE_LIST:
+                    value = contents.get(k)
+                    out.extend(value if isinstance(value, list) else [])
+                for k in _IN_PLACE_MAP:
+                    value = contents.get(k)
+                    out.extend(value.values() if isinstance(value, dict) else [])
+            nodes[id(contents)] = contents
+            edges[id(contents)] = [target for target in out if isinstance(target, dict)]
+        todo.extend((sub, resolver.in_subresource(sub)) for sub in resource.subresources())
+    looping = _on_a_loop(edges)
+    if looping is None:
+        return None
+    return pointers.get(looping, ""), (
+        "its references loop back to it without descending into the instance, "
+        "so validation would never end"
+    )
+
+
+def _on_a_loop(edges: dict[int, list[Any]]) -> int | None:
+    """The id of a node on a cycle of ``edges`` (ids to target objects), or None."""
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    for start in edges:
+        if start in state:
+            continue
+        path: list[tuple[int, Iterator[Any]]] = [(start, iter(edges[start]))]
+        state[start] = 1
+        while path:
+            node, targets = path[-1]
+            target = next(targets, None)
+            if target is None:
+                state[node] = 2
+                path.pop()
+                continue
+            key = id(target)
+            if state.get(key) == 1:
+                return key
+            if key not in state and key in edges:
+                state[key] = 1
+                path.append((key, iter(edges[key])))
+    return None
 
 
 class CompiledSchema:
     """A validator built once; ``accepts_anything`` skips validation for empty schemas."""
 
-    __slots__ = ("accepts_anything", "_validator")
+    __slots__ = ("_validator", "accepts_anything")
 
     def __init__(self, schema: JsonSchema | None) -> None:
         self.accepts_anything = schema is None or schema is True or schema == {}
         self._validator: Any = None
-        if not self.accepts_anything:
-            cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-            self._validator = cls(schema)
+        if schema is not None and not self.accepts_anything:
+            self._validator = _validator_class(schema)(schema, registry=_NO_RETRIEVAL)
 
     def errors(self, instance: Any) -> list[dict[str, Any]]:
         """One detail per failing instance location (JSON pointer), empty when valid."""

@@ -61,9 +61,7 @@ async def stack(
     worker = asyncio.create_task(
         run_worker(nats_server.url, settings, stop, on_ready=worker_ready.set)
     )
-    api = asyncio.create_task(
-        run_api(nats_server.url, settings, stop, on_ready=api_url.set_result)
-    )
+    api = asyncio.create_task(run_api(nats_server.url, settings, stop, on_ready=api_url.set_result))
     await asyncio.wait_for(worker_ready.wait(), 30)
     url = await asyncio.wait_for(api_url, 30)
     try:
@@ -142,7 +140,9 @@ def make_function(http: httpx.AsyncClient) -> MakeFunction:
         response = await http.post("/compute/functions", json=body)
         assert response.status_code == 201, response.text
         created = response.json()["body"]
-        return Fn(body["compute_asset"]["collection_topic"], created["compute_asset"]["service"], body)
+        return Fn(
+            body["compute_asset"]["collection_topic"], created["compute_asset"]["service"], body
+        )
 
     return make
 

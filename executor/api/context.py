@@ -39,7 +39,9 @@ def function_ref(request: Request) -> tuple[str, str]:
     ft = request.path_params["ft"]
     if not subjects.COLLECTION_TOPIC.match(ct):
         reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
-        raise InvalidRequest(f"collection_topic {ct!r} {reason}", [detail("collection_topic", reason)])
+        raise InvalidRequest(
+            f"collection_topic {ct!r} {reason}", [detail("collection_topic", reason)]
+        )
     if not subjects.SERVICE_ID.match(ft):
         raise FunctionNotFound(f"function {ct}/{ft} does not exist")
     return ct, ft

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from bus import subjects
 from executor.api.context import ApiContext, ctx_of, function_ref
+from executor.api.metrics import FUNCTIONS_CREATED
 from executor.api.responses import body, query_int, read_body, results
 from executor.function_service import function_view
 from executor.runtimes.commands import available_runtimes
@@ -21,14 +22,20 @@ async def create_function(request: Request) -> Response:
     ctx = ctx_of(request)
     data = await read_body(request, ctx.settings.max_body_bytes)
     view = await ctx.functions.create(data)
+    FUNCTIONS_CREATED.inc()
     return body(view, 201)
+
+
+def _production(record: FunctionRecord) -> int:
+    """The revision a plain GET shows: the one plain invokes run."""
+    return record.aliases.get("production", record.latest_revision)
 
 
 async def _views(ctx: ApiContext, records: list[FunctionRecord]) -> list[FunctionView]:
     views = []
     for record in records:
         revision = await ctx.view.revision(
-            record.collection_topic, record.service, record.aliases.get("production", record.latest_revision)
+            record.collection_topic, record.service, _production(record)
         )
         if revision is not None:
             views.append(function_view(record, revision, "function"))
@@ -65,7 +72,7 @@ async def get_function(request: Request) -> Response:
     record = await ctx.registry.get_function(ct, ft)
     if record is None:
         raise FunctionNotFound(f"function {ct}/{ft} does not exist")
-    revision = await ctx.view.revision(ct, ft, record.aliases.get("production", record.latest_revision))
+    revision = await ctx.view.revision(ct, ft, _production(record))
     if revision is None:
         raise FunctionNotFound(f"function {ct}/{ft} has no stored revision")
     assets = await ctx.functions.assets_of(revision)

@@ -20,6 +20,7 @@ from executor.worker import (
     H_INVOCATION_ID,
     H_REVISION,
     H_TIMEOUT,
+    REPLY_HEADROOM,
     new_invocation_id,
 )
 from schemas.codec import decode_as, json_decoder
@@ -38,7 +39,6 @@ from schemas.invocations import InvokeRequest
 # Time the API waits past a function's own timeout for the worker's answer.
 REPLY_GRACE_S = 5.0
 STATUSES = ("queued", "running", "succeeded", "failed")
-_ENVELOPE_SLACK = 64 * 1024
 
 
 def payload_bytes(raw: msgspec.Raw) -> bytes:
@@ -75,7 +75,7 @@ async def _invoke(
 ) -> tuple[Response, str]:
     ctx = ctx_of(request)
     ct, ft = function_ref(request)
-    data = await read_body(request, ctx.settings.max_payload_bytes + _ENVELOPE_SLACK)
+    data = await read_body(request, ctx.settings.max_payload_bytes + REPLY_HEADROOM)
     req = decode_as(InvokeRequest, data) if data.strip() else InvokeRequest()
     if req.invocation_type == "Async":
         raise InvalidRequest(
@@ -83,10 +83,12 @@ async def _invoke(
             [detail("/invocation_type", "only RequestResponse is served")],
         )
     payload = payload_bytes(req.payload)
-    limit = min(ctx.settings.max_payload_bytes, ctx.nc.max_payload - _ENVELOPE_SLACK)
+    limit = min(ctx.settings.max_payload_bytes, ctx.nc.max_payload - REPLY_HEADROOM)
     if len(payload) > limit:
-        raise PayloadTooLarge(f"payload is {len(payload)} bytes, over the {limit}-byte limit",
-                              [detail("/payload", f"at most {limit} bytes")])
+        raise PayloadTooLarge(
+            f"payload is {len(payload)} bytes, over the {limit}-byte limit",
+            [detail("/payload", f"at most {limit} bytes")],
+        )
     alias = request.query_params.get("alias") or None
     revision = query_int(request, "revision", 0, lo=0, hi=1_000_000_000) or None
     _, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
@@ -120,8 +122,10 @@ async def list_invocations(request: Request) -> Response:
     ct, ft = function_ref(request)
     status = request.query_params.get("status") or None
     if status is not None and status not in STATUSES:
-        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}",
-                             [detail("?status", f"must be one of {', '.join(STATUSES)}")])
+        raise InvalidRequest(
+            f"status must be one of {', '.join(STATUSES)}",
+            [detail("?status", f"must be one of {', '.join(STATUSES)}")],
+        )
     limit = query_int(request, "limit", 50, lo=1, hi=1000)
     offset = query_int(request, "offset", 0, lo=0, hi=1_000_000)
     records, total = await ctx.monitor.list(ct, ft, status=status, limit=limit, offset=offset)
@@ -136,7 +140,9 @@ async def get_invocation(request: Request) -> Response:
     if subjects.COLLECTION_TOPIC.match(invocation_id):
         record = await ctx.monitor.get(ct, ft, invocation_id)
     if record is None:
-        raise NotFound(f"no record of invocation {invocation_id} of {ct}/{ft} (it may have expired)")
+        raise NotFound(
+            f"no record of invocation {invocation_id} of {ct}/{ft} (it may have expired)"
+        )
     return body(record)
 
 

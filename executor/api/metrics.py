@@ -19,6 +19,7 @@ INVOKE_SECONDS = Histogram(
     registry=REGISTRY,
 )
 FUNCTIONS_CREATED = Counter(
-    "computebus_api_functions_created", "Functions created through this API process.",
+    "computebus_api_functions_created",
+    "Functions created through this API process.",
     registry=REGISTRY,
 )

@@ -32,29 +32,52 @@ def _envelope(inner: dict[str, Any]) -> dict[str, Any]:
 
 
 def _list(inner: dict[str, Any]) -> dict[str, Any]:
-    return _envelope({
-        "type": "object",
-        "properties": {"results": {"type": "array", "items": inner}, "results_total": {"type": "integer"}},
-    })
+    return _envelope(
+        {
+            "type": "object",
+            "properties": {
+                "results": {"type": "array", "items": inner},
+                "results_total": {"type": "integer"},
+            },
+        }
+    )
 
 
-def _op(summary: str, ok: int, ok_schema: dict[str, Any] | None, *, request: str | None = None,
-        params: tuple[str, ...] = (), query: tuple[str, ...] = ()) -> dict[str, Any]:
+def _op(
+    summary: str,
+    ok: int,
+    ok_schema: dict[str, Any] | None,
+    *,
+    request: str | None = None,
+    params: tuple[str, ...] = (),
+    query: tuple[str, ...] = (),
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "parameters": [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
-        ] + [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query],
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+        + [
+            {"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
+            for q in query
+        ],
         "responses": {
-            str(ok): {"description": "success",
-                      "content": {"application/json": {"schema": ok_schema or {"type": "object"}}}},
-            "default": {"description": "error",
-                        "content": {"application/json": {"schema": _ref("Error")}}},
+            str(ok): {
+                "description": "success",
+                "content": {"application/json": {"schema": ok_schema or {"type": "object"}}},
+            },
+            "default": {
+                "description": "error",
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
         },
     }
     if request:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": _ref(request)}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(request)}},
+        }
     return op
 
 
@@ -63,38 +86,66 @@ FN = ("ct", "ft")
 
 @cache
 def openapi_document() -> bytes:
-    _, components = msgspec.json.schema_components(_TYPES, ref_template="#/components/schemas/{name}")
+    _, components = msgspec.json.schema_components(
+        _TYPES, ref_template="#/components/schemas/{name}"
+    )
     components["Error"] = _ERROR
     paths = {
         "/compute/functions": {
-            "post": _op("Create a function", 201, _envelope(_ref("FunctionView")),
-                        request="CreateFunctionRequest"),
-            "get": _op("List functions", 200, _list(_ref("FunctionView")),
-                       query=("collection_topic", "limit", "offset")),
+            "post": _op(
+                "Create a function",
+                201,
+                _envelope(_ref("FunctionView")),
+                request="CreateFunctionRequest",
+            ),
+            "get": _op(
+                "List functions",
+                200,
+                _list(_ref("FunctionView")),
+                query=("collection_topic", "limit", "offset"),
+            ),
         },
         "/compute/functions/{ct}/{ft}": {
-            "get": _op("Show a function with its assets", 200, _envelope(_ref("FunctionView")), params=FN),
+            "get": _op(
+                "Show a function with its assets", 200, _envelope(_ref("FunctionView")), params=FN
+            ),
         },
         "/compute/functions/{ct}/{ft}/invoke": {
-            "post": _op("Invoke a function", 200, _envelope({}), request="InvokeRequest",
-                        params=FN, query=("alias", "revision")),
+            "post": _op(
+                "Invoke a function",
+                200,
+                _envelope({}),
+                request="InvokeRequest",
+                params=FN,
+                query=("alias", "revision"),
+            ),
         },
         "/compute/functions/{ct}/{ft}/invocations": {
-            "get": _op("Monitor records, newest first", 200, _list(_ref("MonitorRecord")), params=FN,
-                       query=("status", "limit", "offset")),
+            "get": _op(
+                "Monitor records, newest first",
+                200,
+                _list(_ref("MonitorRecord")),
+                params=FN,
+                query=("status", "limit", "offset"),
+            ),
         },
         "/compute/functions/{ct}/{ft}/invocations/{id}": {
-            "get": _op("One monitor record", 200, _envelope(_ref("MonitorRecord")),
-                       params=(*FN, "id")),
+            "get": _op(
+                "One monitor record", 200, _envelope(_ref("MonitorRecord")), params=(*FN, "id")
+            ),
         },
         "/compute/collections": {"get": _op("Collections and their function counts", 200, None)},
         "/compute/collections/{ct}/functions": {
-            "get": _op("Functions of one collection", 200, _list(_ref("FunctionView")), params=("ct",)),
+            "get": _op(
+                "Functions of one collection", 200, _list(_ref("FunctionView")), params=("ct",)
+            ),
         },
         "/compute/runtimes": {"get": _op("Runtimes", 200, _list(_ref("RuntimeView")))},
         "/healthz": {"get": _op("Liveness", 200, None)},
         "/readyz": {"get": _op("Readiness: bus, workers, isolation level", 200, None)},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}
+        },
     }
     doc = {
         "openapi": "3.1.0",

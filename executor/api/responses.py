@@ -55,8 +55,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body is over the {limit}-byte limit",
-                           [detail("/", f"at most {limit} bytes")])
+    return PayloadTooLarge(
+        f"request body is over the {limit}-byte limit", [detail("/", f"at most {limit} bytes")]
+    )
 
 
 def query_int(request: Request, name: str, default: int, *, lo: int = 0, hi: int = 10_000) -> int:
@@ -68,6 +69,8 @@ def query_int(request: Request, name: str, default: int, *, lo: int = 0, hi: int
     except ValueError:
         value = lo - 1
     if not lo <= value <= hi:
-        raise InvalidRequest(f"query parameter {name} must be an integer from {lo} to {hi}",
-                             [detail(f"?{name}", f"must be an integer from {lo} to {hi}")])
+        raise InvalidRequest(
+            f"query parameter {name} must be an integer from {lo} to {hi}",
+            [detail(f"?{name}", f"must be an integer from {lo} to {hi}")],
+        )
     return value

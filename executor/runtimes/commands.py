@@ -44,7 +44,9 @@ def available_runtimes() -> dict[str, str | None]:
     return {name: runtime_version(name) for name in RUNTIMES}
 
 
-def handler_argv(runtime: str, handler_file: str, export: str, workspace: Path, memory_mb: int) -> list[str]:
+def handler_argv(
+    runtime: str, handler_file: str, export: str, workspace: Path, memory_mb: int
+) -> list[str]:
     """The argv up to (not including) the two pipe fds the instance appends."""
     exe = interpreter(runtime)
     if exe is None:

@@ -32,12 +32,30 @@ function error(code, type, message) {
   return JSON.stringify({ ok: false, error: { code, type: String(type), message: String(message) } });
 }
 
-function finish(reply) {
-  if (current === null) return;
+// Answers ``request`` unless it was already answered (a late result after an uncaught exception
+// answered it must not become the answer to the next request).
+function finish(request, reply) {
+  if (request === null || current !== request) return;
   current = null;
-  writeReply(reply);
-  busy = false;
-  setImmediate(pump);
+  afterStdio(() => {
+    writeReply(reply);
+    busy = false;
+    setImmediate(pump);
+  });
+}
+
+// Node queues console output when the log pipe is full; the reply waits until what was printed
+// before it has reached the pipe, so the worker reads an invocation's logs before its reply.
+function afterStdio(then) {
+  let waiting = 0;
+  const done = () => { if (--waiting === 0) then(); };
+  for (const stream of [process.stdout, process.stderr]) {
+    if (stream.writableLength > 0) {
+      waiting += 1;
+      stream.write('', done);
+    }
+  }
+  if (waiting === 0) then();
 }
 
 function load() {
@@ -53,16 +71,19 @@ function load() {
 
 async function run(request) {
   if (handler === null) {
+    // A failed load is answered and retried on the next request (require does not cache a
+    // module that threw), so every call gets the same answer from a live process.
     try {
       handler = load();
     } catch (err) {
-      if (err.notFound) {
-        finish(error('handler_not_found', 'HandlerNotFound', err.message));
+      if (err && err.notFound) {
+        finish(request, error('handler_not_found', 'HandlerNotFound', err.message));
       } else {
         console.error(err && err.stack ? err.stack : err);
-        finish(error('function_error', (err && err.name) || 'Error', err && err.message));
+        finish(request, error('function_error', (err && err.name) || typeof err,
+          err && err.message !== undefined ? err.message : err));
       }
-      process.exit(0);
+      return;
     }
   }
   let result;
@@ -70,7 +91,8 @@ async function run(request) {
     result = await handler(request.event, request.context);
   } catch (err) {
     console.error(err && err.stack ? err.stack : err);
-    finish(error('function_error', (err && err.name) || typeof err, err && err.message !== undefined ? err.message : err));
+    finish(request, error('function_error', (err && err.name) || typeof err,
+      err && err.message !== undefined ? err.message : err));
     return;
   }
   if (result === undefined) result = null;
@@ -78,14 +100,14 @@ async function run(request) {
   try {
     encoded = JSON.stringify(result);
   } catch (err) {
-    finish(error('invalid_output', err.name, `result is not JSON: ${err.message}`));
+    finish(request, error('invalid_output', err.name, `result is not JSON: ${err.message}`));
     return;
   }
   if (encoded === undefined) {
-    finish(error('invalid_output', 'TypeError', `result is not JSON: a ${typeof result}`));
+    finish(request, error('invalid_output', 'TypeError', `result is not JSON: a ${typeof result}`));
     return;
   }
-  finish('{"ok":true,"result":' + encoded + '}');
+  finish(request, '{"ok":true,"result":' + encoded + '}');
 }
 
 function pump() {
@@ -101,7 +123,7 @@ function pump() {
 
 process.on('uncaughtException', (err) => {
   console.error(err && err.stack ? err.stack : err);
-  finish(error('function_error', (err && err.name) || 'Error', err && err.message));
+  finish(current, error('function_error', (err && err.name) || 'Error', err && err.message));
 });
 process.on('unhandledRejection', (err) => {
   console.error('unhandled rejection:', err && err.stack ? err.stack : err);

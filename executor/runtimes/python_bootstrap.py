@@ -5,25 +5,31 @@ Frames on both pipes are a 4-byte big-endian length and a JSON document.
 """
 
 import asyncio
-import importlib
+import importlib.util
 import inspect
 import json
 import os
 import struct
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 HEADER = struct.Struct(">I")
 
 
-class Context(dict):
+class Context(dict[str, Any]):
     """The invocation context, readable as ``context.invocation_id`` or ``context["..."]``."""
 
-    __getattr__ = dict.__getitem__
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
-def read_exact(fd, n):
-    chunks = []
+def read_exact(fd: int, n: int) -> bytes | None:
+    chunks: list[bytes] = []
     while n:
         chunk = os.read(fd, n)
         if not chunk:
@@ -33,7 +39,7 @@ def read_exact(fd, n):
     return b"".join(chunks)
 
 
-def write_reply(fd, body):
+def write_reply(fd: int, body: bytes) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     data = HEADER.pack(len(body)) + body
@@ -42,48 +48,71 @@ def write_reply(fd, body):
         view = view[os.write(fd, view) :]
 
 
-def error(code, kind, message):
+def error(code: str, kind: str, message: str) -> bytes:
     reply = {"ok": False, "error": {"code": code, "type": kind, "message": message}}
     return json.dumps(reply).encode()
 
 
-def load(workspace, rel_file, export):
-    module_dir = os.path.join(workspace, os.path.dirname(rel_file))
-    sys.path[:0] = [module_dir, workspace] if module_dir != workspace else [workspace]
+class HandlerMissing(Exception):
+    """The handler's file loaded but has no such callable export."""
+
+
+def load(workspace: str, rel_file: str, export: str) -> Callable[..., Any]:
+    """Import the handler's file by its path, so a name the bootstrap already imported (``json``)
+    still means the user's file. Siblings are found through ``sys.path`` (set up in ``main``)."""
     name = os.path.splitext(os.path.basename(rel_file))[0]
-    module = importlib.import_module(name)
-    handler = getattr(module, export, None)
+    key = name if name not in sys.modules else f"_computebus_handler_{name}"
+    spec = importlib.util.spec_from_file_location(key, os.path.join(workspace, rel_file))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {rel_file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(key, None)
+        raise
+    handler: Callable[..., Any] | None = getattr(module, export, None)
     if not callable(handler):
-        raise LookupError(f"{rel_file} has no callable export {export!r}")
+        raise HandlerMissing(f"{rel_file} has no callable export {export!r}")
     return handler
 
 
-def main():
-    workspace, rel_file, export, req_fd, reply_fd = sys.argv[1:6]
-    req_fd, reply_fd = int(req_fd), int(reply_fd)
+def main() -> None:
+    workspace, rel_file, export, req_arg, reply_arg = sys.argv[1:6]
+    req_fd, reply_fd = int(req_arg), int(reply_arg)
     os.chdir(workspace)
     sys.argv = [rel_file]
+    module_dir = os.path.join(workspace, os.path.dirname(rel_file))
+    sys.path[:0] = [module_dir, workspace] if module_dir != workspace else [workspace]
     loop = asyncio.new_event_loop()
-    handler = None
+    handler: Callable[..., Any] | None = None
     while True:
         header = read_exact(req_fd, HEADER.size)
         if header is None:
             return
-        request = json.loads(read_exact(req_fd, HEADER.unpack(header)[0]))
+        body = read_exact(req_fd, HEADER.unpack(header)[0])
+        if body is None:
+            return
+        request = json.loads(body)
         if handler is None:
+            # A failed load is answered and retried on the next request (the process stays, so
+            # every call gets the same answer rather than a crash of a half-dead process).
             try:
                 handler = load(workspace, rel_file, export)
-            except LookupError as exc:
+            except HandlerMissing as exc:
                 write_reply(reply_fd, error("handler_not_found", "HandlerNotFound", str(exc)))
-                return
+                continue
             except BaseException as exc:
                 traceback.print_exc()
                 write_reply(reply_fd, error("function_error", type(exc).__name__, str(exc)))
-                return
+                continue
         write_reply(reply_fd, call(loop, handler, request))
 
 
-def call(loop, handler, request):
+def call(
+    loop: asyncio.AbstractEventLoop, handler: Callable[..., Any], request: dict[str, Any]
+) -> bytes:
     try:
         result = handler(request["event"], Context(request["context"]))
         if inspect.isawaitable(result):

@@ -32,8 +32,14 @@ def spawner(tmp_path: Path, name: str) -> Spawner:
 
 
 def request() -> bytes:
-    context = HandlerContext(invocation_id="i", collection_topic="c", service="000000001",
-                             revision=1, deadline_ms=0, memory_mb=256)
+    context = HandlerContext(
+        invocation_id="i",
+        collection_topic="c",
+        service="000000001",
+        revision=1,
+        deadline_ms=0,
+        memory_mb=256,
+    )
     return request_encoder.encode(HandlerRequest(event=msgspec.Raw(b"null"), context=context))
 
 

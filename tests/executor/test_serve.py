@@ -46,11 +46,19 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def start_serve(*extra: str, env: dict[str, str] | None = None
-                      ) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+async def start_serve(
+    *extra: str, env: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "executor.cli", "serve", "--port", "0", *extra,
-        stdout=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})},
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "serve",
+        "--port",
+        "0",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
@@ -60,7 +68,9 @@ async def start_serve(*extra: str, env: dict[str, str] | None = None
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, str]]]:
+async def served(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, str]]]:
     proc, fields = await start_serve("--data-dir", str(tmp_path / "data"))
     try:
         yield proc, fields
@@ -78,12 +88,17 @@ async def test_serve_runs_a_function_and_stops_cleanly_on_sigterm(
     async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
         ready = await http.get("/readyz")
         assert ready.status_code == 200 and ready.json()["workers"] >= 1
-        body = function_body({"index.py": "def handler(e, c):\n    return {'twice': e * 2}\n"},
-                             runtime="python", collection="served")
+        body = function_body(
+            {"index.py": "def handler(e, c):\n    return {'twice': e * 2}\n"},
+            runtime="python",
+            collection="served",
+        )
         created = await http.post("/compute/functions", json=body)
         assert created.status_code == 201, created.text
         service = created.json()["body"]["compute_asset"]["service"]
-        answer = await http.post(f"/compute/functions/served/{service}/invoke", json={"payload": 21})
+        answer = await http.post(
+            f"/compute/functions/served/{service}/invoke", json={"payload": 21}
+        )
         assert answer.json() == {"body": {"twice": 42}}
 
     # The printed NATS URL works as it is (credentials included).
@@ -106,8 +121,9 @@ async def test_serve_runs_a_function_and_stops_cleanly_on_sigterm(
 async def test_serve_uses_an_existing_nats_when_given_one(
     nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
-    proc, fields = await start_serve("--data-dir", str(tmp_path / "d"),
-                                     env={"NATS_URL": nats_server.url})
+    proc, fields = await start_serve(
+        "--data-dir", str(tmp_path / "d"), env={"NATS_URL": nats_server.url}
+    )
     try:
         assert fields["nats"] == nats_server.url
         assert not (tmp_path / "d" / "nats").exists()
@@ -123,8 +139,12 @@ async def test_a_restarted_serve_still_knows_its_functions(tmp_path: Path) -> No
     proc, fields = await start_serve("--data-dir", data)
     try:
         async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
-            body = function_body({"index.js": "exports.handler = async () => 'kept';"}, collection="keep")
-            service = (await http.post("/compute/functions", json=body)).json()["body"]["compute_asset"]["service"]
+            body = function_body(
+                {"index.js": "exports.handler = async () => 'kept';"}, collection="keep"
+            )
+            service = (await http.post("/compute/functions", json=body)).json()["body"][
+                "compute_asset"
+            ]["service"]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 60) == 0

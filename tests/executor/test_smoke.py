@@ -5,7 +5,9 @@ import httpx
 from tests.conftest import MakeFunction, wait_for_record
 
 
-async def test_node_function_answers_over_http(http: httpx.AsyncClient, make_function: MakeFunction) -> None:
+async def test_node_function_answers_over_http(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
     fn = await make_function(
         {"index.js": "exports.handler = async (e) => { console.log('hi'); return {got: e}; };"}
     )
