@@ -1,5 +1,6 @@
 """One invocation, start to end: resolve the revision, validate the input, run the handler,
-validate the output, and write the monitor record. Transport-free: the worker feeds it.
+validate the output, and build the monitor record; ``store`` writes it once the caller has its
+answer (the record is off the latency path). Transport-free: the worker feeds it.
 """
 
 from __future__ import annotations
@@ -51,12 +52,12 @@ class Call:
 
 @dataclass
 class Outcome:
-    """The result bytes or the error, plus the record and the future of its storage."""
+    """The result bytes or the error, plus the record to keep (for ``ttl_ms``)."""
 
     result: bytes | None
     error: ComputeError | None
     record: MonitorRecord | None = None
-    stored: StoredRecord | None = None
+    ttl_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,13 @@ class Invoker:
         except ComputeError as exc:
             error, result = exc, None
         record = self._record(call, function, revision, started, t0, logs, result, error)
-        stored = await self.monitor.write(record, function.monitor_config.ttl)
-        return Outcome(result, error, record, stored)
+        return Outcome(result, error, record, function.monitor_config.ttl)
+
+    async def store(self, outcome: Outcome) -> StoredRecord | None:
+        """Send the outcome's record to the monitor store (the ack comes later)."""
+        if outcome.record is None:
+            return None
+        return await self.monitor.write(outcome.record, outcome.ttl_ms)
 
     async def _run(
         self, prepared: PreparedRevision, call: Call, started: float

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import socket
-import uuid
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -34,7 +33,7 @@ REPLY_HEADROOM = 64 * 1024
 
 
 def new_invocation_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def check_invocation_id(value: str) -> str:
@@ -149,16 +148,18 @@ class Worker:
         )
 
     async def _finish_record(self, outcome: Outcome) -> None:
+        """Store the record, then announce it on the result subject (readable by then)."""
         record = outcome.record
-        if record is None or outcome.stored is None:
+        stored = await self.invoker.store(outcome)
+        if record is None or stored is None:
             return
         try:
-            await asyncio.wait_for(outcome.stored.ack, _RECORD_ACK_S)
+            await asyncio.wait_for(stored.ack, _RECORD_ACK_S)
         except Exception as exc:
             log.error("monitor record %s was not stored: %s", record.invocation_id, exc)
         await self.nc.publish(
             subjects.result_subject(record.collection_topic, record.service, record.status),
-            outcome.stored.data,
+            stored.data,
         )
 
     def _function_gone(self, ct: str, ft: str) -> None:

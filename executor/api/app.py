@@ -41,7 +41,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def build_app(ctx: ApiContext) -> Starlette:
     app = Starlette(
-        routes=[*functions.routes, *invocations.routes, *ops.routes],
+        routes=[*invocations.routes, *functions.routes, *ops.routes],  # hot route first
         exception_handlers={
             ComputeError: _compute_error,
             HTTPException: _http_error,

@@ -89,8 +89,11 @@ async def _invoke(
             f"payload is {len(payload)} bytes, over the {limit}-byte limit",
             [detail("/payload", f"at most {limit} bytes")],
         )
-    alias = request.query_params.get("alias") or None
-    revision = query_int(request, "revision", 0, lo=0, hi=1_000_000_000) or None
+    alias: str | None = None
+    revision: int | None = None
+    if request.scope["query_string"]:  # parsing an empty query string still costs
+        alias = request.query_params.get("alias") or None
+        revision = query_int(request, "revision", 0, lo=0, hi=1_000_000_000) or None
     _, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
     call_headers = {H_INVOCATION_ID: invocation_id}
     if alias:
