@@ -13,7 +13,7 @@ import nats.js.errors
 from nats.aio.client import Client
 
 from bus import subjects
-from bus.bundles import BundleStore
+from bus.bundles import BundleStore, encoded_bundle
 from bus.registry import Registry, name_hash
 from executor.runtimes.commands import RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
 from executor.settings import Settings
@@ -112,7 +112,7 @@ class FunctionService:
         # Refuse a taken name before storing anything (reserve_name below still decides races).
         await self._check_name_free(ct, req.name)
         now = int(time.time())
-        digest = await self.bundles.put(bundle)
+        encoded = encoded_bundle(bundle)
         revision = Revision(
             number=1,
             created=now,
@@ -124,7 +124,7 @@ class FunctionService:
             size=req.size,
             memory_mb=memory,
             schema=req.schema,
-            bundle=digest,
+            bundle=encoded.digest,
             assets=[_meta(a, f) for a, f in zip(spec.assets, bundle.files, strict=True)],
         )
         service = await self.registry.create_first_revision(ct, revision)
@@ -132,6 +132,9 @@ class FunctionService:
         try:
             await self.registry.reserve_name(ct, req.name, service)
             written.append(subjects.name_key(ct, name_hash(req.name)))
+            # Only once the name is ours: a loser of a name race leaves no bundle behind. No one
+            # resolves the function before its record (written last) exists.
+            await self.bundles.put(encoded)
             record = FunctionRecord(
                 collection_topic=ct,
                 service=service,

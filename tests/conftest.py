@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,7 @@ def b64(data: str | bytes) -> str:
 
 
 def function_body(
-    files: dict[str, str | bytes],
+    files: Mapping[str, str | bytes],
     *,
     runtime: str = "nodejs",
     handler: str = "index.handler",

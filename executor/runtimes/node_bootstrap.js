@@ -60,9 +60,13 @@ function afterStdio(then) {
 }
 
 function load() {
-  const mod = require(path.join(workspace, relFile));
+  const file = path.join(workspace, relFile);
+  const mod = require(file);
   const fn = mod && mod[exportName];
   if (typeof fn !== 'function') {
+    // Forget the module so the next call loads it again, like Python does: every invocation's
+    // record then shows what the module printed while loading.
+    delete require.cache[require.resolve(file)];
     const err = new Error(`${relFile} has no function export '${exportName}'`);
     err.notFound = true;
     throw err;

@@ -7,7 +7,9 @@ import asyncio
 import base64
 import copy
 import dataclasses
+import hashlib
 import io
+import json
 import re
 import tarfile
 import time
@@ -18,11 +20,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
 from bus import subjects
+from bus.bundles import BundleStore
 from executor.roles import run_api
 from executor.settings import Settings
 from tests.conftest import Fn, MakeFunction, Stack, b64, function_body, wait_for_record
@@ -127,11 +129,7 @@ async def registry_keys(nc: Client, ct: str) -> list[str]:
 
 
 async def bundle_count(nc: Client) -> int:
-    store = await nc.jetstream().object_store(subjects.BUNDLES_BUCKET)
-    try:
-        return len([info for info in await store.list() if not info.deleted])
-    except nats.js.errors.NotFoundError:
-        return 0
+    return len(await (await BundleStore.open(nc.jetstream())).digests())
 
 
 def with_(body: dict[str, Any], pointer: str, value: Any) -> dict[str, Any]:
@@ -347,12 +345,37 @@ async def test_concurrent_creates_of_one_name_make_one_function(
         function_body({"index.js": f"{NODE_OK}\n// {i}"}, collection=ct, name="race")
         for i in range(6)
     ]
+    bundles = await bundle_count(nc)
     responses = await asyncio.gather(*(http.post(CREATE, json=b) for b in bodies))
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201, 409, 409, 409, 409, 409], [r.text for r in responses]
     assert await total(http, ct) == 1
     keys = await registry_keys(nc, ct)
     assert [k.split(".")[0] for k in keys] == ["fn", "name", "rev"], keys
+    # Only the winner's bundle is stored: the losers stored nothing.
+    assert await bundle_count(nc) == bundles + 1
+
+
+async def test_bundles_are_content_addressed(http: httpx.AsyncClient, nc: Client) -> None:
+    ct = unique()
+    files = {"index.js": NODE_OK + "\n// content-addressed " + ct}
+    bundles = await bundle_count(nc)
+    first = await http.post(CREATE, json=function_body(files, collection=ct))
+    second = await http.post(CREATE, json=function_body(files, collection=ct))
+    assert first.status_code == second.status_code == 201
+    assert await bundle_count(nc) == bundles + 1  # the same files are stored once
+
+    kv = await nc.jetstream().key_value(subjects.FUNCTIONS_BUCKET)
+    digests = set()
+    for created in (first, second):
+        service = created.json()["body"]["compute_asset"]["service"]
+        entry = await kv.get(subjects.revision_key(ct, service, 1))
+        revision = json.loads(entry.value or b"{}")
+        digests.add(revision["bundle"])
+    (digest,) = digests
+    store = await nc.jetstream().object_store(subjects.BUNDLES_BUCKET)
+    stored = await store.get(digest)
+    assert hashlib.sha256(stored.data or b"").hexdigest() == digest
 
 
 # ---- bad input ----------------------------------------------------------------------------------
@@ -670,6 +693,7 @@ async def test_bad_input_is_400_naming_the_field_and_stores_nothing(
     ct = unique()
     good = function_body({"index.js": NODE_OK}, collection=ct, name="victim")
     everything = await total(http)
+    bundles = await bundle_count(nc)
 
     error = assert_error(
         await http.post(CREATE, json=spoil(good)),
@@ -684,6 +708,7 @@ async def test_bad_input_is_400_naming_the_field_and_stores_nothing(
     assert await registry_keys(nc, ct) == []
     assert await total(http, ct) == 0
     assert await total(http) == everything
+    assert await bundle_count(nc) == bundles
     # The name is still free: the correct body is created.
     fixed = await http.post(CREATE, json=good)
     assert fixed.status_code == 201, fixed.text

@@ -12,6 +12,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -504,16 +505,20 @@ async def test_timeout_kills_the_process_and_its_children(
     fn = await spinner(runtime)
     t0 = time.monotonic()
     response = await invoke(http, fn, {"op": op})
-    assert time.monotonic() - t0 < 10
+    # A correctness bound, not a benchmark: the worker (not the API's 5 s grace) answered.
+    assert time.monotonic() - t0 < 4
     error = assert_error(response, 504, "timeout")
     assert "1000 ms" in error["error"]
 
     record = await wait_for_record(http, fn, response.headers["x-invocation-id"])
     assert record["status"] == "failed"
     assert record["error_code"] == "timeout"
+    assert 1000 <= record["duration_ms"] < 3000
     pids = pids_from_logs(record["logs"])
     assert "pid" in pids, record["logs"]
     await wait_gone(pids["pid"])
+    # The handler process is the worker's own child: reaped, not left a zombie.
+    assert not Path(f"/proc/{pids['pid']}").exists()
     if op == "fork":
         assert "child" in pids, record["logs"]
         await wait_gone(pids["child"])
@@ -670,8 +675,10 @@ async def test_handler_not_found(
         assert ENTRY[runtime] in error["error"]
         assert "handler" in error["error"]
         assert error["details"] == [{"file": ENTRY[runtime], "export": "handler"}]
-    record = await wait_for_record(http, fn, response.headers["x-invocation-id"])
-    assert record["error_code"] == "handler_not_found"
+        # The module's output while loading is in this (warm) call's record too.
+        record = await wait_for_record(http, fn, response.headers["x-invocation-id"])
+        assert record["error_code"] == "handler_not_found"
+        assert record["logs"].strip() == "loaded"
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -819,3 +826,35 @@ async def test_nats_revision_and_alias_headers(
         body = json.loads(reply.data)
         assert body["code"] == "invalid_request"
         assert body["details"][0]["path"] == next(iter(bad))
+
+
+# ---- size limits -------------------------------------------------------------------------------
+
+
+async def test_payload_over_the_limit_is_413(
+    http: httpx.AsyncClient, stack: Stack, make_function: MakeFunction
+) -> None:
+    fn = await make_function({"index.js": "exports.handler = async (e) => e;"})
+    limit = stack.settings.max_payload_bytes
+    response = await invoke(http, fn, {"s": "x" * limit})
+    error = assert_error(response, 413, "payload_too_large")
+    assert str(limit) in error["error"]
+    # Nothing ran, so nothing was recorded.
+    listed = await http.get(f"{fn.path}/invocations")
+    assert listed.json()["body"]["results_total"] == 0
+
+
+async def test_result_over_the_limit_is_413_and_recorded(
+    http: httpx.AsyncClient, stack: Stack, make_function: MakeFunction
+) -> None:
+    size = stack.settings.max_payload_bytes + 1
+    fn = await make_function(
+        {"index.js": f"exports.handler = async (e) => e ? 'x'.repeat({size}) : 'small';"}
+    )
+    response = await invoke(http, fn, True)
+    error = assert_error(response, 413, "payload_too_large")
+    assert "result" in error["error"]
+    record = await wait_for_record(http, fn, response.headers["x-invocation-id"])
+    assert record["error_code"] == "payload_too_large"
+    assert "output" not in record
+    assert (await ok(http, fn, False)) == "small"  # the process is still fine

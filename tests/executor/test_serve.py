@@ -81,10 +81,15 @@ async def served(
 
 
 async def test_serve_runs_a_function_and_stops_cleanly_on_sigterm(
-    served: tuple[asyncio.subprocess.Process, dict[str, str]],
+    served: tuple[asyncio.subprocess.Process, dict[str, str]], tmp_path: Path
 ) -> None:
     proc, fields = served
     assert fields["api"].startswith("http://127.0.0.1:")
+    # The embedded server keeps its store and generated credentials under --data-dir.
+    nats_dir = tmp_path / "data" / "nats"
+    assert (nats_dir / "jetstream").is_dir()
+    password = fields["nats"].split("//", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert password in (nats_dir / "nats-credentials.json").read_text()
     async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
         ready = await http.get("/readyz")
         assert ready.status_code == 200 and ready.json()["workers"] >= 1
@@ -118,12 +123,41 @@ async def test_serve_runs_a_function_and_stops_cleanly_on_sigterm(
     assert [pid for pid in tree if alive(pid)] == []
 
 
-async def test_serve_uses_an_existing_nats_when_given_one(
-    nats_server: EmbeddedNats, tmp_path: Path
+async def test_sigterm_lets_a_running_invocation_finish(
+    served: tuple[asyncio.subprocess.Process, dict[str, str]],
 ) -> None:
-    proc, fields = await start_serve(
-        "--data-dir", str(tmp_path / "d"), env={"NATS_URL": nats_server.url}
-    )
+    proc, fields = served
+    async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
+        body = function_body(
+            {"index.py": "import time\n\ndef handler(e, c):\n    time.sleep(1.5)\n    return 1\n"},
+            runtime="python",
+            collection="drain",
+        )
+        created = await http.post("/compute/functions", json=body)
+        service = created.json()["body"]["compute_asset"]["service"]
+        running = asyncio.create_task(
+            http.post(f"/compute/functions/drain/{service}/invoke", json={"payload": None})
+        )
+        await asyncio.sleep(0.7)  # the invocation is inside the handler now
+        proc.send_signal(signal.SIGTERM)
+        answer = await running
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"body": 1}
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+async def test_serve_uses_an_existing_nats_when_given_one(
+    nats_server: EmbeddedNats, tmp_path: Path, how: str
+) -> None:
+    if how == "flag":
+        proc, fields = await start_serve(
+            "--data-dir", str(tmp_path / "d"), "--nats-url", nats_server.url
+        )
+    else:
+        proc, fields = await start_serve(
+            "--data-dir", str(tmp_path / "d"), env={"NATS_URL": nats_server.url}
+        )
     try:
         assert fields["nats"] == nats_server.url
         assert not (tmp_path / "d" / "nats").exists()

@@ -1,0 +1,37 @@
+"""``computebus bench`` runs end to end and reports every figure (no speed is asserted)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+
+async def test_bench_reports_all_four_systems_and_the_ratios() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "bench",
+        "--seconds",
+        "0.3",
+        "--samples",
+        "30",
+        "--concurrency",
+        "4",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    figures = json.loads(out.decode().strip().splitlines()[-1])
+    for name in (
+        "bare starlette echo",
+        "bare nats echo",
+        "computebus http invoke",
+        "computebus nats invoke",
+    ):
+        assert figures[name]["rps"] > 0
+        assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
+    assert figures["http_throughput_ratio"] > 0
+    assert figures["nats_p50_ratio"] > 0

@@ -1,0 +1,103 @@
+"""Scale-out and per-process discipline: a second worker process joins the queue group and each
+invocation still runs exactly once; a warm handler process runs one invocation at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import MakeFunction, Stack
+
+WHO_RUNS_ME = {
+    "index.py": "import os\n\ndef handler(event, context):\n    return os.getppid()\n",
+}
+SLOW = {
+    "index.py": (
+        "import os, time\n\n"
+        "def handler(event, context):\n"
+        "    start = time.time()\n"
+        "    time.sleep(0.3)\n"
+        "    return {'pid': os.getpid(), 'start': start, 'end': time.time()}\n"
+    ),
+}
+
+
+async def workers_ready(http: httpx.AsyncClient) -> int:
+    response = await http.get("/readyz")
+    count: int = response.json()["workers"]
+    return count
+
+
+async def test_a_second_worker_shares_the_work_and_each_invocation_runs_once(
+    http: httpx.AsyncClient, stack: Stack, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    fn = await make_function(WHO_RUNS_ME, runtime="python")
+    before = await workers_ready(http)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "worker",
+        "--nats-url",
+        stack.nats_url,
+        "--data-dir",
+        str(tmp_path / "second"),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            if await workers_ready(http) > before:
+                break
+            await asyncio.sleep(0.1)
+        assert await workers_ready(http) == before + 1
+
+        calls = 60
+        gate = asyncio.Semaphore(8)
+
+        async def call() -> httpx.Response:
+            async with gate:
+                return await http.post(f"{fn.path}/invoke", json={"payload": None})
+
+        responses = await asyncio.gather(*(call() for _ in range(calls)))
+        assert [r.status_code for r in responses] == [200] * calls
+        # Both workers ran some: the handler's parent is the worker that spawned it.
+        assert {r.json()["body"] for r in responses} == {os.getpid(), worker.pid}
+
+        ids = {r.headers["x-invocation-id"] for r in responses}
+        assert len(ids) == calls
+        listed = await http.get(f"{fn.path}/invocations", params={"limit": 1000})
+        records = listed.json()["body"]
+        assert records["results_total"] == calls  # one record per invocation, none twice
+        assert {r["invocation_id"] for r in records["results"]} == ids
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 30) == 0
+    assert await workers_ready(http) == before
+
+
+async def test_a_warm_process_runs_one_invocation_at_a_time(
+    http: httpx.AsyncClient, stack: Stack, make_function: MakeFunction
+) -> None:
+    fn = await make_function(SLOW, runtime="python")
+    calls = 2 * stack.settings.pool_per_revision
+    responses = await asyncio.gather(
+        *(http.post(f"{fn.path}/invoke", json={"payload": None}) for _ in range(calls))
+    )
+    assert [r.status_code for r in responses] == [200] * calls
+    runs = [r.json()["body"] for r in responses]
+    by_pid: dict[int, list[tuple[float, float]]] = {}
+    for run in runs:
+        by_pid.setdefault(run["pid"], []).append((run["start"], run["end"]))
+    # Concurrent calls spread over the pool, never beyond it...
+    assert 1 < len(by_pid) <= stack.settings.pool_per_revision
+    # ...and within one process they never overlap.
+    for spans in by_pid.values():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert start >= end
