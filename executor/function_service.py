@@ -120,6 +120,7 @@ class FunctionService:
             handler=spec.handler,
             timeout=spec.timeout,
             read_only_fs=spec.read_only_fs,
+            network=spec.network,
             env_vars=spec.env_vars,
             size=req.size,
             memory_mb=memory,
@@ -211,6 +212,8 @@ def function_view(
         timeout=revision.timeout,
         read_only_fs=revision.read_only_fs,
     )
+    if revision.network:
+        compute_asset.network = True
     view = FunctionView(
         description=record.description,
         name=record.name,

@@ -12,9 +12,10 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from executor.sandbox import ProcessCgroup
 from schemas.handler_protocol import HEADER, HandlerReply, frame, reply_decoder
 
 _READ_CHUNK = 1 << 16
@@ -57,8 +58,11 @@ class HandlerProcess:
         reply_fd: int,
         log_fd: int,
         log_cap: int,
+        cgroup: ProcessCgroup | None = None,
     ) -> None:
         self.process = process
+        self.cgroup = cgroup
+        self.out_of_memory = False
         self.pid = process.pid
         self._request_fd = request_fd
         self._reply_fd = reply_fd
@@ -76,7 +80,14 @@ class HandlerProcess:
 
     @classmethod
     async def spawn(
-        cls, argv: Sequence[str], *, env: dict[str, str], cwd: str, log_cap: int
+        cls,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: str,
+        log_cap: int,
+        preexec: Callable[[], None] | None = None,
+        cgroup: ProcessCgroup | None = None,
     ) -> HandlerProcess:
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
@@ -93,6 +104,7 @@ class HandlerProcess:
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
+                preexec_fn=preexec,
             )
         except BaseException:
             for fd in (request_r, request_w, reply_r, reply_w, log_r, log_w):
@@ -102,7 +114,7 @@ class HandlerProcess:
             os.close(fd)
         for fd in (request_w, reply_r, log_r):
             os.set_blocking(fd, False)
-        return cls(process, request_w, reply_r, log_r, log_cap)
+        return cls(process, request_w, reply_r, log_r, log_cap, cgroup)
 
     @property
     def alive(self) -> bool:
@@ -198,14 +210,21 @@ class HandlerProcess:
             self._logs.feed(chunk)
 
     async def kill(self) -> None:
-        """SIGKILL the process group, reap the process, close our pipe ends. Idempotent."""
+        """SIGKILL the process group and everything in its cgroup (the sandbox, and what the
+        handler started there, even after setsid), reap the process, close our pipe ends.
+        Idempotent."""
         if self._closed:
             return
         self._drain_logs()
         self._closed = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.kill_all)
         await self.process.wait()
+        if self.cgroup is not None:
+            self.out_of_memory = self.cgroup.oom_killed()
+            self.cgroup.remove()
         for fd in (self._reply_fd, self._log_fd):
             self._loop.remove_reader(fd)
         for fd in (self._request_fd, self._reply_fd, self._log_fd):

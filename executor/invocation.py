@@ -16,7 +16,8 @@ from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
 from executor.instance import HandlerProcess, Logs, ProcessGone
 from executor.pool import InstancePool, RevisionKey, RevisionPool
-from executor.runtimes.commands import handler_argv, handler_env
+from executor.runtimes.commands import bootstrap_for, handler_argv, handler_env
+from executor.sandbox import Limits, Sandbox, interpreter_root
 from executor.settings import Settings
 from executor.workspace import WorkspaceCache, handler_file
 from schemas.codec import decode_json
@@ -81,7 +82,11 @@ class Invoker:
         monitor: MonitorStore,
         settings: Settings,
         max_result_bytes: int,
+        sandbox: Sandbox,
+        worker_id: str,
     ) -> None:
+        self.sandbox = sandbox
+        self.worker_id = worker_id
         self.max_result_bytes = max_result_bytes
         self.view = view
         self.bundles = bundles
@@ -159,7 +164,11 @@ class Invoker:
             error = Timeout(f"the handler did not finish within {timeout_ms} ms")
             return None, error, process.take_logs()
         except ProcessGone as exc:
-            return None, FunctionFailed(f"the handler process died: {exc}"), process.take_logs()
+            logs = process.take_logs()
+            if process.out_of_memory or _NODE_HEAP_LIMIT in logs.text:
+                limit = f"{rev.memory_mb} MB"
+                return None, OutOfMemory(f"the handler ran out of memory ({limit})"), logs
+            return None, FunctionFailed(f"the handler process died: {exc}"), logs
         finally:
             await prepared.pool.release(process)
         if not reply.ok:
@@ -187,12 +196,36 @@ class Invoker:
             bundle = await self.bundles.get(revision.bundle)
             workspace = await asyncio.to_thread(self.workspaces.install, revision.bundle, bundle)
         file, export = handler_file(revision.handler, revision.runtime)
-        argv = handler_argv(revision.runtime, file, export, workspace, revision.memory_mb)
-        env = handler_env(revision.env_vars, "/tmp")
+        python = revision.runtime == "python"
+        plan = self.sandbox.plan(
+            lambda bootstrap, inside: handler_argv(
+                revision.runtime, bootstrap, inside, file, export, revision.memory_mb
+            ),
+            bootstrap=bootstrap_for(revision.runtime),
+            workspace=workspace,
+            interpreter_root=interpreter_root() if python else None,
+            env=handler_env(revision.env_vars, "/tmp"),
+            limits=Limits(revision.memory_mb, revision.read_only_fs, revision.network),
+            python=python,
+        )
         log_cap = self.settings.log_cap_bytes
+        sandbox = self.sandbox
 
         async def spawn() -> HandlerProcess:
-            return await HandlerProcess.spawn(argv, env=env, cwd=str(workspace), log_cap=log_cap)
+            cgroup = sandbox.new_cgroup(plan.limits)
+            try:
+                return await HandlerProcess.spawn(
+                    plan.argv,
+                    env=plan.env,
+                    cwd=plan.cwd,
+                    log_cap=log_cap,
+                    preexec=sandbox.preexec(plan, cgroup),
+                    cgroup=cgroup,
+                )
+            except BaseException:
+                if cgroup is not None:
+                    cgroup.remove()
+                raise
 
         return PreparedRevision(
             key=key,
@@ -231,6 +264,7 @@ class Invoker:
             duration_ms=round((time.perf_counter() - t0) * 1000, 3),
             logs=logs.text,
             logs_truncated=logs.truncated,
+            worker=self.worker_id,
         )
         if error is not None:
             record.error_code = error.code
@@ -241,6 +275,10 @@ class Invoker:
             if result is not None:
                 record.output = msgspec.Raw(result)
         return record
+
+
+# What Node prints when V8 reaches --max-old-space-size, just before it aborts.
+_NODE_HEAP_LIMIT = "JavaScript heap out of memory"
 
 
 def _reply_error(reply: HandlerReply, prepared: PreparedRevision) -> ComputeError:

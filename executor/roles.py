@@ -23,8 +23,9 @@ from executor.api.context import ApiContext
 from executor.function_service import FunctionService
 from executor.invocation import Invoker
 from executor.pool import InstancePool
+from executor.sandbox import Sandbox
 from executor.settings import Settings
-from executor.worker import REPLY_HEADROOM, Worker
+from executor.worker import REPLY_HEADROOM, Worker, new_worker_id
 from executor.workspace import WorkspaceCache
 
 log = logging.getLogger("computebus")
@@ -66,14 +67,12 @@ class Bus:
             await self.nc.drain()
 
 
-def isolation_level() -> str:
-    return "process"
-
-
 async def run_worker(
     url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
 ) -> None:
     bus = await Bus.open(url, "computebus-worker", settings)
+    worker_id = new_worker_id()
+    sandbox = await asyncio.to_thread(Sandbox.detect, f"computebus-{worker_id}")
     instances = InstancePool(
         max_per_revision=settings.pool_per_revision,
         max_waiters=settings.pool_max_waiters,
@@ -89,8 +88,10 @@ async def run_worker(
         monitor=bus.monitor,
         settings=settings,
         max_result_bytes=min(settings.max_payload_bytes, bus.nc.max_payload - REPLY_HEADROOM),
+        sandbox=sandbox,
+        worker_id=worker_id,
     )
-    worker = Worker(bus.nc, invoker, settings, isolation_level())
+    worker = Worker(bus.nc, invoker, settings, sandbox.level)
     instances.start()
     await worker.start()
     log.info("worker %s ready", worker.id)
@@ -100,6 +101,7 @@ async def run_worker(
         await stop.wait()
     finally:
         await worker.drain(settings.drain_s)
+        await asyncio.to_thread(sandbox.close)
         await bus.close()
 
 

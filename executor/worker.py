@@ -32,6 +32,10 @@ _RECORD_ACK_S = 10.0
 REPLY_HEADROOM = 64 * 1024
 
 
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
+
+
 def new_invocation_id() -> str:
     return os.urandom(16).hex()
 
@@ -62,7 +66,7 @@ class Worker:
         self.invoker = invoker
         self.settings = settings
         self.isolation = isolation
-        self.id = f"{socket.gethostname()}-{os.getpid()}"
+        self.id = invoker.worker_id
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = False

@@ -52,6 +52,8 @@ class ComputeAssetSpec(Struct):
     read_only_fs: bool = True
     runtime: Runtime = "nodejs"
     env_vars: list[str] = msgspec.field(default_factory=list)
+    # Extension: outbound network for the handler (off by default; see the security model).
+    network: bool = False
 
 
 class CreateFunctionRequest(Struct):
@@ -78,6 +80,7 @@ class Revision(Struct):
     schema: FunctionSchema
     bundle: str
     assets: list[AssetMeta]
+    network: bool = False
 
 
 class FunctionRecord(Struct):
@@ -103,6 +106,7 @@ class ComputeAssetView(Struct):
     read_only_fs: bool
     env_vars: list[str] | UnsetType = UNSET
     assets: list[Asset] | UnsetType = UNSET
+    network: bool | UnsetType = UNSET  # shown only when on
 
 
 class FunctionView(Struct):

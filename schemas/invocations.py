@@ -38,6 +38,7 @@ class MonitorRecord(Struct):
     duration_ms: float = 0.0
     logs: str = ""
     logs_truncated: bool = False
+    worker: str = ""  # the worker that ran it
     error_code: str | UnsetType = UNSET
     error_message: str | UnsetType = UNSET
     error_details: list[dict[str, Any]] | UnsetType = UNSET

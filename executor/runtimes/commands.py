@@ -44,23 +44,21 @@ def available_runtimes() -> dict[str, str | None]:
     return {name: runtime_version(name) for name in RUNTIMES}
 
 
+def bootstrap_for(runtime: str) -> Path:
+    return PYTHON_BOOTSTRAP if runtime == "python" else NODE_BOOTSTRAP
+
+
 def handler_argv(
-    runtime: str, handler_file: str, export: str, workspace: Path, memory_mb: int
+    runtime: str, bootstrap: str, workspace: str, handler_file: str, export: str, memory_mb: int
 ) -> list[str]:
-    """The argv up to (not including) the two pipe fds the instance appends."""
+    """The argv up to (not including) the two pipe fds the instance appends; ``bootstrap`` and
+    ``workspace`` are paths as the process sees them (inside the sandbox)."""
     exe = interpreter(runtime)
     if exe is None:
         raise RuntimeError(f"runtime {runtime} is not installed on this worker")
     if runtime == "python":
-        return [exe, "-I", "-B", "-u", str(PYTHON_BOOTSTRAP), str(workspace), handler_file, export]
-    return [
-        exe,
-        f"--max-old-space-size={memory_mb}",
-        str(NODE_BOOTSTRAP),
-        str(workspace),
-        handler_file,
-        export,
-    ]
+        return [exe, "-I", "-B", "-u", bootstrap, workspace, handler_file, export]
+    return [exe, f"--max-old-space-size={memory_mb}", bootstrap, workspace, handler_file, export]
 
 
 def handler_env(env_vars: list[str], tmp_dir: str) -> dict[str, str]:

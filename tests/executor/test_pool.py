@@ -10,7 +10,7 @@ import msgspec
 
 from executor.instance import HandlerProcess
 from executor.pool import InstancePool, Spawner
-from executor.runtimes.commands import handler_argv, handler_env
+from executor.runtimes.commands import bootstrap_for, handler_argv, handler_env
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext
 
@@ -21,7 +21,8 @@ def spawner(tmp_path: Path, name: str) -> Spawner:
     workspace = tmp_path / name
     workspace.mkdir()
     (workspace / "index.py").write_text(PID_HANDLER)
-    argv = handler_argv("python", "index.py", "handler", workspace, 256)
+    bootstrap = str(bootstrap_for("python"))
+    argv = handler_argv("python", bootstrap, str(workspace), "index.py", "handler", 256)
 
     async def spawn() -> HandlerProcess:
         return await HandlerProcess.spawn(
