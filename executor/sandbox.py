@@ -300,7 +300,8 @@ class Sandbox:
         ]
         if not limits.read_only_fs:
             args += ["--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
-        args += ["--remount-ro", "/", "--chdir", WORKSPACE_INSIDE, "--"]
+        # /dev stays usable (/dev/null, /dev/urandom) but nothing can be created there (/dev/shm).
+        args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKSPACE_INSIDE, "--"]
         argv = args + runtime_argv(inside_bootstrap, WORKSPACE_INSIDE)
         return LaunchPlan(
             argv, {"PATH": env.get("PATH", "/usr/bin:/bin")}, str(workspace), limits, python

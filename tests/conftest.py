@@ -95,6 +95,7 @@ def function_body(
     schema: dict[str, Any] | None = None,
     store_payload: bool = True,
     ttl: int = 600_000,
+    compute_asset: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """A create body; every call gets a fresh name unless one is given."""
@@ -106,6 +107,7 @@ def function_body(
             "runtime": runtime,
             "timeout": timeout,
             "assets": [{"asset_name": n, "asset_value": b64(v)} for n, v in files.items()],
+            **(compute_asset or {}),
         },
         "monitor_config": {"ttl": ttl, "store_payload": store_payload},
         **extra,

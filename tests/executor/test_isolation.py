@@ -1,0 +1,425 @@
+"""Hostile handlers: each one attacks, the test asserts the outcome, that nothing it started
+survives, and that a normal function on the same worker still answers.
+
+They run at the strongest isolation level this machine offers; on CI (bubblewrap installed,
+cgroups writable) that is ``bwrap+cgroup`` and the test below refuses anything weaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.conftest import Fn, MakeFunction, Stack, living_descendants, wait_for_record
+
+NORMAL = {"index.js": "exports.handler = async (e) => ({ ok: e });"}
+
+PY_ATTACKS = r"""
+import json, os, socket, subprocess, sys, time
+
+def handler(event, context):
+    op = event["op"]
+    if op == "write_workspace":
+        for path in ("index.py", "new.txt"):
+            try:
+                with open(path, "w") as f:
+                    f.write("owned")
+                return "wrote " + path
+            except OSError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+        return "refused: " + last
+    if op == "write_anywhere":
+        wrote = []
+        for d in ("/", "/tmp", "/usr", "/workspace", "/opt", "/dev/shm", "/var/tmp"):
+            try:
+                with open(os.path.join(d, "x.txt"), "w") as f:
+                    f.write("x")
+                wrote.append(d)
+            except OSError:
+                pass
+        return wrote
+    if op == "remount":
+        return subprocess.run(["mount", "-o", "remount,rw", "/workspace"],
+                              capture_output=True, text=True).returncode
+    if op == "read":
+        try:
+            with open(event["path"], "rb") as f:
+                return "read %d bytes" % len(f.read())
+        except OSError as exc:
+            return "refused: " + type(exc).__name__
+    if op == "read_text":
+        try:
+            with open(event["path"], "rb") as f:
+                return f.read(4096).decode(errors="replace")
+        except OSError as exc:
+            return "refused: " + type(exc).__name__
+    if op == "listdir":
+        try:
+            return sorted(os.listdir(event["path"]))
+        except OSError as exc:
+            return "refused: " + type(exc).__name__
+    if op == "environ":
+        return dict(os.environ)
+    if op == "whoami":
+        status = open("/proc/self/status").read()
+        caps = [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")]
+        return {"uid": os.getuid(), "gid": os.getgid(), "caps": caps[0],
+                "procs": len([p for p in os.listdir("/proc") if p.isdigit()])}
+    if op == "connect":
+        s = socket.socket()
+        s.settimeout(2)
+        try:
+            s.connect(("127.0.0.1", event["port"]))
+            return "connected"
+        except OSError as exc:
+            return "refused: " + type(exc).__name__
+        finally:
+            s.close()
+    if op == "memory":
+        hog = []
+        while True:
+            hog.append(bytearray(16 * 1024 * 1024))
+    if op == "forkbomb":
+        children = 0
+        try:
+            for _ in range(10_000):
+                if os.fork() == 0:
+                    time.sleep(60)
+                    os._exit(0)
+                children += 1
+        except OSError as exc:
+            print(f"fork refused after {children}: {exc}")
+        time.sleep(60)
+    if op == "escape":
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(120)
+            os._exit(0)
+        time.sleep(60)
+    if op == "flood":
+        chunk = "y" * (1024 * 1024)
+        for _ in range(100):
+            sys.stdout.write(chunk)
+        return "flooded"
+    if op == "kill9":
+        os.kill(os.getpid(), 9)
+    if op == "big":
+        return "z" * (20 * 1024 * 1024)
+    return "ok"
+"""
+
+NODE_ATTACKS = r"""
+const fs = require('fs');
+const net = require('net');
+exports.handler = async (event) => {
+  switch (event.op) {
+    case 'write_workspace':
+      try { fs.writeFileSync('index.js', 'owned'); return 'wrote index.js'; }
+      catch (err) { return 'refused: ' + err.code; }
+    case 'memory': {
+      const hog = [];
+      while (true) hog.push(new Array(1e6).fill(Math.random()));
+    }
+    case 'connect':
+      return await new Promise((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: event.port });
+        s.setTimeout(2000, () => { s.destroy(); resolve('refused: timeout'); });
+        s.on('connect', () => { s.destroy(); resolve('connected'); });
+        s.on('error', (err) => resolve('refused: ' + err.code));
+      });
+    case 'flood':
+      for (let i = 0; i < 100; i++) process.stdout.write('y'.repeat(1024 * 1024));
+      return 'flooded';
+    case 'environ':
+      return process.env;
+    case 'big':
+      return 'z'.repeat(20 * 1024 * 1024);
+    default:
+      return 'ok';
+  }
+};
+"""
+
+
+@pytest_asyncio.fixture(scope="module")
+async def level(stack: Stack) -> str:
+    async with httpx.AsyncClient(base_url=stack.api, timeout=30) as client:
+        isolation: str = (await client.get("/readyz")).json()["isolation"]
+    return isolation
+
+
+def test_ci_runs_the_strongest_level(level: str) -> None:
+    if os.environ.get("CI") == "true":
+        assert level == "bwrap+cgroup"
+
+
+Attacker = Callable[..., Awaitable[httpx.Response]]
+
+
+@pytest_asyncio.fixture
+async def attack(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> AsyncIterator[Callable[..., Awaitable[tuple[Fn, httpx.Response]]]]:
+    """``await attack(runtime, op, **event)``: run one attack in a fresh function, then check
+    that nothing it started is alive and that a normal function still answers."""
+    made: dict[tuple[str, str], Fn] = {}
+    before = living_descendants()
+
+    async def run(runtime: str, op: str, timeout: int = 5000, **event: Any) -> tuple[Fn, Any]:
+        key = (runtime, str(timeout))
+        if key not in made:
+            files = {"index.py": PY_ATTACKS} if runtime == "python" else {"index.js": NODE_ATTACKS}
+            made[key] = await make_function(
+                files, runtime=runtime, timeout=timeout, size="256MB", store_payload=False
+            )
+        fn = made[key]
+        response = await http.post(f"{fn.path}/invoke", json={"payload": {"op": op, **event}})
+        return fn, response
+
+    yield run
+    normal = await make_function(NORMAL)
+    answer = await http.post(f"{normal.path}/invoke", json={"payload": 1})
+    assert answer.json() == {"body": {"ok": 1}}, answer.text
+    # At most one warm sandbox (bwrap, its init, the handler) per function used here remains;
+    # nothing an attack started is among them.
+    assert len(living_descendants() - before) <= 3 * (len(made) + 1)
+
+
+def body(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    return response.json()["body"]
+
+
+def error_code(response: httpx.Response) -> str:
+    code: str = response.json()["code"]
+    return code
+
+
+@pytest.mark.parametrize("runtime", ["python", "nodejs"])
+async def test_cannot_write_into_its_own_workspace(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]], runtime: str
+) -> None:
+    _, response = await attack(runtime, "write_workspace")
+    assert body(response).startswith("refused"), response.text
+
+
+async def test_read_only_fs_leaves_no_writable_path(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]], level: str
+) -> None:
+    _, response = await attack("python", "write_anywhere")
+    wrote = body(response)
+    if level.startswith("bwrap"):
+        assert wrote == []
+    else:
+        assert "/workspace" not in wrote and "/usr" not in wrote
+
+
+async def test_read_only_fs_false_gives_a_private_tmp(
+    http: httpx.AsyncClient, make_function: MakeFunction, level: str
+) -> None:
+    if not level.startswith("bwrap"):
+        pytest.skip("a private /tmp needs bwrap")
+    files = {"index.py": PY_ATTACKS}
+    options = {"read_only_fs": False}
+    writable = await make_function(files, runtime="python", compute_asset=options)
+    other = await make_function(files, runtime="python", compute_asset=options)
+    response = await http.post(
+        f"{writable.path}/invoke", json={"payload": {"op": "write_anywhere"}}
+    )
+    assert body(response) == ["/tmp"]
+    # Another function's /tmp is its own: it does not see the file.
+    seen = await http.post(
+        f"{other.path}/invoke", json={"payload": {"op": "listdir", "path": "/tmp"}}
+    )
+    assert body(seen) == []
+
+
+async def test_a_root_handler_cannot_remount_its_workspace(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]], level: str
+) -> None:
+    if not level.startswith("bwrap"):
+        pytest.skip("needs bwrap")
+    _, response = await attack("python", "remount")
+    assert body(response) != 0
+
+
+async def test_runs_unprivileged_alone(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]], level: str
+) -> None:
+    if not level.startswith("bwrap"):
+        pytest.skip("needs bwrap")
+    _, response = await attack("python", "whoami")
+    me = body(response)
+    assert me["uid"] == me["gid"] == 65534
+    assert int(me["caps"], 16) == 0
+    assert me["procs"] <= 3  # its own pid namespace: the sandbox's init and itself
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/etc/shadow", "/etc/passwd", "/home", "/root/.bashrc", "__data_dir__", "__other_workspace__"],
+)
+async def test_cannot_read_secrets_or_other_workspaces(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]],
+    make_function: MakeFunction,
+    stack: Stack,
+    level: str,
+    path: str,
+) -> None:
+    if not level.startswith("bwrap"):
+        pytest.skip("file visibility is only restricted under bwrap")
+    if path == "__data_dir__":
+        path = str(stack.settings.data_dir.resolve())
+    elif path == "__other_workspace__":
+        workspaces = stack.settings.data_dir.resolve() / "workspaces"
+        await make_function({"index.js": "exports.handler = async () => 'victim';"})
+        path = str(next(p for p in workspaces.iterdir() if p.is_dir()))
+    _, read = await attack("python", "read", path=path)
+    _, listed = await attack("python", "listdir", path=path)
+    assert str(body(read)).startswith("refused"), read.text
+    assert str(body(listed)).startswith("refused") or body(listed) == [], listed.text
+
+
+@pytest.mark.parametrize("runtime", ["python", "nodejs"])
+async def test_environment_holds_only_what_the_function_set(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]], runtime: str
+) -> None:
+    os.environ["COMPUTEBUS_TEST_SECRET"] = "hunter2"
+    try:
+        _, response = await attack(runtime, "environ")
+    finally:
+        del os.environ["COMPUTEBUS_TEST_SECRET"]
+    env = body(response)
+    assert "hunter2" not in str(env)
+    if runtime == "python":  # nor through /proc: pid 1 there is the sandbox's own init
+        _, pid1 = await attack(runtime, "read_text", path="/proc/1/environ")
+        assert "hunter2" not in pid1.text and "NATS" not in pid1.text
+    assert not any(k.startswith(("NATS", "COMPUTEBUS")) for k in env)
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "PWD", "LC_CTYPE"}
+
+
+@pytest.mark.parametrize("runtime", ["python", "nodejs"])
+async def test_no_network_to_the_bus_or_the_api(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]],
+    stack: Stack,
+    runtime: str,
+    level: str,
+) -> None:
+    if not level.startswith("bwrap"):
+        pytest.skip("network isolation needs bwrap")
+    nats_port = urlsplit(stack.nats_url).port
+    api_port = urlsplit(stack.api).port
+    for port in (nats_port, api_port):
+        _, response = await attack(runtime, "connect", port=port)
+        assert str(body(response)).startswith("refused"), (port, response.text)
+
+
+async def test_network_true_opts_in(
+    http: httpx.AsyncClient, make_function: MakeFunction, stack: Stack
+) -> None:
+    fn = await make_function(
+        {"index.py": PY_ATTACKS}, runtime="python", compute_asset={"network": True}
+    )
+    port = urlsplit(stack.api).port
+    response = await http.post(
+        f"{fn.path}/invoke", json={"payload": {"op": "connect", "port": port}}
+    )
+    assert body(response) == "connected"
+    shown = await http.get(fn.path)
+    assert shown.json()["body"]["compute_asset"]["network"] is True
+
+
+async def test_the_bus_refuses_clients_without_the_credentials(stack: Stack) -> None:
+    # What a handler with network would meet: the embedded server wants the generated password.
+    parts = urlsplit(stack.nats_url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), 5) as s:
+        s.recv(4096)  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPUB x 1\r\nx\r\nPING\r\n')
+        answer = s.recv(4096)
+    assert b"Authorization Violation" in answer
+
+
+@pytest.mark.parametrize("runtime", ["python", "nodejs"])
+async def test_memory_hog_is_out_of_memory(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]], runtime: str
+) -> None:
+    _, response = await attack(runtime, "memory", timeout=20_000)
+    assert response.status_code == 500, response.text
+    assert error_code(response) == "out_of_memory", response.text
+    assert "out of memory" in response.json()["error"]
+
+
+async def test_fork_bomb_is_contained(
+    http: httpx.AsyncClient,
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]],
+    level: str,
+) -> None:
+    before = living_descendants()
+    fn, response = await attack("python", "forkbomb", timeout=3000)
+    assert error_code(response) == "timeout", response.text
+    if "cgroup" in level:  # pids.max stopped it long before 10,000
+        record = await wait_for_record(http, fn, response.headers["x-invocation-id"])
+        assert "fork refused after" in record["logs"], record["logs"][-500:]
+    for _ in range(100):
+        if len(living_descendants() - before) <= 3:
+            break
+        await asyncio.sleep(0.05)
+    assert len(living_descendants() - before) <= 3
+
+
+async def test_double_fork_setsid_escapee_is_killed(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]], level: str
+) -> None:
+    if level == "rlimit":
+        pytest.skip("only a sandbox or a cgroup can find a process that left the session")
+    before = living_descendants()
+    _, response = await attack("python", "escape", timeout=1500)
+    assert error_code(response) == "timeout", response.text
+    for _ in range(100):
+        if len(living_descendants() - before) <= 3:
+            break
+        await asyncio.sleep(0.05)
+    # The warm process was killed with everything it made; at most a fresh sandbox remains.
+    assert len(living_descendants() - before) <= 3
+
+
+@pytest.mark.parametrize("runtime", ["python", "nodejs"])
+async def test_stdout_flood_is_truncated(
+    http: httpx.AsyncClient,
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]],
+    stack: Stack,
+    runtime: str,
+) -> None:
+    fn, response = await attack(runtime, "flood", timeout=60_000)
+    assert body(response) == "flooded"
+    record = await wait_for_record(http, fn, response.headers["x-invocation-id"])
+    assert record["logs_truncated"] is True
+    assert len(record["logs"]) <= stack.settings.log_cap_bytes
+
+
+async def test_kill_9_on_itself(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]],
+) -> None:
+    _, response = await attack("python", "kill9")
+    assert response.status_code == 500
+    assert error_code(response) == "function_error"
+    _, again = await attack("python", "ok")
+    assert body(again) == "ok"
+
+
+@pytest.mark.parametrize("runtime", ["python", "nodejs"])
+async def test_twenty_megabyte_result_is_payload_too_large(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]], runtime: str
+) -> None:
+    _, response = await attack(runtime, "big", timeout=20_000)
+    assert response.status_code == 413, response.text[:300]
+    assert error_code(response) == "payload_too_large"
