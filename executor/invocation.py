@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -36,7 +37,7 @@ from schemas.errors import (
 from schemas.functions import FunctionRecord, Revision
 from schemas.handler_protocol import HandlerReply, HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext, InvocationType, MonitorRecord
-from schemas.validation import CompiledSchema
+from schemas.validation import CompiledSchema, PatternTooSlow
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Invoker:
         try:
             prepared = await self.prepare(function, revision)
             event = decode_json(call.payload, "/payload")
-            problems = prepared.input_schema.errors(event)
+            problems = await self._validate(prepared.input_schema, event, prepared, "input")
             if problems:
                 raise InvalidInput("payload does not match the function's input schema", problems)
             result, failure, logs = await self._run(prepared, call, started)
@@ -124,7 +125,8 @@ class Invoker:
                     f"{self.max_result_bytes}-byte limit"
                 )
             if not prepared.output_schema.accepts_anything:
-                problems = prepared.output_schema.errors(msgspec.json.decode(result))
+                output = decode_json(result, "/result")
+                problems = await self._validate(prepared.output_schema, output, prepared, "output")
                 if problems:
                     raise InvalidOutput(
                         "result does not match the function's output schema", problems
@@ -140,6 +142,22 @@ class Invoker:
         if outcome.record is None:
             return None
         return await self.monitor.write(outcome.record, outcome.ttl_ms)
+
+    async def _validate(
+        self, schema: CompiledSchema, value: Any, prepared: PreparedRevision, what: str
+    ) -> list[dict[str, Any]]:
+        """Validate inline, or, when the schema has patterns (which can backtrack for long), in a
+        thread bounded by the function's timeout so the event loop keeps serving others."""
+        if not schema.has_patterns:
+            return schema.errors(value)
+        timeout_s = prepared.revision.timeout / 1000
+        try:
+            return await asyncio.to_thread(schema.errors, value, time.monotonic() + timeout_s)
+        except PatternTooSlow as exc:
+            raise Timeout(
+                f"validating the {what} did not finish within the function's timeout "
+                f"({prepared.revision.timeout} ms): {exc}"
+            ) from None
 
     async def _run(
         self, prepared: PreparedRevision, call: Call, started: float

@@ -41,6 +41,8 @@ def decode_as(kind: type[T], data: bytes | str, where: str = "") -> T:
         raise InvalidRequest(
             f"body is not valid JSON: {exc}", [detail(where or "/", str(exc))]
         ) from None
+    except RecursionError:
+        raise nested_too_deeply(where or "body") from None
 
 
 def decode_json(data: bytes | str, where: str = "") -> Any:
@@ -50,6 +52,15 @@ def decode_json(data: bytes | str, where: str = "") -> Any:
         raise InvalidRequest(
             f"{where or 'body'} is not valid JSON: {exc}", [detail(where or "/", str(exc))]
         ) from None
+    except RecursionError:
+        raise nested_too_deeply(where or "body") from None
+
+
+def nested_too_deeply(where: str) -> InvalidRequest:
+    reason = "is nested too deeply (arrays and objects inside each other)"
+    return InvalidRequest(
+        f"{where} {reason}", [detail(where if where.startswith("/") else "/", reason)]
+    )
 
 
 def json_pointer(msgspec_path: str) -> str:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import jsonschema
+import jsonschema.validators
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
+import regex
 from jsonschema.validators import validator_for
 from jsonschema_specifications import REGISTRY as META_SCHEMAS
 
@@ -24,8 +30,83 @@ _REF_KEYWORDS = ("$ref", "$dynamicRef")
 _NO_RETRIEVAL: referencing.Registry[Any] = referencing.Registry()
 
 
+# ---- patterns: matched with ``regex`` under a time budget --------------------------------------
+# A user's ``pattern`` like ``^(a+)+$`` backtracks exponentially in ``re``, which also holds the GIL
+# and so would stall every function on the worker. ``regex`` takes a timeout and releases the GIL
+# while matching; the worker validates schemas with patterns off the event loop.
+
+# The monotonic time by which every pattern match of one validation must have finished.
+_PATTERN_DEADLINE: ContextVar[float | None] = ContextVar("pattern_deadline", default=None)
+DEFAULT_PATTERN_BUDGET_S = 1.0
+
+
+class PatternTooSlow(Exception):
+    """A ``pattern`` did not finish matching within the budget."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> Any:
+    return regex.compile(pattern)
+
+
+def _search(pattern: str, text: str) -> bool:
+    deadline = _PATTERN_DEADLINE.get()
+    left = DEFAULT_PATTERN_BUDGET_S if deadline is None else deadline - time.monotonic()
+    try:
+        if left <= 0:
+            raise TimeoutError
+        return _compiled(pattern).search(text, timeout=left) is not None
+    except TimeoutError:
+        raise PatternTooSlow(f"pattern {pattern!r} did not finish matching in time") from None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, extra: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    declared = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    extras = [
+        key
+        for key in instance
+        if key not in declared and not any(_search(p, key) for p in patterns)
+    ]
+    if validator.is_type(extra, "object"):
+        for key in extras:
+            yield from validator.descend(instance[key], extra, path=key)
+    elif extra is False and extras:
+        listed = ", ".join(repr(k) for k in sorted(extras))
+        yield jsonschema.ValidationError(f"additional properties are not allowed ({listed})")
+
+
+_PATTERN_KEYWORDS = {
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties,
+}
+
+
+@functools.cache
+def _with_regex_patterns(cls: Any) -> Any:
+    return jsonschema.validators.extend(cls, _PATTERN_KEYWORDS)
+
+
 def _validator_class(schema: JsonSchema) -> Any:
-    return validator_for(schema, default=jsonschema.Draft202012Validator)
+    base = validator_for(schema, default=jsonschema.Draft202012Validator)
+    return _with_regex_patterns(base)
 
 
 def _escape(part: object) -> str:
@@ -51,12 +132,38 @@ def check_schema(schema: JsonSchema | None, where: str) -> None:
     except RecursionError:
         reason = "is nested too deeply to check"
         raise InvalidRequest(f"{where} {reason}", [detail(where, reason)]) from None
-    problem = _reference_problem(schema, cls)
+    problem = _pattern_problem(schema) or _reference_problem(schema, cls)
     if problem is not None:
         pointer, reason = problem
         raise InvalidRequest(
             f"{where} is not a usable JSON Schema: {reason}", [detail(where + pointer, reason)]
         )
+
+
+def _pattern_problem(schema: dict[str, Any]) -> tuple[str, str] | None:
+    """(JSON pointer, reason) of the first ``pattern`` or ``patternProperties`` key that is not a
+    regular expression."""
+    stack: list[tuple[Any, str]] = [(schema, "")]
+    while stack:
+        node, pointer = stack.pop()
+        if isinstance(node, dict):
+            candidates = []
+            if isinstance(node.get("pattern"), str):
+                candidates.append((node["pattern"], pointer + "/pattern"))
+            if isinstance(node.get("patternProperties"), dict):
+                candidates += [
+                    (key, pointer + "/patternProperties" + _escape(key))
+                    for key in node["patternProperties"]
+                ]
+            for pattern, where in candidates:
+                try:
+                    _compiled(pattern)
+                except regex.error as exc:
+                    return where, f"{pattern!r} is not a regular expression: {exc}"
+            stack.extend((value, pointer + _escape(key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, pointer + _escape(i)) for i, value in enumerate(node))
+    return None
 
 
 # Keywords that apply a subschema to the same instance; a loop through only these (and
@@ -158,24 +265,34 @@ def _on_a_loop(edges: dict[int, list[Any]]) -> int | None:
 class CompiledSchema:
     """A validator built once; ``accepts_anything`` skips validation for empty schemas."""
 
-    __slots__ = ("_validator", "accepts_anything")
+    __slots__ = ("_validator", "accepts_anything", "has_patterns")
 
     def __init__(self, schema: JsonSchema | None) -> None:
         self.accepts_anything = schema is None or schema is True or schema == {}
+        # Only schemas with patterns can be slow; the worker validates those off its event loop.
+        self.has_patterns = '"pattern' in json.dumps(schema)
         self._validator: Any = None
         if schema is not None and not self.accepts_anything:
             self._validator = _validator_class(schema)(schema, registry=_NO_RETRIEVAL)
 
-    def errors(self, instance: Any) -> list[dict[str, Any]]:
-        """One detail per failing instance location (JSON pointer), empty when valid."""
+    def errors(self, instance: Any, deadline: float | None = None) -> list[dict[str, Any]]:
+        """One detail per failing instance location (JSON pointer), empty when valid.
+
+        ``deadline`` (``time.monotonic()``) bounds all pattern matching; past it, raises
+        ``PatternTooSlow``.
+        """
         if self.accepts_anything:
             return []
         found = []
-        for error in self._validator.iter_errors(instance):
-            pointer = "".join(
-                "/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path
-            )
-            found.append(detail(pointer or "/", error.message))
-            if len(found) >= MAX_REPORTED_ERRORS:
-                break
+        token = _PATTERN_DEADLINE.set(deadline)
+        try:
+            for error in self._validator.iter_errors(instance):
+                pointer = "".join(
+                    "/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path
+                )
+                found.append(detail(pointer or "/", error.message))
+                if len(found) >= MAX_REPORTED_ERRORS:
+                    break
+        finally:
+            _PATTERN_DEADLINE.reset(token)
         return found

@@ -23,7 +23,7 @@ from executor.worker import (
     REPLY_HEADROOM,
     new_invocation_id,
 )
-from schemas.codec import decode_as, json_decoder
+from schemas.codec import decode_as, json_decoder, nested_too_deeply
 from schemas.errors import (
     ComputeError,
     InvalidRequest,
@@ -54,6 +54,8 @@ def payload_bytes(raw: msgspec.Raw) -> bytes:
             f"/payload: a string payload must hold JSON ({exc})",
             [detail("/payload", f"a string payload must hold JSON: {exc}")],
         ) from None
+    except RecursionError:
+        raise nested_too_deeply("/payload") from None
     return text.encode()
 
 

@@ -17,8 +17,16 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client
 
-from tests.conftest import Fn, MakeFunction, Stack, living_descendants, wait_for_record
+from tests.conftest import (
+    Fn,
+    MakeFunction,
+    Stack,
+    function_body,
+    living_descendants,
+    wait_for_record,
+)
 
 NORMAL = {"index.js": "exports.handler = async (e) => ({ ok: e });"}
 
@@ -423,3 +431,56 @@ async def test_twenty_megabyte_result_is_payload_too_large(
     _, response = await attack(runtime, "big", timeout=20_000)
     assert response.status_code == 413, response.text[:300]
     assert error_code(response) == "payload_too_large"
+
+
+# ---- hostile input at the API ------------------------------------------------------------------
+
+
+async def test_ten_thousand_deep_payload_is_400(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function(NORMAL)
+    deep = "[" * 10_000 + "]" * 10_000
+    as_value = await http.post(
+        f"{fn.path}/invoke",
+        content=b'{"payload": ' + deep.encode() + b"}",
+        headers={"content-type": "application/json"},
+    )
+    as_string = await http.post(f"{fn.path}/invoke", json={"payload": deep})
+    for response in (as_value, as_string):
+        assert response.status_code == 400, response.text
+        assert "nested too deeply" in response.json()["error"]
+    reply = await nc.request(fn.subject, deep.encode(), timeout=10)
+    assert reply.headers is not None
+    assert reply.headers["Nats-Service-Error-Code"] == "400"
+
+
+async def test_catastrophic_pattern_does_not_stall_other_functions(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    slow = await make_function(
+        NORMAL,
+        timeout=1500,
+        schema={"input": {"properties": {"s": {"type": "string", "pattern": "^(a|a)*$"}}}},
+    )
+    other = await make_function(NORMAL)
+    stuck = asyncio.create_task(
+        http.post(f"{slow.path}/invoke", json={"payload": {"s": "a" * 40 + "!"}})
+    )
+    await asyncio.sleep(0.2)  # the slow validation is running now
+    answers = [await http.post(f"{other.path}/invoke", json={"payload": i}) for i in range(5)]
+    assert not stuck.done()  # the others were answered while it was still matching
+    assert [a.json() for a in answers] == [{"body": {"ok": i}} for i in range(5)]
+    response = await stuck
+    assert response.status_code == 504, response.text
+    assert response.json()["code"] == "timeout"
+    assert "pattern" in response.json()["error"]
+    ok = await http.post(f"{slow.path}/invoke", json={"payload": {"s": "aaaa"}})
+    assert ok.status_code == 200, ok.text
+
+
+async def test_pattern_that_is_not_a_regex_is_refused_at_create(http: httpx.AsyncClient) -> None:
+    body = function_body(NORMAL, schema={"input": {"properties": {"a": {"pattern": "(unclosed"}}}})
+    response = await http.post("/compute/functions", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["details"][0]["path"] == "/schema/input/properties/a/pattern"
