@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=5.0, help="length of each throughput phase")
     b.add_argument("--concurrency", type=int, default=32)
     b.add_argument("--samples", type=int, default=2000, help="sequential calls for p50/p99")
+    b.add_argument(
+        "--sandbox", action="store_true", help="instead: sandbox cost per process, cold and warm"
+    )
 
     for p in (d, i, sub.choices["ls"], lg):
         p.add_argument("--api", default=os.environ.get("COMPUTEBUS_API", DEFAULT_API))
@@ -109,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("serve", "api", "worker"):
             return _run(_with_stop(args.command, _settings(args)))
+        if args.command == "bench" and args.sandbox:
+            from executor.bench_sandbox import run_sandbox_bench
+
+            return _run(run_sandbox_bench())
         if args.command == "bench":
             from executor.bench import run_bench
 

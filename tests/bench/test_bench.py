@@ -35,3 +35,23 @@ async def test_bench_reports_all_four_systems_and_the_ratios() -> None:
         assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
     assert figures["http_throughput_ratio"] > 0
     assert figures["nats_p50_ratio"] > 0
+
+
+async def test_sandbox_bench_reports_cold_and_warm_for_both_runtimes() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "bench",
+        "--sandbox",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    figures = json.loads(out.decode().strip().splitlines()[-1])
+    assert figures["level"]
+    for runtime in ("nodejs", "python"):
+        row = figures[runtime]
+        for key in ("cold_bare_ms", "cold_sandbox_ms", "warm_bare_ms", "warm_sandbox_ms"):
+            assert row[key] > 0, (runtime, key)
