@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import secrets
 
+import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -61,6 +62,52 @@ class Registry:
             return service
         raise RuntimeError("could not allocate a free service id")
 
+    async def add_revision(self, ct: str, ft: str, revision: Revision, first: int) -> Revision:
+        """Store ``revision`` under the lowest free number from ``first`` (KV create decides
+        races: two writers never get one number) and return it as stored."""
+        number = max(first, 2)
+        while True:
+            stored = msgspec.structs.replace(revision, number=number)
+            try:
+                await self.kv.create(subjects.revision_key(ct, ft, number), encode(stored))
+            except nats.js.errors.KeyWrongLastSequenceError:
+                number += 1
+                continue
+            return stored
+
+    async def update_function(self, record: FunctionRecord, seq: int) -> int:
+        """Write ``record`` only if it is still at KV sequence ``seq``; returns the new one.
+        Raises ``KeyWrongLastSequenceError`` when someone wrote in between."""
+        key = subjects.function_key(record.collection_topic, record.service)
+        return await self.kv.update(key, encode(record), last=seq)
+
+    async def list_revisions(self, ct: str, ft: str) -> list[Revision]:
+        decode = decoder_for(Revision).decode
+        keys = subjects.kv_subject(subjects.revision_key_filter(ct, ft))
+        scan = scan_last_per_subject(self.js, subjects.FUNCTIONS_STREAM, keys)
+        found = [decode(data) async for data in scan]
+        return sorted(found, key=lambda r: r.number)
+
+    async def bundles_in_use(self) -> set[str]:
+        """The bundle digest of every stored revision of every function."""
+        decode = decoder_for(Revision).decode
+        keys = subjects.kv_subject(subjects.revision_key_filter())
+        scan = scan_last_per_subject(self.js, subjects.FUNCTIONS_STREAM, keys)
+        return {decode(data).bundle async for data in scan}
+
+    async def release_name(self, ct: str, name: str) -> None:
+        with contextlib.suppress(nats.js.errors.Error):
+            await self.kv.purge(subjects.name_key(ct, name_hash(name)))
+
+    async def delete_function(self, record: FunctionRecord, seq: int) -> list[Revision]:
+        """Remove the record (only if unchanged since ``seq``), its name and its revisions."""
+        ct, ft = record.collection_topic, record.service
+        await self.kv.delete(subjects.function_key(ct, ft), last=seq)
+        await self.release_name(ct, record.name)
+        revisions = await self.list_revisions(ct, ft)
+        await self.forget([subjects.revision_key(ct, ft, r.number) for r in revisions])
+        return revisions
+
     async def reserve_name(self, ct: str, name: str, service: str) -> None:
         try:
             await self.kv.create(subjects.name_key(ct, name_hash(name)), service.encode())
@@ -104,8 +151,8 @@ class Registry:
 
     async def list_functions(self, ct: str | None = None) -> list[FunctionRecord]:
         decode = decoder_for(FunctionRecord).decode
-        keys = f"$KV.{subjects.FUNCTIONS_BUCKET}.{subjects.function_key_filter(ct or '*')}"
-        stream = f"KV_{subjects.FUNCTIONS_BUCKET}"
-        found = [decode(data) async for data in scan_last_per_subject(self.js, stream, keys)]
+        keys = subjects.kv_subject(subjects.function_key_filter(ct or "*"))
+        scan = scan_last_per_subject(self.js, subjects.FUNCTIONS_STREAM, keys)
+        found = [decode(data) async for data in scan]
         found.sort(key=lambda r: (r.collection_topic, r.created, r.service))
         return found

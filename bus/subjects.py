@@ -68,3 +68,15 @@ def name_key(ct: str, name_hash: str) -> str:
 
 def revision_key(ct: str, ft: str, number: int) -> str:
     return f"rev.{ct}.{ft}.{number}"
+
+
+def revision_key_filter(ct: str = "*", ft: str = "*") -> str:
+    return f"rev.{ct}.{ft}.*"
+
+
+def kv_subject(key_filter: str) -> str:
+    """The stream subject under which the registry bucket stores ``key_filter``."""
+    return f"$KV.{FUNCTIONS_BUCKET}.{key_filter}"
+
+
+FUNCTIONS_STREAM = f"KV_{FUNCTIONS_BUCKET}"

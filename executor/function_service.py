@@ -7,13 +7,14 @@ import base64
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats.js.errors
 from nats.aio.client import Client
 
 from bus import subjects
-from bus.bundles import BundleStore, encoded_bundle
+from bus.bundles import BundleStore, EncodedBundle, encoded_bundle
 from bus.registry import Registry, name_hash
 from executor.runtimes.commands import RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
 from executor.settings import Settings
@@ -33,8 +34,10 @@ from schemas.functions import (
     ComputeAssetView,
     CreateFunctionRequest,
     FunctionRecord,
+    FunctionSchema,
     FunctionView,
     Revision,
+    Runtime,
 )
 from schemas.validation import check_schema
 
@@ -43,6 +46,22 @@ _SIZE = re.compile(r"^([1-9][0-9]*)MB$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_CHARS = 256
+
+
+@dataclass(frozen=True)
+class RevisionDraft:
+    """The fields of a revision before they are checked; ``assets`` None reuses ``base``'s."""
+
+    runtime: Runtime
+    handler: str
+    timeout: int
+    read_only_fs: bool
+    network: bool
+    env_vars: list[str]
+    size: str
+    schema: FunctionSchema
+    assets: list[Asset] | None = None
+    base: Revision | None = None
 
 
 def memory_mb(size: str) -> int:
@@ -83,39 +102,69 @@ class FunctionService:
         self.bundles = bundles
         self.settings = settings
 
+    def check_name(self, name: str) -> None:
+        if not name.strip() or len(name) > MAX_NAME_CHARS or _CONTROL.search(name):
+            reason = f"must be 1 to {MAX_NAME_CHARS} characters, not blank, no control characters"
+            raise _invalid("/name", reason)
+
+    async def build_revision(self, draft: RevisionDraft) -> tuple[Revision, EncodedBundle | None]:
+        """Check every field of a would-be revision (pointers as in a create body) and build it.
+
+        New assets are decoded and unpacked once here; without them the base revision's bundle is
+        reused, and is unpacked only to check a changed handler. Nothing is stored.
+        """
+        if not 0 < draft.timeout <= self.settings.max_timeout_ms:
+            raise _invalid(
+                "/compute_asset/timeout", f"must be between 1 and {self.settings.max_timeout_ms} ms"
+            )
+        memory = memory_mb(draft.size)
+        check_env_vars(draft.env_vars, "/compute_asset/env_vars")
+        check_schema(draft.schema.input, "/schema/input")
+        check_schema(draft.schema.output, "/schema/output")
+        handler_file(draft.handler, draft.runtime)
+        encoded: EncodedBundle | None = None
+        if draft.assets is not None:
+            bundle = decode_assets(draft.assets, max_bundle_bytes=self.settings.max_bundle_bytes)
+            await asyncio.to_thread(self._check_bundle, bundle, draft.handler, draft.runtime)
+            encoded = encoded_bundle(bundle)
+            digest = encoded.digest
+            metas = [_meta(a, f) for a, f in zip(draft.assets, bundle.files, strict=True)]
+        else:
+            assert draft.base is not None
+            digest, metas = draft.base.bundle, draft.base.assets
+            if (draft.handler, draft.runtime) != (draft.base.handler, draft.base.runtime):
+                bundle = await self.bundles.get(digest)
+                await asyncio.to_thread(self._check_bundle, bundle, draft.handler, draft.runtime)
+        revision = Revision(
+            number=1,
+            created=int(time.time()),
+            runtime=draft.runtime,
+            handler=draft.handler,
+            timeout=draft.timeout,
+            read_only_fs=draft.read_only_fs,
+            network=draft.network,
+            env_vars=draft.env_vars,
+            size=draft.size,
+            memory_mb=memory,
+            schema=draft.schema,
+            bundle=digest,
+            assets=metas,
+        )
+        return revision, encoded
+
     async def create(self, body: bytes) -> FunctionView:
         req = decode_as(CreateFunctionRequest, body)
         spec = req.compute_asset
         ct = spec.collection_topic
-        if not req.name.strip() or len(req.name) > MAX_NAME_CHARS or _CONTROL.search(req.name):
-            reason = f"must be 1 to {MAX_NAME_CHARS} characters, not blank, no control characters"
-            raise _invalid("/name", reason)
+        self.check_name(req.name)
         if not subjects.COLLECTION_TOPIC.match(ct):
             raise _invalid(
                 "/compute_asset/collection_topic",
                 f"{ct!r} must match {subjects.COLLECTION_TOPIC.pattern}",
             )
-        if not 0 < spec.timeout <= self.settings.max_timeout_ms:
-            raise _invalid(
-                "/compute_asset/timeout", f"must be between 1 and {self.settings.max_timeout_ms} ms"
-            )
         if req.monitor_config.ttl <= 0:
             raise _invalid("/monitor_config/ttl", "must be a positive number of milliseconds")
-        memory = memory_mb(req.size)
-        check_env_vars(spec.env_vars, "/compute_asset/env_vars")
-        check_schema(req.schema.input, "/schema/input")
-        check_schema(req.schema.output, "/schema/output")
-        handler_file(spec.handler, spec.runtime)
-        bundle = decode_assets(spec.assets, max_bundle_bytes=self.settings.max_bundle_bytes)
-        await asyncio.to_thread(self._check_bundle, bundle, spec.handler, spec.runtime)
-
-        # Refuse a taken name before storing anything (reserve_name below still decides races).
-        await self._check_name_free(ct, req.name)
-        now = int(time.time())
-        encoded = encoded_bundle(bundle)
-        revision = Revision(
-            number=1,
-            created=now,
+        draft = RevisionDraft(
             runtime=spec.runtime,
             handler=spec.handler,
             timeout=spec.timeout,
@@ -123,11 +172,14 @@ class FunctionService:
             network=spec.network,
             env_vars=spec.env_vars,
             size=req.size,
-            memory_mb=memory,
             schema=req.schema,
-            bundle=encoded.digest,
-            assets=[_meta(a, f) for a, f in zip(spec.assets, bundle.files, strict=True)],
+            assets=spec.assets,
         )
+        revision, encoded = await self.build_revision(draft)
+        assert encoded is not None
+        # Refuse a taken name before storing anything (reserve_name below still decides races).
+        await self._check_name_free(ct, req.name)
+        now = revision.created
         service = await self.registry.create_first_revision(ct, revision)
         written = [subjects.revision_key(ct, service, 1)]
         try:
