@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from datetime import datetime
 from typing import NamedTuple
 
 import nats.js.errors
@@ -49,13 +52,27 @@ class BundleStore:
 
     async def digests(self) -> set[str]:
         """Every stored bundle's digest (read from the object metadata, exactly once each)."""
+        return set(await self._stored())
+
+    async def _stored(self) -> dict[str, float]:
+        """Digest -> when it was stored (unix seconds)."""
         bucket = subjects.BUNDLES_BUCKET
-        found: set[str] = set()
+        found: dict[str, float] = {}
         async for data in scan_last_per_subject(self.js, f"OBJ_{bucket}", f"$O.{bucket}.M.>"):
             info = json_decoder.decode(data)
             if not info.get("deleted"):
-                found.add(info["name"])
+                found[info["name"]] = _unix(info.get("mtime", ""))
         return found
+
+    async def collect(self, in_use: set[str], grace_s: float) -> set[str]:
+        """Delete bundles not in ``in_use`` that were stored more than ``grace_s`` ago."""
+        cutoff = time.time() - grace_s
+        stored = await self._stored()
+        doomed = {d for d, at in stored.items() if d not in in_use and at <= cutoff}
+        for digest in doomed:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.store.delete(digest)
+        return doomed
 
     async def exists(self, digest: str) -> bool:
         try:
@@ -70,3 +87,12 @@ class BundleStore:
         if bundle_digest(data) != digest:
             raise ValueError(f"bundle {digest} is corrupt in the store")
         return decode_bundle(data)
+
+
+def _unix(rfc3339: str) -> float:
+    """The server's ``mtime`` (nanosecond RFC 3339) as unix seconds; 0 when unreadable."""
+    head, _, fraction = rfc3339.rstrip("Z").partition(".")
+    try:
+        return datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + (fraction or "0"))
+    except ValueError:
+        return 0.0

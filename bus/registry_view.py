@@ -32,6 +32,7 @@ class RegistryView:
         self._revisions: dict[tuple[str, str, int], Revision] = {}
         self._task: asyncio.Task[None] | None = None
         self.on_function_gone: list[Callable[[str, str], None]] = []
+        self.on_function_changed: list[Callable[[str, str, FunctionRecord], None]] = []
 
     async def start(self) -> None:
         watcher = await self.registry.kv.watchall()
@@ -83,6 +84,18 @@ class RegistryView:
         known = self._functions.get(key)
         if known is None or known[0] <= seq:
             self._functions[key] = (seq, record)
+            for callback in self.on_function_changed:
+                callback(key[0], key[1], record)
+
+    def remember(self, ct: str, ft: str, seq: int, record: FunctionRecord) -> None:
+        """Take a record this process just wrote (the watch brings it a moment later)."""
+        self._remember((ct, ft), seq, record)
+
+    def forget_function(self, ct: str, ft: str) -> None:
+        """Drop a function this process just deleted, and its revisions."""
+        self._functions.pop((ct, ft), None)
+        for key in [k for k in self._revisions if k[:2] == (ct, ft)]:
+            self._revisions.pop(key, None)
 
     async def function(self, ct: str, ft: str) -> FunctionRecord | None:
         known = self._functions.get((ct, ft))

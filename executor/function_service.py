@@ -207,6 +207,16 @@ class FunctionService:
         await self.nc.publish(subjects.event_subject(ct, service, "created"), encode(view))
         return view
 
+    async def reserve_free_name(self, ct: str, name: str, service: str) -> None:
+        """Claim ``name`` in ``ct`` for ``service`` (a rename), or 409 if it is taken."""
+        await self.registry.reserve_name(ct, name, service)
+
+    async def collect_bundles(self) -> set[str]:
+        """Delete stored bundles that no revision of any function uses (after a grace period, so
+        a create that found its bundle already stored a moment ago does not lose it)."""
+        in_use = await self.registry.bundles_in_use()
+        return await self.bundles.collect(in_use, self.settings.bundle_gc_grace_s)
+
     async def _check_name_free(self, ct: str, name: str) -> None:
         try:
             entry = await self.registry.kv.get(subjects.name_key(ct, name_hash(name)))
@@ -252,11 +262,11 @@ def _asset(meta: AssetMeta, data: bytes) -> Asset:
     )
 
 
-def function_view(
-    record: FunctionRecord, revision: Revision, kind: str, assets: list[Asset] | None = None
-) -> FunctionView:
-    ct, ft = record.collection_topic, record.service
-    compute_asset = ComputeAssetView(
+def compute_asset_view(
+    ct: str, ft: str, revision: Revision, assets: list[Asset] | None = None
+) -> ComputeAssetView:
+    """The compute asset as shown; ``assets`` (with ``env_vars``) only when asked for."""
+    view = ComputeAssetView(
         collection_topic=ct,
         service=ft,
         runtime=revision.runtime,
@@ -265,7 +275,18 @@ def function_view(
         read_only_fs=revision.read_only_fs,
     )
     if revision.network:
-        compute_asset.network = True
+        view.network = True
+    if assets is not None:
+        view.env_vars = revision.env_vars
+        view.assets = assets
+    return view
+
+
+def function_view(
+    record: FunctionRecord, revision: Revision, kind: str, assets: list[Asset] | None = None
+) -> FunctionView:
+    ct, ft = record.collection_topic, record.service
+    compute_asset = compute_asset_view(ct, ft, revision, assets)
     view = FunctionView(
         description=record.description,
         name=record.name,
@@ -278,8 +299,6 @@ def function_view(
         schema=revision.schema,
     )
     if assets is not None:
-        compute_asset.env_vars = revision.env_vars
-        compute_asset.assets = assets
         view.size = revision.size
         view.revision = revision.number
         view.aliases = record.aliases

@@ -254,6 +254,12 @@ class Invoker:
             pool=self.instances.for_revision(key, spawn),
         )
 
+    async def retire_unaliased(self, ct: str, ft: str, aliased: set[int]) -> None:
+        """Stop the warm processes of this function's revisions that no alias points to."""
+        for key in [k for k in self._prepared if k[:2] == (ct, ft) and k[2] not in aliased]:
+            self._prepared.pop(key, None)
+            await self.instances.retire(key)
+
     async def forget_function(self, ct: str, ft: str) -> None:
         """Drop what was prepared for a deleted function and stop its processes."""
         for key in [k for k in self._prepared if k[:2] == (ct, ft)]:

@@ -21,6 +21,7 @@ from bus.registry_view import RegistryView
 from executor.api.app import build_app
 from executor.api.context import ApiContext
 from executor.function_service import FunctionService
+from executor.function_updates import FunctionUpdates
 from executor.invocation import Invoker
 from executor.pool import InstancePool
 from executor.sandbox import Sandbox
@@ -127,13 +128,15 @@ async def run_api(
     url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None
 ) -> None:
     bus = await Bus.open(url, "computebus-api", settings)
+    functions = FunctionService(bus.nc, bus.registry, bus.bundles, settings)
     ctx = ApiContext(
         nc=bus.nc,
         registry=bus.registry,
         view=bus.view,
         bundles=bus.bundles,
         monitor=bus.monitor,
-        functions=FunctionService(bus.nc, bus.registry, bus.bundles, settings),
+        functions=functions,
+        updates=FunctionUpdates(functions, bus.view),
         settings=settings,
     )
     sock = bind(settings.host, settings.port)

@@ -31,6 +31,7 @@ class Settings:
     worker_concurrency: int = 256
     monitor_max_bytes: int = 1024 * MIB
     drain_s: float = 30.0
+    bundle_gc_grace_s: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -86,6 +87,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "pool_max_waiters": int,
     "idle_s": float,
     "worker_concurrency": int,
+    "bundle_gc_grace_s": float,
     "monitor_max_bytes": int,
     "drain_s": float,
 }

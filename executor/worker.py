@@ -7,6 +7,8 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -17,6 +19,7 @@ from executor.invocation import Call, Invoker, Outcome
 from executor.settings import Settings
 from schemas.codec import encode
 from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
+from schemas.functions import FunctionRecord
 
 log = logging.getLogger("computebus.worker")
 
@@ -84,6 +87,7 @@ class Worker:
         )
         self._subs.append(await self.nc.subscribe(subjects.WORKER_PING, cb=self._on_ping))
         self.invoker.view.on_function_gone.append(self._function_gone)
+        self.invoker.view.on_function_changed.append(self._function_changed)
 
     @property
     def in_flight(self) -> int:
@@ -167,7 +171,13 @@ class Worker:
         )
 
     def _function_gone(self, ct: str, ft: str) -> None:
-        task = asyncio.create_task(self.invoker.forget_function(ct, ft))
+        self._background(self.invoker.forget_function(ct, ft))
+
+    def _function_changed(self, ct: str, ft: str, record: FunctionRecord) -> None:
+        self._background(self.invoker.retire_unaliased(ct, ft, set(record.aliases.values())))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

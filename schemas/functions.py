@@ -65,6 +65,34 @@ class CreateFunctionRequest(Struct):
     size: str = "256MB"
 
 
+class ComputeAssetPatch(Struct):
+    """``PATCH /compute/compute-assets/{ct}/{ft}``: what is given replaces the latest revision's."""
+
+    collection_topic: str | UnsetType = UNSET
+    service: str | UnsetType = UNSET
+    handler: str | UnsetType = UNSET
+    runtime: Runtime | UnsetType = UNSET
+    assets: list[Asset] | UnsetType = UNSET
+    timeout: int | UnsetType = UNSET
+    env_vars: list[str] | UnsetType = UNSET
+    read_only_fs: bool | UnsetType = UNSET
+    network: bool | UnsetType = UNSET
+
+
+class FunctionPatch(Struct):
+    """``PATCH /compute/functions/{ct}/{ft}``: metadata, or ``schema``/``size`` (a new revision)."""
+
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    monitor_config: MonitorConfig | UnsetType = UNSET
+    schema: FunctionSchema | UnsetType = UNSET
+    size: str | UnsetType = UNSET
+
+
+class AliasTarget(Struct):
+    revision_number: int
+
+
 class Revision(Struct):
     """One immutable, numbered version of a function's code and runtime configuration."""
 

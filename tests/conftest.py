@@ -55,7 +55,11 @@ async def stack(
     nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("computebus"), port=0, idle_s=60.0, drain_s=5.0
+        data_dir=tmp_path_factory.mktemp("computebus"),
+        port=0,
+        idle_s=60.0,
+        drain_s=5.0,
+        bundle_gc_grace_s=0.0,
     )
     stop = asyncio.Event()
     worker_ready = asyncio.Event()

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from executor.api import functions, invocations, ops
+from executor.api import functions, invocations, lifecycle, ops
 from executor.api.context import ApiContext
 from executor.api.responses import error_response
 from schemas.errors import ComputeError, InternalError, InvalidRequest, NotFound
@@ -41,7 +41,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def build_app(ctx: ApiContext) -> Starlette:
     app = Starlette(
-        routes=[*invocations.routes, *functions.routes, *ops.routes],  # hot route first
+        routes=[
+            *invocations.routes,
+            *functions.routes,
+            *lifecycle.routes,
+            *ops.routes,
+        ],  # hot route first
         exception_handlers={
             ComputeError: _compute_error,
             HTTPException: _http_error,

@@ -13,6 +13,7 @@ from bus.monitor import MonitorStore
 from bus.registry import Registry
 from bus.registry_view import RegistryView
 from executor.function_service import FunctionService
+from executor.function_updates import FunctionUpdates
 from executor.settings import Settings
 from schemas.errors import FunctionNotFound, InvalidRequest, detail
 
@@ -25,6 +26,7 @@ class ApiContext:
     bundles: BundleStore
     monitor: MonitorStore
     functions: FunctionService
+    updates: FunctionUpdates
     settings: Settings
 
 

@@ -15,7 +15,6 @@ from executor.api.context import ctx_of, function_ref
 from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
 from executor.worker import (
-    H_ALIAS,
     H_ERROR_CODE,
     H_INVOCATION_ID,
     H_REVISION,
@@ -97,11 +96,9 @@ async def _invoke(
         alias = request.query_params.get("alias") or None
         revision = query_int(request, "revision", 0, lo=0, hi=1_000_000_000) or None
     _, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
-    call_headers = {H_INVOCATION_ID: invocation_id}
-    if alias:
-        call_headers[H_ALIAS] = alias
-    if revision:
-        call_headers[H_REVISION] = str(revision)
+    # The resolved number, not the alias: this API's view already has its own alias moves, so
+    # a promote or a rollback made here takes effect on the very next invocation.
+    call_headers = {H_INVOCATION_ID: invocation_id, H_REVISION: str(rev.number)}
     timeout_ms = request.headers.get(H_TIMEOUT)
     if timeout_ms:
         call_headers[H_TIMEOUT] = timeout_ms

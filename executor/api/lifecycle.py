@@ -1,0 +1,148 @@
+"""Routes: change a function (PATCH), its compute asset and history, revisions, aliases, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bus.registry_view import DEFAULT_ALIAS
+from executor.api.context import ctx_of, function_ref
+from executor.api.responses import body, read_body, results
+from executor.function_service import compute_asset_view
+from schemas.codec import decode_json, encode
+from schemas.errors import InvalidRequest, NotFound, detail
+from schemas.functions import Revision
+
+
+def _promote(request: Request) -> bool:
+    raw = request.query_params.get("promote", "true").lower()
+    if raw not in ("true", "false"):
+        raise InvalidRequest(
+            "query parameter promote must be true or false",
+            [detail("?promote", "true or false")],
+        )
+    return raw == "true"
+
+
+async def patch_function(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    data = await read_body(request, ctx.settings.max_body_bytes)
+    return body(await ctx.updates.patch_function(ct, ft, data, promote=_promote(request)))
+
+
+async def delete_function(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    return body(await ctx.updates.delete(ct, ft))
+
+
+async def patch_compute_asset(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    data = await read_body(request, ctx.settings.max_body_bytes)
+    view = await ctx.updates.patch_compute_asset(ct, ft, data, promote=_promote(request))
+    return body(view)
+
+
+async def get_compute_asset(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    record, revision = await ctx.view.resolve(ct, ft)
+    assets = await ctx.functions.assets_of(revision)
+    view = compute_asset_view(record.collection_topic, record.service, revision, assets)
+    return body({**_plain(view), "revision": revision.number, "modified": revision.created})
+
+
+async def compute_asset_history(request: Request) -> Response:
+    """Earlier compute-asset snapshots (every revision but the one production runs), newest
+    first, each with the time it was made (``modified``)."""
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    _, current = await ctx.view.resolve(ct, ft)
+    items = [
+        {
+            **_plain(compute_asset_view(ct, ft, revision)),
+            "revision": revision.number,
+            "modified": revision.created,
+        }
+        for revision in reversed(await ctx.updates.revisions(ct, ft))
+        if revision.number != current.number
+    ]
+    return results(items, len(items))
+
+
+async def list_revisions(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    record, _ = await ctx.view.resolve(ct, ft)
+    items = [_revision(r, record.aliases) for r in await ctx.updates.revisions(ct, ft)]
+    return results(items, len(items))
+
+
+async def get_revision(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    number = _number(request.path_params["n"])
+    record, revision = await ctx.view.resolve(ct, ft, revision=number)
+    return body(_revision(revision, record.aliases))
+
+
+async def list_aliases(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    record, _ = await ctx.view.resolve(ct, ft)
+    items = [{"alias": a, "revision_number": n} for a, n in sorted(record.aliases.items())]
+    return results(items, len(items))
+
+
+async def get_alias(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    alias = request.path_params["alias"]
+    record, _ = await ctx.view.resolve(ct, ft)
+    if alias not in record.aliases:
+        raise NotFound(f"function {ct}/{ft} has no alias {alias!r}")
+    return body({"alias": alias, "revision_number": record.aliases[alias]})
+
+
+async def put_alias(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    data = await read_body(request, 64 * 1024)
+    return body(await ctx.updates.put_alias(ct, ft, request.path_params["alias"], data))
+
+
+def _revision(revision: Revision, aliases: dict[str, int]) -> dict[str, Any]:
+    shown = _plain(revision)
+    shown["aliases"] = sorted(a for a, n in aliases.items() if n == revision.number)
+    shown["production"] = aliases.get(DEFAULT_ALIAS) == revision.number
+    return shown
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    shown: dict[str, Any] = decode_json(encode(value))
+    return shown
+
+
+def _number(raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 1_000_000_000:
+        raise NotFound(f"no revision {raw!r}")
+    return int(raw)
+
+
+routes = [
+    Route("/compute/functions/{ct}/{ft}", patch_function, methods=["PATCH"]),
+    Route("/compute/functions/{ct}/{ft}", delete_function, methods=["DELETE"]),
+    Route("/compute/compute-assets/{ct}/{ft}", get_compute_asset, methods=["GET"]),
+    Route("/compute/compute-assets/{ct}/{ft}", patch_compute_asset, methods=["PATCH"]),
+    Route("/compute/compute-assets/{ct}/{ft}/history", compute_asset_history, methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/revisions", list_revisions, methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/revisions/{n}", get_revision, methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/aliases", list_aliases, methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/aliases/{alias}", get_alias, methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/aliases/{alias}", put_alias, methods=["PUT"]),
+]

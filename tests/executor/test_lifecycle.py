@@ -1,0 +1,231 @@
+"""The function lifecycle: new revisions, aliases (stage, promote, roll back), metadata, history,
+delete, the events each publishes, and concurrent changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from nats.aio.client import Client
+
+from bus.bundles import BundleStore
+from tests.conftest import Fn, MakeFunction, b64
+
+VERSION = (
+    "const TOKEN = Math.random().toString(36);\n"
+    "exports.handler = async (e) => ({{v: {v}, token: TOKEN}});\n"
+)
+
+
+def code(v: int) -> dict[str, str]:
+    return {"index.js": VERSION.format(v=v)}
+
+
+def assets(v: int) -> list[dict[str, str]]:
+    return [{"asset_name": "index.js", "asset_value": b64(VERSION.format(v=v))}]
+
+
+async def run(http: httpx.AsyncClient, fn: Fn, **params: Any) -> dict[str, Any]:
+    response = await http.post(f"{fn.path}/invoke", params=params, json={"payload": None})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()["body"]
+    return result
+
+
+async def run_nats(nc: Client, fn: Fn, **headers: str) -> dict[str, Any]:
+    reply = await nc.request(fn.subject, b"null", timeout=10, headers=headers or None)
+    assert not (reply.headers or {}).get("Nats-Service-Error-Code"), reply.data
+    result: dict[str, Any] = json.loads(reply.data)
+    return result
+
+
+def asset_path(fn: Fn) -> str:
+    return f"/compute/compute-assets/{fn.collection}/{fn.service}"
+
+
+async def patch_code(
+    http: httpx.AsyncClient, fn: Fn, v: int, promote: bool = True
+) -> httpx.Response:
+    params = {} if promote else {"promote": "false"}
+    return await http.patch(asset_path(fn), params=params, json={"assets": assets(v)})
+
+
+async def test_stage_invoke_by_alias_promote_and_roll_back(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function(code(1))
+    assert (await run(http, fn))["v"] == 1
+
+    # A new revision, promoted by default.
+    response = await patch_code(http, fn, 2)
+    assert response.status_code == 200, response.text
+    assert response.json()["body"]["type"] == "updated"
+    assert (await run(http, fn))["v"] == 2
+    assert (await run_nats(nc, fn))["v"] == 2
+
+    # Staged: revision 3 exists but production stays on 2.
+    assert (await patch_code(http, fn, 3, promote=False)).status_code == 200
+    assert (await run(http, fn))["v"] == 2
+    assert (await run(http, fn, revision=3))["v"] == 3
+    staged = await http.put(f"{fn.path}/aliases/staging", json={"revision_number": 3})
+    assert staged.json()["body"] == {"alias": "staging", "revision_number": 3}
+    assert (await run(http, fn, alias="staging"))["v"] == 3
+    assert (await run_nats(nc, fn, **{"Compute-Alias": "staging"}))["v"] == 3
+    assert (await run_nats(nc, fn, **{"Compute-Revision": "1"}))["v"] == 1
+
+    # Promote, then roll back: each takes effect on the very next invocation.
+    promoted = await http.put(f"{fn.path}/aliases/production", json={"revision_number": 3})
+    assert promoted.status_code == 200, promoted.text
+    assert (await run(http, fn))["v"] == 3
+    await http.put(f"{fn.path}/aliases/production", json={"revision_number": 2})
+    assert (await run(http, fn))["v"] == 2
+
+    listed = (await http.get(f"{fn.path}/aliases")).json()["body"]["results"]
+    assert listed == [
+        {"alias": "production", "revision_number": 2},
+        {"alias": "staging", "revision_number": 3},
+    ]
+    revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]
+    assert [r["number"] for r in revisions["results"]] == [1, 2, 3]
+    assert [r["aliases"] for r in revisions["results"]] == [[], ["production"], ["staging"]]
+    one = (await http.get(f"{fn.path}/revisions/3")).json()["body"]
+    assert one["number"] == 3 and one["production"] is False
+    assert (await http.get(f"{fn.path}/revisions/9")).status_code == 404
+
+    history = (await http.get(f"{asset_path(fn)}/history")).json()["body"]
+    assert [h["revision"] for h in history["results"]] == [3, 1]
+    assert all(h["modified"] > 0 for h in history["results"])
+    current = (await http.get(asset_path(fn))).json()["body"]
+    assert current["revision"] == 2
+    assert current["assets"][0]["asset_value"] == b64(VERSION.format(v=2))
+
+
+async def test_processes_of_revisions_no_alias_points_to_are_retired(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(code(1))
+    first = (await run(http, fn))["token"]
+    assert (await run(http, fn))["token"] == first  # warm
+    await patch_code(http, fn, 2)  # production moves to 2; nothing points at 1
+    await run(http, fn)
+    for _ in range(50):
+        again = (await run(http, fn, revision=1))["token"]
+        if again != first:
+            break
+        await asyncio.sleep(0.05)
+    assert again != first  # revision 1's old process was stopped; a new one answered
+
+
+async def test_patch_function_metadata_rename_and_schema(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(code(1), name=f"old-{id(http)}")
+    old_name = fn.body["name"]
+    new_name = old_name.replace("old-", "new-")
+    response = await http.patch(
+        fn.path,
+        json={
+            "name": new_name,
+            "description": "renamed",
+            "monitor_config": {"ttl": 1000, "store_payload": False},
+        },
+    )
+    assert response.status_code == 200, response.text
+    shown = response.json()["body"]
+    assert shown["name"] == new_name and shown["description"] == "renamed"
+    assert shown["subject"] == fn.subject  # same service id, same subject
+    assert shown["monitor_config"] == {"ttl": 1000, "store_payload": False}
+    # The old name is free again; the new one is taken.
+    again = await make_function(code(1), name=old_name)
+    assert again.service != fn.service
+    taken = await http.patch(again.path, json={"name": new_name})
+    assert taken.status_code == 409, taken.text
+    assert taken.json()["code"] == "function_exists"
+
+    # A schema change is a new revision.
+    schema = {"input": {"type": "object", "required": ["x"]}}
+    response = await http.patch(fn.path, json={"schema": schema})
+    assert response.status_code == 200, response.text
+    revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
+    assert [r["number"] for r in revisions] == [1, 2]
+    refused = await http.post(f"{fn.path}/invoke", json={"payload": {}})
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_input"
+
+
+async def test_lifecycle_events(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function(code(1))
+    events = await nc.subscribe(f"{fn.subject}.event.*")
+    await patch_code(http, fn, 2)
+    await http.put(f"{fn.path}/aliases/production", json={"revision_number": 1})
+    await http.patch(fn.path, json={"description": "d"})
+    deleted = await http.delete(fn.path)
+    assert deleted.status_code == 200, deleted.text
+    seen = []
+    for _ in range(5):
+        msg = await events.next_msg(timeout=5)
+        seen.append((msg.subject.rsplit(".", 1)[1], json.loads(msg.data)))
+    await events.unsubscribe()
+    assert [kind for kind, _ in seen] == ["updated", "promoted", "promoted", "updated", "deleted"]
+    for kind, record in seen:
+        assert record["type"] == kind
+        assert record["subject"] == fn.subject
+        assert record["modified"] > 0
+    assert seen[2][1]["compute_asset"]["service"] == fn.service
+    assert seen[3][1]["description"] == "d"
+
+
+async def test_delete_makes_it_404_and_collects_its_bundle(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function({"index.js": f"exports.handler = async () => '{id(nc)}-unique';"})
+    store = await BundleStore.open(nc.jetstream())
+    before = await store.digests()
+    assert (await http.post(f"{fn.path}/invoke", json={"payload": 1})).status_code == 200
+    assert (await http.delete(fn.path)).status_code == 200
+    gone = await http.post(f"{fn.path}/invoke", json={"payload": 1})
+    assert gone.status_code == 404 and gone.json()["code"] == "function_not_found"
+    assert (await http.get(fn.path)).status_code == 404
+    assert (await http.delete(fn.path)).status_code == 404
+    reply = await nc.request(fn.subject, b"1", timeout=10)
+    assert reply.headers is not None and reply.headers["Nats-Service-Error-Code"] == "404"
+    after = await store.digests()
+    assert len(before - after) == 1  # its bundle, used by no other revision, is gone
+
+
+async def test_racing_patches_never_share_a_number(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(code(1))
+    responses = await asyncio.gather(*(patch_code(http, fn, v) for v in range(2, 8)))
+    assert [r.status_code for r in responses] == [200] * 6
+    revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
+    assert [r["number"] for r in revisions] == list(range(1, 8))
+    shown = (await http.get(fn.path)).json()["body"]
+    assert shown["revision"] == shown["aliases"]["production"]
+
+
+async def test_bad_lifecycle_input(http: httpx.AsyncClient, make_function: MakeFunction) -> None:
+    fn = await make_function(code(1))
+    unknown = await http.patch(asset_path(fn), json={"handlr": "x"})
+    assert unknown.status_code == 400 and unknown.json()["details"][0]["path"] == "/handlr"
+    missing = await http.patch(asset_path(fn), json={"handler": "nope.handler"})
+    assert missing.status_code == 400, missing.text
+    bad_timeout = await http.patch(asset_path(fn), json={"timeout": 0})
+    assert bad_timeout.json()["details"][0]["path"] == "/compute_asset/timeout"
+    moved = await http.patch(asset_path(fn), json={"collection_topic": "elsewhere"})
+    assert moved.status_code == 400
+    bad_alias = await http.put(f"{fn.path}/aliases/Not_A_Label", json={"revision_number": 1})
+    assert bad_alias.status_code == 400
+    no_rev = await http.put(f"{fn.path}/aliases/x", json={"revision_number": 5})
+    assert no_rev.status_code == 400 and no_rev.json()["details"][0]["path"] == "/revision_number"
+    assert (await http.get(f"{fn.path}/aliases/none")).status_code == 404
+    bad_promote = await http.patch(asset_path(fn), params={"promote": "maybe"}, json={})
+    assert bad_promote.status_code == 400
+    nothing = await http.patch("/compute/functions/tests/123456789", json={"description": "x"})
+    assert nothing.status_code == 404
+    revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
+    assert [r["number"] for r in revisions] == [1]  # nothing above made a revision
