@@ -7,10 +7,34 @@ from typing import Any
 
 import msgspec
 
-from schemas.functions import CreateFunctionRequest, FunctionView, RuntimeView
+from schemas.functions import (
+    AliasTarget,
+    ComputeAssetPatch,
+    ComputeAssetView,
+    CreateFunctionRequest,
+    FunctionPatch,
+    FunctionView,
+    Revision,
+    RuntimeView,
+)
 from schemas.invocations import InvokeRequest, MonitorRecord
 
-_TYPES = (CreateFunctionRequest, FunctionView, InvokeRequest, MonitorRecord, RuntimeView)
+_TYPES = (
+    AliasTarget,
+    ComputeAssetPatch,
+    ComputeAssetView,
+    CreateFunctionRequest,
+    FunctionPatch,
+    FunctionView,
+    InvokeRequest,
+    MonitorRecord,
+    Revision,
+    RuntimeView,
+)
+_ALIAS = {
+    "type": "object",
+    "properties": {"alias": {"type": "string"}, "revision_number": {"type": "integer"}},
+}
 
 _ERROR = {
     "type": "object",
@@ -108,6 +132,58 @@ def openapi_document() -> bytes:
         "/compute/functions/{ct}/{ft}": {
             "get": _op(
                 "Show a function with its assets", 200, _envelope(_ref("FunctionView")), params=FN
+            ),
+            "patch": _op(
+                "Change name, description, monitor_config; schema or size make a new revision",
+                200,
+                _envelope(_ref("FunctionView")),
+                request="FunctionPatch",
+                params=FN,
+                query=("promote",),
+            ),
+            "delete": _op("Delete a function", 200, _envelope(_ref("FunctionView")), params=FN),
+        },
+        "/compute/compute-assets/{ct}/{ft}": {
+            "get": _op(
+                "The compute asset production runs",
+                200,
+                _envelope(_ref("ComputeAssetView")),
+                params=FN,
+            ),
+            "patch": _op(
+                "New code or runtime config: a new revision (promoted unless promote=false)",
+                200,
+                _envelope(_ref("FunctionView")),
+                request="ComputeAssetPatch",
+                params=FN,
+                query=("promote",),
+            ),
+        },
+        "/compute/compute-assets/{ct}/{ft}/history": {
+            "get": _op(
+                "Earlier compute-asset snapshots, newest first",
+                200,
+                _list(_ref("ComputeAssetView")),
+                params=FN,
+            ),
+        },
+        "/compute/functions/{ct}/{ft}/revisions": {
+            "get": _op("Immutable revisions", 200, _list(_ref("Revision")), params=FN),
+        },
+        "/compute/functions/{ct}/{ft}/revisions/{n}": {
+            "get": _op("One revision", 200, _envelope(_ref("Revision")), params=(*FN, "n")),
+        },
+        "/compute/functions/{ct}/{ft}/aliases": {
+            "get": _op("Aliases and their revisions", 200, _list(_ALIAS), params=FN),
+        },
+        "/compute/functions/{ct}/{ft}/aliases/{alias}": {
+            "get": _op("One alias", 200, _envelope(_ALIAS), params=(*FN, "alias")),
+            "put": _op(
+                "Point an alias at a revision (promote, stage, roll back)",
+                200,
+                _envelope(_ALIAS),
+                request="AliasTarget",
+                params=(*FN, "alias"),
             ),
         },
         "/compute/functions/{ct}/{ft}/invoke": {

@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 from nats.aio.client import Client
+from starlette.routing import Route
 
 from bus.bundles import BundleStore
+from executor.api import functions, invocations, lifecycle, ops
 from tests.conftest import Fn, MakeFunction, b64
 
 VERSION = (
@@ -229,3 +231,15 @@ async def test_bad_lifecycle_input(http: httpx.AsyncClient, make_function: MakeF
     assert nothing.status_code == 404
     revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
     assert [r["number"] for r in revisions] == [1]  # nothing above made a revision
+
+
+async def test_openapi_covers_every_route(http: httpx.AsyncClient) -> None:
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    for module in (functions, invocations, lifecycle, ops):
+        for route in module.routes:
+            assert isinstance(route, Route)
+            if route.path == "/openapi.json":
+                continue
+            for method in route.methods or ():
+                if method != "HEAD":
+                    assert method.lower() in paths.get(route.path, {}), (method, route.path)
