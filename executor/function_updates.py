@@ -17,7 +17,15 @@ from bus import subjects
 from bus.registry_view import DEFAULT_ALIAS, RegistryView
 from executor.function_service import FunctionService, RevisionDraft, function_view
 from schemas.codec import decode_as, encode
-from schemas.errors import FunctionNotFound, InternalError, InvalidRequest, NotFound, detail
+from schemas.compatibility import incompatibilities
+from schemas.errors import (
+    FunctionNotFound,
+    IncompatibleSchema,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    detail,
+)
 from schemas.functions import (
     AliasTarget,
     ComputeAssetPatch,
@@ -143,7 +151,9 @@ class FunctionUpdates:
 
     # ---- aliases ----------------------------------------------------------------------------
 
-    async def put_alias(self, ct: str, ft: str, alias: str, body: bytes) -> dict[str, int | str]:
+    async def put_alias(
+        self, ct: str, ft: str, alias: str, body: bytes, *, force: bool = False
+    ) -> dict[str, int | str]:
         if not ALIAS.match(alias):
             raise InvalidRequest(
                 f"alias {alias!r} is not a DNS label",
@@ -156,6 +166,8 @@ class FunctionUpdates:
                 f"function {ct}/{ft} has no revision {target.revision_number}",
                 [detail("/revision_number", "no such revision")],
             )
+        if alias == DEFAULT_ALIAS and not force:
+            await self._check_compatible(ct, ft, target.revision_number)
 
         def change(record: FunctionRecord) -> FunctionRecord:
             return msgspec.structs.replace(
@@ -167,6 +179,26 @@ class FunctionUpdates:
         await self._commit(ct, ft, change)
         await self._announce(ct, ft, "promoted")
         return {"alias": alias, "revision_number": target.revision_number}
+
+    async def _check_compatible(self, ct: str, ft: str, number: int) -> None:
+        """Refuse to point production at a revision whose schemas would break its callers."""
+        _, record = await self._current(ct, ft)
+        current_number = record.aliases.get(DEFAULT_ALIAS)
+        if current_number is None or current_number == number:
+            return
+        current = await self._revision(ct, ft, current_number)
+        target = await self._revision(ct, ft, number)
+        problems = incompatibilities(
+            current.schema.input, target.schema.input, current.schema.output, target.schema.output
+        )
+        if problems:
+            raise IncompatibleSchema(
+                f"revision {number} is not schema-compatible with production (revision "
+                f"{current_number}): "
+                + "; ".join(p["message"] for p in problems)
+                + ". Use ?force=true to promote anyway.",
+                problems,
+            )
 
     # ---- delete -----------------------------------------------------------------------------
 

@@ -47,6 +47,11 @@ class FunctionExists(ComputeError):
     status = 409
 
 
+class IncompatibleSchema(ComputeError):
+    code = "incompatible_schema"
+    status = 409
+
+
 class PayloadTooLarge(ComputeError):
     code = "payload_too_large"
     status = 413
@@ -101,6 +106,7 @@ ERRORS_BY_CODE: dict[str, type[ComputeError]] = {
         FunctionNotFound,
         NotFound,
         FunctionExists,
+        IncompatibleSchema,
         PayloadTooLarge,
         Overloaded,
         FunctionFailed,

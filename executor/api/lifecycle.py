@@ -17,14 +17,17 @@ from schemas.errors import InvalidRequest, NotFound, detail
 from schemas.functions import Revision
 
 
-def _promote(request: Request) -> bool:
-    raw = request.query_params.get("promote", "true").lower()
+def _flag(request: Request, name: str, default: bool) -> bool:
+    raw = request.query_params.get(name, str(default)).lower()
     if raw not in ("true", "false"):
         raise InvalidRequest(
-            "query parameter promote must be true or false",
-            [detail("?promote", "true or false")],
+            f"query parameter {name} must be true or false", [detail(f"?{name}", "true or false")]
         )
     return raw == "true"
+
+
+def _promote(request: Request) -> bool:
+    return _flag(request, "promote", True)
 
 
 async def patch_function(request: Request) -> Response:
@@ -113,7 +116,10 @@ async def put_alias(request: Request) -> Response:
     ctx = ctx_of(request)
     ct, ft = function_ref(request)
     data = await read_body(request, 64 * 1024)
-    return body(await ctx.updates.put_alias(ct, ft, request.path_params["alias"], data))
+    force = _flag(request, "force", False)
+    return body(
+        await ctx.updates.put_alias(ct, ft, request.path_params["alias"], data, force=force)
+    )
 
 
 def _revision(revision: Revision, aliases: dict[str, int]) -> dict[str, Any]:

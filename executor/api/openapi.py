@@ -184,6 +184,7 @@ def openapi_document() -> bytes:
                 _envelope(_ALIAS),
                 request="AliasTarget",
                 params=(*FN, "alias"),
+                query=("force",),
             ),
         },
         "/compute/functions/{ct}/{ft}/invoke": {

@@ -243,3 +243,31 @@ async def test_openapi_covers_every_route(http: httpx.AsyncClient) -> None:
             for method in route.methods or ():
                 if method != "HEAD":
                     assert method.lower() in paths.get(route.path, {}), (method, route.path)
+
+
+async def test_promoting_an_incompatible_schema_is_409_unless_forced(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function(code(1), schema={"input": {"type": ["object", "null"]}})
+    stricter = {"input": {"type": ["object", "null"], "required": ["id"]}}
+    staged = await http.patch(fn.path, params={"promote": "false"}, json={"schema": stricter})
+    assert staged.status_code == 200, staged.text
+    refused = await http.put(f"{fn.path}/aliases/production", json={"revision_number": 2})
+    assert refused.status_code == 409, refused.text
+    error = refused.json()
+    assert error["code"] == "incompatible_schema"
+    assert error["details"] == [
+        {"path": "/schema/input/required", "message": "accepts less: required gains id"}
+    ]
+    assert (await run(http, fn))["v"] == 1  # production did not move
+    # Other aliases are not gated; force moves production.
+    assert (
+        await http.put(f"{fn.path}/aliases/canary", json={"revision_number": 2})
+    ).status_code == 200
+    forced = await http.put(
+        f"{fn.path}/aliases/production", params={"force": "true"}, json={"revision_number": 2}
+    )
+    assert forced.status_code == 200, forced.text
+    # Rolling back to the looser schema is compatible.
+    back = await http.put(f"{fn.path}/aliases/production", json={"revision_number": 1})
+    assert back.status_code == 200, back.text
