@@ -33,6 +33,7 @@ class RegistryView:
         self._task: asyncio.Task[None] | None = None
         self.on_function_gone: list[Callable[[str, str], None]] = []
         self.on_function_changed: list[Callable[[str, str, FunctionRecord], None]] = []
+        self.on_revision_gone: list[Callable[[str, str, int], None]] = []
 
     async def start(self) -> None:
         watcher = await self.registry.kv.watchall()
@@ -77,6 +78,8 @@ class RegistryView:
             rkey = (parts[1], parts[2], int(parts[3]))
             if deleted:
                 self._revisions.pop(rkey, None)
+                for gone in self.on_revision_gone:
+                    gone(*rkey)
             elif value is not None:
                 self._revisions[rkey] = decoder_for(Revision).decode(value)
 

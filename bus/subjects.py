@@ -8,6 +8,7 @@ PREFIX = "ms.compute"
 WORKER_QUEUE = "computebus-workers"
 INVOKE_WILDCARD = f"{PREFIX}.*.function.*"
 WORKER_PING = "computebus.workers.ping"
+WORKER_PROBE = "computebus.workers.probe"  # load a revision's handler without running it
 
 FUNCTIONS_BUCKET = "computebus_functions"
 BUNDLES_BUCKET = "computebus_bundles"

@@ -15,6 +15,7 @@ from msgspec import UNSET
 
 from bus import subjects
 from bus.registry_view import DEFAULT_ALIAS, RegistryView
+from bus.workers import probe_revision
 from executor.function_service import FunctionService, RevisionDraft, function_view
 from schemas.codec import decode_as, encode
 from schemas.compatibility import incompatibilities
@@ -131,6 +132,10 @@ class FunctionUpdates:
             await self.functions.bundles.put(encoded)
         _, record = await self._current(ct, ft)
         stored = await self.registry.add_revision(ct, ft, revision, record.latest_revision + 1)
+        blockers = await self.publish_blockers(ct, ft, stored)
+        if blockers:
+            await self.registry.forget([subjects.revision_key(ct, ft, stored.number)])
+            raise _unpublishable(f"the new revision of {ct}/{ft}", blockers)
 
         def change(record: FunctionRecord) -> FunctionRecord:
             aliases = dict(record.aliases)
@@ -168,6 +173,10 @@ class FunctionUpdates:
             )
         if alias == DEFAULT_ALIAS and not force:
             await self._check_compatible(ct, ft, target.revision_number)
+        revision = await self._revision(ct, ft, target.revision_number)
+        blockers = await self.publish_blockers(ct, ft, revision)
+        if blockers:
+            raise _unpublishable(f"revision {revision.number} of {ct}/{ft}", blockers)
 
         def change(record: FunctionRecord) -> FunctionRecord:
             return msgspec.structs.replace(
@@ -179,6 +188,12 @@ class FunctionUpdates:
         await self._commit(ct, ft, change)
         await self._announce(ct, ft, "promoted")
         return {"alias": alias, "revision_number": target.revision_number}
+
+    async def publish_blockers(self, ct: str, ft: str, revision: Revision) -> list[dict[str, str]]:
+        """Why ``revision`` cannot serve invocations: a worker loads its handler in a sandbox
+        (file, export, load errors, runtime present on that worker) without calling it."""
+        timeout_s = revision.timeout / 1000 + 5
+        return await probe_revision(self.functions.nc, ct, ft, revision.number, timeout_s)
 
     async def _check_compatible(self, ct: str, ft: str, number: int) -> None:
         """Refuse to point production at a revision whose schemas would break its callers."""
@@ -263,6 +278,23 @@ class FunctionUpdates:
 
 
 T = TypeVar("T")
+_BLOCKER_FIELDS = {
+    "handler_not_found": "/compute_asset/handler",
+    "runtime_unavailable": "/compute_asset/runtime",
+    "function_error": "/compute_asset/assets",
+    "timeout": "/compute_asset/timeout",
+}
+
+
+def _unpublishable(what: str, blockers: list[dict[str, str]]) -> InvalidRequest:
+    reasons = "; ".join(b["message"] for b in blockers)
+    return InvalidRequest(
+        f"{what} is not publishable: {reasons}",
+        [
+            {"path": _BLOCKER_FIELDS.get(b["reason"], "/"), "message": b["message"], **b}
+            for b in blockers
+        ],
+    )
 
 
 def _or(value: T | msgspec.UnsetType, default: T) -> T:

@@ -35,7 +35,12 @@ from schemas.errors import (
     error_from_code,
 )
 from schemas.functions import FunctionRecord, Revision
-from schemas.handler_protocol import HandlerReply, HandlerRequest, request_encoder
+from schemas.handler_protocol import (
+    PROBE_REQUEST,
+    HandlerReply,
+    HandlerRequest,
+    request_encoder,
+)
 from schemas.invocations import HandlerContext, InvocationType, MonitorRecord
 from schemas.validation import CompiledSchema, PatternTooSlow
 
@@ -253,6 +258,38 @@ class Invoker:
             output_schema=CompiledSchema(revision.schema.output),
             pool=self.instances.for_revision(key, spawn),
         )
+
+    async def probe(self, ct: str, ft: str, number: int) -> list[dict[str, str]]:
+        """Load the revision's handler in a sandboxed process without calling it; the reasons it
+        could not be published (empty when it loads and has its export)."""
+        try:
+            function, revision = await self.view.resolve(ct, ft, revision=number)
+            prepared = await self.prepare(function, revision)
+        except ComputeError as exc:
+            return [{"reason": exc.code, "message": exc.message}]
+        except RuntimeError as exc:  # the runtime is not installed here
+            return [{"reason": "runtime_unavailable", "message": str(exc)}]
+        process = await prepared.pool.acquire()
+        try:
+            reply, _ = await process.invoke(PROBE_REQUEST, revision.timeout / 1000)
+        except TimeoutError:
+            return [
+                {"reason": "timeout", "message": "loading the handler took longer than its timeout"}
+            ]
+        except ProcessGone as exc:
+            return [{"reason": "function_error", "message": f"the handler process died: {exc}"}]
+        finally:
+            await prepared.pool.release(process)
+        if reply.ok:
+            return []
+        error = _reply_error(reply, prepared)
+        return [{"reason": error.code, "message": error.message}]
+
+    async def retire_revision(self, ct: str, ft: str, number: int) -> None:
+        """A revision was removed (a refused update): forget what was prepared for it."""
+        key = (ct, ft, number)
+        self._prepared.pop(key, None)
+        await self.instances.retire(key)
 
     async def retire_unaliased(self, ct: str, ft: str, aliased: set[int]) -> None:
         """Stop the warm processes of this function's revisions that no alias points to."""

@@ -16,8 +16,9 @@ from nats.aio.subscription import Subscription
 
 from bus import subjects
 from executor.invocation import Call, Invoker, Outcome
+from executor.runtimes.commands import available_runtimes
 from executor.settings import Settings
-from schemas.codec import encode
+from schemas.codec import encode, json_decoder
 from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
 from schemas.functions import FunctionRecord
 
@@ -86,8 +87,14 @@ class Worker:
             )
         )
         self._subs.append(await self.nc.subscribe(subjects.WORKER_PING, cb=self._on_ping))
+        self._subs.append(
+            await self.nc.subscribe(
+                subjects.WORKER_PROBE, queue=subjects.WORKER_QUEUE, cb=self._on_probe
+            )
+        )
         self.invoker.view.on_function_gone.append(self._function_gone)
         self.invoker.view.on_function_changed.append(self._function_changed)
+        self.invoker.view.on_revision_gone.append(self._revision_gone)
 
     @property
     def in_flight(self) -> int:
@@ -95,7 +102,24 @@ class Worker:
 
     async def _on_ping(self, msg: Msg) -> None:
         if msg.reply:
-            await msg.respond(encode({"worker": self.id, "isolation": self.isolation}))
+            runtimes = sorted(name for name, v in available_runtimes().items() if v is not None)
+            answer = {"worker": self.id, "isolation": self.isolation, "runtimes": runtimes}
+            await msg.respond(encode(answer))
+
+    async def _on_probe(self, msg: Msg) -> None:
+        if msg.reply:
+            self._background(self._probe(msg))
+
+    async def _probe(self, msg: Msg) -> None:
+        try:
+            ask = json_decoder.decode(msg.data)
+            blockers = await self.invoker.probe(
+                str(ask["collection_topic"]), str(ask["service"]), int(ask["revision"])
+            )
+        except Exception as exc:
+            log.exception("load check failed")
+            blockers = [{"reason": "internal_error", "message": str(exc)}]
+        await msg.respond(encode({"blockers": blockers}))
 
     async def _on_invoke(self, msg: Msg) -> None:
         if not msg.reply:
@@ -175,6 +199,9 @@ class Worker:
 
     def _function_changed(self, ct: str, ft: str, record: FunctionRecord) -> None:
         self._background(self.invoker.retire_unaliased(ct, ft, set(record.aliases.values())))
+
+    def _revision_gone(self, ct: str, ft: str, number: int) -> None:
+        self._background(self.invoker.retire_revision(ct, ft, number))
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -153,6 +153,9 @@ class FunctionView(Struct):
     revision: int | UnsetType = UNSET
     aliases: dict[str, int] | UnsetType = UNSET
     created: int | UnsetType = UNSET
+    # Of the latest revision: can it serve invocations (a worker loaded its handler)?
+    publishable: bool | UnsetType = UNSET
+    publish_blockers: list[dict[str, str]] | UnsetType = UNSET
 
 
 class RuntimeView(Struct):

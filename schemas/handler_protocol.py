@@ -34,6 +34,8 @@ class HandlerReply(Struct):
 
 
 request_encoder = msgspec.json.Encoder()
+# Asks a handler process to load its handler and answer without calling it.
+PROBE_REQUEST = b'{"probe":true}'
 reply_decoder = msgspec.json.Decoder(HandlerReply)
 
 

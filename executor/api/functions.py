@@ -76,7 +76,11 @@ async def get_function(request: Request) -> Response:
     if revision is None:
         raise FunctionNotFound(f"function {ct}/{ft} has no stored revision")
     assets = await ctx.functions.assets_of(revision)
-    return body(function_view(record, revision, "function", assets))
+    view = function_view(record, revision, "function", assets)
+    latest = await ctx.view.revision(ct, ft, record.latest_revision) or revision
+    view.publish_blockers = await ctx.updates.publish_blockers(ct, ft, latest)
+    view.publishable = not view.publish_blockers
+    return body(view)
 
 
 async def list_collections(request: Request) -> Response:

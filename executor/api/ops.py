@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import nats.errors
-from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bus import subjects
+from bus.workers import ping_workers
 from executor.api.context import ctx_of
 from executor.api.metrics import REGISTRY
 from executor.api.openapi import openapi_document
 from executor.api.responses import JSON
-from schemas.codec import encode, json_decoder
-
-PING_WAIT_S = 0.5
+from schemas.codec import encode
 
 
 async def healthz(request: Request) -> Response:
@@ -31,7 +25,7 @@ async def readyz(request: Request) -> Response:
     bus_ok = ctx.nc.is_connected
     workers: list[dict[str, str]] = []
     if bus_ok:
-        workers = await _ping_workers(ctx.nc)
+        workers = await ping_workers(ctx.nc)
     isolation = sorted({w.get("isolation", "unknown") for w in workers})
     ready = bus_ok and bool(workers)
     state = {
@@ -41,25 +35,6 @@ async def readyz(request: Request) -> Response:
         "isolation": isolation[0] if len(isolation) == 1 else isolation,
     }
     return Response(encode(state), 200 if ready else 503, media_type=JSON)
-
-
-async def _ping_workers(nc: Client) -> list[dict[str, str]]:
-    inbox = nc.new_inbox()
-    replies: list[dict[str, str]] = []
-    sub = await nc.subscribe(inbox)
-    try:
-        await nc.publish(subjects.WORKER_PING, b"", reply=inbox)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + PING_WAIT_S
-        while (left := deadline - loop.time()) > 0:
-            try:
-                msg = await sub.next_msg(timeout=left)
-            except nats.errors.TimeoutError:
-                break
-            replies.append(json_decoder.decode(msg.data))
-    finally:
-        await sub.unsubscribe()
-    return replies
 
 
 async def metrics(request: Request) -> Response:

@@ -91,6 +91,10 @@ async function run(request) {
       return;
     }
   }
+  if (request.probe) {  // a load check: the handler loaded, do not call it
+    finish(request, '{"ok":true,"result":null}');
+    return;
+  }
   let result;
   try {
     result = await handler(request.event, request.context);

@@ -107,6 +107,9 @@ def main() -> None:
                 traceback.print_exc()
                 write_reply(reply_fd, error("function_error", type(exc).__name__, str(exc)))
                 continue
+        if request.get("probe"):  # a load check: the handler loaded, do not call it
+            write_reply(reply_fd, b'{"ok":true,"result":null}')
+            continue
         write_reply(reply_fd, call(loop, handler, request))
 
 

@@ -271,3 +271,35 @@ async def test_promoting_an_incompatible_schema_is_409_unless_forced(
     # Rolling back to the looser schema is compatible.
     back = await http.put(f"{fn.path}/aliases/production", json={"revision_number": 1})
     assert back.status_code == 200, back.text
+
+
+async def test_publishability(http: httpx.AsyncClient, make_function: MakeFunction) -> None:
+    fn = await make_function(code(1))
+    shown = (await http.get(fn.path)).json()["body"]
+    assert shown["publishable"] is True and shown["publish_blockers"] == []
+
+    # A PATCH whose handler file has no such export is refused with the blocker; nothing changes.
+    no_export = [{"asset_name": "index.js", "asset_value": b64("exports.other = () => 1;\n")}]
+    refused = await http.patch(asset_path(fn), json={"assets": no_export})
+    assert refused.status_code == 400, refused.text
+    detail = refused.json()["details"][0]
+    assert detail["path"] == "/compute_asset/handler"
+    assert detail["reason"] == "handler_not_found"
+    assert "index.js" in detail["message"]
+    broken = [{"asset_name": "index.js", "asset_value": b64("throw new Error('boom');\n")}]
+    refused = await http.patch(asset_path(fn), json={"assets": broken})
+    assert refused.status_code == 400 and "boom" in refused.text
+    revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
+    assert [r["number"] for r in revisions] == [1]
+    assert (await run(http, fn))["v"] == 1
+    # The number a refused revision held is used by the next good one.
+    assert (await patch_code(http, fn, 2)).status_code == 200
+    assert (await run(http, fn))["v"] == 2
+
+    # Created as the seed is (handler file without the export): shown as not publishable.
+    seed_like = await make_function({"index.js": "console.log('loaded');\n"})
+    shown = (await http.get(seed_like.path)).json()["body"]
+    assert shown["publishable"] is False
+    assert [b["reason"] for b in shown["publish_blockers"]] == ["handler_not_found"]
+    refused = await http.put(f"{seed_like.path}/aliases/canary", json={"revision_number": 1})
+    assert refused.status_code == 400, refused.text
