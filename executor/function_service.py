@@ -118,6 +118,11 @@ class FunctionService:
                 "/compute_asset/timeout", f"must be between 1 and {self.settings.max_timeout_ms} ms"
             )
         memory = memory_mb(draft.size)
+        if draft.network and not self.settings.allow_network:
+            raise _invalid(
+                "/compute_asset/network",
+                "outbound network is off on this installation (COMPUTEBUS_ALLOW_NETWORK)",
+            )
         check_env_vars(draft.env_vars, "/compute_asset/env_vars")
         check_schema(draft.schema.input, "/schema/input")
         check_schema(draft.schema.output, "/schema/output")

@@ -25,6 +25,10 @@ class ProcessGone(Exception):
     """The handler process exited or closed its reply pipe mid-invocation."""
 
 
+class ReplyTooLarge(ProcessGone):
+    """The handler announced a reply over the limit; the process is killed unread."""
+
+
 @dataclass(frozen=True)
 class Logs:
     text: str
@@ -63,6 +67,7 @@ class HandlerProcess:
         self.process = process
         self.cgroup = cgroup
         self.out_of_memory = False
+        self.max_reply_bytes = 64 * 1024 * 1024
         self.pid = process.pid
         self._request_fd = request_fd
         self._reply_fd = reply_fd
@@ -88,6 +93,7 @@ class HandlerProcess:
         log_cap: int,
         preexec: Callable[[], None] | None = None,
         cgroup: ProcessCgroup | None = None,
+        max_reply_bytes: int = 64 * 1024 * 1024,
     ) -> HandlerProcess:
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
@@ -114,7 +120,9 @@ class HandlerProcess:
             os.close(fd)
         for fd in (request_w, reply_r, log_r):
             os.set_blocking(fd, False)
-        return cls(process, request_w, reply_r, log_r, log_cap, cgroup)
+        handler = cls(process, request_w, reply_r, log_r, log_cap, cgroup)
+        handler.max_reply_bytes = max_reply_bytes
+        return handler
 
     @property
     def alive(self) -> bool:
@@ -126,11 +134,12 @@ class HandlerProcess:
             raise ProcessGone("handler process is closed")
         self.invocations += 1
         waiter = self._waiter = self._loop.create_future()
-        # A timer rather than wait_for: no extra task per invocation on the hot path.
-        timer = self._loop.call_later(timeout_s, self._fail, TimeoutError())
         try:
-            await self._write(frame(request))
-            reply = await waiter
+            # The timeout covers the write too: a process that stops reading its requests
+            # cannot hold the worker past it.
+            async with asyncio.timeout(timeout_s):
+                await self._write(frame(request))
+                reply = await waiter
         except (TimeoutError, ProcessGone):
             await self.kill()
             raise
@@ -138,7 +147,6 @@ class HandlerProcess:
             await self.kill()
             raise ProcessGone(str(exc)) from exc
         finally:
-            timer.cancel()
             self._waiter = None
             self.last_used = time.monotonic()
         self._drain_logs()
@@ -177,6 +185,11 @@ class HandlerProcess:
         self._reply_buf += chunk
         while len(self._reply_buf) >= HEADER.size:
             (size,) = HEADER.unpack_from(self._reply_buf)
+            if size > self.max_reply_bytes:  # refuse to buffer it: the worker's memory is shared
+                self._loop.remove_reader(self._reply_fd)
+                self._gone = True
+                self._fail(ReplyTooLarge(f"the handler's reply is {size} bytes"))
+                return
             if len(self._reply_buf) < HEADER.size + size:
                 return
             body = bytes(self._reply_buf[HEADER.size : HEADER.size + size])

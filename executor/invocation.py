@@ -15,7 +15,7 @@ import msgspec
 from bus.bundles import BundleStore
 from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
-from executor.instance import HandlerProcess, Logs, ProcessGone
+from executor.instance import HandlerProcess, Logs, ProcessGone, ReplyTooLarge
 from executor.pool import InstancePool, RevisionKey, RevisionPool
 from executor.runtimes.commands import bootstrap_for, handler_argv, handler_env
 from executor.sandbox import Limits, Sandbox, interpreter_root
@@ -184,8 +184,18 @@ class Invoker:
         try:
             reply, logs = await process.invoke(request, timeout_ms / 1000)
         except TimeoutError:
+            logs = process.take_logs()
+            if process.out_of_memory:
+                return (
+                    None,
+                    OutOfMemory(f"the handler ran out of memory ({rev.memory_mb} MB)"),
+                    logs,
+                )
             error = Timeout(f"the handler did not finish within {timeout_ms} ms")
-            return None, error, process.take_logs()
+            return None, error, logs
+        except ReplyTooLarge as exc:
+            limit = f"over the {self.max_result_bytes}-byte limit"
+            return None, PayloadTooLarge(f"{exc}, {limit}"), process.take_logs()
         except ProcessGone as exc:
             logs = process.take_logs()
             if process.out_of_memory or _NODE_HEAP_LIMIT in logs.text:
@@ -233,6 +243,7 @@ class Invoker:
         )
         log_cap = self.settings.log_cap_bytes
         sandbox = self.sandbox
+        max_reply_bytes = self.max_result_bytes + 1024  # the reply frame's envelope
 
         async def spawn() -> HandlerProcess:
             cgroup = sandbox.new_cgroup(plan.limits)
@@ -244,9 +255,11 @@ class Invoker:
                     log_cap=log_cap,
                     preexec=sandbox.preexec(plan, cgroup),
                     cgroup=cgroup,
+                    max_reply_bytes=max_reply_bytes,
                 )
             except BaseException:
-                if cgroup is not None:
+                if cgroup is not None:  # the child may have entered it before the failure
+                    await asyncio.to_thread(cgroup.kill_all)
                     cgroup.remove()
                 raise
 

@@ -34,12 +34,21 @@ class RevisionPool:
         return self._size
 
     async def acquire(self) -> HandlerProcess:
+        dead: list[HandlerProcess] = []
+        try:
+            return await self._acquire(dead)
+        finally:
+            for process in dead:  # exited or closed its pipe while idle: kill what is left
+                await process.kill()
+
+    async def _acquire(self, dead: list[HandlerProcess]) -> HandlerProcess:
         async with self._available:
             while True:
                 while self._idle:
                     process = self._idle.pop()
                     if process.alive:
                         return process
+                    dead.append(process)
                     self._size -= 1
                 if self._size < self._max_size:
                     self._size += 1

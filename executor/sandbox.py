@@ -263,9 +263,13 @@ class Sandbox:
             argv = runtime_argv(str(bootstrap), str(workspace))
             return LaunchPlan(argv, env, str(workspace), limits, python)
         inside_bootstrap = f"{BOOTSTRAP_INSIDE}/{bootstrap.name}"
+        # The environment reaches the handler through bwrap's own (which is exactly ``env``), not
+        # --setenv: values on a command line are readable by anyone through ps.
         args = [
             self.bwrap,
             "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",  # no nested user namespace: it would grant mount rights inside
             *(["--share-net"] if limits.network else []),
             "--die-with-parent",
             "--new-session",
@@ -275,10 +279,7 @@ class Sandbox:
             UNPRIVILEGED_ID,
             "--cap-drop",
             "ALL",
-            "--clearenv",
         ]
-        for key, value in env.items():
-            args += ["--setenv", key, value]
         for path in _SYSTEM_PATHS:
             args += _bind_as_is(path)
         if interpreter_root is not None and not _covered(interpreter_root):
@@ -303,18 +304,14 @@ class Sandbox:
         # /dev stays usable (/dev/null, /dev/urandom) but nothing can be created there (/dev/shm).
         args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKSPACE_INSIDE, "--"]
         argv = args + runtime_argv(inside_bootstrap, WORKSPACE_INSIDE)
-        return LaunchPlan(
-            argv, {"PATH": env.get("PATH", "/usr/bin:/bin")}, str(workspace), limits, python
-        )
+        return LaunchPlan(argv, env, str(workspace), limits, python)
 
     def new_cgroup(self, limits: Limits) -> ProcessCgroup | None:
+        """The process's cgroup; raises OSError rather than start a process without the limits
+        its level promises."""
         if self.cgroups is None:
             return None
-        try:
-            return self.cgroups.for_process(limits)
-        except OSError as exc:
-            log.error("could not create a cgroup for a handler process: %s", exc)
-            return None
+        return self.cgroups.for_process(limits)
 
     def preexec(self, plan: LaunchPlan, cgroup: ProcessCgroup | None) -> Callable[[], None]:
         """What the child does between fork and exec: enter its cgroup, set its rlimits."""

@@ -32,6 +32,9 @@ class Settings:
     monitor_max_bytes: int = 1024 * MIB
     drain_s: float = 30.0
     bundle_gc_grace_s: float = 600.0
+    # Whether functions may ask for compute_asset.network (then they share the host's network,
+    # loopback services included): off unless the operator turns it on.
+    allow_network: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -66,6 +69,14 @@ class Settings:
         return self
 
 
+def _boolean(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a boolean (true or false)")
+
+
 def _parse(name: str, raw: str, parser: Callable[[str], Any]) -> Any:
     try:
         return parser(raw)
@@ -88,6 +99,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "idle_s": float,
     "worker_concurrency": int,
     "bundle_gc_grace_s": float,
+    "allow_network": _boolean,
     "monitor_max_bytes": int,
     "drain_s": float,
 }

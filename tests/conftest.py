@@ -60,6 +60,7 @@ async def stack(
         idle_s=60.0,
         drain_s=5.0,
         bundle_gc_grace_s=0.0,
+        allow_network=True,
     )
     stop = asyncio.Event()
     worker_ready = asyncio.Event()

@@ -57,7 +57,8 @@ def handler_argv(
     if exe is None:
         raise RuntimeError(f"runtime {runtime} is not installed on this worker")
     if runtime == "python":
-        return [exe, "-I", "-B", "-u", bootstrap, workspace, handler_file, export]
+        # -S: no site module, so no .pth file of the worker's site-packages runs in the handler.
+        return [exe, "-I", "-S", "-B", "-u", bootstrap, workspace, handler_file, export]
     return [exe, f"--max-old-space-size={memory_mb}", bootstrap, workspace, handler_file, export]
 
 

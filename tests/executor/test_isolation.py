@@ -8,9 +8,11 @@ cgroups writable) that is ``bwrap+cgroup`` and the test below refuses anything w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +29,7 @@ from tests.conftest import (
     living_descendants,
     wait_for_record,
 )
+from tests.executor.test_create_function import second_api
 
 NORMAL = {"index.js": "exports.handler = async (e) => ({ ok: e });"}
 
@@ -122,6 +125,21 @@ def handler(event, context):
         os.kill(os.getpid(), 9)
     if op == "big":
         return "z" * (20 * 1024 * 1024)
+    if op == "nested_userns":
+        return subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode
+    if op == "huge_frame":
+        reply_fd = int(open("/proc/self/cmdline", "rb").read().split(b"\0")[-2])
+        os.write(reply_fd, (0xFFFFFFF0).to_bytes(4, "big"))
+        while True:
+            os.write(reply_fd, b"x" * 65536)
+    if op == "stop_reading":
+        import threading
+        reply_fd = int(open("/proc/self/cmdline", "rb").read().split(b"\0")[-2])
+        def answer_then_stop():
+            os.write(reply_fd, b"\x00\x00\x00\x19" + b'{"ok":true,"result":null}')
+            time.sleep(3600)
+        threading.Thread(target=answer_then_stop).start()
+        time.sleep(3600)
     return "ok"
 """
 
@@ -484,3 +502,53 @@ async def test_pattern_that_is_not_a_regex_is_refused_at_create(http: httpx.Asyn
     response = await http.post("/compute/functions", json=body)
     assert response.status_code == 400, response.text
     assert response.json()["details"][0]["path"] == "/schema/input/properties/a/pattern"
+
+
+async def test_network_opt_in_is_refused_unless_the_operator_allows_it(stack: Stack) -> None:
+    async with second_api(stack, allow_network=False) as api:
+        body = function_body(NORMAL, compute_asset={"network": True})
+        response = await api.post("/compute/functions", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["details"][0]["path"] == "/compute_asset/network"
+
+
+async def test_a_nested_user_namespace_is_refused(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]], level: str
+) -> None:
+    if not level.startswith("bwrap"):
+        pytest.skip("needs bwrap")
+    _, response = await attack("python", "nested_userns")
+    assert body(response) != 0
+
+
+async def test_env_vars_are_not_on_any_command_line(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(
+        {"index.py": PY_ATTACKS},
+        runtime="python",
+        compute_asset={"env_vars": ["API_TOKEN=s3cr3t-value"]},
+    )
+    env = body(await http.post(f"{fn.path}/invoke", json={"payload": {"op": "environ"}}))
+    assert env["API_TOKEN"] == "s3cr3t-value"  # the handler has it...
+    for pid in living_descendants():  # ...but no process's argv shows it
+        with contextlib.suppress(OSError):
+            assert b"s3cr3t-value" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+async def test_a_reply_frame_over_the_limit_is_not_buffered(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]],
+) -> None:
+    _, response = await attack("python", "huge_frame", timeout=5000)
+    assert response.status_code == 413, response.text
+    assert error_code(response) == "payload_too_large"
+
+
+async def test_a_process_that_stops_reading_still_times_out(
+    attack: Callable[..., Awaitable[tuple[Fn, httpx.Response]]],
+) -> None:
+    await attack("python", "stop_reading", timeout=1000)
+    # The next request is bigger than the pipe buffer and nobody reads it.
+    _, response = await attack("python", "ok", timeout=1000, pad="x" * 300_000)
+    assert response.status_code == 504, response.text
+    assert "1000 ms" in response.json()["error"]  # the worker's own timeout, not the API's
