@@ -9,6 +9,7 @@ WORKER_QUEUE = "computebus-workers"
 INVOKE_WILDCARD = f"{PREFIX}.*.function.*"
 WORKER_PING = "computebus.workers.ping"
 WORKER_PROBE = "computebus.workers.probe"  # load a revision's handler without running it
+WORKER_SYNC = "computebus.workers.sync"  # take this function record now (after a change)
 
 FUNCTIONS_BUCKET = "computebus_functions"
 BUNDLES_BUCKET = "computebus_bundles"

@@ -15,7 +15,7 @@ from msgspec import UNSET
 
 from bus import subjects
 from bus.registry_view import DEFAULT_ALIAS, RegistryView
-from bus.workers import probe_revision
+from bus.workers import probe_revision, sync_workers
 from executor.function_service import FunctionService, RevisionDraft, function_view
 from schemas.codec import decode_as, encode
 from schemas.compatibility import incompatibilities
@@ -263,6 +263,7 @@ class FunctionUpdates:
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue
             self.view.remember(ct, ft, new_seq, updated)  # our own reads see our write at once
+            await sync_workers(self.functions.nc, ct, ft, new_seq, encode(updated))
             return updated
         raise InternalError(f"function {ct}/{ft} kept changing; try again")
 

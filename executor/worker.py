@@ -18,7 +18,7 @@ from bus import subjects
 from executor.invocation import Call, Invoker, Outcome
 from executor.runtimes.commands import available_runtimes
 from executor.settings import Settings
-from schemas.codec import encode, json_decoder
+from schemas.codec import decoder_for, encode, json_decoder
 from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
 from schemas.functions import FunctionRecord
 
@@ -92,6 +92,7 @@ class Worker:
                 subjects.WORKER_PROBE, queue=subjects.WORKER_QUEUE, cb=self._on_probe
             )
         )
+        self._subs.append(await self.nc.subscribe(subjects.WORKER_SYNC, cb=self._on_sync))
         self.invoker.view.on_function_gone.append(self._function_gone)
         self.invoker.view.on_function_changed.append(self._function_changed)
         self.invoker.view.on_revision_gone.append(self._revision_gone)
@@ -105,6 +106,22 @@ class Worker:
             runtimes = sorted(name for name, v in available_runtimes().items() if v is not None)
             answer = {"worker": self.id, "isolation": self.isolation, "runtimes": runtimes}
             await msg.respond(encode(answer))
+
+    async def _on_sync(self, msg: Msg) -> None:
+        head, _, record = msg.data.partition(b"\n")
+        try:
+            where = json_decoder.decode(head)
+            self.invoker.view.remember(
+                where["collection_topic"],
+                where["service"],
+                int(where["seq"]),
+                decoder_for(FunctionRecord).decode(record),
+            )
+        except Exception:
+            log.exception("ignoring an unreadable registry sync")
+            return
+        if msg.reply:
+            await msg.respond(b'{"ok":true}')
 
     async def _on_probe(self, msg: Msg) -> None:
         if msg.reply:

@@ -80,8 +80,10 @@ async def test_stage_invoke_by_alias_promote_and_roll_back(
     # Promote, then roll back: each takes effect on the very next invocation.
     promoted = await http.put(f"{fn.path}/aliases/production", json={"revision_number": 3})
     assert promoted.status_code == 200, promoted.text
+    assert (await run_nats(nc, fn))["v"] == 3  # workers took the record before the PUT answered
     assert (await run(http, fn))["v"] == 3
     await http.put(f"{fn.path}/aliases/production", json={"revision_number": 2})
+    assert (await run_nats(nc, fn))["v"] == 2
     assert (await run(http, fn))["v"] == 2
 
     listed = (await http.get(f"{fn.path}/aliases")).json()["body"]["results"]
