@@ -17,8 +17,9 @@ from pathlib import Path
 import msgspec
 
 from executor.instance import HandlerProcess
-from executor.runtimes.commands import bootstrap_for, handler_argv, handler_env, interpreter
-from executor.sandbox import Limits, Sandbox, interpreter_root
+from executor.launch import launch, launch_plan
+from executor.runtimes.commands import interpreter
+from executor.sandbox import Limits, Sandbox
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext
 
@@ -42,25 +43,16 @@ def _request() -> bytes:
 
 async def _spawn(sandbox: Sandbox, runtime: str, workspace: Path) -> HandlerProcess:
     file, _ = SOURCES[runtime]
-    python = runtime == "python"
-    plan = sandbox.plan(
-        lambda bootstrap, inside: handler_argv(runtime, bootstrap, inside, file, "handler", 256),
-        bootstrap=bootstrap_for(runtime),
+    plan = launch_plan(
+        sandbox,
+        runtime=runtime,
+        handler_file=file,
+        export="handler",
         workspace=workspace,
-        interpreter_root=interpreter_root() if python else None,
-        env=handler_env([], "/tmp"),
+        env_vars=[],
         limits=Limits(256),
-        python=python,
     )
-    cgroup = sandbox.new_cgroup(plan.limits)
-    return await HandlerProcess.spawn(
-        plan.argv,
-        env=plan.env,
-        cwd=plan.cwd,
-        log_cap=4096,
-        preexec=sandbox.preexec(plan, cgroup),
-        cgroup=cgroup,
-    )
+    return await launch(sandbox, plan, log_cap=4096, max_reply_bytes=1 << 20)
 
 
 async def _measure(

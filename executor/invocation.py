@@ -16,9 +16,9 @@ from bus.bundles import BundleStore
 from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
 from executor.instance import HandlerProcess, Logs, ProcessGone, ReplyTooLarge
+from executor.launch import launch, launch_plan
 from executor.pool import InstancePool, RevisionKey, RevisionPool
-from executor.runtimes.commands import bootstrap_for, handler_argv, handler_env
-from executor.sandbox import Limits, Sandbox, interpreter_root
+from executor.sandbox import Limits, Sandbox
 from executor.settings import Settings
 from executor.workspace import WorkspaceCache, handler_file
 from schemas.codec import decode_json
@@ -229,39 +229,20 @@ class Invoker:
             bundle = await self.bundles.get(revision.bundle)
             workspace = await asyncio.to_thread(self.workspaces.install, revision.bundle, bundle)
         file, export = handler_file(revision.handler, revision.runtime)
-        python = revision.runtime == "python"
-        plan = self.sandbox.plan(
-            lambda bootstrap, inside: handler_argv(
-                revision.runtime, bootstrap, inside, file, export, revision.memory_mb
-            ),
-            bootstrap=bootstrap_for(revision.runtime),
+        plan = launch_plan(
+            self.sandbox,
+            runtime=revision.runtime,
+            handler_file=file,
+            export=export,
             workspace=workspace,
-            interpreter_root=interpreter_root() if python else None,
-            env=handler_env(revision.env_vars, "/tmp"),
+            env_vars=revision.env_vars,
             limits=Limits(revision.memory_mb, revision.read_only_fs, revision.network),
-            python=python,
         )
-        log_cap = self.settings.log_cap_bytes
-        sandbox = self.sandbox
+        sandbox, log_cap = self.sandbox, self.settings.log_cap_bytes
         max_reply_bytes = self.max_result_bytes + 1024  # the reply frame's envelope
 
         async def spawn() -> HandlerProcess:
-            cgroup = sandbox.new_cgroup(plan.limits)
-            try:
-                return await HandlerProcess.spawn(
-                    plan.argv,
-                    env=plan.env,
-                    cwd=plan.cwd,
-                    log_cap=log_cap,
-                    preexec=sandbox.preexec(plan, cgroup),
-                    cgroup=cgroup,
-                    max_reply_bytes=max_reply_bytes,
-                )
-            except BaseException:
-                if cgroup is not None:  # the child may have entered it before the failure
-                    await asyncio.to_thread(cgroup.kill_all)
-                    cgroup.remove()
-                raise
+            return await launch(sandbox, plan, log_cap=log_cap, max_reply_bytes=max_reply_bytes)
 
         return PreparedRevision(
             key=key,

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from executor.instance import HandlerProcess
-from executor.runtimes.commands import bootstrap_for, handler_argv, handler_env
-from executor.sandbox import Cgroups, Limits, Sandbox, interpreter_root
+from executor.launch import launch, launch_plan
+from executor.sandbox import Cgroups, Limits, Sandbox
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext
 from tests.conftest import living_descendants
@@ -51,24 +51,16 @@ def request(event: str) -> bytes:
 
 
 async def spawn(sandbox: Sandbox, workspace: Path) -> HandlerProcess:
-    plan = sandbox.plan(
-        lambda b, w: handler_argv("python", b, w, "index.py", "handler", 128),
-        bootstrap=bootstrap_for("python"),
+    plan = launch_plan(
+        sandbox,
+        runtime="python",
+        handler_file="index.py",
+        export="handler",
         workspace=workspace,
-        interpreter_root=interpreter_root(),
-        env=handler_env([], "/tmp"),
+        env_vars=[],
         limits=Limits(128),
-        python=True,
     )
-    cgroup = sandbox.new_cgroup(plan.limits)
-    return await HandlerProcess.spawn(
-        plan.argv,
-        env=plan.env,
-        cwd=plan.cwd,
-        log_cap=4096,
-        preexec=sandbox.preexec(plan, cgroup),
-        cgroup=cgroup,
-    )
+    return await launch(sandbox, plan, log_cap=4096, max_reply_bytes=1 << 20)
 
 
 @pytest.fixture
