@@ -478,7 +478,7 @@ async def test_catastrophic_pattern_does_not_stall_other_functions(
 ) -> None:
     slow = await make_function(
         NORMAL,
-        timeout=1500,
+        timeout=3000,
         schema={"input": {"properties": {"s": {"type": "string", "pattern": "^(a|a)*$"}}}},
     )
     other = await make_function(NORMAL)

@@ -100,7 +100,7 @@ async def test_sigterm_lets_a_running_invocation_finish(
     proc, fields = served
     async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
         body = function_body(
-            {"index.py": "import time\n\ndef handler(e, c):\n    time.sleep(1.5)\n    return 1\n"},
+            {"index.py": "import time\n\ndef handler(e, c):\n    time.sleep(2.5)\n    return 1\n"},
             runtime="python",
             collection="drain",
         )
@@ -109,7 +109,7 @@ async def test_sigterm_lets_a_running_invocation_finish(
         running = asyncio.create_task(
             http.post(f"/compute/functions/drain/{service}/invoke", json={"payload": None})
         )
-        await asyncio.sleep(0.7)  # the invocation is inside the handler now
+        await asyncio.sleep(1.2)  # the invocation is inside the handler now
         proc.send_signal(signal.SIGTERM)
         answer = await running
     assert answer.status_code == 200, answer.text
