@@ -72,7 +72,8 @@ class Worker:
         self.isolation = isolation
         self.id = invoker.worker_id
         self._subs: list[Subscription] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # invocations (they count toward capacity)
+        self._chores: set[asyncio.Task[None]] = set()  # load checks, retiring processes
         self._accepting = False
 
     async def start(self) -> None:
@@ -222,8 +223,8 @@ class Worker:
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     async def drain(self, deadline_s: float) -> None:
         """Stop taking work, let what is running finish within ``deadline_s``, then stop.
@@ -234,8 +235,8 @@ class Worker:
             with contextlib.suppress(Exception):
                 await sub.drain()  # type: ignore[no-untyped-call]
         self._accepting = False
-        if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=deadline_s)
+        if self._tasks or self._chores:
+            _, late = await asyncio.wait(self._tasks | self._chores, timeout=deadline_s)
             for task in late:
                 task.cancel()
         await self.invoker.instances.close()
