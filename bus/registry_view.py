@@ -85,7 +85,7 @@ class RegistryView:
 
     def _remember(self, key: FunctionKey, seq: int, record: FunctionRecord) -> None:
         known = self._functions.get(key)
-        if known is None or known[0] <= seq:
+        if known is None or known[0] < seq:  # the same sequence again (sync, then watch) is no news
             self._functions[key] = (seq, record)
             for callback in self.on_function_changed:
                 callback(key[0], key[1], record)

@@ -24,6 +24,7 @@ import httpx
 import nats
 
 from bus.embedded import start_embedded_nats
+from executor.serve import READY, parse_ready_line
 
 BARE_HTTP_APP = """
 import sys, uvicorn
@@ -233,9 +234,9 @@ async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
             "--data-dir",
             str(Path(tmp) / "cb"),
             env=env,
-            ready=b"computebus ready",
+            ready=READY.encode(),
         ) as (_, line):
-            fields = dict(part.split("=", 1) for part in line.decode().split()[2:])
+            fields = parse_ready_line(line.decode().strip())
             api, nats_url = fields["api"], fields["nats"]
             ct, ft = await _create_noop(api)
             api_port = int(api.rsplit(":", 1)[1])

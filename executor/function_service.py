@@ -212,10 +212,6 @@ class FunctionService:
         await self.nc.publish(subjects.event_subject(ct, service, "created"), encode(view))
         return view
 
-    async def reserve_free_name(self, ct: str, name: str, service: str) -> None:
-        """Claim ``name`` in ``ct`` for ``service`` (a rename), or 409 if it is taken."""
-        await self.registry.reserve_name(ct, name, service)
-
     async def collect_bundles(self) -> set[str]:
         """Delete stored bundles that no revision of any function uses (after a grace period, so
         a create that found its bundle already stored a moment ago does not lose it)."""

@@ -101,26 +101,26 @@ class FunctionUpdates:
         if patch.name is UNSET and patch.description is UNSET and patch.monitor_config is UNSET:
             return view or await self._view(ct, ft, "updated")
         _, current = await self._current(ct, ft)
-        renamed = patch.name is not UNSET and patch.name != current.name
-        if renamed:
-            await self.functions.reserve_free_name(ct, patch.name, ft)  # type: ignore[arg-type]
+        new_name = _or(patch.name, current.name)
+        if new_name != current.name:
+            await self.registry.reserve_name(ct, new_name, ft)
+
+        def change(record: FunctionRecord) -> FunctionRecord:
+            return msgspec.structs.replace(
+                record,
+                name=new_name,
+                description=_or(patch.description, record.description),
+                monitor_config=_or(patch.monitor_config, record.monitor_config),
+                modified=int(time.time()),
+            )
+
         try:
-
-            def change(record: FunctionRecord) -> FunctionRecord:
-                return msgspec.structs.replace(
-                    record,
-                    name=_or(patch.name, record.name),
-                    description=_or(patch.description, record.description),
-                    monitor_config=_or(patch.monitor_config, record.monitor_config),
-                    modified=int(time.time()),
-                )
-
             await self._commit(ct, ft, change)
         except BaseException:
-            if renamed:
-                await self.registry.release_name(ct, patch.name)  # type: ignore[arg-type]
+            if new_name != current.name:
+                await self.registry.release_name(ct, new_name)
             raise
-        if renamed:
+        if new_name != current.name:
             await self.registry.release_name(ct, current.name)
         return await self._announce(ct, ft, "updated")
 

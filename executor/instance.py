@@ -63,11 +63,12 @@ class HandlerProcess:
         log_fd: int,
         log_cap: int,
         cgroup: ProcessCgroup | None = None,
+        max_reply_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.process = process
         self.cgroup = cgroup
         self.out_of_memory = False
-        self.max_reply_bytes = 64 * 1024 * 1024
+        self.max_reply_bytes = max_reply_bytes
         self.pid = process.pid
         self._request_fd = request_fd
         self._reply_fd = reply_fd
@@ -120,9 +121,7 @@ class HandlerProcess:
             os.close(fd)
         for fd in (request_w, reply_r, log_r):
             os.set_blocking(fd, False)
-        handler = cls(process, request_w, reply_r, log_r, log_cap, cgroup)
-        handler.max_reply_bytes = max_reply_bytes
-        return handler
+        return cls(process, request_w, reply_r, log_r, log_cap, cgroup, max_reply_bytes)
 
     @property
     def alive(self) -> bool:

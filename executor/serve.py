@@ -23,6 +23,21 @@ WORKER_READY_S = 60.0
 _PR_SET_PDEATHSIG = 1
 
 
+READY = "computebus ready"
+
+
+def ready_line(api: str, nats: str) -> str:
+    """The one line ``serve`` prints when it takes work."""
+    return f"{READY} api={api} nats={nats}"
+
+
+def parse_ready_line(line: str) -> dict[str, str]:
+    """``{"api": ..., "nats": ...}`` from a ready line (what scripts and tests read)."""
+    if not line.startswith(READY + " "):
+        raise ValueError(f"not a ready line: {line!r}")
+    return dict(part.split("=", 1) for part in line[len(READY) :].split())
+
+
 def _die_with_parent() -> None:
     """Runs in the worker child before exec: if serve is killed outright, the worker goes too."""
     with contextlib.suppress(Exception):
@@ -84,7 +99,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> int:
         await _wait_for_worker(url, worker)
 
         def ready(api_url: str) -> None:
-            print(f"computebus ready api={api_url} nats={url}", flush=True)
+            print(ready_line(api_url, url), flush=True)
 
         await run_api(url, settings, stop, on_ready=ready)
         return 0

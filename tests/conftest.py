@@ -2,22 +2,30 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 
 from bus.connect import connect
 from bus.embedded import EmbeddedNats, start_embedded_nats
+from executor.instance import HandlerProcess
+from executor.launch import launch, launch_plan
 from executor.roles import run_api, run_worker
+from executor.sandbox import Limits, Sandbox
 from executor.settings import Settings
+from schemas.handler_protocol import HandlerRequest, request_encoder
+from schemas.invocations import HandlerContext
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -208,3 +216,60 @@ def alive(pid: int) -> bool:
 def living_descendants() -> set[int]:
     """Processes under this test process (the in-process worker's handlers and sandboxes)."""
     return {pid for pid in descendants(os.getpid()) if alive(pid)}
+
+
+# ---- more processes of the stack -------------------------------------------------------------
+
+
+@asynccontextmanager
+async def second_api(stack: Stack, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Another API process (same NATS, own connection and registry view), stopped on exit."""
+    settings: Settings = dataclasses.replace(stack.settings, port=0, **changes)
+    stop = asyncio.Event()
+    url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task: asyncio.Future[Any] = asyncio.create_task(
+        run_api(stack.nats_url, settings, stop, on_ready=url.set_result)
+    )
+    try:
+        done, _ = await asyncio.wait([task, url], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # raises what made it stop
+        async with httpx.AsyncClient(base_url=await asyncio.wait_for(url, 30), timeout=30) as c:
+            yield c
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+# ---- handler processes on their own -----------------------------------------------------------
+
+
+def handler_request(event: Any = None, memory_mb: int = 256) -> bytes:
+    """One request frame body, as the invoker sends it to a handler process."""
+    context = HandlerContext(
+        invocation_id="test",
+        collection_topic="tests",
+        service="000000000",
+        revision=1,
+        deadline_ms=0,
+        memory_mb=memory_mb,
+    )
+    return request_encoder.encode(
+        HandlerRequest(event=msgspec.Raw(msgspec.json.encode(event)), context=context)
+    )
+
+
+async def spawn_python_handler(
+    sandbox: Sandbox, workspace: Path, memory_mb: int = 256
+) -> HandlerProcess:
+    """A python handler process for ``workspace/index.py`` at ``sandbox``'s level."""
+    plan = launch_plan(
+        sandbox,
+        runtime="python",
+        handler_file="index.py",
+        export="handler",
+        workspace=workspace,
+        env_vars=[],
+        limits=Limits(memory_mb),
+    )
+    return await launch(sandbox, plan, log_cap=4096, max_reply_bytes=1 << 20)

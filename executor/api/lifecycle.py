@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,7 +13,6 @@ from bus.registry_view import DEFAULT_ALIAS
 from executor.api.context import ctx_of, function_ref
 from executor.api.responses import body, read_body, results
 from executor.function_service import compute_asset_view
-from schemas.codec import decode_json, encode
 from schemas.errors import InvalidRequest, NotFound, detail
 from schemas.functions import Revision
 
@@ -130,7 +130,7 @@ def _revision(revision: Revision, aliases: dict[str, int]) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> dict[str, Any]:
-    shown: dict[str, Any] = decode_json(encode(value))
+    shown: dict[str, Any] = msgspec.to_builtins(value)
     return shown
 
 

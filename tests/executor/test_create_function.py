@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import dataclasses
 import hashlib
 import io
 import json
@@ -16,7 +15,6 @@ import time
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -25,9 +23,15 @@ from nats.aio.client import Client
 
 from bus import subjects
 from bus.bundles import BundleStore
-from executor.roles import run_api
-from executor.settings import Settings
-from tests.conftest import Fn, MakeFunction, Stack, b64, function_body, wait_for_record
+from tests.conftest import (
+    Fn,
+    MakeFunction,
+    Stack,
+    b64,
+    function_body,
+    second_api,
+    wait_for_record,
+)
 
 CREATE = "/compute/functions"
 NODE_OK = "exports.handler = async (event) => ({ got: event });"
@@ -185,26 +189,6 @@ def zip_bytes(entries: Mapping[str, str | bytes]) -> bytes:
         for name, content in entries.items():
             archive.writestr(name, content)
     return buffer.getvalue()
-
-
-@asynccontextmanager
-async def second_api(stack: Stack, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """Another API process (same NATS, own connection and registry view), stopped on exit."""
-    settings: Settings = dataclasses.replace(stack.settings, port=0, **changes)
-    stop = asyncio.Event()
-    url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    task: asyncio.Future[Any] = asyncio.create_task(
-        run_api(stack.nats_url, settings, stop, on_ready=url.set_result)
-    )
-    try:
-        done, _ = await asyncio.wait([task, url], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            task.result()  # raises what made it stop
-        async with httpx.AsyncClient(base_url=await asyncio.wait_for(url, 30), timeout=30) as c:
-            yield c
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 # ---- the seed -----------------------------------------------------------------------------------

@@ -10,9 +10,8 @@ import msgspec
 
 from executor.instance import HandlerProcess
 from executor.pool import InstancePool, Spawner
-from executor.runtimes.commands import bootstrap_for, handler_argv, handler_env
-from schemas.handler_protocol import HandlerRequest, request_encoder
-from schemas.invocations import HandlerContext
+from executor.sandbox import Sandbox
+from tests.conftest import handler_request, spawn_python_handler
 
 PID_HANDLER = "import os\ndef handler(event, context):\n    return os.getpid()\n"
 
@@ -21,34 +20,19 @@ def spawner(tmp_path: Path, name: str) -> Spawner:
     workspace = tmp_path / name
     workspace.mkdir()
     (workspace / "index.py").write_text(PID_HANDLER)
-    bootstrap = str(bootstrap_for("python"))
-    argv = handler_argv("python", bootstrap, str(workspace), "index.py", "handler", 256)
 
     async def spawn() -> HandlerProcess:
-        return await HandlerProcess.spawn(
-            argv, env=handler_env([], "/tmp"), cwd=str(workspace), log_cap=1024
-        )
+        # Bare processes (no sandbox): their pids are real, so reuse can be told by pid.
+        return await spawn_python_handler(Sandbox(None, None), workspace)
 
     return spawn
-
-
-def request() -> bytes:
-    context = HandlerContext(
-        invocation_id="i",
-        collection_topic="c",
-        service="000000001",
-        revision=1,
-        deadline_ms=0,
-        memory_mb=256,
-    )
-    return request_encoder.encode(HandlerRequest(event=msgspec.Raw(b"null"), context=context))
 
 
 async def pid_from(pool: InstancePool, key: tuple[str, str, int], spawn: Spawner) -> int:
     revision_pool = pool.for_revision(key, spawn)
     process = await revision_pool.acquire()
     try:
-        reply, _ = await process.invoke(request(), 10)
+        reply, _ = await process.invoke(handler_request(), 10)
     finally:
         await revision_pool.release(process)
     pid: int = msgspec.json.decode(bytes(reply.result))

@@ -7,65 +7,17 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import msgspec
 import pytest
 
-from executor.instance import HandlerProcess
-from executor.launch import launch, launch_plan
-from executor.sandbox import Cgroups, Limits, Sandbox
-from schemas.handler_protocol import HandlerRequest, request_encoder
-from schemas.invocations import HandlerContext
-from tests.conftest import living_descendants
-
-HANDLER = r"""
-import os, time
-
-def handler(event, context):
-    if event == "escape":
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                time.sleep(120)
-            os._exit(0)
-        time.sleep(60)
-    if event == "memory":
-        hog = []
-        while True:
-            hog.append(bytearray(16 * 1024 * 1024))
-    return "ok"
-"""
-
-
-def request(event: str) -> bytes:
-    context = HandlerContext(
-        invocation_id="x",
-        collection_topic="t",
-        service="000000000",
-        revision=1,
-        deadline_ms=0,
-        memory_mb=128,
-    )
-    return request_encoder.encode(
-        HandlerRequest(event=msgspec.Raw(msgspec.json.encode(event)), context=context)
-    )
-
-
-async def spawn(sandbox: Sandbox, workspace: Path) -> HandlerProcess:
-    plan = launch_plan(
-        sandbox,
-        runtime="python",
-        handler_file="index.py",
-        export="handler",
-        workspace=workspace,
-        env_vars=[],
-        limits=Limits(128),
-    )
-    return await launch(sandbox, plan, log_cap=4096, max_reply_bytes=1 << 20)
+from executor.instance import ProcessGone
+from executor.sandbox import Cgroups, Sandbox
+from tests.conftest import handler_request, living_descendants, spawn_python_handler
+from tests.executor.attacks import PY_ATTACKS
 
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    (tmp_path / "index.py").write_text(HANDLER)
+    (tmp_path / "index.py").write_text(PY_ATTACKS)
     return tmp_path
 
 
@@ -84,9 +36,9 @@ async def cgroup_only() -> AsyncIterator[Sandbox]:
 async def test_cgroup_level_kills_a_setsid_escapee(cgroup_only: Sandbox, workspace: Path) -> None:
     assert cgroup_only.level == "cgroup"
     before = living_descendants()
-    process = await spawn(cgroup_only, workspace)
+    process = await spawn_python_handler(cgroup_only, workspace, memory_mb=128)
     with pytest.raises(TimeoutError):
-        await process.invoke(request("escape"), 1.0)
+        await process.invoke(handler_request({"op": "escape"}), 1.0)
     assert process.cgroup is not None
     await process.kill()
     # The escapee left the session and the process tree; the cgroup still found it.
@@ -99,11 +51,9 @@ async def test_cgroup_level_kills_a_setsid_escapee(cgroup_only: Sandbox, workspa
 
 
 async def test_cgroup_level_reports_out_of_memory(cgroup_only: Sandbox, workspace: Path) -> None:
-    process = await spawn(cgroup_only, workspace)
-    try:
-        await process.invoke(request("memory"), 20.0)
-    except Exception as exc:
-        assert type(exc).__name__ == "ProcessGone"
+    process = await spawn_python_handler(cgroup_only, workspace, memory_mb=128)
+    with pytest.raises(ProcessGone):  # killed by the kernel at the cgroup's limit
+        await process.invoke(handler_request({"op": "memory"}, memory_mb=128), 20.0)
     await process.kill()
     assert process.out_of_memory
 
@@ -111,12 +61,12 @@ async def test_cgroup_level_reports_out_of_memory(cgroup_only: Sandbox, workspac
 async def test_rlimit_level_bounds_python_memory(workspace: Path) -> None:
     sandbox = Sandbox(None, None)
     assert sandbox.level == "rlimit"
-    process = await spawn(sandbox, workspace)
+    process = await spawn_python_handler(sandbox, workspace, memory_mb=128)
     try:
-        reply, _ = await process.invoke(request("memory"), 20.0)
+        reply, _ = await process.invoke(handler_request({"op": "memory"}, memory_mb=128), 20.0)
         assert reply.error is not None
         assert reply.error.code == "out_of_memory"
-        ok, _ = await process.invoke(request("fine"), 5.0)
+        ok, _ = await process.invoke(handler_request({"op": "ok"}), 5.0)
         assert bytes(ok.result) == b'"ok"'
     finally:
         await process.kill()

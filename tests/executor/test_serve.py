@@ -14,6 +14,7 @@ import nats
 import pytest
 
 from bus.embedded import EmbeddedNats
+from executor.serve import parse_ready_line
 from tests.conftest import alive, descendants, function_body
 
 
@@ -33,8 +34,7 @@ async def start_serve(
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
-    assert line.startswith(b"computebus ready "), line
-    fields = dict(part.split("=", 1) for part in line.decode().split()[2:])
+    fields = parse_ready_line(line.decode().strip())
     return proc, fields
 
 
