@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import deque
 from typing import NamedTuple
 
 import msgspec
@@ -24,7 +23,7 @@ from nats.js.api import (
 )
 
 from bus import subjects
-from bus.scan import scan_last_per_subject
+from bus.scan import newest_page
 from schemas.codec import decoder_for, encode
 from schemas.invocations import MonitorRecord
 
@@ -40,6 +39,10 @@ def _without_payloads(record: MonitorRecord, max_bytes: int) -> MonitorRecord:
         )
     return slim
 
+
+_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+_WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when that expectation fails
+_CAS_TIMEOUT_S = 10.0
 
 # Room for the subject and headers (TTL) beside a record in one message.
 _MESSAGE_HEADROOM = 4096
@@ -97,6 +100,49 @@ class MonitorStore:
         ack = await self.js.publish_async(subject, data, msg_ttl=ttl_seconds(ttl_ms))
         return StoredRecord(data, ack)
 
+    async def write_expecting(
+        self, record: MonitorRecord, ttl_ms: int, last_seq: int
+    ) -> tuple[bytes, int] | None:
+        """Store ``record`` only if its subject's last message is still ``last_seq`` (0: none).
+
+        Returns the bytes written and the new sequence, or None when another writer came first:
+        this compare-and-set is what keeps a redelivered Async invocation to one final record.
+        """
+        data = encode(record)
+        if len(data) > self.max_record_bytes:
+            data = encode(_without_payloads(record, self.max_record_bytes))
+        subject = subjects.monitor_subject(
+            record.collection_topic, record.service, record.invocation_id
+        )
+        try:
+            ack = await self.js.publish(
+                subject,
+                data,
+                timeout=_CAS_TIMEOUT_S,
+                headers={_EXPECTED_LAST_SUBJECT_SEQ: str(last_seq)},
+                msg_ttl=ttl_seconds(ttl_ms),
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                return None
+            raise
+        return data, ack.seq
+
+    async def current(
+        self, ct: str, ft: str, invocation_id: str
+    ) -> tuple[MonitorRecord | None, int]:
+        """The record and its stream sequence (0 when there is none), for ``write_expecting``."""
+        try:
+            msg = await self.js.get_last_msg(
+                subjects.MONITOR_STREAM,
+                subjects.monitor_subject(ct, ft, invocation_id),
+                direct=True,
+            )
+        except nats.js.errors.NotFoundError:
+            return None, 0
+        record = decoder_for(MonitorRecord).decode(msg.data) if msg.data else None
+        return record, msg.seq or 0
+
     async def get(self, ct: str, ft: str, invocation_id: str) -> MonitorRecord | None:
         try:
             msg = await self.js.get_last_msg(
@@ -112,14 +158,12 @@ class MonitorStore:
         self, ct: str, ft: str, *, status: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[MonitorRecord], int]:
         """Newest first. Reads the function's records once through a throwaway consumer."""
-        keep: deque[MonitorRecord] = deque(maxlen=offset + limit)
-        total = 0
-        decode = decoder_for(MonitorRecord).decode
-        filter_subject = subjects.monitor_filter(ct, ft)
-        async for data in scan_last_per_subject(self.js, subjects.MONITOR_STREAM, filter_subject):
-            record = decode(data)
-            if status is None or record.status == status:
-                total += 1
-                keep.append(record)
-        newest_first = list(reversed(keep))
-        return newest_first[offset : offset + limit], total
+        return await newest_page(
+            self.js,
+            subjects.MONITOR_STREAM,
+            subjects.monitor_filter(ct, ft),
+            decoder_for(MonitorRecord).decode,
+            accept=None if status is None else lambda record: record.status == status,
+            limit=limit,
+            offset=offset,
+        )

@@ -8,13 +8,16 @@ count still behind it, so the scan knows when it has seen everything. (nats-py's
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 _FETCH_BATCH = 256
+T = TypeVar("T")
 
 
 async def scan_last_per_subject(
@@ -50,3 +53,26 @@ async def scan_last_per_subject(
         if consumer is not None:  # else it lingers on the server for inactive_threshold
             with contextlib.suppress(nats.errors.Error):
                 await js.delete_consumer(stream, consumer)
+
+
+async def newest_page(
+    js: JetStreamContext,
+    stream: str,
+    subject_filter: str,
+    decode: Callable[[bytes], T],
+    *,
+    accept: Callable[[T], bool] | None = None,
+    limit: int,
+    offset: int,
+) -> tuple[list[T], int]:
+    """One page, newest first, of the last message per subject (those ``accept`` takes), and
+    how many there are in all."""
+    keep: deque[T] = deque(maxlen=offset + limit)
+    total = 0
+    async for data in scan_last_per_subject(js, stream, subject_filter):
+        item = decode(data)
+        if accept is None or accept(item):
+            total += 1
+            keep.append(item)
+    newest_first = list(reversed(keep))
+    return newest_first[offset : offset + limit], total

@@ -11,6 +11,12 @@ WORKER_PING = "computebus.workers.ping"
 WORKER_PROBE = "computebus.workers.probe"  # load a revision's handler without running it
 WORKER_SYNC = "computebus.workers.sync"  # take this function record now (after a change)
 
+ASYNC_STREAM = "COMPUTEBUS_ASYNC"
+ASYNC_WILDCARD = f"{PREFIX}.*.function.*.async"
+ASYNC_CONSUMER = "computebus-async-workers"  # one durable consumer, shared by every worker
+DEAD_LETTER_STREAM = "COMPUTEBUS_DEAD_LETTERS"
+DEAD_LETTER_PREFIX = "computebus.dead"
+
 FUNCTIONS_BUCKET = "computebus_functions"
 BUNDLES_BUCKET = "computebus_bundles"
 MONITOR_STREAM = "COMPUTEBUS_MONITOR"
@@ -29,6 +35,22 @@ def function_subject(ct: str, ft: str) -> str:
 
 def async_subject(ct: str, ft: str) -> str:
     return f"{function_subject(ct, ft)}.async"
+
+
+def parse_async_subject(subject: str) -> tuple[str, str] | None:
+    """``ms.compute.<ct>.function.<ft>.async`` -> (ct, ft); None for anything else."""
+    head, dot, last = subject.rpartition(".")
+    if not dot or last != "async":
+        return None
+    return parse_function_subject(head)
+
+
+def dead_letter_subject(ct: str, ft: str, invocation_id: str) -> str:
+    return f"{DEAD_LETTER_PREFIX}.{ct}.{ft}.{invocation_id}"
+
+
+def dead_letter_filter(ct: str, ft: str) -> str:
+    return f"{DEAD_LETTER_PREFIX}.{ct}.{ft}.*"
 
 
 def event_subject(ct: str, ft: str, event: str) -> str:

@@ -38,6 +38,7 @@ from schemas.functions import (
     FunctionView,
     Revision,
     Runtime,
+    check_async_config,
 )
 from schemas.validation import check_schema
 
@@ -169,6 +170,7 @@ class FunctionService:
             )
         if req.monitor_config.ttl <= 0:
             raise _invalid("/monitor_config/ttl", "must be a positive number of milliseconds")
+        check_async_config(req.async_config)
         draft = RevisionDraft(
             runtime=spec.runtime,
             handler=spec.handler,
@@ -199,6 +201,7 @@ class FunctionService:
                 name=req.name,
                 description=req.description,
                 monitor_config=req.monitor_config,
+                async_config=req.async_config,
                 created=now,
                 modified=now,
                 latest_revision=1,
@@ -298,6 +301,7 @@ def function_view(
         compute_asset=compute_asset,
         monitor_config=record.monitor_config,
         schema=revision.schema,
+        async_config=record.async_config,
     )
     if assets is not None:
         view.size = revision.size

@@ -34,6 +34,7 @@ from schemas.functions import (
     FunctionRecord,
     FunctionView,
     Revision,
+    check_async_config,
 )
 
 ALIAS = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # a DNS label
@@ -82,6 +83,8 @@ class FunctionUpdates:
                 "/monitor_config/ttl: must be a positive number of milliseconds",
                 [detail("/monitor_config/ttl", "must be a positive number of milliseconds")],
             )
+        if patch.async_config is not UNSET:
+            check_async_config(patch.async_config)
         view: FunctionView | None = None
         if patch.schema is not UNSET or patch.size is not UNSET:
             _, record = await self._current(ct, ft)
@@ -98,7 +101,12 @@ class FunctionUpdates:
                 base=base,
             )
             view = await self._add_revision(ct, ft, draft, promote=promote)
-        if patch.name is UNSET and patch.description is UNSET and patch.monitor_config is UNSET:
+        if (
+            patch.name is UNSET
+            and patch.description is UNSET
+            and patch.monitor_config is UNSET
+            and patch.async_config is UNSET
+        ):
             return view or await self._view(ct, ft, "updated")
         _, current = await self._current(ct, ft)
         new_name = _or(patch.name, current.name)
@@ -111,6 +119,7 @@ class FunctionUpdates:
                 name=new_name,
                 description=_or(patch.description, record.description),
                 monitor_config=_or(patch.monitor_config, record.monitor_config),
+                async_config=_or(patch.async_config, record.async_config),
                 modified=int(time.time()),
             )
 

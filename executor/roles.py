@@ -13,13 +13,16 @@ import uvicorn
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from bus.async_queue import AsyncQueue
 from bus.bundles import BundleStore
 from bus.connect import connect
+from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from bus.registry import Registry
 from bus.registry_view import RegistryView
 from executor.api.app import build_app
 from executor.api.context import ApiContext
+from executor.async_consumer import AsyncConsumer
 from executor.function_service import FunctionService
 from executor.function_updates import FunctionUpdates
 from executor.invocation import Invoker
@@ -41,6 +44,8 @@ class Bus:
     bundles: BundleStore
     monitor: MonitorStore
     view: RegistryView
+    queue: AsyncQueue
+    dead_letters: DeadLetters
 
     @classmethod
     async def open(cls, url: str, name: str, settings: Settings) -> Bus:
@@ -58,6 +63,15 @@ class Bus:
                 js, nc.max_payload, max_bytes=settings.monitor_max_bytes
             ),
             view=view,
+            queue=await AsyncQueue.open(
+                js,
+                dedupe_window_s=settings.async_dedupe_window_s,
+                ack_wait_s=settings.async_ack_wait_s,
+                max_bytes=settings.async_max_bytes,
+            ),
+            dead_letters=await DeadLetters.open(
+                js, max_age_s=settings.dead_letter_max_age_s, max_bytes=settings.monitor_max_bytes
+            ),
         )
 
     async def close(self) -> None:
@@ -92,7 +106,8 @@ async def run_worker(
         sandbox=sandbox,
         worker_id=worker_id,
     )
-    worker = Worker(bus.nc, invoker, settings, sandbox.level)
+    consumer = AsyncConsumer(bus.nc, bus.queue, bus.dead_letters, invoker, settings)
+    worker = Worker(bus.nc, invoker, settings, sandbox.level, consumer)
     instances.start()
     await worker.start()
     log.info("worker %s ready", worker.id)
@@ -135,6 +150,8 @@ async def run_api(
         view=bus.view,
         bundles=bus.bundles,
         monitor=bus.monitor,
+        queue=bus.queue,
+        dead_letters=bus.dead_letters,
         functions=functions,
         updates=FunctionUpdates(functions, bus.view),
         settings=settings,

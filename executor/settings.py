@@ -32,6 +32,14 @@ class Settings:
     monitor_max_bytes: int = 1024 * MIB
     drain_s: float = 30.0
     bundle_gc_grace_s: float = 600.0
+    # Async invocations: how long a Nats-Msg-Id / Idempotency-Key is remembered, how long a
+    # worker may hold one without a sign of life before it goes to another, how many one worker
+    # runs at once, how big the queue may grow, and how long dead letters are kept.
+    async_dedupe_window_s: float = 600.0
+    async_ack_wait_s: float = 30.0
+    async_concurrency: int = 32
+    async_max_bytes: int = 1024 * MIB
+    dead_letter_max_age_s: float = 14 * 24 * 3600.0
     # Whether functions may ask for compute_asset.network (then they share the host's network,
     # loopback services included): off unless the operator turns it on.
     allow_network: bool = False
@@ -61,6 +69,11 @@ class Settings:
             "pool_per_revision",
             "worker_concurrency",
             "idle_s",
+            "async_dedupe_window_s",
+            "async_ack_wait_s",
+            "async_concurrency",
+            "async_max_bytes",
+            "dead_letter_max_age_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
@@ -102,4 +115,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "allow_network": _boolean,
     "monitor_max_bytes": int,
     "drain_s": float,
+    "async_dedupe_window_s": float,
+    "async_ack_wait_s": float,
+    "async_concurrency": int,
+    "async_max_bytes": int,
+    "dead_letter_max_age_s": float,
 }

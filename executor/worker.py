@@ -15,6 +15,13 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from bus import subjects
+from executor.async_consumer import AsyncConsumer
+from executor.call_headers import (
+    H_INVOCATION_ID,
+    call_from_headers,
+    error_headers,
+    new_invocation_id,
+)
 from executor.invocation import Call, Invoker, Outcome
 from executor.runtimes.commands import available_runtimes
 from executor.settings import Settings
@@ -24,13 +31,6 @@ from schemas.functions import FunctionRecord
 
 log = logging.getLogger("computebus.worker")
 
-H_ALIAS = "Compute-Alias"
-H_REVISION = "Compute-Revision"
-H_TIMEOUT = "Compute-Timeout-Ms"
-H_INVOCATION_ID = "Compute-Invocation-Id"
-H_ERROR = "Nats-Service-Error"
-H_ERROR_CODE = "Nats-Service-Error-Code"
-H_RETRY_AFTER = "Retry-After"
 _RECORD_ACK_S = 10.0
 # Room for headers beside a reply in one message; results are capped at max_payload minus this.
 REPLY_HEADROOM = 64 * 1024
@@ -40,33 +40,17 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
 
 
-def new_invocation_id() -> str:
-    return os.urandom(16).hex()
-
-
-def check_invocation_id(value: str) -> str:
-    if not subjects.COLLECTION_TOPIC.match(value):
-        raise InvalidRequest(
-            f"{H_INVOCATION_ID} must match {subjects.COLLECTION_TOPIC.pattern}",
-            [{"path": H_INVOCATION_ID, "message": "not a valid invocation id"}],
-        )
-    return value
-
-
-def error_headers(error: ComputeError, invocation_id: str) -> dict[str, str]:
-    headers = {
-        H_INVOCATION_ID: invocation_id,
-        H_ERROR: error.message[:512],
-        H_ERROR_CODE: str(error.status),
-    }
-    if isinstance(error, Overloaded):
-        headers[H_RETRY_AFTER] = str(error.retry_after_s)
-    return headers
-
-
 class Worker:
-    def __init__(self, nc: Client, invoker: Invoker, settings: Settings, isolation: str) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        invoker: Invoker,
+        settings: Settings,
+        isolation: str,
+        consumer: AsyncConsumer,
+    ) -> None:
         self.nc = nc
+        self.consumer = consumer
         self.invoker = invoker
         self.settings = settings
         self.isolation = isolation
@@ -94,13 +78,14 @@ class Worker:
             )
         )
         self._subs.append(await self.nc.subscribe(subjects.WORKER_SYNC, cb=self._on_sync))
+        await self.consumer.start()
         self.invoker.view.on_function_gone.append(self._function_gone)
         self.invoker.view.on_function_changed.append(self._function_changed)
         self.invoker.view.on_revision_gone.append(self._revision_gone)
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        return len(self._tasks) + self.consumer.in_flight
 
     async def _on_ping(self, msg: Msg) -> None:
         if msg.reply:
@@ -182,15 +167,7 @@ class Worker:
         parsed = subjects.parse_function_subject(msg.subject)
         if parsed is None:
             raise InvalidRequest(f"{msg.subject} is not a function subject")
-        return Call(
-            collection_topic=parsed[0],
-            service=parsed[1],
-            payload=msg.data or b"null",
-            invocation_id=check_invocation_id(invocation_id),
-            alias=headers.get(H_ALIAS) or None,
-            revision=_positive_int(headers, H_REVISION),
-            timeout_ms=_positive_int(headers, H_TIMEOUT),
-        )
+        return call_from_headers(parsed[0], parsed[1], msg.data, headers, invocation_id)
 
     async def _reply_error(self, msg: Msg, error: ComputeError, invocation_id: str) -> None:
         await self.nc.publish(
@@ -229,30 +206,17 @@ class Worker:
     async def drain(self, deadline_s: float) -> None:
         """Stop taking work, let what is running finish within ``deadline_s``, then stop.
 
-        Draining the subscriptions first still runs the messages already delivered to us.
+        Draining the subscriptions first still runs the messages already delivered to us; Async
+        invocations still running at the deadline are handed back to the queue.
         """
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.drain()  # type: ignore[no-untyped-call]
         self._accepting = False
+        stopping = asyncio.create_task(self.consumer.stop(deadline_s))
         if self._tasks or self._chores:
             _, late = await asyncio.wait(self._tasks | self._chores, timeout=deadline_s)
             for task in late:
                 task.cancel()
+        await stopping
         await self.invoker.instances.close()
-
-
-def _positive_int(headers: dict[str, str], name: str) -> int | None:
-    raw = headers.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise InvalidRequest(
-            f"header {name} must be a positive integer, got {raw!r}",
-            [{"path": name, "message": "must be a positive integer"}],
-        )
-    return value

@@ -88,6 +88,20 @@ class InvalidOutput(ComputeError):
     status = 502
 
 
+class WorkerLost(ComputeError):
+    """An Async run whose worker vanished (killed, or cut off from the bus) before it recorded."""
+
+    code = "worker_lost"
+    status = 500
+
+
+class Expired(ComputeError):
+    """An Async invocation still queued past its Compute-Deadline: it never ran."""
+
+    code = "expired"
+    status = 504
+
+
 class Unavailable(ComputeError):
     code = "unavailable"
     status = 503
@@ -116,6 +130,8 @@ ERRORS_BY_CODE: dict[str, type[ComputeError]] = {
         InvalidOutput,
         Unavailable,
         Timeout,
+        WorkerLost,
+        Expired,
     )
 }
 

@@ -12,6 +12,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from schemas.base import Struct
+from schemas.errors import InvalidRequest
 
 Runtime = Literal["nodejs", "python"]
 RUNTIMES: tuple[str, ...] = ("nodejs", "python")
@@ -39,6 +40,39 @@ class MonitorConfig(Struct):
     store_payload: bool = False
 
 
+class AsyncConfig(Struct):
+    """How Async invocations are retried: a failure that can pass (see ``RETRYABLE`` in
+    ``executor/async_consumer.py``) runs again after ``backoff_ms``, doubling each time up to
+    ``max_backoff_ms``, until ``max_attempts`` runs have been made."""
+
+    max_attempts: int = 3
+    backoff_ms: int = 1_000
+    max_backoff_ms: int = 60_000
+
+
+MAX_ATTEMPTS_LIMIT = 20
+
+
+def check_async_config(config: AsyncConfig) -> None:
+    """Raise ``InvalidRequest`` naming every field of ``config`` that is out of range."""
+    problems: list[dict[str, Any]] = []
+    if not 1 <= config.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        problems.append(
+            {
+                "path": "/async_config/max_attempts",
+                "message": f"must be 1 to {MAX_ATTEMPTS_LIMIT}, got {config.max_attempts}",
+            }
+        )
+    if config.backoff_ms < 0:
+        problems.append({"path": "/async_config/backoff_ms", "message": "must not be negative"})
+    if config.max_backoff_ms < config.backoff_ms:
+        problems.append(
+            {"path": "/async_config/max_backoff_ms", "message": "must be at least backoff_ms"}
+        )
+    if problems:
+        raise InvalidRequest(f"{problems[0]['path']}: {problems[0]['message']}", problems)
+
+
 class FunctionSchema(Struct):
     input: JsonSchema | None = None
     output: JsonSchema | None = None
@@ -63,6 +97,8 @@ class CreateFunctionRequest(Struct):
     description: str = ""
     schema: FunctionSchema = msgspec.field(default_factory=FunctionSchema)
     size: str = "256MB"
+    # Extension: retries of Async invocations.
+    async_config: AsyncConfig = msgspec.field(default_factory=AsyncConfig)
 
 
 class ComputeAssetPatch(Struct):
@@ -85,6 +121,7 @@ class FunctionPatch(Struct):
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     monitor_config: MonitorConfig | UnsetType = UNSET
+    async_config: AsyncConfig | UnsetType = UNSET
     schema: FunctionSchema | UnsetType = UNSET
     size: str | UnsetType = UNSET
 
@@ -123,6 +160,7 @@ class FunctionRecord(Struct):
     modified: int
     latest_revision: int
     aliases: dict[str, int]
+    async_config: AsyncConfig = msgspec.field(default_factory=AsyncConfig)
 
 
 class ComputeAssetView(Struct):
@@ -149,6 +187,7 @@ class FunctionView(Struct):
     compute_asset: ComputeAssetView
     monitor_config: MonitorConfig
     schema: FunctionSchema
+    async_config: AsyncConfig = msgspec.field(default_factory=AsyncConfig)
     size: str | UnsetType = UNSET
     revision: int | UnsetType = UNSET
     aliases: dict[str, int] | UnsetType = UNSET

@@ -46,3 +46,43 @@ class MonitorRecord(Struct):
     output: msgspec.Raw | UnsetType = UNSET
     # store_payload was on, but input and output did not fit in one bus message beside the rest.
     payload_omitted: bool = False
+    # Async only: runs made so far (a queued record after a failure says which try comes next
+    # by ``attempts + 1``), and the caller's Compute-Deadline (unix ms).
+    attempts: int = 0
+    deadline: int | UnsetType = UNSET
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("succeeded", "failed")
+
+
+class DeadLetter(Struct):
+    """An Async invocation that failed for good, kept (with its payload) so it can be redriven."""
+
+    invocation_id: str
+    collection_topic: str
+    service: str
+    attempts: int
+    error_code: str
+    error_message: str
+    failed_at: int  # unix ms
+    # The invocation's own headers (alias, revision, timeout) and payload, to send it again.
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    payload: bytes = b""
+
+
+class DeadLetterView(Struct):
+    """A dead letter as listed: without its payload (the monitor record keeps that, if asked)."""
+
+    invocation_id: str
+    attempts: int
+    error_code: str
+    error_message: str
+    failed_at: int
+
+
+class Accepted(Struct):
+    """The 202 body of an Async invoke or a redrive."""
+
+    invocation_id: str
+    status: Status

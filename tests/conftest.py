@@ -69,6 +69,7 @@ async def stack(
         drain_s=5.0,
         bundle_gc_grace_s=0.0,
         allow_network=True,
+        async_ack_wait_s=2.0,
     )
     stop = asyncio.Event()
     worker_ready = asyncio.Event()
@@ -273,3 +274,55 @@ async def spawn_python_handler(
         limits=Limits(memory_mb),
     )
     return await launch(sandbox, plan, log_cap=4096, max_reply_bytes=1 << 20)
+
+
+# ---- counting executions -----------------------------------------------------------------------
+
+# A handler that reports every run to the test's execution counter (over loopback, so the
+# function needs compute_asset.network) and fails its first FAIL_TIMES runs of an invocation.
+COUNTING_HANDLER = """
+import os, socket, time
+
+def handler(event, context):
+    port = int(os.environ["COUNTER_PORT"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall((context.invocation_id + "\\n").encode())
+        run = int(conn.makefile().readline())
+    time.sleep(float(os.environ.get("SLEEP_S", "0")))
+    if run <= int(os.environ.get("FAIL_TIMES", "0")):
+        raise RuntimeError(f"failing on purpose, run {run}")
+    return {"invocation_id": context.invocation_id, "run": run, "event": event}
+"""
+
+
+@dataclass
+class ExecutionCounter:
+    """How many times each invocation id ran (each run of COUNTING_HANDLER says so)."""
+
+    port: int
+    runs: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def env(self, **more: Any) -> list[str]:
+        return [f"COUNTER_PORT={self.port}", *(f"{k}={v}" for k, v in more.items())]
+
+
+@pytest_asyncio.fixture
+async def counter() -> AsyncIterator[ExecutionCounter]:
+    found = ExecutionCounter(port=0)
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            invocation_id = (await reader.readline()).decode().strip()
+            found.runs[invocation_id] = found.runs.get(invocation_id, 0) + 1
+            writer.write(f"{found.runs[invocation_id]}\n".encode())
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    found.port = server.sockets[0].getsockname()[1]
+    try:
+        yield found
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -8,7 +8,9 @@ from nats.aio.client import Client
 from starlette.requests import Request
 
 from bus import subjects
+from bus.async_queue import AsyncQueue
 from bus.bundles import BundleStore
+from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from bus.registry import Registry
 from bus.registry_view import RegistryView
@@ -25,6 +27,8 @@ class ApiContext:
     view: RegistryView
     bundles: BundleStore
     monitor: MonitorStore
+    queue: AsyncQueue
+    dead_letters: DeadLetters
     functions: FunctionService
     updates: FunctionUpdates
     settings: Settings

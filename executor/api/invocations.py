@@ -11,17 +11,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bus import subjects
+from executor.api import async_invocations
 from executor.api.context import ctx_of, function_ref
 from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
-from executor.worker import (
+from executor.call_headers import (
     H_ERROR_CODE,
     H_INVOCATION_ID,
     H_REVISION,
     H_TIMEOUT,
-    REPLY_HEADROOM,
     new_invocation_id,
 )
+from executor.worker import REPLY_HEADROOM
 from schemas.codec import decode_as, json_decoder, nested_too_deeply
 from schemas.errors import (
     ComputeError,
@@ -78,11 +79,6 @@ async def _invoke(
     ct, ft = function_ref(request)
     data = await read_body(request, ctx.settings.max_payload_bytes + REPLY_HEADROOM)
     req = decode_as(InvokeRequest, data) if data.strip() else InvokeRequest()
-    if req.invocation_type == "Async":
-        raise InvalidRequest(
-            "invocation_type Async is not available yet",
-            [detail("/invocation_type", "only RequestResponse is served")],
-        )
     payload = payload_bytes(req.payload)
     limit = min(ctx.settings.max_payload_bytes, ctx.nc.max_payload - REPLY_HEADROOM)
     if len(payload) > limit:
@@ -95,6 +91,12 @@ async def _invoke(
     if request.scope["query_string"]:  # parsing an empty query string still costs
         alias = request.query_params.get("alias") or None
         revision = query_int(request, "revision", 0, lo=0, hi=1_000_000_000) or None
+    if req.invocation_type == "Async":
+        accepted, invocation_id = await async_invocations.submit(
+            request, ct, ft, payload, invocation_id, alias=alias, revision=revision
+        )
+        headers["X-Invocation-Id"] = invocation_id
+        return body(accepted, 202, headers), "accepted"
     _, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
     # The resolved number, not the alias: this API's view already has its own alias moves, so
     # a promote or a rollback made here takes effect on the very next invocation.
@@ -152,4 +154,5 @@ routes = [
     Route("/compute/functions/{ct}/{ft}/invoke", invoke, methods=["POST"]),
     Route("/compute/functions/{ct}/{ft}/invocations", list_invocations, methods=["GET"]),
     Route("/compute/functions/{ct}/{ft}/invocations/{id}", get_invocation, methods=["GET"]),
+    *async_invocations.routes,
 ]

@@ -40,7 +40,9 @@ async def patch_function(request: Request) -> Response:
 async def delete_function(request: Request) -> Response:
     ctx = ctx_of(request)
     ct, ft = function_ref(request)
-    return body(await ctx.updates.delete(ct, ft))
+    deleted = await ctx.updates.delete(ct, ft)
+    await ctx.dead_letters.remove_function(ct, ft)
+    return body(deleted)
 
 
 async def patch_compute_asset(request: Request) -> Response:

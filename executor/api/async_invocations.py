@@ -1,0 +1,217 @@
+"""Async invocations over HTTP: submit one to the durable queue, list dead letters, redrive one.
+
+A submit answers 202 only once the queue's stream has stored the invocation. With an
+``Idempotency-Key`` the invocation id is derived from the function and the key, so the same key
+always names the same invocation: while its record lives the API answers with it and sends
+nothing, and within the stream's dedupe window the stream itself drops a second copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bus import subjects
+from executor.api.context import ApiContext, ctx_of, function_ref
+from executor.api.responses import body, query_int, results
+from executor.call_headers import (
+    H_ALIAS,
+    H_DEADLINE,
+    H_INVOCATION_ID,
+    H_MSG_ID,
+    H_REVISION,
+    H_TIMEOUT,
+    positive_int,
+)
+from schemas.errors import (
+    ComputeError,
+    FunctionNotFound,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    Unavailable,
+    detail,
+)
+from schemas.functions import FunctionRecord
+from schemas.invocations import Accepted, DeadLetterView, MonitorRecord
+
+log = logging.getLogger("computebus.api")
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+
+
+def idempotent_id(ct: str, ft: str, key: str) -> str:
+    """The invocation id that ``key`` names for this function (the same key, the same id)."""
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidRequest(
+            f"header {IDEMPOTENCY_KEY} must be 1 to {MAX_KEY_LENGTH} printable characters",
+            [detail(IDEMPOTENCY_KEY, f"1 to {MAX_KEY_LENGTH} printable characters")],
+        )
+    return hashlib.sha256(f"{ct}\0{ft}\0{key}".encode()).hexdigest()[:32]
+
+
+async def submit(
+    request: Request,
+    ct: str,
+    ft: str,
+    payload: bytes,
+    invocation_id: str,
+    *,
+    alias: str | None,
+    revision: int | None,
+) -> tuple[Accepted, str]:
+    """Queue one Async invocation; the 202 body and the invocation id it runs under."""
+    ctx = ctx_of(request)
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is not None:
+        invocation_id = idempotent_id(ct, ft, key)
+    function, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
+    options = {H_INVOCATION_ID: invocation_id, H_MSG_ID: invocation_id}
+    if alias is not None:
+        options[H_ALIAS] = alias
+    if revision is not None:
+        options[H_REVISION] = str(revision)
+    for name in (H_TIMEOUT, H_DEADLINE):
+        if value := request.headers.get(name):
+            positive_int({name: value}, name)
+            options[name] = value
+    if key is not None:
+        known = await ctx.monitor.get(ct, ft, invocation_id)
+        if known is not None:
+            return Accepted(invocation_id=invocation_id, status=known.status), invocation_id
+    queued = MonitorRecord(
+        invocation_id=invocation_id,
+        collection_topic=ct,
+        service=ft,
+        revision=rev.number,
+        status="queued",
+        started=int(time.time() * 1000),
+        invocation_type="Async",
+    )
+    if H_DEADLINE in options:
+        queued.deadline = int(options[H_DEADLINE])
+    if function.monitor_config.store_payload:
+        queued.input = msgspec.Raw(payload)
+    if await _enqueue(ctx, ct, ft, payload, options):  # the stream had it already
+        known = await ctx.monitor.get(ct, ft, invocation_id)
+        status = known.status if known is not None else "queued"
+        return Accepted(invocation_id=invocation_id, status=status), invocation_id
+    # Only if no worker wrote first (it may already be running it).
+    try:
+        await ctx.monitor.write_expecting(queued, function.monitor_config.ttl, 0)
+    except Exception as exc:  # stored in the queue all the same; the worker writes the rest
+        log.warning("queued record of %s not written: %s", invocation_id, exc)
+    return Accepted(invocation_id=invocation_id, status="queued"), invocation_id
+
+
+async def _enqueue(
+    ctx: ApiContext, ct: str, ft: str, payload: bytes, headers: dict[str, str]
+) -> bool:
+    """Store the invocation in the queue; True if the stream already had this message id."""
+    try:
+        ack = await ctx.queue.submit(ct, ft, payload, headers)
+    except nats.js.errors.APIError as exc:
+        if "maximum" in (exc.description or ""):  # the queue is full (discard new)
+            raise Overloaded("the async queue is full; retry later") from None
+        raise Unavailable(f"the async queue refused the invocation: {exc.description}") from None
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.Error):
+        raise Unavailable(
+            "the async queue did not confirm storing the invocation; it is safe to retry "
+            f"with the same {IDEMPOTENCY_KEY}"
+        ) from None
+    return bool(ack.duplicate)
+
+
+async def list_dead_letters(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    limit = query_int(request, "limit", 50, lo=1, hi=1000)
+    offset = query_int(request, "offset", 0, lo=0, hi=1_000_000)
+    letters, total = await ctx.dead_letters.list(ct, ft, limit=limit, offset=offset)
+    views = [
+        DeadLetterView(
+            invocation_id=letter.invocation_id,
+            attempts=letter.attempts,
+            error_code=letter.error_code,
+            error_message=letter.error_message,
+            failed_at=letter.failed_at,
+        )
+        for letter in letters
+    ]
+    return results(views, total)
+
+
+async def retry(request: Request) -> Response:
+    """Redrive a dead letter: a fresh set of attempts under the same invocation id."""
+    ctx = ctx_of(request)
+    ct, ft = function_ref(request)
+    invocation_id = request.path_params["id"]
+    function = await ctx.view.function(ct, ft)
+    if function is None:
+        raise FunctionNotFound(f"function {ct}/{ft} does not exist")
+    found = None
+    if subjects.COLLECTION_TOPIC.match(invocation_id):
+        found = await ctx.dead_letters.get(ct, ft, invocation_id)
+    if found is None:
+        raise NotFound(
+            f"no dead letter for invocation {invocation_id} of {ct}/{ft} (only Async "
+            "invocations that failed for good can be retried, while their dead letter is kept)"
+        )
+    letter, letter_seq = found
+    previous, seq = await ctx.monitor.current(ct, ft, invocation_id)
+    # Queued before it is sent: a worker skips an invocation whose record is final.
+    queued = MonitorRecord(
+        invocation_id=invocation_id,
+        collection_topic=ct,
+        service=ft,
+        revision=previous.revision if previous is not None else 0,
+        status="queued",
+        started=int(time.time() * 1000),
+        invocation_type="Async",
+    )
+    if function.monitor_config.store_payload:
+        queued.input = msgspec.Raw(letter.payload)
+    written = await ctx.monitor.write_expecting(queued, function.monitor_config.ttl, seq)
+    if written is None:
+        raise Unavailable("the invocation's record changed meanwhile; retry the request")
+    # Its own message id: the first send of this invocation may still be in the dedupe window;
+    # naming the dead letter's sequence makes a repeated redrive of it send once.
+    headers = {
+        **letter.headers,
+        H_INVOCATION_ID: invocation_id,
+        H_MSG_ID: f"{invocation_id}.redrive.{letter_seq}",
+    }
+    try:
+        await _enqueue(ctx, ct, ft, letter.payload, headers)
+    except ComputeError:
+        await _restore(ctx, previous, function, written[1])
+        raise
+    await ctx.dead_letters.remove(ct, ft, invocation_id, letter_seq)
+    return body(Accepted(invocation_id=invocation_id, status="queued"), 202)
+
+
+async def _restore(
+    ctx: ApiContext, previous: MonitorRecord | None, function: FunctionRecord, seq: int
+) -> None:
+    """Put the failed record back after a redrive that could not be queued."""
+    if previous is None:
+        return
+    try:
+        await ctx.monitor.write_expecting(previous, function.monitor_config.ttl, seq)
+    except Exception as exc:
+        log.warning("could not restore the record of %s: %s", previous.invocation_id, exc)
+
+
+routes = [
+    Route("/compute/functions/{ct}/{ft}/dead-letters", list_dead_letters, methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/invocations/{id}/retry", retry, methods=["POST"]),
+]

@@ -1,0 +1,332 @@
+"""Async invocations on the worker side: pull from the shared durable consumer, run each one,
+record it exactly once, retry what can pass, dead-letter the rest, ack last.
+
+One message, start to end (``_settle``):
+1. Read the invocation's record. Already final: this is a redelivery after the record was
+   written (the ack was lost), so ack and stop. Execution is at least once; recording is
+   exactly once, because every write below is a compare-and-set on the record's sequence.
+2. Count the runs made so far from the record (a ``running`` record left behind is a run whose
+   worker was lost), expire it if the caller's deadline passed, give up if no attempt is left.
+3. Write ``running``, run it (``Invoker.invoke``), keeping the message alive with in-progress
+   acks.
+4. A failure that can pass, with attempts left: write ``queued`` (with that failure) and nak with
+   exponential backoff. Otherwise the final record (a failure is dead-lettered first), the
+   result event, and only then the ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from bus import subjects
+from bus.async_queue import AsyncQueue
+from bus.dead_letters import DeadLetters
+from bus.monitor import MonitorStore
+from executor.call_headers import (
+    CALL_OPTIONS,
+    H_DEADLINE,
+    H_INVOCATION_ID,
+    H_MSG_ID,
+    call_from_headers,
+    is_invocation_id,
+    positive_int,
+)
+from executor.invocation import Invoker
+from executor.settings import Settings
+from schemas.errors import ComputeError, Expired, FunctionNotFound, WorkerLost
+from schemas.functions import AsyncConfig, FunctionRecord
+from schemas.invocations import DeadLetter, MonitorRecord
+
+log = logging.getLogger("computebus.async")
+
+# Failures worth another try: the handler raised, or the run hit a limit or lost its worker.
+# Never retried: bad input or request, a missing function or export, an output that breaks the
+# schema, a result too large, an expired deadline: running again would fail the same way.
+RETRYABLE = frozenset(
+    {
+        "function_error",
+        "timeout",
+        "out_of_memory",
+        "worker_lost",
+        "overloaded",
+        "internal_error",
+        "unavailable",
+    }
+)
+# Records of invocations whose function is gone are kept this long (there is no monitor_config).
+_ORPHAN_TTL_MS = 24 * 3600 * 1000
+_CAS_TRIES = 8
+_FETCH_WAIT_S = 1.0
+
+
+def backoff_s(config: AsyncConfig, attempts_done: int) -> float:
+    """The wait before the next run: ``backoff_ms`` doubled per failed run, at most the cap."""
+    delay_ms: int = config.backoff_ms * 2 ** max(0, attempts_done - 1)
+    return min(delay_ms, config.max_backoff_ms) / 1000
+
+
+def async_invocation_id(headers: dict[str, str], stream_seq: int) -> str:
+    """The id an Async message runs under: ``Compute-Invocation-Id``, else its ``Nats-Msg-Id``
+    when that is a valid id, else ``async-<stream sequence>`` (stable across redeliveries)."""
+    for name in (H_INVOCATION_ID, H_MSG_ID):
+        given = headers.get(name)
+        if given and is_invocation_id(given):
+            return given
+    return f"async-{stream_seq}"
+
+
+class _Settled(Exception):
+    """Someone else wrote this invocation's final record: ack and stop."""
+
+
+class AsyncConsumer:
+    def __init__(
+        self,
+        nc: Client,
+        queue: AsyncQueue,
+        dead_letters: DeadLetters,
+        invoker: Invoker,
+        settings: Settings,
+    ) -> None:
+        self.nc = nc
+        self.queue = queue
+        self.dead_letters = dead_letters
+        self.invoker = invoker
+        self.monitor: MonitorStore = invoker.monitor
+        self.settings = settings
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._puller: asyncio.Task[None] | None = None
+        self._pulling = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_free = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        self._sub = await self.queue.pull(pending_msgs_limit=self.settings.async_concurrency * 4)
+        self._pulling = True
+        self._puller = asyncio.create_task(self._pull_loop(self._sub))
+
+    async def _pull_loop(self, sub: JetStreamContext.PullSubscription) -> None:
+        while self._pulling:
+            free = self.settings.async_concurrency - len(self._tasks)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                msgs = await sub.fetch(free, timeout=_FETCH_WAIT_S)
+            except TimeoutError:
+                continue
+            except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
+                log.debug("async fetch failed: %s", exc)
+                await asyncio.sleep(_FETCH_WAIT_S)
+                continue
+            for msg in msgs:
+                if not self._pulling:  # fetched while stopping: hand it straight back
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
+                    continue
+                task = asyncio.create_task(self._handle(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_free.set()
+
+    async def stop(self, deadline_s: float) -> None:
+        """Stop pulling, let what runs finish within ``deadline_s``; hand back the rest."""
+        self._pulling = False
+        self._slot_free.set()
+        if self._puller is not None:
+            await self._puller  # ends after its current fetch (at most _FETCH_WAIT_S)
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=deadline_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _handle(self, msg: Msg) -> None:
+        keep_alive = asyncio.create_task(self._keep_alive(msg))
+        try:
+            await self._settle(msg)
+        except asyncio.CancelledError:  # the drain deadline passed: another worker takes it
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            raise
+        except Exception:
+            log.exception("async invocation on %s failed inside the worker", msg.subject)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=1.0)
+        finally:
+            keep_alive.cancel()
+
+    async def _keep_alive(self, msg: Msg) -> None:
+        """Tell the server the message is still being worked on, well within its ack wait."""
+        period = max(0.05, self.settings.async_ack_wait_s / 3)
+        while True:
+            await asyncio.sleep(period)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _settle(self, msg: Msg) -> None:
+        where = subjects.parse_async_subject(msg.subject)
+        if where is None:  # the stream only takes async subjects; nothing to run
+            await msg.term()
+            return
+        ct, ft = where
+        headers = msg.headers or {}
+        meta = msg.metadata
+        invocation_id = async_invocation_id(headers, meta.sequence.stream)
+        record, seq = await self.monitor.current(ct, ft, invocation_id)
+        if record is not None and record.finished:
+            await msg.ack()
+            return
+        done = record.attempts if record is not None else meta.num_delivered - 1
+        try:
+            finished = await self._run(msg, ct, ft, invocation_id, headers, done, seq)
+        except _Settled:
+            finished = True
+        if finished:
+            await msg.ack()
+
+    async def _run(
+        self,
+        msg: Msg,
+        ct: str,
+        ft: str,
+        invocation_id: str,
+        headers: dict[str, str],
+        done: int,
+        seq: int,
+    ) -> bool:
+        """Run it once; True when it is finished (ack), False when it was handed back (nak)."""
+        now_ms = int(time.time() * 1000)
+        base = MonitorRecord(
+            invocation_id=invocation_id,
+            collection_topic=ct,
+            service=ft,
+            revision=0,
+            status="running",
+            started=now_ms,
+            invocation_type="Async",
+            worker=self.invoker.worker_id,
+            attempts=done,
+        )
+        function = await self.invoker.view.function(ct, ft)
+        if function is None:  # deleted: nothing to run, retry or redrive against
+            gone = FunctionNotFound(f"function {ct}/{ft} does not exist (it may be deleted)")
+            await self._finish(base, gone, None, seq, msg)
+            return True
+        try:
+            deadline = positive_int(headers, H_DEADLINE)
+            if deadline is not None:
+                base.deadline = deadline
+            call = call_from_headers(ct, ft, msg.data, headers, invocation_id, "Async")
+            _, revision = await self.invoker.view.resolve(
+                ct, ft, alias=call.alias, revision=call.revision
+            )
+        except ComputeError as exc:
+            await self._finish(base, exc, function, seq, msg)
+            return True
+        base.revision = revision.number
+        if deadline is not None and now_ms > deadline:
+            error: ComputeError | None = Expired(
+                f"still queued {now_ms - deadline} ms past its Compute-Deadline"
+            )
+            await self._finish(base, error, function, seq, msg)
+            return True
+        config = function.async_config
+        if done >= config.max_attempts:  # the last run was lost with its worker
+            error = WorkerLost(f"the worker running attempt {done} was lost before it recorded")
+            await self._finish(base, error, function, seq, msg)
+            return True
+
+        attempt = done + 1
+        running = msgspec.structs.replace(base, attempts=attempt)
+        if function.monitor_config.store_payload:
+            running.input = msgspec.Raw(call.payload)
+        ttl_ms = function.monitor_config.ttl
+        _, seq = await self._write(running, ttl_ms, seq)
+        outcome = await self.invoker.invoke(call)
+        finished = outcome.record or running
+        finished = msgspec.structs.replace(finished, attempts=attempt, deadline=base.deadline)
+        error = outcome.error
+        if error is not None and error.code in RETRYABLE and attempt < config.max_attempts:
+            await self._write(msgspec.structs.replace(finished, status="queued"), ttl_ms, seq)
+            await msg.nak(delay=backoff_s(config, attempt))
+            return False
+        await self._finish(finished, error, function, seq, msg)
+        return True
+
+    async def _finish(
+        self,
+        record: MonitorRecord,
+        error: ComputeError | None,
+        function: FunctionRecord | None,
+        seq: int,
+        msg: Msg,
+    ) -> None:
+        """The final record (after the dead letter, for a failure), then the result event."""
+        if error is not None:
+            record = msgspec.structs.replace(
+                record,
+                status="failed",
+                error_code=error.code,
+                error_message=error.message,
+                error_details=error.details or msgspec.UNSET,
+            )
+            if function is not None:
+                await self.dead_letters.add(_dead_letter(record, msg))
+        else:
+            record = msgspec.structs.replace(record, status="succeeded")
+        ttl_ms = function.monitor_config.ttl if function is not None else _ORPHAN_TTL_MS
+        data, _ = await self._write(record, ttl_ms, seq)
+        await self.nc.publish(
+            subjects.result_subject(record.collection_topic, record.service, record.status), data
+        )
+
+    async def _write(self, record: MonitorRecord, ttl_ms: int, seq: int) -> tuple[bytes, int]:
+        """Write ``record`` over the one at ``seq``; raise ``_Settled`` if the invocation was
+        finished meanwhile (by another delivery of the same message)."""
+        for _ in range(_CAS_TRIES):
+            written = await self.monitor.write_expecting(record, ttl_ms, seq)
+            if written is not None:
+                return written
+            current, seq = await self.monitor.current(
+                record.collection_topic, record.service, record.invocation_id
+            )
+            if current is not None and current.finished:
+                raise _Settled
+        raise RuntimeError(f"the record of {record.invocation_id} kept changing under us")
+
+
+def _dead_letter(record: MonitorRecord, msg: Msg) -> DeadLetter:
+    headers = msg.headers or {}
+    return DeadLetter(
+        invocation_id=record.invocation_id,
+        collection_topic=record.collection_topic,
+        service=record.service,
+        attempts=record.attempts,
+        error_code=record.error_code if isinstance(record.error_code, str) else "internal_error",
+        error_message=record.error_message if isinstance(record.error_message, str) else "",
+        failed_at=int(time.time() * 1000),
+        headers={k: v for k in CALL_OPTIONS if (v := headers.get(k))},
+        payload=msg.data or b"null",
+    )

@@ -1,0 +1,91 @@
+"""The headers an invocation travels with over NATS, and turning them into a ``Call``.
+
+Sync requests (``ms.compute.<ct>.function.<ft>``) and async messages (``... .async``) take the
+same options, so both paths read them here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bus import subjects
+from executor.invocation import Call
+from schemas.errors import ComputeError, InvalidRequest, Overloaded
+from schemas.invocations import InvocationType
+
+H_ALIAS = "Compute-Alias"
+H_REVISION = "Compute-Revision"
+H_TIMEOUT = "Compute-Timeout-Ms"
+H_DEADLINE = "Compute-Deadline"  # Async: unix ms after which a still-queued invocation expires
+H_INVOCATION_ID = "Compute-Invocation-Id"
+H_MSG_ID = "Nats-Msg-Id"
+H_ERROR = "Nats-Service-Error"
+H_ERROR_CODE = "Nats-Service-Error-Code"
+H_RETRY_AFTER = "Retry-After"
+
+# The options an Async invocation keeps when it is dead-lettered and sent again.
+CALL_OPTIONS = (H_ALIAS, H_REVISION, H_TIMEOUT)
+
+
+def new_invocation_id() -> str:
+    return os.urandom(16).hex()
+
+
+def is_invocation_id(value: str) -> bool:
+    return bool(subjects.COLLECTION_TOPIC.match(value))
+
+
+def check_invocation_id(value: str) -> str:
+    if not is_invocation_id(value):
+        raise InvalidRequest(
+            f"{H_INVOCATION_ID} must match {subjects.COLLECTION_TOPIC.pattern}",
+            [{"path": H_INVOCATION_ID, "message": "not a valid invocation id"}],
+        )
+    return value
+
+
+def error_headers(error: ComputeError, invocation_id: str) -> dict[str, str]:
+    headers = {
+        H_INVOCATION_ID: invocation_id,
+        H_ERROR: error.message[:512],
+        H_ERROR_CODE: str(error.status),
+    }
+    if isinstance(error, Overloaded):
+        headers[H_RETRY_AFTER] = str(error.retry_after_s)
+    return headers
+
+
+def call_from_headers(
+    ct: str,
+    ft: str,
+    payload: bytes,
+    headers: dict[str, str],
+    invocation_id: str,
+    invocation_type: InvocationType = "RequestResponse",
+) -> Call:
+    return Call(
+        collection_topic=ct,
+        service=ft,
+        payload=payload or b"null",
+        invocation_id=check_invocation_id(invocation_id),
+        alias=headers.get(H_ALIAS) or None,
+        revision=positive_int(headers, H_REVISION),
+        timeout_ms=positive_int(headers, H_TIMEOUT),
+        invocation_type=invocation_type,
+    )
+
+
+def positive_int(headers: dict[str, str], name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InvalidRequest(
+            f"header {name} must be a positive integer, got {raw!r}",
+            [{"path": name, "message": "must be a positive integer"}],
+        )
+    return value
