@@ -44,6 +44,8 @@ async def _gather(
                 msg = await sub.next_msg(timeout=left)
             except nats.errors.TimeoutError:
                 break
+            if not msg.data:  # a status message (no responders), not a worker's answer
+                continue
             replies.append(json_decoder.decode(msg.data))
     finally:
         await sub.unsubscribe()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import nats.errors
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -12,7 +13,7 @@ from starlette.responses import Response
 from executor.api import functions, invocations, lifecycle, ops
 from executor.api.context import ApiContext
 from executor.api.responses import error_response
-from schemas.errors import ComputeError, InternalError, InvalidRequest, NotFound
+from schemas.errors import ComputeError, InternalError, InvalidRequest, NotFound, Unavailable
 
 log = logging.getLogger("computebus.api")
 
@@ -34,6 +35,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(InvalidRequest(str(exc.detail)))
 
 
+async def _bus_error(request: Request, exc: Exception) -> Response:
+    """NATS did not answer (it is restarting, or the connection is reconnecting): retry later."""
+    log.warning("bus error on %s %s: %r", request.method, request.url.path, exc)
+    return error_response(Unavailable(f"the bus did not answer ({type(exc).__name__}); retry"))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(InternalError("internal error; see the API log"))
@@ -50,6 +57,7 @@ def build_app(ctx: ApiContext) -> Starlette:
         exception_handlers={
             ComputeError: _compute_error,
             HTTPException: _http_error,
+            nats.errors.Error: _bus_error,
             Exception: _unexpected,
         },
     )
