@@ -31,6 +31,7 @@ from schemas.errors import FunctionExists, InvalidRequest, detail
 from schemas.functions import (
     Asset,
     AssetMeta,
+    AsyncConfig,
     ComputeAssetView,
     CreateFunctionRequest,
     FunctionRecord,
@@ -301,8 +302,9 @@ def function_view(
         compute_asset=compute_asset,
         monitor_config=record.monitor_config,
         schema=revision.schema,
-        async_config=record.async_config,
     )
+    if record.async_config != AsyncConfig():
+        view.async_config = record.async_config
     if assets is not None:
         view.size = revision.size
         view.revision = revision.number

@@ -187,7 +187,7 @@ class FunctionView(Struct):
     compute_asset: ComputeAssetView
     monitor_config: MonitorConfig
     schema: FunctionSchema
-    async_config: AsyncConfig = msgspec.field(default_factory=AsyncConfig)
+    async_config: AsyncConfig | UnsetType = UNSET  # shown only when not the defaults
     size: str | UnsetType = UNSET
     revision: int | UnsetType = UNSET
     aliases: dict[str, int] | UnsetType = UNSET

@@ -17,10 +17,12 @@ from schemas.functions import (
     Revision,
     RuntimeView,
 )
-from schemas.invocations import InvokeRequest, MonitorRecord
+from schemas.invocations import Accepted, DeadLetterView, InvokeRequest, MonitorRecord
 
 _TYPES = (
+    Accepted,
     AliasTarget,
+    DeadLetterView,
     ComputeAssetPatch,
     ComputeAssetView,
     CreateFunctionRequest,
@@ -114,6 +116,18 @@ def openapi_document() -> bytes:
         _TYPES, ref_template="#/components/schemas/{name}"
     )
     components["Error"] = _ERROR
+    invoke = _op(
+        "Invoke a function (200 with the result, or 202 once an Async invocation is queued)",
+        200,
+        _envelope({}),
+        request="InvokeRequest",
+        params=FN,
+        query=("alias", "revision"),
+    )
+    invoke["responses"]["202"] = {
+        "description": "Async: stored in the queue",
+        "content": {"application/json": {"schema": _envelope(_ref("Accepted"))}},
+    }
     paths = {
         "/compute/functions": {
             "post": _op(
@@ -187,16 +201,7 @@ def openapi_document() -> bytes:
                 query=("force",),
             ),
         },
-        "/compute/functions/{ct}/{ft}/invoke": {
-            "post": _op(
-                "Invoke a function",
-                200,
-                _envelope({}),
-                request="InvokeRequest",
-                params=FN,
-                query=("alias", "revision"),
-            ),
-        },
+        "/compute/functions/{ct}/{ft}/invoke": {"post": invoke},
         "/compute/functions/{ct}/{ft}/invocations": {
             "get": _op(
                 "Monitor records, newest first",
@@ -209,6 +214,23 @@ def openapi_document() -> bytes:
         "/compute/functions/{ct}/{ft}/invocations/{id}": {
             "get": _op(
                 "One monitor record", 200, _envelope(_ref("MonitorRecord")), params=(*FN, "id")
+            ),
+        },
+        "/compute/functions/{ct}/{ft}/invocations/{id}/retry": {
+            "post": _op(
+                "Redrive a dead-lettered Async invocation (a fresh set of attempts)",
+                202,
+                _envelope(_ref("Accepted")),
+                params=(*FN, "id"),
+            ),
+        },
+        "/compute/functions/{ct}/{ft}/dead-letters": {
+            "get": _op(
+                "Async invocations that failed for good, newest first",
+                200,
+                _list(_ref("DeadLetterView")),
+                params=FN,
+                query=("limit", "offset"),
             ),
         },
         "/compute/collections": {"get": _op("Collections and their function counts", 200, None)},
