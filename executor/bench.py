@@ -238,7 +238,7 @@ async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
         ) as (_, line):
             fields = parse_ready_line(line.decode().strip())
             api, nats_url = fields["api"], fields["nats"]
-            ct, ft = await _create_noop(api)
+            ct, ft = await create_noop(api)
             api_port = int(api.rsplit(":", 1)[1])
             path = f"/compute/functions/{ct}/{ft}/invoke"
             call, close = await http_caller(
@@ -281,7 +281,7 @@ async def _wait_http(port: int) -> None:
     raise RuntimeError("the bare starlette echo did not start")
 
 
-async def _create_noop(api: str) -> tuple[str, str]:
+async def create_noop(api: str) -> tuple[str, str]:
     body = {
         "name": "bench-noop",
         "compute_asset": {

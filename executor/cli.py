@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--sandbox", action="store_true", help="instead: sandbox cost per process, cold and warm"
     )
+    b.add_argument(
+        "--async",
+        dest="async_",
+        action="store_true",
+        help="instead: sustained Async throughput beside a bare JetStream work queue",
+    )
+    b.add_argument("--count", type=int, default=2000, help="Async invocations to push through")
 
     for p in (d, i, sub.choices["ls"], lg):
         p.add_argument("--api", default=os.environ.get("COMPUTEBUS_API", DEFAULT_API))
@@ -112,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("serve", "api", "worker"):
             return _run(_with_stop(args.command, _settings(args)))
+        if args.command == "bench" and args.async_:
+            from executor.bench_async import run_async_bench
+
+            return _run(run_async_bench(count=args.count))
         if args.command == "bench" and args.sandbox:
             from executor.bench_sandbox import run_sandbox_bench
 

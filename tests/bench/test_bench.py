@@ -55,3 +55,24 @@ async def test_sandbox_bench_reports_cold_and_warm_for_both_runtimes() -> None:
         row = figures[runtime]
         for key in ("cold_bare_ms", "cold_sandbox_ms", "warm_bare_ms", "warm_sandbox_ms"):
             assert row[key] > 0, (runtime, key)
+
+
+async def test_async_bench_reports_both_throughputs_and_the_ratio() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "bench",
+        "--async",
+        "--count",
+        "200",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    figures = json.loads(out.decode().strip().splitlines()[-1])
+    assert figures["count"] == 200
+    assert figures["bare_jetstream_per_s"] > 0
+    assert figures["computebus_async_per_s"] > 0
+    assert figures["async_throughput_ratio"] > 0

@@ -1,0 +1,131 @@
+"""``computebus bench --async``: sustained Async throughput beside a bare JetStream work queue.
+
+Both sides get the same load: ``count`` messages published to a work-queue stream as fast as
+the acks come back, consumed by one process through a durable pull consumer, each followed by a
+result message. The bare side acks and answers at once; computebus runs each invocation in a
+warm handler and writes its records. Throughput is counted from the first publish to the last
+result, and printed as a ratio to the bare side measured in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
+
+from bus.embedded import start_embedded_nats
+from executor.bench import create_noop, child
+from executor.serve import READY, parse_ready_line
+
+BARE_JS_WORKER = """
+import asyncio, sys, nats, uvloop
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    js = nc.jetstream()
+    sub = await js.pull_subscribe_bind("bench-workers", stream="BENCH")
+    print("ready", flush=True)
+    async def settle(msg):
+        await msg.ack()
+        await nc.publish("bench.done", msg.data)
+    while True:
+        try:
+            msgs = await sub.fetch(32, timeout=1)
+        except nats.errors.TimeoutError:
+            continue
+        await asyncio.gather(*(settle(m) for m in msgs))
+uvloop.run(main())
+"""
+
+
+async def _publish_and_count(
+    nc: Client, subject: str, done_subject: str, count: int, timeout_s: float = 300
+) -> float:
+    """Publish ``count`` messages (each with its own Nats-Msg-Id) and return invocations per
+    second until ``count`` messages arrived on ``done_subject``."""
+    finished = asyncio.Event()
+    seen = 0
+
+    async def on_done(_: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen >= count:
+            finished.set()
+
+    sub = await nc.subscribe(done_subject, cb=on_done)
+    js = nc.jetstream(publish_async_max_pending=1024)
+    started = time.perf_counter()
+    for i in range(count):
+        await js.publish_async(subject, b"null", headers={"Nats-Msg-Id": f"bench-{i}"})
+    await js.publish_async_completed()
+    await asyncio.wait_for(finished.wait(), timeout_s)
+    elapsed = time.perf_counter() - started
+    await sub.unsubscribe()
+    return count / elapsed
+
+
+async def run_async_bench(*, count: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="computebus-bench-async-") as tmp:
+        server = await start_embedded_nats(Path(tmp) / "bare-nats")
+        try:
+            nc = await nats.connect(server.url)
+            js = nc.jetstream()
+            await js.add_stream(
+                StreamConfig(
+                    name="BENCH", subjects=["bench.async"], retention=RetentionPolicy.WORK_QUEUE
+                )
+            )
+            await js.add_consumer(
+                "BENCH",
+                ConsumerConfig(durable_name="bench-workers", ack_policy=AckPolicy.EXPLICIT),
+            )
+            async with child(sys.executable, "-c", BARE_JS_WORKER, server.url, ready=b"ready"):
+                bare = await _publish_and_count(nc, "bench.async", "bench.done", count)
+            await nc.close()
+        finally:
+            await server.stop()
+
+        env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
+        async with child(
+            sys.executable,
+            "-m",
+            "executor.cli",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(Path(tmp) / "cb"),
+            env=env,
+            ready=READY.encode(),
+        ) as (_, line):
+            fields = parse_ready_line(line.decode().strip())
+            ct, ft = await create_noop(fields["api"])
+            nc = await nats.connect(fields["nats"])
+            subject = f"ms.compute.{ct}.function.{ft}"
+            ours = await _publish_and_count(
+                nc, f"{subject}.async", f"{subject}.result.succeeded", count
+            )
+            await nc.close()
+
+    ratio = ours / bare
+    print(f"{'bare jetstream work queue':<28} {bare:>9.0f} invocations/s")
+    print(f"{'computebus async':<28} {ours:>9.0f} invocations/s")
+    print(f"async throughput vs bare jetstream: {ratio:.2f}x ({count} invocations each)")
+    print(
+        json.dumps(
+            {
+                "count": count,
+                "bare_jetstream_per_s": round(bare, 1),
+                "computebus_async_per_s": round(ours, 1),
+                "async_throughput_ratio": round(ratio, 3),
+            }
+        )
+    )
+    return 0
