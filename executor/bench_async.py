@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from bus.embedded import start_embedded_nats
-from executor.bench import create_noop, child
+from executor.bench import child, create_noop
 from executor.serve import READY, parse_ready_line
 
 BARE_JS_WORKER = """
