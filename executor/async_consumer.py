@@ -3,14 +3,15 @@ record it exactly once, retry what can pass, dead-letter the rest, ack last.
 
 One message, start to end (``_settle``):
 1. Read the invocation's record. Already final: this is a redelivery after the record was
-   written (the ack was lost), so ack and stop. Execution is at least once; recording is
-   exactly once, because every write below is a compare-and-set on the record's sequence.
+   written (the ack was lost), so ack and stop (dead-lettering a failure if that was missed).
+   Execution is at least once; recording is exactly once, because every write below is a
+   compare-and-set on the record's sequence.
 2. Count the runs made so far from the record (a ``running`` record left behind is a run whose
    worker was lost), expire it if the caller's deadline passed, give up if no attempt is left.
 3. Write ``running``, run it (``Invoker.invoke``), keeping the message alive with in-progress
    acks.
 4. A failure that can pass, with attempts left: write ``queued`` (with that failure) and nak with
-   exponential backoff. Otherwise the final record (a failure is dead-lettered first), the
+   exponential backoff. Otherwise the final record, the dead letter (for a failure), the
    result event, and only then the ack.
 """
 
@@ -196,6 +197,8 @@ class AsyncConsumer:
         invocation_id = async_invocation_id(headers, meta.sequence.stream)
         record, seq = await self.monitor.current(ct, ft, invocation_id)
         if record is not None and record.finished:
+            if record.status == "failed":  # the worker may have died before dead-lettering it
+                await self._ensure_dead_letter(record, msg)
             await msg.ack()
             return
         done = record.attempts if record is not None else meta.num_delivered - 1
@@ -264,7 +267,15 @@ class AsyncConsumer:
             running.input = msgspec.Raw(call.payload)
         ttl_ms = function.monitor_config.ttl
         _, seq = await self._write(running, ttl_ms, seq)
-        outcome = await self.invoker.invoke(call)
+        try:
+            outcome = await self.invoker.invoke(call)
+        except asyncio.CancelledError:
+            # Stopped by this worker's drain deadline, not by the handler: the run does not
+            # count against max_attempts (the next worker would otherwise see a lost run).
+            undone = msgspec.structs.replace(running, status="queued", attempts=done)
+            with contextlib.suppress(Exception):
+                await self.monitor.write_expecting(undone, ttl_ms, seq)
+            raise
         finished = outcome.record or running
         finished = msgspec.structs.replace(finished, attempts=attempt, deadline=base.deadline)
         error = outcome.error
@@ -283,7 +294,10 @@ class AsyncConsumer:
         seq: int,
         msg: Msg,
     ) -> None:
-        """The final record (after the dead letter, for a failure), then the result event."""
+        """The final record, then (for a failure) the dead letter, then the result event.
+
+        In that order so that only the delivery that wrote the record dead-letters it; a worker
+        lost in between leaves a failed record whose redelivery adds the dead letter."""
         if error is not None:
             record = msgspec.structs.replace(
                 record,
@@ -292,15 +306,25 @@ class AsyncConsumer:
                 error_message=error.message,
                 error_details=error.details or msgspec.UNSET,
             )
-            if function is not None:
-                await self.dead_letters.add(_dead_letter(record, msg))
         else:
             record = msgspec.structs.replace(record, status="succeeded")
         ttl_ms = function.monitor_config.ttl if function is not None else _ORPHAN_TTL_MS
         data, _ = await self._write(record, ttl_ms, seq)
+        if error is not None and function is not None:
+            await self.dead_letters.add(_dead_letter(record, msg))
         await self.nc.publish(
             subjects.result_subject(record.collection_topic, record.service, record.status), data
         )
+
+    async def _ensure_dead_letter(self, record: MonitorRecord, msg: Msg) -> None:
+        ct, ft, invocation_id = record.collection_topic, record.service, record.invocation_id
+        if (
+            record.error_code == FunctionNotFound.code
+            or await self.invoker.view.function(ct, ft) is None
+        ):
+            return  # failures of deleted functions are not dead-lettered
+        if await self.dead_letters.get(ct, ft, invocation_id) is None:
+            await self.dead_letters.add(_dead_letter(record, msg))
 
     async def _write(self, record: MonitorRecord, ttl_ms: int, seq: int) -> tuple[bytes, int]:
         """Write ``record`` over the one at ``seq``; raise ``_Settled`` if the invocation was

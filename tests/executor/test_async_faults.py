@@ -116,12 +116,14 @@ async def cluster(tmp_path: Path, workers: int) -> AsyncIterator[Cluster]:
         await made.server.stop()
 
 
-async def create_counting(made: Cluster, counter: ExecutionCounter, **env: str) -> tuple[str, str]:
+async def create_counting(
+    made: Cluster, counter: ExecutionCounter, max_attempts: int = 3, **env: str
+) -> tuple[str, str]:
     body = function_body(
         {"index.py": COUNTING_HANDLER},
         runtime="python",
         compute_asset={"network": True, "env_vars": counter.env(**env)},
-        async_config={"max_attempts": 3, "backoff_ms": 100},
+        async_config={"max_attempts": max_attempts, "backoff_ms": 100},
         store_payload=False,
     )
     response = await made.http.post("/compute/functions", json=body)
@@ -255,3 +257,24 @@ async def test_sigterm_under_load_hands_work_back_and_loses_none(
         ids = set(accepted)
         records = await wait_all_finished(made, ct, ft, ids, timeout=120)
         assert_each_succeeded_once(records, ids, counter)
+
+
+@pytest.mark.timeout(300)
+async def test_a_run_cut_by_the_drain_deadline_goes_to_another_worker_without_using_an_attempt(
+    tmp_path: Path, counter: ExecutionCounter
+) -> None:
+    async with cluster(tmp_path, workers=0) as made:
+        first = await made.start_worker(COMPUTEBUS_DRAIN_S="0.5")
+        await made.wait_for_workers(1)
+        ct, ft = await create_counting(made, counter, max_attempts=1, SLEEP_S="3")
+        [invocation_id] = await submit_all(made, ct, ft, ["only"], deadline_s=30)
+        while counter.runs.get(invocation_id) != 1:
+            await asyncio.sleep(0.05)
+        await made.start_worker()
+        await made.wait_for_workers(2)
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(first.wait(), 30) == 0
+        [record] = await wait_all_finished(made, ct, ft, {invocation_id}, timeout=60)
+        assert record["status"] == "succeeded", record
+        assert record["attempts"] == 1
+        assert counter.runs[invocation_id] == 2
