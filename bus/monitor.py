@@ -8,6 +8,7 @@ earlier one. The per-message TTL (``Nats-TTL``) makes the server itself forget e
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import NamedTuple
 
@@ -26,6 +27,8 @@ from bus import subjects
 from bus.scan import newest_page
 from schemas.codec import decoder_for, encode
 from schemas.invocations import MonitorRecord
+
+log = logging.getLogger("computebus.monitor")
 
 
 def _without_payloads(record: MonitorRecord, max_bytes: int) -> MonitorRecord:
@@ -51,6 +54,19 @@ _MESSAGE_HEADROOM = 4096
 def ttl_seconds(ttl_ms: int) -> int:
     """JetStream TTLs are whole seconds, at least one."""
     return max(1, math.ceil(ttl_ms / 1000))
+
+
+def _decode_or_none(data: bytes) -> MonitorRecord | None:
+    """A record, or None for one that cannot be read (written by an older or broken writer):
+    one bad record must not make a whole listing fail."""
+    try:
+        return _record_decoder.decode(data)
+    except msgspec.DecodeError:
+        log.warning("skipping an unreadable monitor record")
+        return None
+
+
+_record_decoder = decoder_for(MonitorRecord)
 
 
 class StoredRecord(NamedTuple):
@@ -140,7 +156,7 @@ class MonitorStore:
             )
         except nats.js.errors.NotFoundError:
             return None, 0
-        record = decoder_for(MonitorRecord).decode(msg.data) if msg.data else None
+        record = _decode_or_none(msg.data) if msg.data else None
         return record, msg.seq or 0
 
     async def get(self, ct: str, ft: str, invocation_id: str) -> MonitorRecord | None:
@@ -152,18 +168,23 @@ class MonitorStore:
             )
         except nats.js.errors.NotFoundError:
             return None
-        return decoder_for(MonitorRecord).decode(msg.data) if msg.data else None
+        return _decode_or_none(msg.data) if msg.data else None
 
     async def list(
         self, ct: str, ft: str, *, status: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[MonitorRecord], int]:
         """Newest first. Reads the function's records once through a throwaway consumer."""
-        return await newest_page(
+
+        def wanted(record: MonitorRecord | None) -> bool:
+            return record is not None and (status is None or record.status == status)
+
+        page, total = await newest_page(
             self.js,
             subjects.MONITOR_STREAM,
             subjects.monitor_filter(ct, ft),
-            decoder_for(MonitorRecord).decode,
-            accept=None if status is None else lambda record: record.status == status,
+            _decode_or_none,
+            accept=wanted,
             limit=limit,
             offset=offset,
         )
+        return [record for record in page if record is not None], total

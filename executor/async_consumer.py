@@ -34,15 +34,15 @@ from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from executor.call_headers import (
     CALL_OPTIONS,
-    H_DEADLINE,
     H_INVOCATION_ID,
     H_MSG_ID,
     call_from_headers,
+    deadline_ms,
     is_invocation_id,
-    positive_int,
 )
 from executor.invocation import Invoker
 from executor.settings import Settings
+from schemas.codec import is_json
 from schemas.errors import ComputeError, Expired, FunctionNotFound, WorkerLost
 from schemas.functions import AsyncConfig, FunctionRecord
 from schemas.invocations import DeadLetter, MonitorRecord
@@ -238,7 +238,7 @@ class AsyncConsumer:
             await self._finish(base, gone, None, seq, msg)
             return True
         try:
-            deadline = positive_int(headers, H_DEADLINE)
+            deadline = deadline_ms(headers)
             if deadline is not None:
                 base.deadline = deadline
             call = call_from_headers(ct, ft, msg.data, headers, invocation_id, "Async")
@@ -263,7 +263,7 @@ class AsyncConsumer:
 
         attempt = done + 1
         running = msgspec.structs.replace(base, attempts=attempt)
-        if function.monitor_config.store_payload:
+        if function.monitor_config.store_payload and is_json(call.payload):
             running.input = msgspec.Raw(call.payload)
         ttl_ms = function.monitor_config.ttl
         _, seq = await self._write(running, ttl_ms, seq)

@@ -75,6 +75,21 @@ def call_from_headers(
     )
 
 
+# Unix milliseconds before this (2001-09-09) are almost surely seconds sent by mistake.
+_EARLIEST_DEADLINE_MS = 10**12
+
+
+def deadline_ms(headers: dict[str, str]) -> int | None:
+    """``Compute-Deadline`` as unix milliseconds, refusing what looks like seconds."""
+    value = positive_int(headers, H_DEADLINE)
+    if value is not None and value < _EARLIEST_DEADLINE_MS:
+        raise InvalidRequest(
+            f"header {H_DEADLINE} is unix milliseconds; {value} looks like seconds",
+            [{"path": H_DEADLINE, "message": "must be unix milliseconds"}],
+        )
+    return value
+
+
 def positive_int(headers: dict[str, str], name: str) -> int | None:
     raw = headers.get(name)
     if raw is None or raw == "":

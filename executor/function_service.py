@@ -303,7 +303,7 @@ def function_view(
         monitor_config=record.monitor_config,
         schema=revision.schema,
     )
-    if record.async_config != AsyncConfig():
+    if assets is not None or record.async_config != AsyncConfig():
         view.async_config = record.async_config
     if assets is not None:
         view.size = revision.size

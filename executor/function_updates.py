@@ -83,8 +83,9 @@ class FunctionUpdates:
                 "/monitor_config/ttl: must be a positive number of milliseconds",
                 [detail("/monitor_config/ttl", "must be a positive number of milliseconds")],
             )
-        if patch.async_config is not UNSET:
-            check_async_config(patch.async_config)
+        if patch.async_config is not UNSET:  # checked whole, before anything is written
+            _, before = await self._current(ct, ft)
+            check_async_config(patch.async_config.applied_to(before.async_config))
         view: FunctionView | None = None
         if patch.schema is not UNSET or patch.size is not UNSET:
             _, record = await self._current(ct, ft)
@@ -119,7 +120,11 @@ class FunctionUpdates:
                 name=new_name,
                 description=_or(patch.description, record.description),
                 monitor_config=_or(patch.monitor_config, record.monitor_config),
-                async_config=_or(patch.async_config, record.async_config),
+                async_config=(
+                    record.async_config
+                    if patch.async_config is UNSET
+                    else patch.async_config.applied_to(record.async_config)
+                ),
                 modified=int(time.time()),
             )
 

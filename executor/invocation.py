@@ -114,9 +114,11 @@ class Invoker:
         t0 = time.perf_counter()
         logs = Logs("", False)
         result: bytes | None = None
+        payload_is_json = False
         try:
             prepared = await self.prepare(function, revision)
             event = decode_json(call.payload, "/payload")
+            payload_is_json = True
             problems = await self._validate(prepared.input_schema, event, prepared, "input")
             if problems:
                 raise InvalidInput("payload does not match the function's input schema", problems)
@@ -140,6 +142,8 @@ class Invoker:
         except ComputeError as exc:
             error, result = exc, None
         record = self._record(call, function, revision, started, t0, logs, result, error)
+        if not payload_is_json:  # a record must stay JSON: keep no input that is not
+            record.input = msgspec.UNSET
         return Outcome(result, error, record, function.monitor_config.ttl)
 
     async def store(self, outcome: Outcome) -> StoredRecord | None:

@@ -56,6 +56,14 @@ def decode_json(data: bytes | str, where: str = "") -> Any:
         raise nested_too_deeply(where or "body") from None
 
 
+def is_json(data: bytes) -> bool:
+    try:
+        json_decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
+
+
 def nested_too_deeply(where: str) -> InvalidRequest:
     reason = "is nested too deeply (arrays and objects inside each other)"
     return InvalidRequest(

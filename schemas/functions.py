@@ -50,6 +50,18 @@ class AsyncConfig(Struct):
     max_backoff_ms: int = 60_000
 
 
+class AsyncConfigPatch(Struct):
+    """``async_config`` in a PATCH: the fields given replace the function's, the rest stay."""
+
+    max_attempts: int | UnsetType = UNSET
+    backoff_ms: int | UnsetType = UNSET
+    max_backoff_ms: int | UnsetType = UNSET
+
+    def applied_to(self, config: AsyncConfig) -> AsyncConfig:
+        changes = {k: v for k in self.__struct_fields__ if (v := getattr(self, k)) is not UNSET}
+        return msgspec.structs.replace(config, **changes)
+
+
 MAX_ATTEMPTS_LIMIT = 20
 
 
@@ -121,7 +133,7 @@ class FunctionPatch(Struct):
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     monitor_config: MonitorConfig | UnsetType = UNSET
-    async_config: AsyncConfig | UnsetType = UNSET
+    async_config: AsyncConfigPatch | UnsetType = UNSET
     schema: FunctionSchema | UnsetType = UNSET
     size: str | UnsetType = UNSET
 
@@ -187,7 +199,8 @@ class FunctionView(Struct):
     compute_asset: ComputeAssetView
     monitor_config: MonitorConfig
     schema: FunctionSchema
-    async_config: AsyncConfig | UnsetType = UNSET  # shown only when not the defaults
+    # Shown on GET; in the create answer only when not the defaults (its shape is Quiva's).
+    async_config: AsyncConfig | UnsetType = UNSET
     size: str | UnsetType = UNSET
     revision: int | UnsetType = UNSET
     aliases: dict[str, int] | UnsetType = UNSET

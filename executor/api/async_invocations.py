@@ -29,6 +29,7 @@ from executor.call_headers import (
     H_MSG_ID,
     H_REVISION,
     H_TIMEOUT,
+    deadline_ms,
     positive_int,
 )
 from schemas.errors import (
@@ -80,10 +81,11 @@ async def submit(
         options[H_ALIAS] = alias
     if revision is not None:
         options[H_REVISION] = str(revision)
-    for name in (H_TIMEOUT, H_DEADLINE):
-        if value := request.headers.get(name):
-            positive_int({name: value}, name)
-            options[name] = value
+    if timeout := request.headers.get(H_TIMEOUT):
+        positive_int({H_TIMEOUT: timeout}, H_TIMEOUT)
+        options[H_TIMEOUT] = timeout
+    if deadline := deadline_ms({H_DEADLINE: request.headers.get(H_DEADLINE, "")}):
+        options[H_DEADLINE] = str(deadline)
     if key is not None:
         known = await ctx.monitor.get(ct, ft, invocation_id)
         if known is not None:

@@ -254,6 +254,9 @@ async def test_bad_async_requests_name_the_field(
     bad_deadline = await submit(http, fn, 1, **{"Compute-Deadline": "soon"})
     assert bad_deadline.status_code == 400
     assert bad_deadline.json()["details"][0]["path"] == "Compute-Deadline"
+    in_seconds = await submit(http, fn, 1, **{"Compute-Deadline": str(int(time.time()) + 60)})
+    assert in_seconds.status_code == 400
+    assert "looks like seconds" in in_seconds.json()["error"]
     long_key = await submit(http, fn, 1, **{"Idempotency-Key": "k" * 300})
     assert long_key.status_code == 400
     assert long_key.json()["details"][0]["path"] == "Idempotency-Key"
@@ -279,8 +282,33 @@ async def test_async_config_is_checked_shown_and_patched(
     assert paths == ["/async_config/max_attempts", "/async_config/backoff_ms"]
 
     fn = await make_function({"index.js": "exports.handler = async () => 1"})
-    assert "async_config" not in (await http.get(fn.path)).json()["body"]  # the defaults
+    shown = (await http.get(fn.path)).json()["body"]["async_config"]
+    assert shown == {"max_attempts": 3, "backoff_ms": 1000, "max_backoff_ms": 60000}
+    # A PATCH changes the fields it names and keeps the others.
+    patched = await http.patch(fn.path, json={"async_config": {"backoff_ms": 250}})
+    assert patched.status_code == 200, patched.text
     patched = await http.patch(fn.path, json={"async_config": {"max_attempts": 7}})
     assert patched.status_code == 200, patched.text
     shown = (await http.get(fn.path)).json()["body"]["async_config"]
-    assert shown == {"max_attempts": 7, "backoff_ms": 1000, "max_backoff_ms": 60000}
+    assert shown == {"max_attempts": 7, "backoff_ms": 250, "max_backoff_ms": 60000}
+    # Checked as merged: a backoff over the kept cap is refused, naming the field.
+    refused = await http.patch(fn.path, json={"async_config": {"backoff_ms": 120000}})
+    assert refused.status_code == 400
+    assert refused.json()["details"][0]["path"] == "/async_config/max_backoff_ms"
+
+
+async def test_a_payload_that_is_not_json_fails_its_record_without_breaking_listings(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function({"index.js": "exports.handler = async (e) => e"}, store_payload=True)
+    js = nc.jetstream()
+    await js.publish(f"{fn.subject}.async", b'{"name":', headers={"Nats-Msg-Id": "broken-1"})
+    record = await wait_until_finished(http, fn, "broken-1")
+    assert record["status"] == "failed"
+    assert record["error_code"] == "invalid_request"
+    assert "input" not in record
+    reply = await nc.request(fn.subject, b"{oops", timeout=10)
+    assert reply.headers is not None and reply.headers["Nats-Service-Error-Code"] == "400"
+    listed = await http.get(f"{fn.path}/invocations")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["body"]["results_total"] == 2
