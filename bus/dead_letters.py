@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
@@ -12,13 +13,19 @@ from bus.scan import newest_page
 from schemas.codec import decoder_for, encode
 from schemas.invocations import DeadLetter
 
+# Room for the subject and headers beside a letter in one message.
+_MESSAGE_HEADROOM = 4096
+
 
 class DeadLetters:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, max_letter_bytes: int) -> None:
         self.js = js
+        self.max_letter_bytes = max_letter_bytes
 
     @classmethod
-    async def open(cls, js: JetStreamContext, *, max_age_s: float, max_bytes: int) -> DeadLetters:
+    async def open(
+        cls, js: JetStreamContext, max_message_bytes: int, *, max_age_s: float, max_bytes: int
+    ) -> DeadLetters:
         config = StreamConfig(
             name=subjects.DEAD_LETTER_STREAM,
             subjects=[f"{subjects.DEAD_LETTER_PREFIX}.>"],
@@ -35,13 +42,18 @@ class DeadLetters:
             await js.add_stream(config)
         else:
             await js.update_stream(config)
-        return cls(js)
+        return cls(js, max_message_bytes - _MESSAGE_HEADROOM)
 
     async def add(self, letter: DeadLetter) -> None:
+        """Store ``letter``; one too big for a message keeps all but its payload."""
         subject = subjects.dead_letter_subject(
             letter.collection_topic, letter.service, letter.invocation_id
         )
-        await self.js.publish(subject, encode(letter))
+        data = encode(letter)
+        if len(data) > self.max_letter_bytes:  # keep the letter, not its payload
+            slim = msgspec.structs.replace(letter, payload=msgspec.UNSET, payload_omitted=True)
+            data = encode(slim)
+        await self.js.publish(subject, data)
 
     async def get(self, ct: str, ft: str, invocation_id: str) -> tuple[DeadLetter, int] | None:
         """The dead letter and its stream sequence (for ``remove``), or None."""

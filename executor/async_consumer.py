@@ -67,6 +67,8 @@ RETRYABLE = frozenset(
 _ORPHAN_TTL_MS = 24 * 3600 * 1000
 _CAS_TRIES = 8
 _FETCH_WAIT_S = 1.0
+_STRAGGLER_WAIT_S = 0.2
+_DEAD_LETTER_TRIES = 10  # deliveries of a finished failure spent trying to dead-letter it
 
 
 def backoff_s(config: AsyncConfig, attempts_done: int) -> float:
@@ -109,6 +111,7 @@ class AsyncConsumer:
         self._pulling = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
+        self._naks: set[asyncio.Task[None]] = set()
 
     @property
     def in_flight(self) -> int:
@@ -130,18 +133,32 @@ class AsyncConsumer:
                 msgs = await sub.fetch(free, timeout=_FETCH_WAIT_S)
             except TimeoutError:
                 continue
-            except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
-                log.debug("async fetch failed: %s", exc)
+            except Exception as exc:  # disconnected (nats-py reconnects), or a bug: keep pulling
+                level = logging.DEBUG if isinstance(exc, nats.errors.Error) else logging.ERROR
+                log.log(level, "async fetch failed: %r", exc)
                 await asyncio.sleep(_FETCH_WAIT_S)
                 continue
             for msg in msgs:
-                if not self._pulling:  # fetched while stopping: hand it straight back
-                    with contextlib.suppress(Exception):
-                        await msg.nak()
-                    continue
-                task = asyncio.create_task(self._handle(msg))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
+                self._take(msg)
+
+    def _take(self, msg: Msg) -> None:
+        """Run ``msg``, or hand it straight back when stopping or full (a fetch can bring more
+        than it asked for: what arrived after an earlier fetch gave up)."""
+        if not self._pulling or len(self._tasks) >= self.settings.async_concurrency:
+            self._hand_back(msg)
+            return
+        task = asyncio.create_task(self._handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _hand_back(self, msg: Msg) -> None:
+        async def nak() -> None:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+        task = asyncio.create_task(nak())
+        self._naks.add(task)
+        task.add_done_callback(self._naks.discard)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -153,15 +170,32 @@ class AsyncConsumer:
         self._slot_free.set()
         if self._puller is not None:
             await self._puller  # ends after its current fetch (at most _FETCH_WAIT_S)
+        if self._sub is not None:
+            await self._hand_back_stragglers(self._sub)
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=deadline_s)
             for task in late:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
+        if self._naks:
+            await asyncio.wait(self._naks, timeout=5)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
+
+    async def _hand_back_stragglers(self, sub: JetStreamContext.PullSubscription) -> None:
+        """The server may deliver a pull's messages just after the fetch stopped waiting; they
+        sit in the subscription. Hand them back now rather than after the ack wait."""
+        await asyncio.sleep(_STRAGGLER_WAIT_S)
+        while sub.pending_msgs:
+            try:
+                # nats-py has no public way to take what is queued in a pull subscription.
+                msg = await sub._sub.next_msg(timeout=_STRAGGLER_WAIT_S)
+            except Exception:
+                return
+            if msg.reply and not (msg.headers and "Status" in msg.headers):
+                self._hand_back(msg)
 
     async def _handle(self, msg: Msg) -> None:
         keep_alive = asyncio.create_task(self._keep_alive(msg))
@@ -198,10 +232,17 @@ class AsyncConsumer:
         record, seq = await self.monitor.current(ct, ft, invocation_id)
         if record is not None and record.finished:
             if record.status == "failed":  # the worker may have died before dead-lettering it
-                await self._ensure_dead_letter(record, msg)
+                try:
+                    await self._ensure_dead_letter(record, msg)
+                except Exception:
+                    if meta.num_delivered < _DEAD_LETTER_TRIES:
+                        raise  # nak: the next delivery tries again
+                    log.exception("giving up dead-lettering %s", invocation_id)
             await msg.ack()
             return
-        done = record.attempts if record is not None else meta.num_delivered - 1
+        # Runs made: a lost run always left a ``running`` record (written before it starts), so
+        # no record means none, however often the message was delivered and handed back.
+        done = record.attempts if record is not None else 0
         try:
             finished = await self._run(msg, ct, ft, invocation_id, headers, done, seq)
         except _Settled:
@@ -343,6 +384,8 @@ class AsyncConsumer:
 
 def _dead_letter(record: MonitorRecord, msg: Msg) -> DeadLetter:
     headers = msg.headers or {}
+    payload = msg.data or b"null"
+    kept = is_json(payload)
     return DeadLetter(
         invocation_id=record.invocation_id,
         collection_topic=record.collection_topic,
@@ -352,5 +395,6 @@ def _dead_letter(record: MonitorRecord, msg: Msg) -> DeadLetter:
         error_message=record.error_message if isinstance(record.error_message, str) else "",
         failed_at=int(time.time() * 1000),
         headers={k: v for k in CALL_OPTIONS if (v := headers.get(k))},
-        payload=msg.data or b"null",
+        payload=msgspec.Raw(payload) if kept else msgspec.UNSET,
+        payload_omitted=not kept,
     )

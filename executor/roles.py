@@ -70,7 +70,10 @@ class Bus:
                 max_bytes=settings.async_max_bytes,
             ),
             dead_letters=await DeadLetters.open(
-                js, max_age_s=settings.dead_letter_max_age_s, max_bytes=settings.monitor_max_bytes
+                js,
+                nc.max_payload,
+                max_age_s=settings.dead_letter_max_age_s,
+                max_bytes=settings.monitor_max_bytes,
             ),
         )
 

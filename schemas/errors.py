@@ -52,6 +52,13 @@ class IncompatibleSchema(ComputeError):
     status = 409
 
 
+class Conflict(ComputeError):
+    """The request does not fit the current state (e.g. a retry of an invocation under way)."""
+
+    code = "conflict"
+    status = 409
+
+
 class PayloadTooLarge(ComputeError):
     code = "payload_too_large"
     status = 413
@@ -121,6 +128,7 @@ ERRORS_BY_CODE: dict[str, type[ComputeError]] = {
         NotFound,
         FunctionExists,
         IncompatibleSchema,
+        Conflict,
         PayloadTooLarge,
         Overloaded,
         FunctionFailed,

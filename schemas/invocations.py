@@ -68,7 +68,9 @@ class DeadLetter(Struct):
     failed_at: int  # unix ms
     # The invocation's own headers (alias, revision, timeout) and payload, to send it again.
     headers: dict[str, str] = msgspec.field(default_factory=dict)
-    payload: bytes = b""
+    payload: msgspec.Raw | UnsetType = UNSET
+    # The payload was not JSON, or too big to keep beside the rest: it cannot be redriven.
+    payload_omitted: bool = False
 
 
 class DeadLetterView(Struct):
@@ -79,6 +81,7 @@ class DeadLetterView(Struct):
     error_code: str
     error_message: str
     failed_at: int
+    payload_omitted: bool = False
 
 
 class Accepted(Struct):

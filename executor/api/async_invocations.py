@@ -34,6 +34,7 @@ from executor.call_headers import (
 )
 from schemas.errors import (
     ComputeError,
+    Conflict,
     FunctionNotFound,
     InvalidRequest,
     NotFound,
@@ -146,6 +147,7 @@ async def list_dead_letters(request: Request) -> Response:
             error_code=letter.error_code,
             error_message=letter.error_message,
             failed_at=letter.failed_at,
+            payload_omitted=letter.payload_omitted,
         )
         for letter in letters
     ]
@@ -169,7 +171,18 @@ async def retry(request: Request) -> Response:
             "invocations that failed for good can be retried, while their dead letter is kept)"
         )
     letter, letter_seq = found
+    if isinstance(letter.payload, msgspec.UnsetType):
+        raise Conflict(
+            f"the dead letter of {invocation_id} kept no payload (it was not JSON, or too big to "
+            "keep); it cannot be sent again"
+        )
+    payload = bytes(letter.payload)
     previous, seq = await ctx.monitor.current(ct, ft, invocation_id)
+    if previous is not None and not previous.finished:
+        raise Conflict(
+            f"invocation {invocation_id} is {previous.status} (an earlier retry is under way); "
+            "only a failed invocation can be retried"
+        )
     # Queued before it is sent: a worker skips an invocation whose record is final.
     queued = MonitorRecord(
         invocation_id=invocation_id,
@@ -181,30 +194,35 @@ async def retry(request: Request) -> Response:
         invocation_type="Async",
     )
     if function.monitor_config.store_payload:
-        queued.input = msgspec.Raw(letter.payload)
+        queued.input = letter.payload
     written = await ctx.monitor.write_expecting(queued, function.monitor_config.ttl, seq)
-    if written is None:
-        raise Unavailable("the invocation's record changed meanwhile; retry the request")
-    # Its own message id: the first send of this invocation may still be in the dedupe window;
-    # naming the dead letter's sequence makes a repeated redrive of it send once.
+    if written is None:  # a concurrent retry of the same invocation won
+        raise Conflict(f"invocation {invocation_id} is being retried already")
+    # A message id of its own (the first send may still be in the dedupe window), named after
+    # this queued record, so a retry after a failed send is a new message and not a duplicate.
     headers = {
         **letter.headers,
         H_INVOCATION_ID: invocation_id,
-        H_MSG_ID: f"{invocation_id}.redrive.{letter_seq}",
+        H_MSG_ID: f"{invocation_id}.redrive.{written[1]}",
     }
     try:
-        await _enqueue(ctx, ct, ft, letter.payload, headers)
+        await _enqueue(ctx, ct, ft, payload, headers)
     except ComputeError:
         await _restore(ctx, previous, function, written[1])
         raise
-    await ctx.dead_letters.remove(ct, ft, invocation_id, letter_seq)
+    try:
+        await ctx.dead_letters.remove(ct, ft, invocation_id, letter_seq)
+    except Exception as exc:  # sent all the same; the stale letter is refused above if retried
+        log.warning("dead letter of %s not removed: %s", invocation_id, exc)
     return body(Accepted(invocation_id=invocation_id, status="queued"), 202)
 
 
 async def _restore(
     ctx: ApiContext, previous: MonitorRecord | None, function: FunctionRecord, seq: int
 ) -> None:
-    """Put the failed record back after a redrive that could not be queued."""
+    """Put the failed record back after a redrive that could not be queued (if a worker took
+    the message after all, its record is newer and this does nothing; if not, the dead letter is
+    still there to retry)."""
     if previous is None:
         return
     try:

@@ -312,3 +312,10 @@ async def test_a_payload_that_is_not_json_fails_its_record_without_breaking_list
     listed = await http.get(f"{fn.path}/invocations")
     assert listed.status_code == 200, listed.text
     assert listed.json()["body"]["results_total"] == 2
+    # Its dead letter could not keep the payload, so it cannot be sent again.
+    [letter] = (await http.get(f"{fn.path}/dead-letters")).json()["body"]["results"]
+    assert letter["invocation_id"] == "broken-1"
+    assert letter["payload_omitted"] is True
+    refused = await http.post(f"{fn.path}/invocations/broken-1/retry")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "conflict"

@@ -1,0 +1,65 @@
+"""The dead-letter store against the real nats-server: one letter per invocation, newest first,
+a too-big payload left out, and removal that spares a newer letter."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+from nats.aio.client import Client
+
+from bus.dead_letters import DeadLetters
+from schemas.invocations import DeadLetter
+
+
+def letter(ft: str, invocation_id: str, payload: bytes = b"{}", attempts: int = 1) -> DeadLetter:
+    return DeadLetter(
+        invocation_id=invocation_id,
+        collection_topic="dl",
+        service=ft,
+        attempts=attempts,
+        error_code="function_error",
+        error_message="boom",
+        failed_at=1,
+        payload=msgspec.Raw(payload),
+    )
+
+
+async def test_letters_are_listed_newest_first_and_replaced_per_invocation(nc: Client) -> None:
+    store = await DeadLetters.open(nc.jetstream(), nc.max_payload, max_age_s=60, max_bytes=1 << 20)
+    ft = uuid.uuid4().hex[:9]
+    await store.add(letter(ft, "a"))
+    await store.add(letter(ft, "b"))
+    await store.add(letter(ft, "a", attempts=2))  # the same invocation failed again
+    letters, total = await store.list("dl", ft)
+    assert total == 2
+    assert [(x.invocation_id, x.attempts) for x in letters] == [("a", 2), ("b", 1)]
+
+
+async def test_a_payload_too_big_for_a_message_is_left_out(nc: Client) -> None:
+    store = DeadLetters(nc.jetstream(), max_letter_bytes=1000)
+    await DeadLetters.open(nc.jetstream(), nc.max_payload, max_age_s=60, max_bytes=1 << 20)
+    ft = uuid.uuid4().hex[:9]
+    await store.add(letter(ft, "big", payload=b'"' + b"x" * 2000 + b'"'))
+    await store.add(letter(ft, "small", payload=b"[1,2]"))
+    found = await store.get("dl", ft, "big")
+    assert found is not None
+    assert found[0].payload_omitted is True
+    assert isinstance(found[0].payload, msgspec.UnsetType)
+    small = await store.get("dl", ft, "small")
+    assert small is not None and isinstance(small[0].payload, msgspec.Raw)
+    assert bytes(small[0].payload) == b"[1,2]"
+
+
+async def test_remove_spares_a_newer_letter_of_the_same_invocation(nc: Client) -> None:
+    store = await DeadLetters.open(nc.jetstream(), nc.max_payload, max_age_s=60, max_bytes=1 << 20)
+    ft = uuid.uuid4().hex[:9]
+    await store.add(letter(ft, "a"))
+    first = await store.get("dl", ft, "a")
+    assert first is not None
+    await store.add(letter(ft, "a", attempts=3))
+    await store.remove("dl", ft, "a", first[1])
+    kept = await store.get("dl", ft, "a")
+    assert kept is not None and kept[0].attempts == 3
+    await store.remove("dl", ft, "a", kept[1])
+    assert await store.get("dl", ft, "a") is None
