@@ -36,6 +36,7 @@ from executor.call_headers import (
     CALL_OPTIONS,
     H_INVOCATION_ID,
     H_MSG_ID,
+    H_PAYLOAD_SHA256,
     call_from_headers,
     deadline_ms,
     is_invocation_id,
@@ -273,6 +274,8 @@ class AsyncConsumer:
             worker=self.invoker.worker_id,
             attempts=done,
         )
+        if digest := headers.get(H_PAYLOAD_SHA256):
+            base.payload_sha256 = digest
         function = await self.invoker.view.function(ct, ft)
         if function is None:  # deleted: nothing to run, retry or redrive against
             gone = FunctionNotFound(f"function {ct}/{ft} does not exist (it may be deleted)")
@@ -318,7 +321,12 @@ class AsyncConsumer:
                 await self.monitor.write_expecting(undone, ttl_ms, seq)
             raise
         finished = outcome.record or running
-        finished = msgspec.structs.replace(finished, attempts=attempt, deadline=base.deadline)
+        finished = msgspec.structs.replace(
+            finished,
+            attempts=attempt,
+            deadline=base.deadline,
+            payload_sha256=base.payload_sha256,
+        )
         error = outcome.error
         if error is not None and error.code in RETRYABLE and attempt < config.max_attempts:
             await self._write(msgspec.structs.replace(finished, status="queued"), ttl_ms, seq)

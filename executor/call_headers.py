@@ -18,13 +18,14 @@ H_REVISION = "Compute-Revision"
 H_TIMEOUT = "Compute-Timeout-Ms"
 H_DEADLINE = "Compute-Deadline"  # Async: unix ms after which a still-queued invocation expires
 H_INVOCATION_ID = "Compute-Invocation-Id"
+H_PAYLOAD_SHA256 = "Compute-Payload-Sha256"  # Async with an Idempotency-Key: what the key named
 H_MSG_ID = "Nats-Msg-Id"
 H_ERROR = "Nats-Service-Error"
 H_ERROR_CODE = "Nats-Service-Error-Code"
 H_RETRY_AFTER = "Retry-After"
 
 # The options an Async invocation keeps when it is dead-lettered and sent again.
-CALL_OPTIONS = (H_ALIAS, H_REVISION, H_TIMEOUT)
+CALL_OPTIONS = (H_ALIAS, H_REVISION, H_TIMEOUT, H_PAYLOAD_SHA256)
 
 
 def new_invocation_id() -> str:

@@ -14,3 +14,9 @@ import msgspec
 
 class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
+
+
+class StoredStruct(Struct, forbid_unknown_fields=False):
+    """What computebus stores and reads back (registry and monitor records, dead letters), as
+    opposed to what a caller sends: during a rolling upgrade a newer version may have written
+    fields this one does not know, and such a record must still be read."""

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from schemas.base import Struct
+from schemas.base import StoredStruct, Struct
 from schemas.errors import InvalidRequest
 
 Runtime = Literal["nodejs", "python"]
@@ -142,7 +142,7 @@ class AliasTarget(Struct):
     revision_number: int
 
 
-class Revision(Struct):
+class Revision(StoredStruct):
     """One immutable, numbered version of a function's code and runtime configuration."""
 
     number: int
@@ -160,7 +160,7 @@ class Revision(Struct):
     network: bool = False
 
 
-class FunctionRecord(Struct):
+class FunctionRecord(StoredStruct):
     """The stable function: identity, metadata and which revision each alias points at."""
 
     collection_topic: str

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from schemas.base import Struct
+from schemas.base import StoredStruct, Struct
 
 InvocationType = Literal["RequestResponse", "Async"]
 Status = Literal["queued", "running", "succeeded", "failed"]
@@ -27,7 +27,7 @@ class HandlerContext(Struct):
     memory_mb: int
 
 
-class MonitorRecord(Struct):
+class MonitorRecord(StoredStruct):
     invocation_id: str
     collection_topic: str
     service: str
@@ -50,13 +50,15 @@ class MonitorRecord(Struct):
     # by ``attempts + 1``), and the caller's Compute-Deadline (unix ms).
     attempts: int = 0
     deadline: int | UnsetType = UNSET
+    # Async with an Idempotency-Key: the payload's sha256, so the key cannot name another one.
+    payload_sha256: str | UnsetType = UNSET
 
     @property
     def finished(self) -> bool:
         return self.status in ("succeeded", "failed")
 
 
-class DeadLetter(Struct):
+class DeadLetter(StoredStruct):
     """An Async invocation that failed for good, kept (with its payload) so it can be redriven."""
 
     invocation_id: str

@@ -27,6 +27,7 @@ from executor.call_headers import (
     H_DEADLINE,
     H_INVOCATION_ID,
     H_MSG_ID,
+    H_PAYLOAD_SHA256,
     H_REVISION,
     H_TIMEOUT,
     deadline_ms,
@@ -87,9 +88,13 @@ async def submit(
         options[H_TIMEOUT] = timeout
     if deadline := deadline_ms({H_DEADLINE: request.headers.get(H_DEADLINE, "")}):
         options[H_DEADLINE] = str(deadline)
+    digest: str | None = None
     if key is not None:
+        digest = hashlib.sha256(payload).hexdigest()
+        options[H_PAYLOAD_SHA256] = digest
         known = await ctx.monitor.get(ct, ft, invocation_id)
         if known is not None:
+            _same_payload(known, digest, key)
             return Accepted(invocation_id=invocation_id, status=known.status), invocation_id
     queued = MonitorRecord(
         invocation_id=invocation_id,
@@ -102,10 +107,14 @@ async def submit(
     )
     if H_DEADLINE in options:
         queued.deadline = int(options[H_DEADLINE])
+    if digest is not None:
+        queued.payload_sha256 = digest
     if function.monitor_config.store_payload:
         queued.input = msgspec.Raw(payload)
     if await _enqueue(ctx, ct, ft, payload, options):  # the stream had it already
         known = await ctx.monitor.get(ct, ft, invocation_id)
+        if known is not None and digest is not None and key is not None:
+            _same_payload(known, digest, key)
         status = known.status if known is not None else "queued"
         return Accepted(invocation_id=invocation_id, status=status), invocation_id
     # Only if no worker wrote first (it may already be running it).
@@ -114,6 +123,15 @@ async def submit(
     except Exception as exc:  # stored in the queue all the same; the worker writes the rest
         log.warning("queued record of %s not written: %s", invocation_id, exc)
     return Accepted(invocation_id=invocation_id, status="queued"), invocation_id
+
+
+def _same_payload(known: MonitorRecord, digest: str, key: str) -> None:
+    if isinstance(known.payload_sha256, str) and known.payload_sha256 != digest:
+        raise Conflict(
+            f"{IDEMPOTENCY_KEY} {key!r} was used for another payload (invocation "
+            f"{known.invocation_id}); use a new key for a new invocation",
+            [detail(IDEMPOTENCY_KEY, "already used with another payload")],
+        )
 
 
 async def _enqueue(
@@ -195,6 +213,8 @@ async def retry(request: Request) -> Response:
     )
     if function.monitor_config.store_payload:
         queued.input = letter.payload
+    if digest := letter.headers.get(H_PAYLOAD_SHA256):
+        queued.payload_sha256 = digest
     written = await ctx.monitor.write_expecting(queued, function.monitor_config.ttl, seq)
     if written is None:  # a concurrent retry of the same invocation won
         raise Conflict(f"invocation {invocation_id} is being retried already")

@@ -117,6 +117,11 @@ async def test_same_idempotency_key_runs_once_and_names_one_invocation(
     # Once finished, the same key still answers with that invocation and runs nothing.
     again = await submit(http, fn, 1, **{"Idempotency-Key": "order-42"})
     assert again.json()["body"] == {"invocation_id": invocation_id, "status": "succeeded"}
+    # The key names that payload: another payload under it is refused, not silently ignored.
+    other_payload = await submit(http, fn, 2, **{"Idempotency-Key": "order-42"})
+    assert other_payload.status_code == 409
+    assert other_payload.json()["code"] == "conflict"
+    assert other_payload.json()["details"][0]["path"] == "Idempotency-Key"
     await asyncio.sleep(0.3)
     assert counter.runs[invocation_id] == 1
     assert len(counter.runs) == 2
