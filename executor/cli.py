@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("ref")
     i.add_argument("payload", nargs="?", default="null")
     i.add_argument("--async", dest="asynchronous", action="store_true")
+    i.add_argument(
+        "--idempotency-key", help="with --async: the same key runs once and names one invocation"
+    )
 
     sub.add_parser("ls", help="list functions")
     lg = sub.add_parser("logs", help="recent invocations of COLLECTION/NAME with their logs")
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("COMPUTEBUS_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per client request
     try:
         if args.command in ("serve", "api", "worker"):
             return _run(_with_stop(args.command, _settings(args)))
@@ -149,7 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "invoke":
             client.emit(
-                client.invoke(args.api, args.ref, args.payload, asynchronous=args.asynchronous)
+                client.invoke(
+                    args.api,
+                    args.ref,
+                    args.payload,
+                    asynchronous=args.asynchronous,
+                    idempotency_key=args.idempotency_key,
+                )
             )
         elif args.command == "ls":
             print("\n".join(client.ls(args.api)))

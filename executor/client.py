@@ -115,7 +115,9 @@ def _find(client: httpx.Client, ref: str) -> tuple[str, str]:
     raise ClientError(f"no function {name!r} in collection {collection!r}")
 
 
-def invoke(api: str, ref: str, payload: str, *, asynchronous: bool) -> Any:
+def invoke(
+    api: str, ref: str, payload: str, *, asynchronous: bool, idempotency_key: str | None = None
+) -> Any:
     try:
         json.loads(payload)
     except json.JSONDecodeError as exc:
@@ -128,6 +130,7 @@ def invoke(api: str, ref: str, payload: str, *, asynchronous: bool) -> Any:
                 f"/compute/functions/{ct}/{ft}/invoke",
                 # Sent as a JSON string holding the document, so a string payload stays a string.
                 json={"payload": payload, "invocation_type": kind},
+                headers={"Idempotency-Key": idempotency_key} if idempotency_key else None,
             )
         )
 

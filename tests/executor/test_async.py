@@ -5,6 +5,7 @@ test_async_faults.py."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -324,3 +325,37 @@ async def test_a_payload_that_is_not_json_fails_its_record_without_breaking_list
     refused = await http.post(f"{fn.path}/invocations/broken-1/retry")
     assert refused.status_code == 409
     assert refused.json()["code"] == "conflict"
+
+
+async def test_cli_invoke_async_with_an_idempotency_key(
+    http: httpx.AsyncClient, make_function: MakeFunction, counter: ExecutionCounter
+) -> None:
+    fn = await counting_function(make_function, counter)
+
+    async def cli_invoke() -> dict[str, Any]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "executor.cli",
+            "invoke",
+            f"{fn.collection}/{fn.body['name']}",
+            '{"from": "cli"}',
+            "--async",
+            "--idempotency-key",
+            "cli-1",
+            "--api",
+            str(http.base_url),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert b"HTTP Request" not in err  # no client log line per request
+        answer: dict[str, Any] = msgspec.json.decode(out)
+        return answer
+
+    first, second = await cli_invoke(), await cli_invoke()
+    assert first["invocation_id"] == second["invocation_id"]
+    record = await wait_until_finished(http, fn, first["invocation_id"])
+    assert record["output"]["event"] == {"from": "cli"}
+    assert counter.runs == {first["invocation_id"]: 1}
