@@ -61,7 +61,7 @@ def _decode_or_none(data: bytes) -> MonitorRecord | None:
     one bad record must not make a whole listing fail."""
     try:
         return _record_decoder.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         log.warning("skipping an unreadable monitor record")
         return None
 

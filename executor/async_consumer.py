@@ -23,7 +23,6 @@ import logging
 import time
 
 import msgspec
-import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -66,9 +65,11 @@ RETRYABLE = frozenset(
 )
 # Records of invocations whose function is gone are kept this long (there is no monitor_config).
 _ORPHAN_TTL_MS = 24 * 3600 * 1000
+_IN_FLIGHT_TTL_MS = 24 * 3600 * 1000
 _CAS_TRIES = 8
 _FETCH_WAIT_S = 1.0
 _STRAGGLER_WAIT_S = 0.2
+_WARN_EVERY_S = 60.0
 _DEAD_LETTER_TRIES = 10  # deliveries of a finished failure spent trying to dead-letter it
 
 
@@ -113,6 +114,7 @@ class AsyncConsumer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
         self._naks: set[asyncio.Task[None]] = set()
+        self._warned_at = -_WARN_EVERY_S
 
     @property
     def in_flight(self) -> int:
@@ -134,9 +136,12 @@ class AsyncConsumer:
                 msgs = await sub.fetch(free, timeout=_FETCH_WAIT_S)
             except TimeoutError:
                 continue
-            except Exception as exc:  # disconnected (nats-py reconnects), or a bug: keep pulling
-                level = logging.DEBUG if isinstance(exc, nats.errors.Error) else logging.ERROR
-                log.log(level, "async fetch failed: %r", exc)
+            except Exception as exc:  # disconnected (nats-py reconnects), or worse: keep pulling
+                now = time.monotonic()
+                quiet = self.nc.is_reconnecting or now - self._warned_at < _WARN_EVERY_S
+                if not quiet:
+                    self._warned_at = now
+                log.log(logging.DEBUG if quiet else logging.WARNING, "async fetch: %r", exc)
                 await asyncio.sleep(_FETCH_WAIT_S)
                 continue
             for msg in msgs:
@@ -236,7 +241,7 @@ class AsyncConsumer:
                 try:
                     await self._ensure_dead_letter(record, msg)
                 except Exception:
-                    if meta.num_delivered < _DEAD_LETTER_TRIES:
+                    if meta.num_delivered < record.attempts + _DEAD_LETTER_TRIES:
                         raise  # nak: the next delivery tries again
                     log.exception("giving up dead-lettering %s", invocation_id)
             await msg.ack()
@@ -318,7 +323,7 @@ class AsyncConsumer:
             # count against max_attempts (the next worker would otherwise see a lost run).
             undone = msgspec.structs.replace(running, status="queued", attempts=done)
             with contextlib.suppress(Exception):
-                await self.monitor.write_expecting(undone, ttl_ms, seq)
+                await self.monitor.write_expecting(undone, max(ttl_ms, _IN_FLIGHT_TTL_MS), seq)
             raise
         finished = outcome.record or running
         finished = msgspec.structs.replace(
@@ -358,12 +363,18 @@ class AsyncConsumer:
         else:
             record = msgspec.structs.replace(record, status="succeeded")
         ttl_ms = function.monitor_config.ttl if function is not None else _ORPHAN_TTL_MS
-        data, _ = await self._write(record, ttl_ms, seq)
+        data, _ = await self._write(record, ttl_ms, seq, final=True)
+        not_dead_lettered: Exception | None = None
         if error is not None and function is not None:
-            await self.dead_letters.add(_dead_letter(record, msg))
+            try:
+                await self.dead_letters.add(_dead_letter(record, msg))
+            except Exception as exc:  # announced all the same; the redelivery dead-letters it
+                not_dead_lettered = exc
         await self.nc.publish(
             subjects.result_subject(record.collection_topic, record.service, record.status), data
         )
+        if not_dead_lettered is not None:
+            raise not_dead_lettered
 
     async def _ensure_dead_letter(self, record: MonitorRecord, msg: Msg) -> None:
         ct, ft, invocation_id = record.collection_topic, record.service, record.invocation_id
@@ -375,9 +386,16 @@ class AsyncConsumer:
         if await self.dead_letters.get(ct, ft, invocation_id) is None:
             await self.dead_letters.add(_dead_letter(record, msg))
 
-    async def _write(self, record: MonitorRecord, ttl_ms: int, seq: int) -> tuple[bytes, int]:
+    async def _write(
+        self, record: MonitorRecord, ttl_ms: int, seq: int, *, final: bool = False
+    ) -> tuple[bytes, int]:
         """Write ``record`` over the one at ``seq``; raise ``_Settled`` if the invocation was
-        finished meanwhile (by another delivery of the same message)."""
+        finished meanwhile (by another delivery of the same message).
+
+        A record of an invocation still under way lives at least ``_IN_FLIGHT_TTL_MS``: the
+        attempts are counted on it, so it must outlast the backoffs between them."""
+        if not final:
+            ttl_ms = max(ttl_ms, _IN_FLIGHT_TTL_MS)
         for _ in range(_CAS_TRIES):
             written = await self.monitor.write_expecting(record, ttl_ms, seq)
             if written is not None:

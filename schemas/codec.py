@@ -37,7 +37,7 @@ def decode_as(kind: type[T], data: bytes | str, where: str = "") -> T:
         return decoder_for(kind).decode(data)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(*_describe(str(exc), where)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec lets bad UTF-8 through
         raise InvalidRequest(
             f"body is not valid JSON: {exc}", [detail(where or "/", str(exc))]
         ) from None
@@ -48,7 +48,7 @@ def decode_as(kind: type[T], data: bytes | str, where: str = "") -> T:
 def decode_json(data: bytes | str, where: str = "") -> Any:
     try:
         return json_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(
             f"{where or 'body'} is not valid JSON: {exc}", [detail(where or "/", str(exc))]
         ) from None
@@ -59,7 +59,7 @@ def decode_json(data: bytes | str, where: str = "") -> Any:
 def is_json(data: bytes) -> bool:
     try:
         json_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
     return True
 

@@ -8,6 +8,7 @@ nothing, and within the stream's dedupe window the stream itself drops a second 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -44,12 +45,14 @@ from schemas.errors import (
     detail,
 )
 from schemas.functions import FunctionRecord
-from schemas.invocations import Accepted, DeadLetterView, MonitorRecord
+from schemas.invocations import Accepted, DeadLetter, DeadLetterView, MonitorRecord
 
 log = logging.getLogger("computebus.api")
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+_RECORD_WAITS = 20
+_RECORD_WAIT_S = 0.05
 
 
 def idempotent_id(ct: str, ft: str, key: str) -> str:
@@ -112,7 +115,7 @@ async def submit(
     if function.monitor_config.store_payload:
         queued.input = msgspec.Raw(payload)
     if await _enqueue(ctx, ct, ft, payload, options):  # the stream had it already
-        known = await ctx.monitor.get(ct, ft, invocation_id)
+        known = await _record_soon(ctx, ct, ft, invocation_id)
         if known is not None and digest is not None and key is not None:
             _same_payload(known, digest, key)
         status = known.status if known is not None else "queued"
@@ -123,6 +126,19 @@ async def submit(
     except Exception as exc:  # stored in the queue all the same; the worker writes the rest
         log.warning("queued record of %s not written: %s", invocation_id, exc)
     return Accepted(invocation_id=invocation_id, status="queued"), invocation_id
+
+
+async def _record_soon(
+    ctx: ApiContext, ct: str, ft: str, invocation_id: str
+) -> MonitorRecord | None:
+    """The record of an invocation whose first submit is a moment ahead of this one (it writes
+    ``queued`` right after the stream stores it), waiting for it briefly."""
+    for _ in range(_RECORD_WAITS):
+        known = await ctx.monitor.get(ct, ft, invocation_id)
+        if known is not None:
+            return known
+        await asyncio.sleep(_RECORD_WAIT_S)
+    return None
 
 
 def _same_payload(known: MonitorRecord, digest: str, key: str) -> None:
@@ -196,9 +212,10 @@ async def retry(request: Request) -> Response:
         )
     payload = bytes(letter.payload)
     previous, seq = await ctx.monitor.current(ct, ft, invocation_id)
-    if previous is not None and not previous.finished:
+    if previous is not None and previous.status != "failed":
+        # An earlier retry got through (its dead letter outlived it): nothing to send again.
         raise Conflict(
-            f"invocation {invocation_id} is {previous.status} (an earlier retry is under way); "
+            f"invocation {invocation_id} is {previous.status} (an earlier retry got through); "
             "only a failed invocation can be retried"
         )
     # Queued before it is sent: a worker skips an invocation whose record is final.
@@ -228,7 +245,7 @@ async def retry(request: Request) -> Response:
     try:
         await _enqueue(ctx, ct, ft, payload, headers)
     except ComputeError:
-        await _restore(ctx, previous, function, written[1])
+        await _restore(ctx, previous or _failed_record(letter), function, written[1])
         raise
     try:
         await ctx.dead_letters.remove(ct, ft, invocation_id, letter_seq)
@@ -237,14 +254,28 @@ async def retry(request: Request) -> Response:
     return body(Accepted(invocation_id=invocation_id, status="queued"), 202)
 
 
+def _failed_record(letter: DeadLetter) -> MonitorRecord:
+    """A failed record rebuilt from a dead letter (for when the record itself has expired)."""
+    return MonitorRecord(
+        invocation_id=letter.invocation_id,
+        collection_topic=letter.collection_topic,
+        service=letter.service,
+        revision=0,
+        status="failed",
+        started=letter.failed_at,
+        invocation_type="Async",
+        attempts=letter.attempts,
+        error_code=letter.error_code,
+        error_message=letter.error_message,
+    )
+
+
 async def _restore(
-    ctx: ApiContext, previous: MonitorRecord | None, function: FunctionRecord, seq: int
+    ctx: ApiContext, previous: MonitorRecord, function: FunctionRecord, seq: int
 ) -> None:
     """Put the failed record back after a redrive that could not be queued (if a worker took
     the message after all, its record is newer and this does nothing; if not, the dead letter is
     still there to retry)."""
-    if previous is None:
-        return
     try:
         await ctx.monitor.write_expecting(previous, function.monitor_config.ttl, seq)
     except Exception as exc:

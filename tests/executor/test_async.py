@@ -13,6 +13,8 @@ import httpx
 import msgspec
 from nats.aio.client import Client
 
+from bus.dead_letters import DeadLetters
+from schemas.invocations import DeadLetter
 from tests.conftest import COUNTING_HANDLER, ExecutionCounter, Fn, MakeFunction, function_body
 
 
@@ -359,3 +361,68 @@ async def test_cli_invoke_async_with_an_idempotency_key(
     record = await wait_until_finished(http, fn, first["invocation_id"])
     assert record["output"]["event"] == {"from": "cli"}
     assert counter.runs == {first["invocation_id"]: 1}
+
+
+async def test_a_payload_that_is_not_utf8_fails_once_as_invalid_request(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction, counter: ExecutionCounter
+) -> None:
+    for store_payload in (True, False):
+        fn = await make_function(
+            {"index.py": COUNTING_HANDLER},
+            runtime="python",
+            compute_asset={"network": True, "env_vars": counter.env()},
+            store_payload=store_payload,
+        )
+        msg_id = f"latin1-{store_payload}"
+        await nc.jetstream().publish(
+            f"{fn.subject}.async", b'"caf\xe9"', headers={"Nats-Msg-Id": msg_id}
+        )
+        record = await wait_until_finished(http, fn, msg_id)
+        assert record["status"] == "failed"
+        assert record["error_code"] == "invalid_request"
+        assert record["attempts"] == 1
+    assert counter.runs == {}
+
+
+async def test_concurrent_submits_of_one_key_with_two_payloads_never_both_pass(
+    http: httpx.AsyncClient, make_function: MakeFunction, counter: ExecutionCounter
+) -> None:
+    fn = await counting_function(make_function, counter)
+    for i in range(5):
+        key = {"Idempotency-Key": f"race-{i}"}
+        first, second = await asyncio.gather(
+            submit(http, fn, {"p": 1}, **key), submit(http, fn, {"p": 2}, **key)
+        )
+        assert sorted([first.status_code, second.status_code]) == [202, 409], (
+            first.text,
+            second.text,
+        )
+
+
+async def test_retry_refuses_an_invocation_that_succeeded_since(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction, counter: ExecutionCounter
+) -> None:
+    fn = await counting_function(make_function, counter)
+    invocation_id = (await submit(http, fn, 1)).json()["body"]["invocation_id"]
+    assert (await wait_until_finished(http, fn, invocation_id))["status"] == "succeeded"
+    # A dead letter that outlived its successful redrive (its removal failed).
+    letters = await DeadLetters.open(
+        nc.jetstream(), nc.max_payload, max_age_s=60, max_bytes=1 << 20
+    )
+    await letters.add(
+        DeadLetter(
+            invocation_id=invocation_id,
+            collection_topic=fn.collection,
+            service=fn.service,
+            attempts=3,
+            error_code="function_error",
+            error_message="boom",
+            failed_at=1,
+            payload=msgspec.Raw(b"1"),
+        )
+    )
+    refused = await http.post(f"{fn.path}/invocations/{invocation_id}/retry")
+    assert refused.status_code == 409
+    assert "succeeded" in refused.json()["error"]
+    await asyncio.sleep(0.3)
+    assert counter.runs == {invocation_id: 1}
