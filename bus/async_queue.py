@@ -9,7 +9,6 @@ leaves it only when a worker acks it (after the invocation's final record is sto
 
 from __future__ import annotations
 
-import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -22,6 +21,7 @@ from nats.js.api import (
 )
 
 from bus import subjects
+from bus.streams import ensure_stream
 
 MSG_ID = "Nats-Msg-Id"
 _PUBLISH_TIMEOUT_S = 5.0
@@ -50,12 +50,7 @@ class AsyncQueue:
             max_bytes=max_bytes,
             duplicate_window=dedupe_window_s,
         )
-        try:
-            await js.stream_info(subjects.ASYNC_STREAM)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
-        else:
-            await js.update_stream(config)
+        await ensure_stream(js, config)
         await js.add_consumer(
             subjects.ASYNC_STREAM,
             ConsumerConfig(

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import msgspec
-import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from bus import subjects
 from bus.scan import newest_page
+from bus.streams import ensure_stream, last_message
 from schemas.codec import decoder_for, encode
 from schemas.invocations import DeadLetter
 
@@ -36,12 +36,7 @@ class DeadLetters:
             discard=DiscardPolicy.OLD,
             allow_direct=True,
         )
-        try:
-            await js.stream_info(subjects.DEAD_LETTER_STREAM)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
-        else:
-            await js.update_stream(config)
+        await ensure_stream(js, config)
         return cls(js, max_message_bytes - _MESSAGE_HEADROOM)
 
     async def add(self, letter: DeadLetter) -> None:
@@ -57,15 +52,9 @@ class DeadLetters:
 
     async def get(self, ct: str, ft: str, invocation_id: str) -> tuple[DeadLetter, int] | None:
         """The dead letter and its stream sequence (for ``remove``), or None."""
-        try:
-            msg = await self.js.get_last_msg(
-                subjects.DEAD_LETTER_STREAM,
-                subjects.dead_letter_subject(ct, ft, invocation_id),
-                direct=True,
-            )
-        except nats.js.errors.NotFoundError:
-            return None
-        if not msg.data:
+        subject = subjects.dead_letter_subject(ct, ft, invocation_id)
+        msg = await last_message(self.js, subjects.DEAD_LETTER_STREAM, subject)
+        if msg is None or not msg.data:
             return None
         return decoder_for(DeadLetter).decode(msg.data), msg.seq or 0
 

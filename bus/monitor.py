@@ -19,12 +19,14 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
     PubAck,
+    RawStreamMsg,
     StorageType,
     StreamConfig,
 )
 
 from bus import subjects
 from bus.scan import newest_page
+from bus.streams import ensure_stream, last_message
 from schemas.codec import decoder_for, encode
 from schemas.invocations import MonitorRecord
 
@@ -95,10 +97,7 @@ class MonitorStore:
             allow_msg_ttl=True,
             allow_direct=True,
         )
-        try:
-            await js.stream_info(subjects.MONITOR_STREAM)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
+        await ensure_stream(js, config)
         return cls(js, max_message_bytes - _MESSAGE_HEADROOM)
 
     async def write(self, record: MonitorRecord, ttl_ms: int) -> StoredRecord:
@@ -148,27 +147,19 @@ class MonitorStore:
         self, ct: str, ft: str, invocation_id: str
     ) -> tuple[MonitorRecord | None, int]:
         """The record and its stream sequence (0 when there is none), for ``write_expecting``."""
-        try:
-            msg = await self.js.get_last_msg(
-                subjects.MONITOR_STREAM,
-                subjects.monitor_subject(ct, ft, invocation_id),
-                direct=True,
-            )
-        except nats.js.errors.NotFoundError:
+        msg = await self._last(ct, ft, invocation_id)
+        if msg is None:
             return None, 0
         record = _decode_or_none(msg.data) if msg.data else None
         return record, msg.seq or 0
 
     async def get(self, ct: str, ft: str, invocation_id: str) -> MonitorRecord | None:
-        try:
-            msg = await self.js.get_last_msg(
-                subjects.MONITOR_STREAM,
-                subjects.monitor_subject(ct, ft, invocation_id),
-                direct=True,
-            )
-        except nats.js.errors.NotFoundError:
-            return None
-        return _decode_or_none(msg.data) if msg.data else None
+        record, _ = await self.current(ct, ft, invocation_id)
+        return record
+
+    async def _last(self, ct: str, ft: str, invocation_id: str) -> RawStreamMsg | None:
+        subject = subjects.monitor_subject(ct, ft, invocation_id)
+        return await last_message(self.js, subjects.MONITOR_STREAM, subject)
 
     async def list(
         self, ct: str, ft: str, *, status: str | None = None, limit: int = 50, offset: int = 0

@@ -185,6 +185,16 @@ async def child(
                 await proc.wait()
 
 
+@contextlib.asynccontextmanager
+async def serve_child(data_dir: Path) -> AsyncIterator[tuple[str, str]]:
+    """``computebus serve`` in its own processes, on a free port: its API and NATS URLs."""
+    env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
+    argv = (sys.executable, "-m", "executor.cli", "serve", "--port", "0", "--data-dir")
+    async with child(*argv, str(data_dir), env=env, ready=READY.encode()) as (_, line):
+        fields = parse_ready_line(line.decode().strip())
+        yield fields["api"], fields["nats"]
+
+
 def free_port() -> int:
     import socket
 
@@ -223,21 +233,7 @@ async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
         finally:
             await server.stop()
 
-        env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
-        async with child(
-            sys.executable,
-            "-m",
-            "executor.cli",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            str(Path(tmp) / "cb"),
-            env=env,
-            ready=READY.encode(),
-        ) as (_, line):
-            fields = parse_ready_line(line.decode().strip())
-            api, nats_url = fields["api"], fields["nats"]
+        async with serve_child(Path(tmp) / "cb") as (api, nats_url):
             ct, ft = await create_noop(api)
             api_port = int(api.rsplit(":", 1)[1])
             path = f"/compute/functions/{ct}/{ft}/invoke"

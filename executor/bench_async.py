@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -22,8 +21,7 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from bus.embedded import start_embedded_nats
-from executor.bench import child, create_noop
-from executor.serve import READY, parse_ready_line
+from executor.bench import child, create_noop, serve_child
 
 BARE_JS_WORKER = """
 import asyncio, sys, nats, uvloop
@@ -92,22 +90,9 @@ async def run_async_bench(*, count: int) -> int:
         finally:
             await server.stop()
 
-        env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
-        async with child(
-            sys.executable,
-            "-m",
-            "executor.cli",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            str(Path(tmp) / "cb"),
-            env=env,
-            ready=READY.encode(),
-        ) as (_, line):
-            fields = parse_ready_line(line.decode().strip())
-            ct, ft = await create_noop(fields["api"])
-            nc = await nats.connect(fields["nats"])
+        async with serve_child(Path(tmp) / "cb") as (api, nats_url):
+            ct, ft = await create_noop(api)
+            nc = await nats.connect(nats_url)
             subject = f"ms.compute.{ct}.function.{ft}"
             ours = await _publish_and_count(
                 nc, f"{subject}.async", f"{subject}.result.succeeded", count

@@ -1,0 +1,28 @@
+"""Small JetStream helpers the stores share: make sure a stream exists with our settings, and
+read the last message on one subject."""
+
+from __future__ import annotations
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg, StreamConfig
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring an existing one's settings up to ``config``."""
+    assert config.name is not None
+    try:
+        await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(config)
+    else:
+        await js.update_stream(config)
+
+
+async def last_message(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:
+    """The last message on ``subject`` (a direct get, served by any replica), or None."""
+    try:
+        msg = await js.get_last_msg(stream, subject, direct=True)
+    except nats.js.errors.NotFoundError:
+        return None
+    return msg
