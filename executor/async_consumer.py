@@ -36,6 +36,7 @@ from executor.call_headers import (
     H_INVOCATION_ID,
     H_MSG_ID,
     H_PAYLOAD_SHA256,
+    H_RECORDED,
     call_from_headers,
     deadline_ms,
     is_invocation_id,
@@ -91,6 +92,14 @@ def async_invocation_id(headers: dict[str, str], stream_seq: int) -> str:
 
 class _Settled(Exception):
     """Someone else wrote this invocation's final record: ack and stop."""
+
+
+class _Recorded(Exception):
+    """The invocation has a record after all (it was assumed to have none): read it first."""
+
+
+def _in_flight(ttl_ms: int) -> int:
+    return max(ttl_ms, _IN_FLIGHT_TTL_MS)
 
 
 class AsyncConsumer:
@@ -235,6 +244,14 @@ class AsyncConsumer:
         headers = msg.headers or {}
         meta = msg.metadata
         invocation_id = async_invocation_id(headers, meta.sequence.stream)
+        if meta.num_delivered == 1 and H_RECORDED not in headers:
+            # First sight of a message published straight to NATS: most likely no record
+            # exists, and the ``running`` write (expecting none) checks that for free.
+            try:
+                await self._settle_unrecorded(msg, ct, ft, invocation_id, headers)
+                return
+            except _Recorded:
+                pass  # there was one after all: read it
         record, seq = await self.monitor.current(ct, ft, invocation_id)
         if record is not None and record.finished:
             if record.status == "failed":  # the worker may have died before dead-lettering it
@@ -256,6 +273,16 @@ class AsyncConsumer:
         if finished:
             await msg.ack()
 
+    async def _settle_unrecorded(
+        self, msg: Msg, ct: str, ft: str, invocation_id: str, headers: dict[str, str]
+    ) -> None:
+        try:
+            finished = await self._run(msg, ct, ft, invocation_id, headers, 0, 0, unrecorded=True)
+        except _Settled:
+            finished = True
+        if finished:
+            await msg.ack()
+
     async def _run(
         self,
         msg: Msg,
@@ -265,8 +292,13 @@ class AsyncConsumer:
         headers: dict[str, str],
         done: int,
         seq: int,
+        *,
+        unrecorded: bool = False,
     ) -> bool:
-        """Run it once; True when it is finished (ack), False when it was handed back (nak)."""
+        """Run it once; True when it is finished (ack), False when it was handed back (nak).
+
+        ``unrecorded``: no record was read; writing ``running`` raises ``_Recorded`` if one
+        exists after all."""
         now_ms = int(time.time() * 1000)
         base = MonitorRecord(
             invocation_id=invocation_id,
@@ -315,7 +347,13 @@ class AsyncConsumer:
         if function.monitor_config.store_payload and is_json(call.payload):
             running.input = msgspec.Raw(call.payload)
         ttl_ms = function.monitor_config.ttl
-        _, seq = await self._write(running, ttl_ms, seq)
+        if unrecorded:
+            written = await self.monitor.write_expecting(running, _in_flight(ttl_ms), 0)
+            if written is None:
+                raise _Recorded
+            seq = written[1]
+        else:
+            _, seq = await self._write(running, ttl_ms, seq)
         try:
             outcome = await self.invoker.invoke(call)
         except asyncio.CancelledError:
@@ -323,7 +361,7 @@ class AsyncConsumer:
             # count against max_attempts (the next worker would otherwise see a lost run).
             undone = msgspec.structs.replace(running, status="queued", attempts=done)
             with contextlib.suppress(Exception):
-                await self.monitor.write_expecting(undone, max(ttl_ms, _IN_FLIGHT_TTL_MS), seq)
+                await self.monitor.write_expecting(undone, _in_flight(ttl_ms), seq)
             raise
         finished = outcome.record or running
         finished = msgspec.structs.replace(
@@ -395,7 +433,7 @@ class AsyncConsumer:
         A record of an invocation still under way lives at least ``_IN_FLIGHT_TTL_MS``: the
         attempts are counted on it, so it must outlast the backoffs between them."""
         if not final:
-            ttl_ms = max(ttl_ms, _IN_FLIGHT_TTL_MS)
+            ttl_ms = _in_flight(ttl_ms)
         for _ in range(_CAS_TRIES):
             written = await self.monitor.write_expecting(record, ttl_ms, seq)
             if written is not None:

@@ -18,6 +18,7 @@ H_REVISION = "Compute-Revision"
 H_TIMEOUT = "Compute-Timeout-Ms"
 H_DEADLINE = "Compute-Deadline"  # Async: unix ms after which a still-queued invocation expires
 H_INVOCATION_ID = "Compute-Invocation-Id"
+H_RECORDED = "Compute-Recorded"  # Async: the API wrote a queued record for it (read it first)
 H_PAYLOAD_SHA256 = "Compute-Payload-Sha256"  # Async with an Idempotency-Key: what the key named
 H_MSG_ID = "Nats-Msg-Id"
 H_ERROR = "Nats-Service-Error"

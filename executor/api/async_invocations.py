@@ -29,6 +29,7 @@ from executor.call_headers import (
     H_INVOCATION_ID,
     H_MSG_ID,
     H_PAYLOAD_SHA256,
+    H_RECORDED,
     H_REVISION,
     H_TIMEOUT,
     deadline_ms,
@@ -81,7 +82,7 @@ async def submit(
     if key is not None:
         invocation_id = idempotent_id(ct, ft, key)
     function, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
-    options = {H_INVOCATION_ID: invocation_id, H_MSG_ID: invocation_id}
+    options = {H_INVOCATION_ID: invocation_id, H_MSG_ID: invocation_id, H_RECORDED: "1"}
     if alias is not None:
         options[H_ALIAS] = alias
     if revision is not None:
@@ -241,6 +242,7 @@ async def retry(request: Request) -> Response:
         **letter.headers,
         H_INVOCATION_ID: invocation_id,
         H_MSG_ID: f"{invocation_id}.redrive.{written[1]}",
+        H_RECORDED: "1",
     }
     try:
         await _enqueue(ctx, ct, ft, payload, headers)

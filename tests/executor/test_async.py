@@ -426,3 +426,24 @@ async def test_retry_refuses_an_invocation_that_succeeded_since(
     assert "succeeded" in refused.json()["error"]
     await asyncio.sleep(0.3)
     assert counter.runs == {invocation_id: 1}
+
+
+async def test_a_nats_message_for_an_invocation_already_finished_is_not_run_again(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction, counter: ExecutionCounter
+) -> None:
+    fn = await counting_function(make_function, counter)
+    js = nc.jetstream()
+    first = {"Compute-Invocation-Id": "once-only", "Nats-Msg-Id": "m1"}
+    await js.publish(f"{fn.subject}.async", b"1", headers=first)
+    assert (await wait_until_finished(http, fn, "once-only"))["status"] == "succeeded"
+    # Another message (so not a stream duplicate) naming the same invocation.
+    again = {"Compute-Invocation-Id": "once-only", "Nats-Msg-Id": "m2"}
+    ack = await js.publish(f"{fn.subject}.async", b"1", headers=again)
+    assert not ack.duplicate
+    # The work queue drops a message once it is acked: wait until this function has none left.
+    subject = f"{fn.subject}.async"
+    deadline = time.monotonic() + 10
+    while (await js.stream_info("COMPUTEBUS_ASYNC", subjects_filter=subject)).state.subjects:
+        assert time.monotonic() < deadline, "the second message was never settled"
+        await asyncio.sleep(0.05)
+    assert counter.runs == {"once-only": 1}
