@@ -10,10 +10,13 @@ result, and printed as a ratio to the bare side measured in the same run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -21,6 +24,7 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from bus.embedded import start_embedded_nats
+from bus.workers import ping_workers
 from executor.bench import child, create_noop, serve_child
 
 BARE_JS_WORKER = """
@@ -69,7 +73,32 @@ async def _publish_and_count(
     return count / elapsed
 
 
-async def run_async_bench(*, count: int) -> int:
+@contextlib.asynccontextmanager
+async def extra_workers(nats_url: str, n: int, tmp: Path) -> AsyncIterator[None]:
+    """``n`` more ``computebus worker`` processes beside the one ``serve`` starts."""
+    async with contextlib.AsyncExitStack() as stack:
+        for i in range(n):
+            env = {
+                **os.environ,
+                "NATS_URL": nats_url,
+                "COMPUTEBUS_DATA_DIR": str(tmp / f"worker-{i}"),
+                "COMPUTEBUS_LOG_LEVEL": "WARNING",
+            }
+            argv = (sys.executable, "-m", "executor.cli", "worker")
+            await stack.enter_async_context(child(*argv, env=env, ready=b""))
+        nc = await nats.connect(nats_url)
+        try:
+            for _ in range(600):
+                if len(await ping_workers(nc)) >= n + 1:
+                    break
+            else:
+                raise RuntimeError("the extra workers did not start")
+        finally:
+            await nc.close()
+        yield
+
+
+async def run_async_bench(*, count: int, workers: int = 1) -> int:
     with tempfile.TemporaryDirectory(prefix="computebus-bench-async-") as tmp:
         server = await start_embedded_nats(Path(tmp) / "bare-nats")
         try:
@@ -90,7 +119,10 @@ async def run_async_bench(*, count: int) -> int:
         finally:
             await server.stop()
 
-        async with serve_child(Path(tmp) / "cb") as (api, nats_url):
+        async with (
+            serve_child(Path(tmp) / "cb") as (api, nats_url),
+            extra_workers(nats_url, workers - 1, Path(tmp)),
+        ):
             ct, ft = await create_noop(api)
             nc = await nats.connect(nats_url)
             subject = f"ms.compute.{ct}.function.{ft}"
@@ -101,12 +133,13 @@ async def run_async_bench(*, count: int) -> int:
 
     ratio = ours / bare
     print(f"{'bare jetstream work queue':<28} {bare:>9.0f} invocations/s")
-    print(f"{'computebus async':<28} {ours:>9.0f} invocations/s")
+    print(f"{f'computebus async, {workers} worker(s)':<28} {ours:>9.0f} invocations/s")
     print(f"async throughput vs bare jetstream: {ratio:.2f}x ({count} invocations each)")
     print(
         json.dumps(
             {
                 "count": count,
+                "workers": workers,
                 "bare_jetstream_per_s": round(bare, 1),
                 "computebus_async_per_s": round(ours, 1),
                 "async_throughput_ratio": round(ratio, 3),

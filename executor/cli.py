@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         help="instead: sustained Async throughput beside a bare JetStream work queue",
     )
     b.add_argument("--count", type=int, default=2000, help="Async invocations to push through")
+    b.add_argument("--workers", type=int, default=1, help="with --async: workers to run")
 
     for p in (d, i, sub.choices["ls"], lg):
         p.add_argument("--api", default=os.environ.get("COMPUTEBUS_API", DEFAULT_API))
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench" and args.async_:
             from executor.bench_async import run_async_bench
 
-            return _run(run_async_bench(count=args.count))
+            return _run(run_async_bench(count=args.count, workers=args.workers))
         if args.command == "bench" and args.sandbox:
             from executor.bench_sandbox import run_sandbox_bench
 

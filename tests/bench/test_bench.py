@@ -66,6 +66,8 @@ async def test_async_bench_reports_both_throughputs_and_the_ratio() -> None:
         "--async",
         "--count",
         "200",
+        "--workers",
+        "2",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -73,6 +75,7 @@ async def test_async_bench_reports_both_throughputs_and_the_ratio() -> None:
     assert proc.returncode == 0, err.decode()[-2000:]
     figures = json.loads(out.decode().strip().splitlines()[-1])
     assert figures["count"] == 200
+    assert figures["workers"] == 2
     assert figures["bare_jetstream_per_s"] > 0
     assert figures["computebus_async_per_s"] > 0
     assert figures["async_throughput_ratio"] > 0
