@@ -9,12 +9,9 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from bus import subjects
 from bus.scan import newest_page
-from bus.streams import ensure_stream, last_message
+from bus.streams import MESSAGE_HEADROOM, ensure_stream, last_message
 from schemas.codec import decoder_for, encode
 from schemas.invocations import DeadLetter
-
-# Room for the subject and headers beside a letter in one message.
-_MESSAGE_HEADROOM = 4096
 
 
 class DeadLetters:
@@ -37,7 +34,7 @@ class DeadLetters:
             allow_direct=True,
         )
         await ensure_stream(js, config)
-        return cls(js, max_message_bytes - _MESSAGE_HEADROOM)
+        return cls(js, max_message_bytes - MESSAGE_HEADROOM)
 
     async def add(self, letter: DeadLetter) -> None:
         """Store ``letter``; one too big for a message keeps all but its payload."""

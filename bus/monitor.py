@@ -26,7 +26,7 @@ from nats.js.api import (
 
 from bus import subjects
 from bus.scan import newest_page
-from bus.streams import ensure_stream, last_message
+from bus.streams import MESSAGE_HEADROOM, ensure_stream, last_message
 from schemas.codec import decoder_for, encode
 from schemas.invocations import MonitorRecord
 
@@ -48,9 +48,6 @@ def _without_payloads(record: MonitorRecord, max_bytes: int) -> MonitorRecord:
 _EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when that expectation fails
 _CAS_TIMEOUT_S = 10.0
-
-# Room for the subject and headers (TTL) beside a record in one message.
-_MESSAGE_HEADROOM = 4096
 
 
 def ttl_seconds(ttl_ms: int) -> int:
@@ -98,7 +95,7 @@ class MonitorStore:
             allow_direct=True,
         )
         await ensure_stream(js, config)
-        return cls(js, max_message_bytes - _MESSAGE_HEADROOM)
+        return cls(js, max_message_bytes - MESSAGE_HEADROOM)
 
     async def write(self, record: MonitorRecord, ttl_ms: int) -> StoredRecord:
         """Send the record now; ``ack`` resolves when the server has stored it.

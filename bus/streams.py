@@ -7,6 +7,9 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg, StreamConfig
 
+# Room for the subject and headers (TTL, expectations) beside a stored body in one message.
+MESSAGE_HEADROOM = 4096
+
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     """Create the stream, or bring an existing one's settings up to ``config``."""

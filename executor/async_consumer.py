@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 import msgspec
 from nats.aio.client import Client
@@ -90,6 +91,17 @@ def async_invocation_id(headers: dict[str, str], stream_seq: int) -> str:
     return f"async-{stream_seq}"
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """One delivery of an Async message, and what it names."""
+
+    msg: Msg
+    ct: str
+    ft: str
+    invocation_id: str
+    headers: dict[str, str]
+
+
 class _Settled(Exception):
     """Someone else wrote this invocation's final record: ack and stop."""
 
@@ -124,10 +136,6 @@ class AsyncConsumer:
         self._slot_free = asyncio.Event()
         self._naks: set[asyncio.Task[None]] = set()
         self._warned_at = -_WARN_EVERY_S
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
 
     async def start(self) -> None:
         self._sub = await self.queue.pull(pending_msgs_limit=self.settings.async_concurrency * 4)
@@ -244,11 +252,12 @@ class AsyncConsumer:
         headers = msg.headers or {}
         meta = msg.metadata
         invocation_id = async_invocation_id(headers, meta.sequence.stream)
+        delivery = _Delivery(msg, ct, ft, invocation_id, headers)
         if meta.num_delivered == 1 and H_RECORDED not in headers:
             # First sight of a message published straight to NATS: most likely no record
             # exists, and the ``running`` write (expecting none) checks that for free.
             try:
-                await self._settle_unrecorded(msg, ct, ft, invocation_id, headers)
+                await self._run_and_ack(delivery, done=0, seq=0, unrecorded=True)
                 return
             except _Recorded:
                 pass  # there was one after all: read it
@@ -266,39 +275,27 @@ class AsyncConsumer:
         # Runs made: a lost run always left a ``running`` record (written before it starts), so
         # no record means none, however often the message was delivered and handed back.
         done = record.attempts if record is not None else 0
-        try:
-            finished = await self._run(msg, ct, ft, invocation_id, headers, done, seq)
-        except _Settled:
-            finished = True
-        if finished:
-            await msg.ack()
+        await self._run_and_ack(delivery, done=done, seq=seq)
 
-    async def _settle_unrecorded(
-        self, msg: Msg, ct: str, ft: str, invocation_id: str, headers: dict[str, str]
+    async def _run_and_ack(
+        self, delivery: _Delivery, *, done: int, seq: int, unrecorded: bool = False
     ) -> None:
         try:
-            finished = await self._run(msg, ct, ft, invocation_id, headers, 0, 0, unrecorded=True)
+            finished = await self._run(delivery, done, seq, unrecorded=unrecorded)
         except _Settled:
             finished = True
-        if finished:
-            await msg.ack()
+        if finished:  # else it was handed back (nak) for a retry
+            await delivery.msg.ack()
 
     async def _run(
-        self,
-        msg: Msg,
-        ct: str,
-        ft: str,
-        invocation_id: str,
-        headers: dict[str, str],
-        done: int,
-        seq: int,
-        *,
-        unrecorded: bool = False,
+        self, delivery: _Delivery, done: int, seq: int, *, unrecorded: bool = False
     ) -> bool:
         """Run it once; True when it is finished (ack), False when it was handed back (nak).
 
         ``unrecorded``: no record was read; writing ``running`` raises ``_Recorded`` if one
         exists after all."""
+        msg, ct, ft, headers = delivery.msg, delivery.ct, delivery.ft, delivery.headers
+        invocation_id = delivery.invocation_id
         now_ms = int(time.time() * 1000)
         base = MonitorRecord(
             invocation_id=invocation_id,
@@ -313,21 +310,17 @@ class AsyncConsumer:
         )
         if digest := headers.get(H_PAYLOAD_SHA256):
             base.payload_sha256 = digest
-        function = await self.invoker.view.function(ct, ft)
-        if function is None:  # deleted: nothing to run, retry or redrive against
-            gone = FunctionNotFound(f"function {ct}/{ft} does not exist (it may be deleted)")
-            await self._finish(base, gone, None, seq, msg)
-            return True
         try:
             deadline = deadline_ms(headers)
             if deadline is not None:
                 base.deadline = deadline
             call = call_from_headers(ct, ft, msg.data, headers, invocation_id, "Async")
-            _, revision = await self.invoker.view.resolve(
+            function, revision = await self.invoker.view.resolve(
                 ct, ft, alias=call.alias, revision=call.revision
             )
         except ComputeError as exc:
-            await self._finish(base, exc, function, seq, msg)
+            # A deleted function (None) has nothing to retry or redrive against.
+            await self._finish(base, exc, await self.invoker.view.function(ct, ft), seq, msg)
             return True
         base.revision = revision.number
         if deadline is not None and now_ms > deadline:
@@ -344,7 +337,9 @@ class AsyncConsumer:
 
         attempt = done + 1
         running = msgspec.structs.replace(base, attempts=attempt)
-        if function.monitor_config.store_payload and is_json(call.payload):
+        if function.monitor_config.store_payload and H_RECORDED in headers:
+            # The API checked it is JSON; from NATS it is only known once the invoker decodes
+            # it, so its input waits for the final record.
             running.input = msgspec.Raw(call.payload)
         ttl_ms = function.monitor_config.ttl
         if unrecorded:

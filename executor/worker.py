@@ -83,10 +83,6 @@ class Worker:
         self.invoker.view.on_function_changed.append(self._function_changed)
         self.invoker.view.on_revision_gone.append(self._revision_gone)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks) + self.consumer.in_flight
-
     async def _on_ping(self, msg: Msg) -> None:
         if msg.reply:
             runtimes = sorted(name for name, v in available_runtimes().items() if v is not None)

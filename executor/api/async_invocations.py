@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bus import subjects
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.responses import body, query_int, results
 from executor.call_headers import (
@@ -33,6 +32,7 @@ from executor.call_headers import (
     H_REVISION,
     H_TIMEOUT,
     deadline_ms,
+    is_invocation_id,
     positive_int,
 )
 from schemas.errors import (
@@ -198,7 +198,7 @@ async def retry(request: Request) -> Response:
     if function is None:
         raise FunctionNotFound(f"function {ct}/{ft} does not exist")
     found = None
-    if subjects.COLLECTION_TOPIC.match(invocation_id):
+    if is_invocation_id(invocation_id):
         found = await ctx.dead_letters.get(ct, ft, invocation_id)
     if found is None:
         raise NotFound(

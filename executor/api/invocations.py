@@ -20,6 +20,7 @@ from executor.call_headers import (
     H_INVOCATION_ID,
     H_REVISION,
     H_TIMEOUT,
+    is_invocation_id,
     new_invocation_id,
 )
 from executor.worker import REPLY_HEADROOM
@@ -141,7 +142,7 @@ async def get_invocation(request: Request) -> Response:
     ct, ft = function_ref(request)
     invocation_id = request.path_params["id"]
     record = None
-    if subjects.COLLECTION_TOPIC.match(invocation_id):
+    if is_invocation_id(invocation_id):
         record = await ctx.monitor.get(ct, ft, invocation_id)
     if record is None:
         raise NotFound(

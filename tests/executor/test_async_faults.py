@@ -203,6 +203,13 @@ async def wait_all_finished(
         await asyncio.sleep(0.5)
 
 
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    stop_at = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < stop_at, f"no {what} within {timeout:g} s"
+        await asyncio.sleep(0.05)
+
+
 def assert_each_succeeded_once(
     records: list[dict[str, Any]], ids: set[str], counter: ExecutionCounter, events: Counter[str]
 ) -> None:
@@ -228,8 +235,7 @@ async def test_no_accepted_invocation_is_lost_when_the_nats_server_is_killed(
         events = await made.watch_results(ct, ft)
         keys = [f"k{i}" for i in range(2000)]
         submitting = asyncio.create_task(submit_all(made, ct, ft, keys, deadline_s=180))
-        while len(counter.runs) < 400 and not submitting.done():
-            await asyncio.sleep(0.05)
+        await until(lambda: len(counter.runs) >= 400 or submitting.done(), "400 runs")
         await made.restart_server()
         accepted = await submitting
         ids = set(accepted)
@@ -250,8 +256,7 @@ async def test_a_killed_worker_s_invocations_complete_on_the_other(
         keys = [f"w{i}" for i in range(200)]
         accepted = await submit_all(made, ct, ft, keys, deadline_s=60)
         victim = made.workers[0]
-        while len(counter.runs) < 20:
-            await asyncio.sleep(0.05)
+        await until(lambda: len(counter.runs) >= 20, "20 runs before the kill")
         victim.send_signal(signal.SIGKILL)
         await victim.wait()
         ids = set(accepted)
@@ -273,8 +278,7 @@ async def test_sigterm_under_load_hands_work_back_and_loses_none(
         keys = [f"t{i}" for i in range(300)]
         accepted = await submit_all(made, ct, ft, keys, deadline_s=60)
         stopped = made.workers[1]
-        while len(counter.runs) < 30:
-            await asyncio.sleep(0.05)
+        await until(lambda: len(counter.runs) >= 30, "30 runs before SIGTERM")
         stopped.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(stopped.wait(), 30) == 0
         ids = set(accepted)
@@ -295,8 +299,7 @@ async def test_a_run_cut_by_the_drain_deadline_goes_to_another_worker_without_us
         await made.wait_for_workers(1)
         ct, ft = await create_counting(made, counter, max_attempts=1, SLEEP_S="3")
         [invocation_id] = await submit_all(made, ct, ft, ["only"], deadline_s=30)
-        while counter.runs.get(invocation_id) != 1:
-            await asyncio.sleep(0.05)
+        await until(lambda: counter.runs.get(invocation_id) == 1, "the first run")
         await made.start_worker()
         await made.wait_for_workers(2)
         first.send_signal(signal.SIGTERM)
