@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -17,9 +18,9 @@ from pathlib import Path
 import msgspec
 
 from executor.instance import HandlerProcess
-from executor.launch import launch, launch_plan
-from executor.runtimes.commands import interpreter
+from executor.launch import launch, launch_plan, open_sandbox
 from executor.sandbox import Limits, Sandbox
+from executor.settings import Settings
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext
 
@@ -75,13 +76,19 @@ async def _measure(
 
 
 async def run_sandbox_bench(rounds: int = 10, warm_calls: int = 300) -> int:
-    sandboxed = await asyncio.to_thread(Sandbox.detect, f"computebus-bench-{time.time_ns()}")
-    bare = Sandbox(None, None)
     results: dict[str, dict[str, float]] = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="computebus-bench-sandbox-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="computebus-bench-sandbox-") as tmp:
+        os.chmod(tmp, 0o755)  # the sandbox's uid must reach the workspaces
+        sandboxed = await asyncio.to_thread(
+            open_sandbox,
+            Settings.from_env(os.environ),
+            f"computebus-bench-{time.time_ns()}",
+            Path(tmp),
+        )
+        bare = Sandbox.bare(sandboxed.interpreters)
+        try:
             for runtime, (name, source) in SOURCES.items():
-                if interpreter(runtime) is None:
+                if runtime not in sandboxed.interpreters:
                     continue
                 workspace = Path(tmp) / runtime
                 workspace.mkdir()
@@ -105,8 +112,9 @@ async def run_sandbox_bench(rounds: int = 10, warm_calls: int = 300) -> int:
                 row["warm_ratio"] = row["warm_sandbox_ms"] / row["warm_bare_ms"]
                 results[runtime] = row
                 workspace.chmod(0o755)
-    finally:
-        sandboxed.close()
+        finally:
+            sandboxed.close()
+            bare.close()
     print(f"isolation level: {sandboxed.level}")
     for runtime, row in results.items():
         print(

@@ -3,6 +3,9 @@
 The worker talks to the process over two dedicated pipes (requests in, replies out); the process's
 stdout and stderr share a third pipe that is read all the time into a per-invocation log buffer
 capped at ``log_cap`` bytes (the rest is read and dropped, so a flood costs the worker nothing).
+Nothing else of the worker reaches the process: it is started with ``subprocess.Popen``
+(``close_fds``), not the event loop's subprocess support (uvloop's passes every inheritable fd),
+and its exit is watched through a pidfd.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from executor.sandbox import ProcessCgroup
-from schemas.handler_protocol import HEADER, HandlerReply, frame, reply_decoder
+from executor.confinement import Confinement
+from schemas.handler_protocol import HEADER, NONCE_BYTES, HandlerReply, frame, reply_decoder
 
 _READ_CHUNK = 1 << 16
+_KILLS: set[asyncio.Task[None]] = set()  # kills started by a protocol breach between invocations
 
 
 class ProcessGone(Exception):
@@ -27,6 +32,10 @@ class ProcessGone(Exception):
 
 class ReplyTooLarge(ProcessGone):
     """The handler announced a reply over the limit; the process is killed unread."""
+
+
+class ForgedReply(ProcessGone):
+    """A reply frame nobody asked for, or with another request's nonce; the process is killed."""
 
 
 @dataclass(frozen=True)
@@ -57,16 +66,16 @@ class _LogBuffer:
 class HandlerProcess:
     def __init__(
         self,
-        process: asyncio.subprocess.Process,
+        process: subprocess.Popen[bytes],
         request_fd: int,
         reply_fd: int,
         log_fd: int,
         log_cap: int,
-        cgroup: ProcessCgroup | None = None,
+        confinement: Confinement,
         max_reply_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.process = process
-        self.cgroup = cgroup
+        self.confinement = confinement
         self.out_of_memory = False
         self.max_reply_bytes = max_reply_bytes
         self.pid = process.pid
@@ -76,13 +85,17 @@ class HandlerProcess:
         self._logs = _LogBuffer(log_cap)
         self._reply_buf = bytearray()
         self._waiter: asyncio.Future[HandlerReply] | None = None
+        self._nonce = b""
         self._loop = asyncio.get_running_loop()
         self._closed = False
         self._gone = False
+        self._exited = self._loop.create_future()
+        self._pidfd = os.pidfd_open(process.pid)
         self.last_used = time.monotonic()
         self.invocations = 0
         self._loop.add_reader(reply_fd, self._on_reply_readable)
         self._loop.add_reader(log_fd, self._on_log_readable)
+        self._loop.add_reader(self._pidfd, self._on_exit)
 
     @classmethod
     async def spawn(
@@ -92,22 +105,25 @@ class HandlerProcess:
         env: dict[str, str],
         cwd: str,
         log_cap: int,
+        confinement: Confinement,
         preexec: Callable[[], None] | None = None,
-        cgroup: ProcessCgroup | None = None,
+        setup_fds: tuple[int, ...] = (),
         max_reply_bytes: int = 64 * 1024 * 1024,
     ) -> HandlerProcess:
+        """Start ``argv`` with the two pipe fds appended; ``setup_fds`` (the sandbox's own setup
+        pipes) are passed too and closed here once the child has them."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         log_r, log_w = os.pipe()
         child_fds = (request_r, reply_w)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                *(str(fd) for fd in child_fds),
-                stdin=asyncio.subprocess.DEVNULL,
+            process = subprocess.Popen(
+                [*argv, *(str(fd) for fd in child_fds)],
+                stdin=subprocess.DEVNULL,
                 stdout=log_w,
                 stderr=log_w,
-                pass_fds=child_fds,
+                pass_fds=(*child_fds, *setup_fds),
+                close_fds=True,
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
@@ -117,15 +133,23 @@ class HandlerProcess:
             for fd in (request_r, request_w, reply_r, reply_w, log_r, log_w):
                 os.close(fd)
             raise
+        finally:
+            for fd in setup_fds:
+                os.close(fd)
         for fd in (request_r, reply_w, log_w):
             os.close(fd)
         for fd in (request_w, reply_r, log_r):
             os.set_blocking(fd, False)
-        return cls(process, request_w, reply_r, log_r, log_cap, cgroup, max_reply_bytes)
+        return cls(process, request_w, reply_r, log_r, log_cap, confinement, max_reply_bytes)
 
     @property
     def alive(self) -> bool:
         return not (self._closed or self._gone) and self.process.returncode is None
+
+    @property
+    def well_behaved(self) -> bool:
+        """Alive, and used no CPU since its last invocation (nothing it left running ran)."""
+        return self.alive and not self.confinement.used_cpu_while_idle()
 
     async def invoke(self, request: bytes, timeout_s: float) -> tuple[HandlerReply, Logs]:
         """Send one request and wait for its reply; raises TimeoutError or ProcessGone."""
@@ -133,11 +157,13 @@ class HandlerProcess:
             raise ProcessGone("handler process is closed")
         self.invocations += 1
         waiter = self._waiter = self._loop.create_future()
+        self._nonce = os.urandom(NONCE_BYTES)
         try:
             # The timeout covers the write too: a process that stops reading its requests
             # cannot hold the worker past it.
             async with asyncio.timeout(timeout_s):
-                await self._write(frame(request))
+                self.confinement.resume()
+                await self._write(frame(request, self._nonce))
                 reply = await waiter
         except (TimeoutError, ProcessGone):
             await self.kill()
@@ -148,6 +174,7 @@ class HandlerProcess:
         finally:
             self._waiter = None
             self.last_used = time.monotonic()
+        self.confinement.pause()
         self._drain_logs()
         return reply, self._logs.take()
 
@@ -183,22 +210,44 @@ class HandlerProcess:
             return
         self._reply_buf += chunk
         while len(self._reply_buf) >= HEADER.size:
-            (size,) = HEADER.unpack_from(self._reply_buf)
+            size, nonce = HEADER.unpack_from(self._reply_buf)
+            waiter = self._waiter
+            if waiter is None or waiter.done() or nonce != self._nonce:
+                self._stop_reading(ForgedReply("the handler wrote a reply nobody asked for"))
+                return
             if size > self.max_reply_bytes:  # refuse to buffer it: the worker's memory is shared
-                self._loop.remove_reader(self._reply_fd)
-                self._gone = True
-                self._fail(ReplyTooLarge(f"the handler's reply is {size} bytes"))
+                self._stop_reading(ReplyTooLarge(f"the handler's reply is {size} bytes"))
                 return
             if len(self._reply_buf) < HEADER.size + size:
                 return
             body = bytes(self._reply_buf[HEADER.size : HEADER.size + size])
             del self._reply_buf[: HEADER.size + size]
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                try:
-                    waiter.set_result(reply_decoder.decode(body))
-                except Exception as exc:
-                    waiter.set_exception(ProcessGone(f"unreadable reply from handler: {exc}"))
+            try:
+                waiter.set_result(reply_decoder.decode(body))
+            except Exception as exc:
+                waiter.set_exception(ProcessGone(f"unreadable reply from handler: {exc}"))
+
+    def _stop_reading(self, exc: ProcessGone) -> None:
+        """The process broke the protocol: fail the invocation under way, kill the process."""
+        self._loop.remove_reader(self._reply_fd)
+        self._gone = True
+        if self._waiter is not None and not self._waiter.done():
+            self._fail(exc)
+        else:  # between invocations: nobody waits, so the kill is ours to start
+            task = self._loop.create_task(self.kill())
+            _KILLS.add(task)
+            task.add_done_callback(_KILLS.discard)
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        self.process.poll()  # reaps it
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+    async def _wait_exit(self) -> None:
+        await self._exited
+        if self.process.returncode is None:  # the pidfd fired before the exit was visible
+            await asyncio.to_thread(self.process.wait)
 
     def _fail(self, exc: Exception) -> None:
         waiter = self._waiter
@@ -231,15 +280,13 @@ class HandlerProcess:
         self._closed = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        if self.cgroup is not None:
-            await asyncio.to_thread(self.cgroup.kill_all)
-        await self.process.wait()
-        if self.cgroup is not None:
-            self.out_of_memory = self.cgroup.oom_killed()
-            self.cgroup.remove()
-        for fd in (self._reply_fd, self._log_fd):
+        await asyncio.to_thread(self.confinement.kill_all)
+        await self._wait_exit()
+        self.out_of_memory = self.confinement.oom_killed()
+        self.confinement.release()
+        for fd in (self._reply_fd, self._log_fd, self._pidfd):
             self._loop.remove_reader(fd)
-        for fd in (self._request_fd, self._reply_fd, self._log_fd):
+        for fd in (self._request_fd, self._reply_fd, self._log_fd, self._pidfd):
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fail(ProcessGone("handler process was killed"))

@@ -26,13 +26,11 @@ from schemas.errors import (
     ComputeError,
     FunctionFailed,
     HandlerNotFound,
-    InternalError,
     InvalidInput,
     InvalidOutput,
     OutOfMemory,
     PayloadTooLarge,
     Timeout,
-    error_from_code,
 )
 from schemas.functions import FunctionRecord, Revision
 from schemas.handler_protocol import (
@@ -343,7 +341,7 @@ _NODE_HEAP_LIMIT = "JavaScript heap out of memory"
 def _reply_error(reply: HandlerReply, prepared: PreparedRevision) -> ComputeError:
     failure = reply.error
     if failure is None:
-        return InternalError("the handler process sent an error without a reason")
+        return FunctionFailed("the handler process sent an error without a reason")
     if failure.code == "handler_not_found":
         export = prepared.revision.handler.rsplit(".", 1)[-1]
         return HandlerNotFound(
@@ -359,4 +357,8 @@ def _reply_error(reply: HandlerReply, prepared: PreparedRevision) -> ComputeErro
         return OutOfMemory(failure.message)
     if failure.code == "invalid_output":
         return InvalidOutput(failure.message, [{"type": failure.type, "message": failure.message}])
-    return error_from_code(failure.code, failure.message)
+    # Any other code would be a platform's (429 overloaded, 504 timeout...): never the handler's.
+    return FunctionFailed(
+        f"the handler process answered with an error code it may not use: {failure.code!r}",
+        [{"type": failure.type, "message": failure.message}],
+    )

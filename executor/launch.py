@@ -1,13 +1,30 @@
-"""Starting a handler process: the runtime's command, wrapped in the sandbox, in its cgroup."""
+"""Starting a handler process: the runtime's command, wrapped in the sandbox, in its own cgroup
+and under its own uid; and the start-up check that each runtime can start that way at all."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import subprocess
 from pathlib import Path
 
 from executor.instance import HandlerProcess
-from executor.runtimes.commands import bootstrap_for, handler_argv, handler_env
-from executor.sandbox import LaunchPlan, Limits, Sandbox, interpreter_root
+from executor.runtimes.commands import handler_argv, handler_env
+from executor.runtimes.interpreters import find_interpreters
+from executor.sandbox import LEVELS, LaunchPlan, Limits, Sandbox
+from executor.sandbox_users import SandboxUsers
+from executor.settings import Settings
+
+_CHECK_TIMEOUT_S = 30.0
+_SETTINGS = {
+    "python": ("COMPUTEBUS_PYTHON", "/usr/bin/python3"),
+    "nodejs": ("COMPUTEBUS_NODE", "/usr/bin/node"),
+}
+
+
+class SandboxUnusable(RuntimeError):
+    """A runtime cannot start a handler in this worker's sandbox (raised at start-up)."""
 
 
 def launch_plan(
@@ -21,37 +38,107 @@ def launch_plan(
     limits: Limits,
 ) -> LaunchPlan:
     """How every process of one revision starts (computed once per revision)."""
-    python = runtime == "python"
     return sandbox.plan(
-        lambda bootstrap, inside: handler_argv(
-            runtime, bootstrap, inside, handler_file, export, limits.memory_mb
+        runtime,
+        lambda exe, bootstraps, inside: handler_argv(
+            runtime, exe, bootstraps, inside, handler_file, export, limits.memory_mb
         ),
-        bootstrap=bootstrap_for(runtime),
         workspace=workspace,
-        interpreter_root=interpreter_root() if python else None,
         env=handler_env(env_vars, "/tmp"),
         limits=limits,
-        python=python,
     )
 
 
 async def launch(
     sandbox: Sandbox, plan: LaunchPlan, *, log_cap: int, max_reply_bytes: int
 ) -> HandlerProcess:
-    """Start one process of ``plan`` in a fresh cgroup (removed again if the start fails)."""
-    cgroup = sandbox.new_cgroup(plan.limits)
+    """Start one process of ``plan`` with a fresh cgroup and uid (given back if it fails)."""
+    confinement = sandbox.confine(plan.limits)
     try:
+        spawn = sandbox.spawn(plan, confinement)
         return await HandlerProcess.spawn(
-            plan.argv,
+            spawn.argv,
             env=plan.env,
             cwd=plan.cwd,
             log_cap=log_cap,
-            preexec=sandbox.preexec(plan, cgroup),
-            cgroup=cgroup,
+            confinement=confinement,
+            preexec=spawn.preexec,
+            setup_fds=spawn.setup_fds,
             max_reply_bytes=max_reply_bytes,
         )
     except BaseException:
-        if cgroup is not None:  # the child may have entered it before the failure
-            await asyncio.to_thread(cgroup.kill_all)
-            cgroup.remove()
+        await asyncio.to_thread(confinement.kill_all)  # the child may have entered its cgroup
+        confinement.release()
         raise
+
+
+def open_sandbox(settings: Settings, name: str, workspaces: Path) -> Sandbox:
+    """The worker's sandbox, checked: every installed runtime starts in it (else it raises)."""
+    interpreters = find_interpreters(settings.python, settings.node)
+    sandbox = Sandbox.detect(
+        name,
+        interpreters,
+        max_level=LEVELS[0] if settings.isolation == "auto" else settings.isolation,
+        users=SandboxUsers.for_this_process(settings.sandbox_uids),
+    )
+    try:
+        check_runtimes(sandbox, workspaces)
+    except BaseException:
+        sandbox.close()
+        raise
+    return sandbox
+
+
+def check_runtimes(sandbox: Sandbox, workspaces: Path) -> None:
+    """Start each runtime's bootstrap in the sandbox, as a handler would run, with the
+    workspace directory in view; raise ``SandboxUnusable`` naming what to change."""
+    for runtime, interpreter in sandbox.interpreters.items():
+        plan = sandbox.plan(
+            runtime,
+            functools.partial(_check_argv, runtime),
+            workspace=workspaces,
+            env=handler_env([], "/tmp"),
+            limits=Limits(256),
+        )
+        confinement = sandbox.confine(plan.limits)
+        try:
+            spawn = sandbox.spawn(plan, confinement)
+            try:
+                done = subprocess.run(
+                    spawn.argv,
+                    capture_output=True,
+                    env=plan.env,
+                    cwd=plan.cwd,
+                    pass_fds=spawn.setup_fds,
+                    preexec_fn=spawn.preexec,
+                    timeout=_CHECK_TIMEOUT_S,
+                    check=False,
+                )
+            finally:
+                for fd in spawn.setup_fds:
+                    os.close(fd)
+            problem = ""
+            if done.returncode != 0:
+                problem = done.stderr.decode(errors="replace").strip()
+                problem = problem or f"exit code {done.returncode}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            problem = str(exc)
+        finally:
+            confinement.kill_all()
+            confinement.release()
+        if problem:
+            setting, example = _SETTINGS[runtime]
+            raise SandboxUnusable(
+                f"{runtime} handlers cannot start in the {sandbox.level} sandbox as uid "
+                f"{confinement.uid.uid}: {problem}. The interpreter "
+                f"({interpreter.executable}) and the data dir ({workspaces}) must be readable "
+                f"by that uid: set {setting} to an interpreter every user can run "
+                f"(e.g. {example}), use a data dir outside a private home, or install "
+                "bubblewrap"
+            )
+
+
+def _check_argv(runtime: str, exe: str, bootstraps: str, workspace: str) -> list[str]:
+    """The bootstrap's ``--check WORKSPACE``: it starts, can read the directory, and exits."""
+    argv = handler_argv(runtime, exe, bootstraps, workspace, "-", "-", 256)
+    return [*argv[:-3], "--check", workspace]

@@ -1,7 +1,8 @@
 """Warm handler processes, pooled per revision: reuse an idle one, start one, or wait for one.
 
 A revision key is (collection_topic, service, revision number), so a new revision never gets an
-old revision's process. Idle processes are killed after ``idle_s``.
+old revision's process. Idle processes are killed after ``idle_s``, and at once when they used
+CPU while idle (where no freezer stops them).
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ class RevisionPool:
                 await process.kill()
 
     async def _acquire(self, dead: list[HandlerProcess]) -> HandlerProcess:
+        # "dead" also takes processes that ran while idle: they are killed, never reused.
         async with self._available:
             while True:
                 while self._idle:
                     process = self._idle.pop()
-                    if process.alive:
+                    if process.well_behaved:
                         return process
                     dead.append(process)
                     self._size -= 1
@@ -86,7 +88,7 @@ class RevisionPool:
     async def reap_idle(self, idle_s: float) -> None:
         cutoff = time.monotonic() - idle_s
         async with self._available:
-            stale = [p for p in self._idle if p.last_used < cutoff or not p.alive]
+            stale = [p for p in self._idle if p.last_used < cutoff or not p.well_behaved]
             self._idle = [p for p in self._idle if p not in stale]
             self._size -= len(stale)
             if stale:

@@ -26,8 +26,8 @@ from executor.async_consumer import AsyncConsumer
 from executor.function_service import FunctionService
 from executor.function_updates import FunctionUpdates
 from executor.invocation import Invoker
+from executor.launch import open_sandbox
 from executor.pool import InstancePool
-from executor.sandbox import Sandbox
 from executor.settings import Settings
 from executor.worker import REPLY_HEADROOM, Worker, new_worker_id
 from executor.workspace import WorkspaceCache
@@ -90,14 +90,21 @@ async def run_worker(
 ) -> None:
     bus = await Bus.open(url, "computebus-worker", settings)
     worker_id = new_worker_id()
-    sandbox = await asyncio.to_thread(Sandbox.detect, f"computebus-{worker_id}")
+    # Absolute: a handler process starts with its workspace as the working directory.
+    workspaces_dir = settings.data_dir.resolve() / "workspaces"
+    workspaces_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        sandbox = await asyncio.to_thread(
+            open_sandbox, settings, f"computebus-{worker_id}", workspaces_dir
+        )
+    except BaseException:
+        await bus.close()
+        raise
     instances = InstancePool(
         max_per_revision=settings.pool_per_revision,
         max_waiters=settings.pool_max_waiters,
         idle_s=settings.idle_s,
     )
-    workspaces_dir = settings.data_dir / "workspaces"
-    workspaces_dir.mkdir(parents=True, exist_ok=True)
     invoker = Invoker(
         view=bus.view,
         bundles=bus.bundles,
@@ -110,7 +117,7 @@ async def run_worker(
         worker_id=worker_id,
     )
     consumer = AsyncConsumer(bus.nc, bus.queue, bus.dead_letters, invoker, settings)
-    worker = Worker(bus.nc, invoker, settings, sandbox.level, consumer)
+    worker = Worker(bus.nc, invoker, settings, consumer)
     instances.start()
     await worker.start()
     log.info("worker %s ready", worker.id)

@@ -1,43 +1,55 @@
-"""The sandbox around every handler process: bubblewrap namespaces, a cgroup per process, rlimits.
+"""The sandbox around every handler process: bubblewrap namespaces, a cgroup per process, an
+unprivileged host uid, a seccomp filter, rlimits.
 
-Levels, strongest first (reported by ``/readyz``):
+Levels, strongest first (reported by ``/readyz``, with the gaps of the level in ``isolation_gaps``):
 
-- ``bwrap+cgroup``: own user, pid, network, mount, IPC and UTS namespaces; only the runtime's
-  read-only paths and this revision's workspace (read-only) are visible; no capabilities; an
-  unprivileged uid; a memory and a pids limit per process; killing the sandbox kills everything
-  the handler started.
+- ``bwrap+cgroup``: own pid, network, mount, IPC and UTS namespaces; only the runtime's read-only
+  paths and this revision's workspace (read-only) are visible; no capabilities; an unprivileged
+  host uid; the seccomp filter; memory, pids and one-CPU limits per process; frozen between
+  invocations; killing the sandbox kills everything the handler started.
 - ``bwrap``: the same without cgroups (memory through RLIMIT_AS for Python and
-  ``--max-old-space-size`` for Node; no process-count limit for root).
-- ``cgroup``: no namespaces; memory and pids limits, and a kill that reaches every process.
-- ``rlimit``: rlimits and a process group only.
+  ``--max-old-space-size`` for Node; processes through RLIMIT_NPROC of the sandbox's own uid).
+- ``cgroup``: no namespaces; the uid, the seccomp filter, the cgroup limits, freezing, and a kill
+  that reaches every process.
+- ``rlimit``: the uid, the seccomp filter, rlimits and a process group only.
+
+A worker running as root starts bubblewrap as root without a user namespace, so that it can bind
+what only root can reach, and the handler's command is ``setpriv`` dropping to the process's own
+uid (``sandbox_users``) before the interpreter runs. A worker that is not root runs bubblewrap in
+a user namespace that maps uid 65534 inside to its own uid.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import logging
 import os
 import resource
 import shutil
-import signal
 import subprocess
-import sys
-import time
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from executor.cgroups import PIDS_MAX, Cgroups, ProcessCgroup
+from executor.confinement import Confinement
+from executor.runtimes.interpreters import Interpreter
+from executor.sandbox_users import SandboxUsers
+from executor.settings import ISOLATION_LEVELS
+from executor.syscall_filter import compile_filter
+
 log = logging.getLogger("computebus.sandbox")
 
+LEVELS = ISOLATION_LEVELS[1:]  # strongest first
 MIB = 1024 * 1024
 WORKSPACE_INSIDE = "/workspace"
-BOOTSTRAP_INSIDE = "/opt/computebus"
-UNPRIVILEGED_ID = "65534"  # nobody
-PIDS_MAX = 64
+BOOTSTRAPS_INSIDE = "/opt/computebus"
+INTERPRETERS_INSIDE = {"python": "/opt/python", "nodejs": "/opt/node"}
+UNPRIVILEGED_ID = "65534"  # nobody, as the handler sees itself under bubblewrap
 TMP_BYTES = 64 * MIB
 FSIZE_BYTES = 64 * MIB
 NOFILE = 1024
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Runtime paths that exist on most systems; only the ones present are bound (read-only).
 _SYSTEM_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives")
 # Extra read-only files a function with network needs to resolve names and trust certificates.
@@ -48,6 +60,12 @@ _NETWORK_PATHS = (
     "/etc/ssl",
     "/etc/ca-certificates",
 )
+# Kernel interfaces under /proc: read-only (as Docker's readonlyPaths), or masked with /dev/null.
+_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+_PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
 
 
 @dataclass(frozen=True)
@@ -57,285 +75,310 @@ class Limits:
     network: bool = False
 
 
-class ProcessCgroup:
-    """One handler process's cgroup(s): v2 has one directory, v1 one per controller."""
-
-    def __init__(self, dirs: list[Path], v2: bool) -> None:
-        self.dirs = dirs
-        self.v2 = v2
-
-    def enter(self) -> None:
-        """Move the calling process in; runs in the child between fork and exec."""
-        pid = str(os.getpid()).encode()
-        for d in self.dirs:
-            fd = os.open(d / "cgroup.procs", os.O_WRONLY)
-            try:
-                os.write(fd, pid)
-            finally:
-                os.close(fd)
-
-    def oom_killed(self) -> bool:
-        """Did the kernel kill a process here for exceeding the memory limit?"""
-        name = "memory.events" if self.v2 else "memory.oom_control"
-        for d in self.dirs:
-            with contextlib.suppress(OSError):
-                for line in (d / name).read_text().splitlines():
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill" and int(value or 0) > 0:
-                        return True
-        return False
-
-    def pids(self) -> set[int]:
-        found: set[int] = set()
-        for d in self.dirs:
-            with contextlib.suppress(OSError, ValueError):
-                found.update(int(p) for p in (d / "cgroup.procs").read_text().split())
-        return found
-
-    def kill_all(self) -> None:
-        """SIGKILL every process inside until none is left (a fork bomb is bounded by pids.max)."""
-        if self.v2:
-            with contextlib.suppress(OSError):
-                (self.dirs[0] / "cgroup.kill").write_text("1")
-        for _ in range(200):
-            pids = self.pids()
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.005)
-        log.error("processes %s survived SIGKILL in %s", sorted(self.pids()), self.dirs)
-
-    def remove(self) -> None:
-        for d in self.dirs:
-            with contextlib.suppress(OSError):
-                d.rmdir()
-
-
-class Cgroups:
-    """This worker's parent cgroups, under its own, in which each handler process gets one."""
-
-    def __init__(self, parents: dict[str, Path], v2: bool) -> None:
-        self.parents = parents  # controller ("memory", "pids", or "" for v2) -> directory
-        self.v2 = v2
-        self._count = 0
-
-    @classmethod
-    def create(cls, name: str) -> Cgroups | None:
-        """Set up the parents, or None when this machine does not let us (then rlimits only)."""
-        try:
-            v2 = cls._create_v2(name)
-            if v2 is not None:
-                return v2
-            return cls._create_v1(name)
-        except OSError as exc:
-            log.warning("cgroups are not usable here (%s)", exc)
-            return None
-
-    @classmethod
-    def _create_v2(cls, name: str) -> Cgroups | None:
-        if not (_CGROUP_ROOT / "cgroup.controllers").exists():
-            return None
-        own = _own_cgroup("")
-        if own is None:
-            return None
-        parent = _CGROUP_ROOT / own.lstrip("/") / name
-        if not {"memory", "pids"} <= set(
-            (parent.parent / "cgroup.controllers").read_text().split()
-        ):
-            return None
-        parent.mkdir(exist_ok=True)
-        (parent / "cgroup.subtree_control").write_text("+memory +pids")
-        return cls({"": parent}, v2=True)
-
-    @classmethod
-    def _create_v1(cls, name: str) -> Cgroups | None:
-        parents: dict[str, Path] = {}
-        for controller in ("memory", "pids"):
-            mount = _CGROUP_ROOT / controller
-            own = _own_cgroup(controller)
-            if own is None or not (mount / "cgroup.procs").exists():
-                return None
-            parent = mount / own.lstrip("/") / name
-            parent.mkdir(exist_ok=True)
-            parents[controller] = parent
-        return cls(parents, v2=False)
-
-    def for_process(self, limits: Limits) -> ProcessCgroup:
-        self._count += 1
-        leaf = f"p{os.getpid()}-{self._count}"
-        memory = str(limits.memory_mb * MIB)
-        dirs: list[Path] = []
-        try:
-            if self.v2:
-                d = self.parents[""] / leaf
-                d.mkdir()
-                dirs.append(d)
-                (d / "memory.max").write_text(memory)
-                with contextlib.suppress(OSError):  # no swap accounting: nothing to cap
-                    (d / "memory.swap.max").write_text("0")
-                (d / "pids.max").write_text(str(PIDS_MAX))
-            else:
-                m = self.parents["memory"] / leaf
-                m.mkdir()
-                dirs.append(m)
-                (m / "memory.limit_in_bytes").write_text(memory)
-                with contextlib.suppress(OSError):
-                    (m / "memory.memsw.limit_in_bytes").write_text(memory)
-                p = self.parents["pids"] / leaf
-                p.mkdir()
-                dirs.append(p)
-                (p / "pids.max").write_text(str(PIDS_MAX))
-        except OSError:
-            ProcessCgroup(dirs, self.v2).remove()
-            raise
-        return ProcessCgroup(dirs, self.v2)
-
-    def remove(self) -> None:
-        for parent in self.parents.values():
-            for leaf in parent.glob("p*"):
-                ProcessCgroup([leaf], self.v2).kill_all()
-                with contextlib.suppress(OSError):
-                    leaf.rmdir()
-            with contextlib.suppress(OSError):
-                parent.rmdir()
-
-
-def _own_cgroup(controller: str) -> str | None:
-    """This process's cgroup path for ``controller`` ("" for the v2 hierarchy)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, names, path = line.split(":", 2)
-            if (controller == "" and names == "") or controller in names.split(","):
-                return path
-    return None
-
-
 @dataclass(frozen=True)
 class LaunchPlan:
     """How to start one revision's handler processes (the same for each of them)."""
 
-    argv: list[str]
+    command: list[str]  # the interpreter's argv, as seen where it runs
+    bwrap_args: list[str] | None  # bubblewrap's options (sent through a pipe, not on argv)
     env: dict[str, str]
     cwd: str
     limits: Limits
     python: bool
 
 
+@dataclass(frozen=True)
+class Spawn:
+    """One process's start: its argv, the setup pipes to pass and what to do before exec."""
+
+    argv: list[str]
+    setup_fds: tuple[int, ...]
+    preexec: Callable[[], None]
+
+
 class Sandbox:
-    def __init__(self, bwrap: str | None, cgroups: Cgroups | None) -> None:
+    def __init__(
+        self,
+        *,
+        bwrap: str | None,
+        cgroups: Cgroups | None,
+        users: SandboxUsers,
+        seccomp: bytes | None,
+        interpreters: dict[str, Interpreter],
+        setpriv: str | None = None,
+    ) -> None:
         self.bwrap = bwrap
         self.cgroups = cgroups
+        self.users = users
+        self.seccomp = seccomp
+        self.interpreters = interpreters
+        self.setpriv = setpriv
+        self.bootstraps = _stage_bootstraps()
 
     @classmethod
-    def detect(cls, name: str) -> Sandbox:
-        """Use what this machine offers; warn about what is missing."""
-        bwrap = _working_bwrap()
-        cgroups = Cgroups.create(name)
-        sandbox = cls(bwrap, cgroups)
-        if sandbox.level != "bwrap+cgroup":
-            log.warning(
-                "handler isolation is %r: %s%s",
-                sandbox.level,
-                "" if bwrap else "bwrap (package bubblewrap) is missing or does not work; ",
-                "" if cgroups else "no writable memory+pids cgroup; ",
-            )
+    def detect(
+        cls,
+        name: str,
+        interpreters: dict[str, Interpreter],
+        *,
+        max_level: str = LEVELS[0],
+        users: SandboxUsers | None = None,
+    ) -> Sandbox:
+        """Use what this machine offers, up to ``max_level``; warn about what is missing."""
+        users = users or SandboxUsers.for_this_process()
+        allowed = LEVELS[LEVELS.index(max_level) :]
+        setpriv = shutil.which("setpriv") if users.switches else None
+        bwrap = None
+        if any(level.startswith("bwrap") for level in allowed):
+            bwrap = _working_bwrap(users.switches)
+            if bwrap is not None and users.switches and setpriv is None:
+                log.warning("bwrap is not used: a root worker needs setpriv (util-linux)")
+                bwrap = None
+        cgroups = Cgroups.create(name) if any("cgroup" in lv for lv in allowed) else None
+        if bwrap is None and cgroups is not None and "cgroup" not in allowed:
+            cgroups.remove()
+            cgroups = None
+        sandbox = cls(
+            bwrap=bwrap,
+            cgroups=cgroups,
+            users=users,
+            seccomp=compile_filter(),
+            interpreters=interpreters,
+            setpriv=setpriv,
+        )
+        if sandbox.gaps:
+            log.warning("handler isolation is %r: %s", sandbox.level, "; ".join(sandbox.gaps))
         return sandbox
+
+    @classmethod
+    def bare(cls, interpreters: dict[str, Interpreter]) -> Sandbox:
+        """No sandbox at all, under the worker's own uid: the baseline of ``bench --sandbox``."""
+        return cls(
+            bwrap=None,
+            cgroups=None,
+            users=SandboxUsers.own(),
+            seccomp=None,
+            interpreters=interpreters,
+        )
 
     @property
     def level(self) -> str:
         parts = [p for p, on in (("bwrap", self.bwrap), ("cgroup", self.cgroups)) if on]
         return "+".join(parts) or "rlimit"
 
+    @property
+    def gaps(self) -> list[str]:
+        """What this level does not give, in words an operator can act on."""
+        gaps: list[str] = []
+        if self.bwrap is None:
+            gaps.append(
+                "no bubblewrap (package bubblewrap): handlers see the host's files and network"
+            )
+        if self.cgroups is None:
+            gaps.append(
+                "no writable memory+pids cgroup: memory by rlimit, no freeze between invocations"
+            )
+        else:
+            features = self.cgroups.features
+            if not features.freeze:
+                gaps.append("no cgroup freezer: a process that uses CPU while idle is killed")
+            if not features.cpu_limit:
+                gaps.append("no cpu cgroup: a handler may use every core during its timeout")
+        if self.seccomp is None:
+            gaps.append("no seccomp filter (libseccomp2 is missing)")
+        if not self.users.switches:
+            gaps.append(f"the worker is not root: every sandbox runs as its uid {self.users.first}")
+        return gaps
+
     def plan(
         self,
-        runtime_argv: Callable[[str, str], list[str]],
-        bootstrap: Path,
+        runtime: str,
+        command: Callable[[str, str, str], list[str]],
         workspace: Path,
-        interpreter_root: Path | None,
         env: dict[str, str],
         limits: Limits,
-        python: bool,
     ) -> LaunchPlan:
-        """``runtime_argv(bootstrap_path, workspace_path)`` builds the command as seen inside."""
+        """``command(interpreter, bootstraps, workspace)`` builds the argv from the paths as the
+        process sees them. Raises RuntimeError when the runtime is not installed."""
+        interp = self.interpreters.get(runtime)
+        if interp is None:
+            raise RuntimeError(f"runtime {runtime} is not installed on this worker")
+        python = runtime == "python"
         if self.bwrap is None:
-            argv = runtime_argv(str(bootstrap), str(workspace))
-            return LaunchPlan(argv, env, str(workspace), limits, python)
-        inside_bootstrap = f"{BOOTSTRAP_INSIDE}/{bootstrap.name}"
-        # The environment reaches the handler through bwrap's own (which is exactly ``env``), not
+            argv = command(str(interp.executable), str(self.bootstraps), str(workspace))
+            return LaunchPlan(argv, None, env, str(workspace), limits, python)
+        args = self._namespaces(limits)
+        # Directories bwrap makes on the way to a mount point are 0700 when it runs as root.
+        for parent in ("/etc", "/opt"):
+            args += ["--perms", "0755", "--dir", parent]
+        for path in _SYSTEM_PATHS:
+            args += _bind_as_is(path)
+        if limits.network:
+            for path in _NETWORK_PATHS:
+                args += _bind_as_is(path)
+        exe = str(interp.executable)
+        if not interp.in_system_dirs:
+            inside = INTERPRETERS_INSIDE[runtime]
+            args += ["--ro-bind", str(interp.prefix), inside]
+            exe = inside + "/" + str(interp.executable.relative_to(interp.prefix))
+            if python:  # a relocated build still finds its libpython
+                args += ["--setenv", "LD_LIBRARY_PATH", inside + "/lib"]
+        args += ["--ro-bind", str(self.bootstraps), BOOTSTRAPS_INSIDE]
+        args += ["--ro-bind", str(workspace), WORKSPACE_INSIDE, "--proc", "/proc", "--dev", "/dev"]
+        for path in _PROC_READ_ONLY:
+            args += ["--ro-bind-try", path, path]
+        for path in _PROC_MASKED:
+            if os.path.exists(path):
+                args += ["--ro-bind", "/dev/null", path]
+        if not limits.read_only_fs:
+            args += ["--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
+        # /dev stays usable (/dev/null, /dev/urandom) but nothing can be created there (/dev/shm).
+        args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKSPACE_INSIDE]
+        argv = command(exe, BOOTSTRAPS_INSIDE, WORKSPACE_INSIDE)
+        return LaunchPlan(argv, args, env, str(workspace), limits, python)
+
+    def _namespaces(self, limits: Limits) -> list[str]:
+        # The environment reaches the handler through bwrap's own (exactly the plan's env), not
         # --setenv: values on a command line are readable by anyone through ps.
-        args = [
-            self.bwrap,
-            "--unshare-all",
+        args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        if not limits.network:
+            args.append("--unshare-net")
+        args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        if self.users.switches:
+            # Root, no user namespace: setpriv needs these to drop to the sandbox's uid.
+            for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
+                args += ["--cap-add", cap]
+            return args
+        return [
             "--unshare-user",
             "--disable-userns",  # no nested user namespace: it would grant mount rights inside
-            *(["--share-net"] if limits.network else []),
-            "--die-with-parent",
-            "--new-session",
             "--uid",
             UNPRIVILEGED_ID,
             "--gid",
             UNPRIVILEGED_ID,
-            "--cap-drop",
-            "ALL",
+            *args,
         ]
-        for path in _SYSTEM_PATHS:
-            args += _bind_as_is(path)
-        if interpreter_root is not None and not _covered(interpreter_root):
-            args += ["--ro-bind", str(interpreter_root), str(interpreter_root)]
-        if limits.network:
-            for path in _NETWORK_PATHS:
-                args += _bind_as_is(path)
-        args += [
-            "--ro-bind",
-            str(bootstrap),
-            inside_bootstrap,
-            "--ro-bind",
-            str(workspace),
-            WORKSPACE_INSIDE,
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-        ]
-        if not limits.read_only_fs:
-            args += ["--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
-        # /dev stays usable (/dev/null, /dev/urandom) but nothing can be created there (/dev/shm).
-        args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKSPACE_INSIDE, "--"]
-        argv = args + runtime_argv(inside_bootstrap, WORKSPACE_INSIDE)
-        return LaunchPlan(argv, env, str(workspace), limits, python)
 
-    def new_cgroup(self, limits: Limits) -> ProcessCgroup | None:
-        """The process's cgroup; raises OSError rather than start a process without the limits
-        its level promises."""
-        if self.cgroups is None:
-            return None
-        return self.cgroups.for_process(limits)
+    def confine(self, limits: Limits) -> Confinement:
+        """A fresh cgroup and uid for one process; raises OSError (or NoSandboxUser) rather than
+        start a process without what its level promises."""
+        cgroup = self.cgroups.for_process(limits.memory_mb) if self.cgroups else None
+        try:
+            uid = self.users.lease()
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        freezes = self.cgroups is not None and self.cgroups.features.freeze
+        return Confinement(cgroup, uid, freezes)
 
-    def preexec(self, plan: LaunchPlan, cgroup: ProcessCgroup | None) -> Callable[[], None]:
-        """What the child does between fork and exec: enter its cgroup, set its rlimits."""
+    def spawn(self, plan: LaunchPlan, confinement: Confinement) -> Spawn:
+        """The argv and setup pipes of one process (its uid is only known now)."""
+        uid = confinement.uid.uid
+        preexec = self._preexec(plan, confinement.cgroup, uid)
+        if plan.bwrap_args is None or self.bwrap is None:
+            return Spawn(plan.command, (), preexec)
+        args = list(plan.bwrap_args)
+        fds: list[int] = []
+        try:
+            if self.seccomp is not None:
+                fds.append(_pipe_holding(self.seccomp))
+                args += ["--seccomp", str(fds[-1])]
+            fds.append(_pipe_holding(b"\0".join(a.encode() for a in args) + b"\0"))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        command = plan.command
+        if self.users.switches:
+            assert self.setpriv is not None
+            command = [
+                self.setpriv,
+                f"--reuid={uid}",
+                f"--regid={uid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--",
+                *command,
+            ]
+        return Spawn([self.bwrap, "--args", str(fds[-1]), "--", *command], tuple(fds), preexec)
+
+    def _preexec(
+        self, plan: LaunchPlan, cgroup: ProcessCgroup | None, uid: int
+    ) -> Callable[[], None]:
+        """What the child does between fork and exec: enter its cgroup, set its rlimits, and
+        where no bubblewrap does it, drop to its uid and load the seccomp filter."""
         rlimits = [
             (resource.RLIMIT_CORE, 0),
             (resource.RLIMIT_NOFILE, NOFILE),
             (resource.RLIMIT_FSIZE, FSIZE_BYTES),
         ]
+        if self.users.switches:  # the uid is the sandbox's alone: this bounds its processes
+            rlimits.append((resource.RLIMIT_NPROC, PIDS_MAX))
         if cgroup is None and plan.python:
             # Without a memory cgroup, bound Python by address space (Node's V8 reserves far more
             # address space than it uses; it is bounded by --max-old-space-size instead).
             rlimits.append((resource.RLIMIT_AS, (plan.limits.memory_mb + 64) * MIB))
+        drop = self.bwrap is None and self.users.switches
+        program = _sock_fprog(self.seccomp) if self.bwrap is None and self.seccomp else None
+        libc = ctypes.CDLL(None, use_errno=True)
 
         def run() -> None:
             if cgroup is not None:
                 cgroup.enter()
             for which, value in rlimits:
                 resource.setrlimit(which, (value, value))
+            if drop:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+            if self.bwrap is None:
+                if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+                    raise OSError(ctypes.get_errno(), "no_new_privs")
+                if program is not None and (
+                    libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(program)) != 0
+                ):
+                    raise OSError(ctypes.get_errno(), "seccomp")
 
         return run
 
     def close(self) -> None:
         if self.cgroups is not None:
             self.cgroups.remove()
+        shutil.rmtree(self.bootstraps, ignore_errors=True)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def _sock_fprog(program: bytes) -> _SockFprog:
+    return _SockFprog(len(program) // 8, program)  # each BPF instruction is 8 bytes
+
+
+def _pipe_holding(data: bytes) -> int:
+    """The read end of a pipe that holds ``data`` and then ends (bwrap reads it at start)."""
+    r, w = os.pipe()
+    try:
+        os.write(w, data)  # far below the pipe's buffer: never blocks
+    finally:
+        os.close(w)
+    return r
+
+
+def _stage_bootstraps() -> Path:
+    """A copy of the bootstraps that every sandbox uid can read (the installed package may live
+    where only root can look, as under /root)."""
+    from executor.runtimes.commands import BOOTSTRAPS
+
+    staged = Path(tempfile.mkdtemp(prefix="computebus-bootstraps-"))
+    for source in BOOTSTRAPS:
+        target = staged / source.name
+        shutil.copyfile(source, target)
+        target.chmod(0o444)
+    staged.chmod(0o755)
+    return staged
 
 
 def _bind_as_is(path: str) -> list[str]:
@@ -348,33 +391,18 @@ def _bind_as_is(path: str) -> list[str]:
     return []
 
 
-def _covered(path: Path) -> bool:
-    """Is ``path`` already inside one of the bound system paths?"""
-    resolved = str(path.resolve())
-    return any(resolved == s or resolved.startswith(s + "/") for s in ("/usr", "/bin", "/lib"))
-
-
-def _working_bwrap() -> str | None:
+def _working_bwrap(as_root: bool) -> str | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None
-    probe = [
-        bwrap,
-        "--unshare-all",
-        "--die-with-parent",
-        "--uid",
-        UNPRIVILEGED_ID,
-        "--gid",
-        UNPRIVILEGED_ID,
-        "--cap-drop",
-        "ALL",
-        "--clearenv",
-    ]
+    probe = [bwrap, "--unshare-pid", "--unshare-net", "--die-with-parent", "--cap-drop", "ALL"]
+    if not as_root:
+        probe += ["--unshare-user", "--uid", UNPRIVILEGED_ID, "--gid", UNPRIVILEGED_ID]
     for path in _SYSTEM_PATHS:
         probe += _bind_as_is(path)
     probe += ["--proc", "/proc", "--dev", "/dev", "--", "/bin/sh", "-c", "exit 0"]
     try:
-        done = subprocess.run(probe, capture_output=True, timeout=10, check=False)
+        done = subprocess.run(probe, capture_output=True, timeout=10, check=False, env={})
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("bwrap does not start here: %s", exc)
         return None
@@ -382,8 +410,3 @@ def _working_bwrap() -> str | None:
         log.warning("bwrap does not work here: %s", done.stderr.decode(errors="replace").strip())
         return None
     return bwrap
-
-
-def interpreter_root() -> Path:
-    """Where this Python lives (bound read-only into Python sandboxes)."""
-    return Path(sys.base_prefix)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 MIB = 1024 * 1024
+# Kept beside executor.sandbox.LEVELS (settings must not import the runtime).
+ISOLATION_LEVELS = ("auto", "bwrap+cgroup", "bwrap", "cgroup", "rlimit")
 
 
 class SettingsError(ValueError):
@@ -43,6 +45,13 @@ class Settings:
     # Whether functions may ask for compute_asset.network (then they share the host's network,
     # loopback services included): off unless the operator turns it on.
     allow_network: bool = False
+    # The handler sandbox: the strongest level to use ("auto" takes the strongest this machine
+    # offers), the interpreters handlers run (default: the worker's own base Python, node on
+    # PATH), and the host uids a root worker gives its handler processes, one each.
+    isolation: str = "auto"
+    python: str | None = None
+    node: str | None = None
+    sandbox_uids: tuple[int, int] = (1_500_000_000, 1_500_065_535)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -77,9 +86,23 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.isolation not in ISOLATION_LEVELS:
+            raise SettingsError(
+                f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, got {self.isolation!r}"
+            )
+        first, last = self.sandbox_uids
+        if not 0 < first <= last < 2**31:
+            raise SettingsError(f"sandbox_uids must be FIRST-LAST within 1-{2**31 - 1}")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port must be 0-65535, got {self.port}")
         return self
+
+
+def _uid_range(raw: str) -> tuple[int, int]:
+    first, sep, last = raw.partition("-")
+    if not sep:
+        raise ValueError("not a uid range FIRST-LAST")
+    return int(first), int(last)
 
 
 def _boolean(raw: str) -> bool:
@@ -120,4 +143,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "async_concurrency": int,
     "async_max_bytes": int,
     "dead_letter_max_age_s": float,
+    "isolation": str,
+    "python": str,
+    "node": str,
+    "sandbox_uids": _uid_range,
 }

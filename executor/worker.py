@@ -23,7 +23,6 @@ from executor.call_headers import (
     new_invocation_id,
 )
 from executor.invocation import Call, Invoker, Outcome
-from executor.runtimes.commands import available_runtimes
 from executor.settings import Settings
 from schemas.codec import decoder_for, encode, json_decoder
 from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
@@ -46,14 +45,12 @@ class Worker:
         nc: Client,
         invoker: Invoker,
         settings: Settings,
-        isolation: str,
         consumer: AsyncConsumer,
     ) -> None:
         self.nc = nc
         self.consumer = consumer
         self.invoker = invoker
         self.settings = settings
-        self.isolation = isolation
         self.id = invoker.worker_id
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()  # invocations (they count toward capacity)
@@ -85,8 +82,13 @@ class Worker:
 
     async def _on_ping(self, msg: Msg) -> None:
         if msg.reply:
-            runtimes = sorted(name for name, v in available_runtimes().items() if v is not None)
-            answer = {"worker": self.id, "isolation": self.isolation, "runtimes": runtimes}
+            sandbox = self.invoker.sandbox
+            answer = {
+                "worker": self.id,
+                "isolation": sandbox.level,
+                "isolation_gaps": sandbox.gaps,
+                "runtimes": {n: i.version for n, i in sandbox.interpreters.items()},
+            }
             await msg.respond(encode(answer))
 
     async def _on_sync(self, msg: Msg) -> None:

@@ -1,7 +1,10 @@
 """Frames between a worker and a handler process, over the dedicated request and reply pipes.
 
-Each frame is a 4-byte big-endian length and a JSON document. The event and the result travel as
-raw JSON so the worker never re-encodes a payload it has already validated.
+Each frame is a 4-byte big-endian length, an 8-byte nonce and a JSON document. The worker draws
+a fresh random nonce for every request and the reply must carry it back: a frame the worker did
+not ask for, or one with another request's nonce, is a forgery by the handler's own code (which
+shares the process with the bootstrap) and kills the process. The event and the result travel
+as raw JSON so the worker never re-encodes a payload it has already validated.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import msgspec
 from schemas.base import Struct
 from schemas.invocations import HandlerContext
 
-HEADER = struct.Struct(">I")
+HEADER = struct.Struct(">I8s")
+NONCE_BYTES = 8
 
 
 class HandlerRequest(Struct):
@@ -39,5 +43,5 @@ PROBE_REQUEST = b'{"probe":true}'
 reply_decoder = msgspec.json.Decoder(HandlerReply)
 
 
-def frame(body: bytes) -> bytes:
-    return HEADER.pack(len(body)) + body
+def frame(body: bytes, nonce: bytes) -> bytes:
+    return HEADER.pack(len(body), nonce) + body

@@ -4,9 +4,12 @@ import asyncio
 import base64
 import dataclasses
 import os
+import shutil
+import sys
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import httpx
 import msgspec
 import pytest
 import pytest_asyncio
+import uvloop
 from nats.aio.client import Client
 
 from bus.connect import connect
@@ -22,10 +26,18 @@ from bus.embedded import EmbeddedNats, start_embedded_nats
 from executor.instance import HandlerProcess
 from executor.launch import launch, launch_plan
 from executor.roles import run_api, run_worker
+from executor.runtimes.interpreters import find_interpreters
 from executor.sandbox import Limits, Sandbox
 from executor.settings import Settings
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every test runs on uvloop, as ``computebus`` does (its subprocesses, for one, differ)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -78,7 +90,11 @@ async def stack(
         run_worker(nats_server.url, settings, stop, on_ready=worker_ready.set)
     )
     api = asyncio.create_task(run_api(nats_server.url, settings, stop, on_ready=api_url.set_result))
-    await asyncio.wait_for(worker_ready.wait(), 30)
+    ready = asyncio.ensure_future(worker_ready.wait())
+    await asyncio.wait([worker, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if worker.done():
+        worker.result()  # raises what stopped the worker at start-up
+    await asyncio.wait_for(ready, 30)
     url = await asyncio.wait_for(api_url, 30)
     try:
         yield Stack(api=url, nats_url=nats_server.url, settings=settings)
@@ -243,6 +259,35 @@ async def second_api(stack: Stack, **changes: Any) -> AsyncIterator[httpx.AsyncC
 
 
 # ---- handler processes on their own -----------------------------------------------------------
+
+
+@contextmanager
+def reachable_dir() -> Iterator[Path]:
+    """A fresh directory every uid can enter (pytest's tmp_path is private to root), for
+    sandboxes without bubblewrap, whose processes see host paths under their own uid."""
+    path = Path(tempfile.mkdtemp(prefix="computebus-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def world_python() -> str | None:
+    """An interpreter a sandbox uid can run where no bubblewrap binds it: the default one if
+    every directory above it lets anyone in, else the system's."""
+    default = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    if all(p.stat().st_mode & 0o001 for p in default.parents):
+        return None
+    return "/usr/bin/python3"
+
+
+@pytest.fixture(scope="session")
+def bare_sandbox() -> Iterator[Sandbox]:
+    """No sandbox: handler processes as plain children of the test, under its own uid."""
+    sandbox = Sandbox.bare(find_interpreters(None, None))
+    yield sandbox
+    sandbox.close()
 
 
 def handler_request(event: Any = None, memory_mb: int = 256) -> bytes:

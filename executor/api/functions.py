@@ -9,13 +9,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bus import subjects
+from bus.workers import ping_workers
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.metrics import FUNCTIONS_CREATED
 from executor.api.responses import body, query_int, read_body, results
 from executor.function_service import function_view
-from executor.runtimes.commands import available_runtimes
 from schemas.errors import FunctionNotFound, InvalidRequest, detail
-from schemas.functions import FunctionRecord, FunctionView, RuntimeView
+from schemas.functions import RUNTIMES, FunctionRecord, FunctionView, RuntimeView
 
 
 async def create_function(request: Request) -> Response:
@@ -91,9 +91,14 @@ async def list_collections(request: Request) -> Response:
 
 
 async def list_runtimes(request: Request) -> Response:
+    """What the workers can run (each says so in its ping), not what the API's host has."""
+    versions: dict[str, str] = {}
+    for worker in await ping_workers(ctx_of(request).nc):
+        for name, version in (worker.get("runtimes") or {}).items():
+            versions.setdefault(name, version)
     items = [
-        RuntimeView(name=name, available=version is not None, version=version or "")
-        for name, version in available_runtimes().items()
+        RuntimeView(name=name, available=name in versions, version=versions.get(name, ""))
+        for name in RUNTIMES
     ]
     return results(items, len(items))
 

@@ -27,12 +27,14 @@ async def readyz(request: Request) -> Response:
     if bus_ok:
         workers = await ping_workers(ctx.nc)
     isolation = sorted({w.get("isolation", "unknown") for w in workers})
+    gaps = sorted({gap for w in workers for gap in w.get("isolation_gaps", [])})
     ready = bus_ok and bool(workers)
     state = {
         "ready": ready,
         "bus": "connected" if bus_ok else "disconnected",
         "workers": len(workers),
         "isolation": isolation[0] if len(isolation) == 1 else isolation,
+        "isolation_gaps": gaps,
     }
     return Response(encode(state), 200 if ready else 503, media_type=JSON)
 

@@ -1,23 +1,31 @@
 // Runs inside a Node.js handler process; loads nothing of computebus.
-// argv: workspace, handler file (relative), export name, request fd, reply fd.
-// Frames on both pipes are a 4-byte big-endian length and a JSON document.
+// argv: workspace, handler file (relative), export name, request fd, reply fd; or --check DIR
+// (start, make sure DIR can be read, exit: the worker's start-up check).
+// Frames on both pipes are a 4-byte big-endian length, an 8-byte nonce and a JSON document; a
+// reply carries its request's nonce.
 'use strict';
 const fs = require('fs');
 const net = require('net');
 const path = require('path');
 
+if (process.argv[2] === '--check') {
+  fs.readdirSync(process.argv[3]);
+  process.exit(0);
+}
 const [workspace, relFile, exportName, reqFd, replyFd] = process.argv.slice(2);
 process.chdir(workspace);
+const HEADER = 12;
 
 let handler = null;
 let pending = Buffer.alloc(0);
 let busy = false;
 let current = null;
 
-function writeReply(text) {
+function writeReply(nonce, text) {
   const body = Buffer.from(text);
-  const header = Buffer.alloc(4);
+  const header = Buffer.alloc(HEADER);
   header.writeUInt32BE(body.length, 0);
+  nonce.copy(header, 4);
   const data = Buffer.concat([header, body]);
   let off = 0;
   while (off < data.length) {
@@ -33,13 +41,13 @@ function error(code, type, message) {
   return JSON.stringify({ ok: false, error: { code, type: String(type), message: String(message) } });
 }
 
-// Answers ``request`` unless it was already answered (a late result after an uncaught exception
+// Answers ``job`` unless it was already answered (a late result after an uncaught exception
 // answered it must not become the answer to the next request).
-function finish(request, reply) {
-  if (request === null || current !== request) return;
+function finish(job, reply) {
+  if (job === null || current !== job) return;
   current = null;
   afterStdio(() => {
-    writeReply(reply);
+    writeReply(job.nonce, reply);
     busy = false;
     setImmediate(pump);
   });
@@ -74,7 +82,8 @@ function load() {
   return fn;
 }
 
-async function run(request) {
+async function run(job) {
+  const request = job.message;
   if (handler === null) {
     // A failed load is answered and retried on the next request (require does not cache a
     // module that threw), so every call gets the same answer from a live process.
@@ -82,17 +91,17 @@ async function run(request) {
       handler = load();
     } catch (err) {
       if (err && err.notFound) {
-        finish(request, error('handler_not_found', 'HandlerNotFound', err.message));
+        finish(job, error('handler_not_found', 'HandlerNotFound', err.message));
       } else {
         console.error(err && err.stack ? err.stack : err);
-        finish(request, error('function_error', (err && err.name) || typeof err,
+        finish(job, error('function_error', (err && err.name) || typeof err,
           err && err.message !== undefined ? err.message : err));
       }
       return;
     }
   }
   if (request.probe) {  // a load check: the handler loaded, do not call it
-    finish(request, '{"ok":true,"result":null}');
+    finish(job, '{"ok":true,"result":null}');
     return;
   }
   let result;
@@ -100,7 +109,7 @@ async function run(request) {
     result = await handler(request.event, request.context);
   } catch (err) {
     console.error(err && err.stack ? err.stack : err);
-    finish(request, error('function_error', (err && err.name) || typeof err,
+    finish(job, error('function_error', (err && err.name) || typeof err,
       err && err.message !== undefined ? err.message : err));
     return;
   }
@@ -109,24 +118,25 @@ async function run(request) {
   try {
     encoded = JSON.stringify(result);
   } catch (err) {
-    finish(request, error('invalid_output', err.name, `result is not JSON: ${err.message}`));
+    finish(job, error('invalid_output', err.name, `result is not JSON: ${err.message}`));
     return;
   }
   if (encoded === undefined) {
-    finish(request, error('invalid_output', 'TypeError', `result is not JSON: a ${typeof result}`));
+    finish(job, error('invalid_output', 'TypeError', `result is not JSON: a ${typeof result}`));
     return;
   }
-  finish(request, '{"ok":true,"result":' + encoded + '}');
+  finish(job, '{"ok":true,"result":' + encoded + '}');
 }
 
 function pump() {
-  if (busy || pending.length < 4) return;
+  if (busy || pending.length < HEADER) return;
   const size = pending.readUInt32BE(0);
-  if (pending.length < 4 + size) return;
-  const body = pending.subarray(4, 4 + size);
-  pending = pending.subarray(4 + size);
+  if (pending.length < HEADER + size) return;
+  const nonce = Buffer.from(pending.subarray(4, HEADER));
+  const body = pending.subarray(HEADER, HEADER + size);
+  pending = pending.subarray(HEADER + size);
   busy = true;
-  current = JSON.parse(body.toString('utf8'));
+  current = { nonce, message: JSON.parse(body.toString('utf8')) };
   run(current);
 }
 

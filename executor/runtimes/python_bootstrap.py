@@ -1,7 +1,9 @@
 """Runs inside a Python handler process. Standard library only: it must not see computebus.
 
-argv: workspace, handler file (relative), export name, request fd, reply fd.
-Frames on both pipes are a 4-byte big-endian length and a JSON document.
+argv: workspace, handler file (relative), export name, request fd, reply fd; or ``--check DIR``
+(start, make sure DIR can be read, exit: the worker's start-up check).
+Frames on both pipes are a 4-byte big-endian length, an 8-byte nonce and a JSON document; a
+reply carries its request's nonce.
 """
 
 import asyncio
@@ -15,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-HEADER = struct.Struct(">I")
+HEADER = struct.Struct(">I8s")
 
 
 class Context(dict[str, Any]):
@@ -39,10 +41,10 @@ def read_exact(fd: int, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def write_reply(fd: int, body: bytes) -> None:
+def write_reply(fd: int, nonce: bytes, body: bytes) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    data = HEADER.pack(len(body)) + body
+    data = HEADER.pack(len(body), nonce) + body
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -79,19 +81,27 @@ def load(workspace: str, rel_file: str, export: str) -> Callable[..., Any]:
 
 
 def main() -> None:
+    if sys.argv[1] == "--check":
+        os.listdir(sys.argv[2])
+        return
+    # Only the loader needed it (a relocated interpreter's libpython); functions may not set
+    # LD_* themselves, so it is the sandbox's, and neither the handler nor its children see it.
+    os.environ.pop("LD_LIBRARY_PATH", None)
     workspace, rel_file, export, req_arg, reply_arg = sys.argv[1:6]
     req_fd, reply_fd = int(req_arg), int(reply_arg)
+    for fd in (req_fd, reply_fd):  # not for the processes a handler starts
+        os.set_inheritable(fd, False)
     os.chdir(workspace)
     sys.argv = [rel_file]
     module_dir = os.path.join(workspace, os.path.dirname(rel_file))
     sys.path[:0] = [module_dir, workspace] if module_dir != workspace else [workspace]
-    loop = asyncio.new_event_loop()
     handler: Callable[..., Any] | None = None
     while True:
         header = read_exact(req_fd, HEADER.size)
         if header is None:
             return
-        body = read_exact(req_fd, HEADER.unpack(header)[0])
+        size, nonce = HEADER.unpack(header)
+        body = read_exact(req_fd, size)
         if body is None:
             return
         request = json.loads(body)
@@ -101,25 +111,37 @@ def main() -> None:
             try:
                 handler = load(workspace, rel_file, export)
             except HandlerMissing as exc:
-                write_reply(reply_fd, error("handler_not_found", "HandlerNotFound", str(exc)))
+                write_reply(
+                    reply_fd, nonce, error("handler_not_found", "HandlerNotFound", str(exc))
+                )
                 continue
             except BaseException as exc:
                 traceback.print_exc()
-                write_reply(reply_fd, error("function_error", type(exc).__name__, str(exc)))
+                write_reply(reply_fd, nonce, error("function_error", type(exc).__name__, str(exc)))
                 continue
         if request.get("probe"):  # a load check: the handler loaded, do not call it
-            write_reply(reply_fd, b'{"ok":true,"result":null}')
+            write_reply(reply_fd, nonce, b'{"ok":true,"result":null}')
             continue
-        write_reply(reply_fd, call(loop, handler, request))
+        write_reply(reply_fd, nonce, call(handler, request))
 
 
-def call(
-    loop: asyncio.AbstractEventLoop, handler: Callable[..., Any], request: dict[str, Any]
-) -> bytes:
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def run_coroutine(awaitable: Any) -> Any:
+    """One event loop for every async handler call, made on the first (a sync handler's
+    process then holds no fds beyond its pipes and stdio)."""
+    global _loop
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+    return _loop.run_until_complete(awaitable)
+
+
+def call(handler: Callable[..., Any], request: dict[str, Any]) -> bytes:
     try:
         result = handler(request["event"], Context(request["context"]))
         if inspect.isawaitable(result):
-            result = loop.run_until_complete(result)
+            result = run_coroutine(result)
     except MemoryError:
         return error("out_of_memory", "MemoryError", "the handler ran out of memory")
     except Exception as exc:

@@ -1,10 +1,111 @@
 """Hostile handler sources: each ``op`` of the event is one attack (see test_isolation)."""
 
 PY_ATTACKS = r"""
-import json, os, socket, subprocess, sys, time
+import ctypes, json, os, socket, subprocess, sys, threading, time
+
+def reply_fd():
+    return int(open("/proc/self/cmdline", "rb").read().split(b"\0")[-2])
+
+def current_nonce():
+    # The strongest attacker: read the request's nonce out of the bootstrap's own frame.
+    frame = sys._getframe()
+    while frame is not None:
+        if "nonce" in frame.f_locals:
+            return frame.f_locals["nonce"]
+        frame = frame.f_back
+    raise RuntimeError("no nonce found")
+
+def write_frame(nonce, body):
+    os.write(reply_fd(), len(body).to_bytes(4, "big") + nonce + body)
+
+def burn():
+    x = 0
+    while True:
+        x += 1
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def syscall_errno(number, *args):
+    if libc.syscall(number, *args) == -1:
+        return os.strerror(ctypes.get_errno())
+    return "allowed"
 
 def handler(event, context):
     op = event["op"]
+    if op == "echo":
+        return event["x"]
+    if op == "write_sysctl":
+        try:
+            with open(event["path"], "w") as f:
+                f.write(event["value"])
+            return "wrote"
+        except OSError as exc:
+            return "refused: " + type(exc).__name__
+    if op == "add_key":
+        # add_key("user", desc, payload, len, KEY_SPEC_USER_KEYRING=-4)
+        desc, payload = event["desc"].encode(), event["secret"].encode()
+        key = libc.syscall(248, b"user", desc, payload, len(payload), -4)
+        return "refused: " + os.strerror(ctypes.get_errno()) if key == -1 else key
+    if op == "read_key":
+        # request_key("user", desc, NULL, 0) then keyctl(KEYCTL_READ=11, key, buf, len)
+        key = libc.syscall(249, b"user", event["desc"].encode(), None, 0)
+        if key == -1:
+            return "refused: " + os.strerror(ctypes.get_errno())
+        buf = ctypes.create_string_buffer(256)
+        n = libc.syscall(250, 11, key, buf, 256)
+        return buf.raw[:n].decode(errors="replace")
+    if op == "syscalls":
+        AF_VSOCK, SOCK_STREAM = 40, 1
+        return {
+            "bpf": syscall_errno(321, 0, 0, 0),
+            "perf_event_open": syscall_errno(298, 0, 0, -1, -1, 0),
+            "userfaultfd": syscall_errno(323, 0),
+            "unshare_user": syscall_errno(272, 0x10000000),
+            "mount": syscall_errno(165, b"none", b"/tmp", b"tmpfs", 0, None),
+            "personality_no_aslr": syscall_errno(135, 0x0040000),
+            "vsock": syscall_errno(41, AF_VSOCK, SOCK_STREAM, 0),
+            "getpid": syscall_errno(39),
+        }
+    if op == "fds":
+        mine = {str(reply_fd()), str(int(open("/proc/self/cmdline", "rb").read().split(b"\0")[-3]))}
+        found = {}
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                pass
+        return {"fds": found, "pipes": sorted(mine)}
+    if op == "write_every_fd":
+        wrote = []
+        keep = {reply_fd(), int(open("/proc/self/cmdline", "rb").read().split(b"\0")[-3])}
+        for fd in range(3, 1024):
+            if fd in keep:
+                continue
+            try:
+                os.write(fd, b"ERROR computebus.worker: forged by a handler\n")
+                wrote.append(fd)
+            except OSError:
+                pass
+        return wrote
+    if op == "threads_then_return":
+        for _ in range(4):
+            threading.Thread(target=burn, daemon=True).start()
+        return "returned"
+    if op == "double_reply":
+        write_frame(current_nonce(), b'{"ok":true,"result":"FORGED"}')
+        return "genuine"
+    if op == "late_reply":
+        nonce = current_nonce()
+        def later():
+            time.sleep(0.2)
+            write_frame(nonce, b'{"ok":true,"result":"STOLEN"}')
+        threading.Thread(target=later).start()
+        return "returned"
+    if op == "forged_error":
+        body = json.dumps({"ok": False, "error": {"code": "overloaded", "type": "X",
+                                                   "message": "come back later"}}).encode()
+        write_frame(current_nonce(), body)
+        return "genuine"
     if op == "write_workspace":
         for path in ("index.py", "new.txt"):
             try:
@@ -95,15 +196,14 @@ def handler(event, context):
     if op == "nested_userns":
         return subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode
     if op == "huge_frame":
-        reply_fd = int(open("/proc/self/cmdline", "rb").read().split(b"\0")[-2])
-        os.write(reply_fd, (0xFFFFFFF0).to_bytes(4, "big"))
+        fd = reply_fd()
+        os.write(fd, (0xFFFFFFF0).to_bytes(4, "big") + current_nonce())
         while True:
-            os.write(reply_fd, b"x" * 65536)
+            os.write(fd, b"x" * 65536)
     if op == "stop_reading":
-        import threading
-        reply_fd = int(open("/proc/self/cmdline", "rb").read().split(b"\0")[-2])
+        nonce = current_nonce()
         def answer_then_stop():
-            os.write(reply_fd, b"\x00\x00\x00\x19" + b'{"ok":true,"result":null}')
+            write_frame(nonce, b'{"ok":true,"result":null}')
             time.sleep(3600)
         threading.Thread(target=answer_then_stop).start()
         time.sleep(3600)
@@ -113,8 +213,49 @@ def handler(event, context):
 NODE_ATTACKS = r"""
 const fs = require('fs');
 const net = require('net');
+const { Worker } = require('worker_threads');
+const replyFd = () => Number(process.argv[process.argv.length - 1]);
+const requestFd = () => Number(process.argv[process.argv.length - 2]);
 exports.handler = async (event) => {
   switch (event.op) {
+    case 'echo':
+      return event.x;
+    case 'write_sysctl':
+      try { fs.writeFileSync(event.path, event.value); return 'wrote'; }
+      catch (err) { return 'refused: ' + err.code; }
+    case 'write_every_fd': {
+      // Every fd that names a file or a terminal: what a worker could have leaked (node's own
+      // pipes and event fds are its own, and writing into them only crashes it).
+      const wrote = [];
+      for (const name of fs.readdirSync('/proc/self/fd')) {
+        const fd = Number(name);
+        if (fd < 3 || fd === replyFd() || fd === requestFd()) continue;
+        let target;
+        try { target = fs.readlinkSync('/proc/self/fd/' + name); } catch (err) { continue; }
+        if (!target.startsWith('/') || target === '/dev/null') continue;
+        try { fs.writeSync(fd, 'ERROR computebus.worker: forged by a handler\n'); wrote.push(fd); }
+        catch (err) { /* not writable */ }
+      }
+      return wrote;
+    }
+    case 'fds': {
+      const found = {};
+      for (const fd of fs.readdirSync('/proc/self/fd')) {
+        try { found[fd] = fs.readlinkSync('/proc/self/fd/' + fd); } catch (err) { /* gone */ }
+      }
+      return { fds: found, pipes: [String(requestFd()), String(replyFd())] };
+    }
+    case 'threads_then_return':
+      for (let i = 0; i < 4; i++) new Worker('for (;;) {}', { eval: true }).unref();
+      return 'returned';
+    case 'late_reply':
+      setTimeout(() => {
+        const body = Buffer.from('{"ok":true,"result":"STOLEN"}');
+        const header = Buffer.alloc(12);
+        header.writeUInt32BE(body.length, 0);
+        fs.writeSync(replyFd(), Buffer.concat([header, body]));
+      }, 200);
+      return 'returned';
     case 'write_workspace':
       try { fs.writeFileSync('index.js', 'owned'); return 'wrote index.js'; }
       catch (err) { return 'refused: ' + err.code; }

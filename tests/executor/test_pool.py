@@ -16,14 +16,14 @@ from tests.conftest import handler_request, spawn_python_handler
 PID_HANDLER = "import os\ndef handler(event, context):\n    return os.getpid()\n"
 
 
-def spawner(tmp_path: Path, name: str) -> Spawner:
+def spawner(sandbox: Sandbox, tmp_path: Path, name: str) -> Spawner:
     workspace = tmp_path / name
     workspace.mkdir()
     (workspace / "index.py").write_text(PID_HANDLER)
 
     async def spawn() -> HandlerProcess:
         # Bare processes (no sandbox): their pids are real, so reuse can be told by pid.
-        return await spawn_python_handler(Sandbox(None, None), workspace)
+        return await spawn_python_handler(sandbox, workspace)
 
     return spawn
 
@@ -47,11 +47,16 @@ def gone(pid: int) -> bool:
     return False
 
 
-async def test_a_process_is_reused_within_a_revision_and_never_across(tmp_path: Path) -> None:
+async def test_a_process_is_reused_within_a_revision_and_never_across(
+    bare_sandbox: Sandbox, tmp_path: Path
+) -> None:
     pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=60)
     try:
         rev1, rev2 = ("c", "000000001", 1), ("c", "000000001", 2)
-        spawn1, spawn2 = spawner(tmp_path, "r1"), spawner(tmp_path, "r2")
+        spawn1, spawn2 = (
+            spawner(bare_sandbox, tmp_path, "r1"),
+            spawner(bare_sandbox, tmp_path, "r2"),
+        )
         first = await pid_from(pool, rev1, spawn1)
         assert await pid_from(pool, rev1, spawn1) == first
         assert await pid_from(pool, rev2, spawn2) != first
@@ -60,11 +65,13 @@ async def test_a_process_is_reused_within_a_revision_and_never_across(tmp_path: 
     assert gone(first)
 
 
-async def test_idle_processes_are_stopped_after_the_idle_time(tmp_path: Path) -> None:
+async def test_idle_processes_are_stopped_after_the_idle_time(
+    bare_sandbox: Sandbox, tmp_path: Path
+) -> None:
     pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=0.4)
     pool.start()
     try:
-        pid = await pid_from(pool, ("c", "000000002", 1), spawner(tmp_path, "idle"))
+        pid = await pid_from(pool, ("c", "000000002", 1), spawner(bare_sandbox, tmp_path, "idle"))
         for _ in range(60):
             if gone(pid):
                 break
@@ -74,11 +81,13 @@ async def test_idle_processes_are_stopped_after_the_idle_time(tmp_path: Path) ->
         await pool.close()
 
 
-async def test_at_most_max_per_revision_processes_run_at_once(tmp_path: Path) -> None:
+async def test_at_most_max_per_revision_processes_run_at_once(
+    bare_sandbox: Sandbox, tmp_path: Path
+) -> None:
     pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=60)
     try:
         key = ("c", "000000003", 1)
-        spawn = spawner(tmp_path, "cap")
+        spawn = spawner(bare_sandbox, tmp_path, "cap")
         pids = await asyncio.gather(*(pid_from(pool, key, spawn) for _ in range(10)))
         assert 1 <= len(set(pids)) <= 2
     finally:

@@ -4,31 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from executor.instance import ProcessGone
-from executor.sandbox import Cgroups, Sandbox
-from tests.conftest import handler_request, living_descendants, spawn_python_handler
+from executor.launch import open_sandbox
+from executor.sandbox import Sandbox
+from executor.settings import Settings
+from tests.conftest import (
+    handler_request,
+    living_descendants,
+    reachable_dir,
+    spawn_python_handler,
+    world_python,
+)
 from tests.executor.attacks import PY_ATTACKS
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    (tmp_path / "index.py").write_text(PY_ATTACKS)
-    return tmp_path
+def workspace() -> Iterator[Path]:
+    with reachable_dir() as path:
+        (path / "index.py").write_text(PY_ATTACKS)
+        yield path
+
+
+def forced(level: str, workspaces: Path) -> Sandbox:
+    """The sandbox ``serve`` would use with COMPUTEBUS_ISOLATION=level (checked at start)."""
+    settings = Settings(isolation=level, python=world_python())
+    return open_sandbox(
+        settings, f"computebus-test-{os.getpid()}-{os.urandom(2).hex()}", workspaces
+    )
 
 
 @pytest.fixture
-async def cgroup_only() -> AsyncIterator[Sandbox]:
-    cgroups = Cgroups.create(f"computebus-test-{os.getpid()}-{os.urandom(2).hex()}")
-    if cgroups is None:
+async def cgroup_only(workspace: Path) -> AsyncIterator[Sandbox]:
+    sandbox = forced("cgroup", workspace)
+    if sandbox.cgroups is None:
+        sandbox.close()
         if os.environ.get("CI") == "true":
             pytest.fail("CI must have writable cgroups")
         pytest.skip("no writable cgroups here")
-    sandbox = Sandbox(None, cgroups)
     yield sandbox
     sandbox.close()
 
@@ -39,10 +56,11 @@ async def test_cgroup_level_kills_a_setsid_escapee(cgroup_only: Sandbox, workspa
     process = await spawn_python_handler(cgroup_only, workspace, memory_mb=128)
     with pytest.raises(TimeoutError):
         await process.invoke(handler_request({"op": "escape"}), 1.0)
-    assert process.cgroup is not None
+    cgroup = process.confinement.cgroup
+    assert cgroup is not None
     await process.kill()
     # The escapee left the session and the process tree; the cgroup still found it.
-    assert process.cgroup.pids() == set()
+    assert cgroup.pids() == set()
     for _ in range(50):
         if living_descendants() <= before:
             break
@@ -59,7 +77,7 @@ async def test_cgroup_level_reports_out_of_memory(cgroup_only: Sandbox, workspac
 
 
 async def test_rlimit_level_bounds_python_memory(workspace: Path) -> None:
-    sandbox = Sandbox(None, None)
+    sandbox = forced("rlimit", workspace)
     assert sandbox.level == "rlimit"
     process = await spawn_python_handler(sandbox, workspace, memory_mb=128)
     try:
@@ -70,3 +88,4 @@ async def test_rlimit_level_bounds_python_memory(workspace: Path) -> None:
         assert bytes(ok.result) == b'"ok"'
     finally:
         await process.kill()
+        sandbox.close()
