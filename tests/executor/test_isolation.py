@@ -42,7 +42,7 @@ async def level(stack: Stack) -> str:
     return isolation
 
 
-def test_ci_runs_the_strongest_level(level: str) -> None:
+async def test_ci_runs_the_strongest_level(level: str) -> None:
     if os.environ.get("CI") == "true":
         assert level == "bwrap+cgroup"
 

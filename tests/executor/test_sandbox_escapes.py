@@ -48,25 +48,26 @@ async def isolation(http: httpx.AsyncClient) -> str:
 
 # ---- the host's kernel settings ----------------------------------------------------------------
 
-SYSCTL = Path("/proc/sys/kernel/printk_ratelimit")
+SYSCTLS = {  # a harmless one, and the one that would run code as host root on a crash
+    Path("/proc/sys/kernel/printk_ratelimit"): lambda before: str(int(before) + 2),
+    Path("/proc/sys/kernel/core_pattern"): lambda before: "|/workspace/owned",
+}
 
 
 @pytest.mark.parametrize("runtime", ["python", "nodejs"])
 async def test_a_handler_cannot_change_host_kernel_settings(
     http: httpx.AsyncClient, make_function: MakeFunction, runtime: str
 ) -> None:
-    before = SYSCTL.read_text()
-    changed = str(int(before) + 2)
     fn = await hostile(make_function, runtime)
-    try:
-        response = await call(http, fn, "write_sysctl", path=str(SYSCTL), value=changed)
-        assert str(result(response)).startswith("refused"), response.text
-    finally:
-        if SYSCTL.read_text() != before:  # put the host back before failing
-            SYSCTL.write_text(before)
-            pytest.fail(f"the handler changed the host's {SYSCTL} to {changed}")
-    core = await call(http, fn, "write_sysctl", path="/proc/sys/kernel/core_pattern", value="|x")
-    assert str(result(core)).startswith("refused"), core.text
+    for path, changed in SYSCTLS.items():
+        before = path.read_text()
+        try:
+            response = await call(http, fn, "write_sysctl", path=str(path), value=changed(before))
+            assert str(result(response)).startswith("refused"), response.text
+        finally:
+            if path.read_text() != before:  # put the host back before failing
+                path.write_text(before)
+                pytest.fail(f"the handler changed the host's {path}")
 
 
 # ---- tenants' keyrings ---------------------------------------------------------------------------
