@@ -48,9 +48,18 @@ async def isolation(http: httpx.AsyncClient) -> str:
 
 # ---- the host's kernel settings ----------------------------------------------------------------
 
-SYSCTLS = {  # a harmless one, and the one that would run code as host root on a crash
-    Path("/proc/sys/kernel/printk_ratelimit"): lambda before: str(int(before) + 2),
-    Path("/proc/sys/kernel/core_pattern"): lambda before: "|/workspace/owned",
+def _other_number(before: str) -> str:
+    return str(int(before) + 2)
+
+
+def _a_pipe_into_the_workspace(before: str) -> str:
+    return "|/workspace/owned"
+
+
+SYSCTLS: dict[Path, Callable[[str], str]] = {
+    # a harmless one, and the one that would run code as host root on the next crash
+    Path("/proc/sys/kernel/printk_ratelimit"): _other_number,
+    Path("/proc/sys/kernel/core_pattern"): _a_pipe_into_the_workspace,
 }
 
 
