@@ -39,6 +39,7 @@ class ProcessCgroup:
     def __init__(self, dirs: dict[str, Path], v2: bool) -> None:
         self.dirs = dirs
         self.v2 = v2
+        self._freeze_fd: int | None = None  # kept open: it is written twice per invocation
 
     def enter(self) -> None:
         """Move the calling process in; runs in the child between fork and exec."""
@@ -57,10 +58,18 @@ class ProcessCgroup:
         self._set_frozen(False)
 
     def _set_frozen(self, frozen: bool) -> None:
+        if self._freeze_fd is None:
+            if self.v2:
+                path = self.dirs[""] / "cgroup.freeze"
+            elif "freezer" in self.dirs:
+                path = self.dirs["freezer"] / "freezer.state"
+            else:
+                return
+            self._freeze_fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         if self.v2:
-            _write(self.dirs[""] / "cgroup.freeze", b"1" if frozen else b"0")
-        elif "freezer" in self.dirs:
-            _write(self.dirs["freezer"] / "freezer.state", b"FROZEN" if frozen else b"THAWED")
+            os.write(self._freeze_fd, b"1" if frozen else b"0")
+        else:
+            os.write(self._freeze_fd, b"FROZEN" if frozen else b"THAWED")
 
     def cpu_usage_ns(self) -> int | None:
         """CPU time used by everything in the cgroup so far, or None where it is not counted."""
@@ -113,6 +122,9 @@ class ProcessCgroup:
         log.error("processes %s survived SIGKILL in %s", sorted(self.pids()), self.dirs)
 
     def remove(self) -> None:
+        if self._freeze_fd is not None:
+            os.close(self._freeze_fd)
+            self._freeze_fd = None
         for d in self._unique_dirs():
             with contextlib.suppress(OSError):
                 d.rmdir()

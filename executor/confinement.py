@@ -17,6 +17,7 @@ class Confinement:
         self.cgroup = cgroup
         self.uid = uid
         self._freezes = freezes and cgroup is not None
+        self._frozen = False
         self._idle_since_ns: int | None = None
 
     def pause(self) -> None:
@@ -26,11 +27,14 @@ class Confinement:
         if self._freezes:
             with contextlib.suppress(OSError):
                 self.cgroup.freeze()
-        self._idle_since_ns = self.cgroup.cpu_usage_ns()
+                self._frozen = True
+        else:
+            self._idle_since_ns = self.cgroup.cpu_usage_ns()
 
     def resume(self) -> None:
-        if self._freezes and self.cgroup is not None:
+        if self._frozen and self.cgroup is not None:
             self.cgroup.thaw()
+            self._frozen = False
         self._idle_since_ns = None
 
     def used_cpu_while_idle(self) -> bool:
