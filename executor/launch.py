@@ -17,6 +17,7 @@ from executor.sandbox_users import SandboxUsers
 from executor.settings import Settings
 
 _CHECK_TIMEOUT_S = 30.0
+_CHECK_UNREADABLE = 3  # the bootstraps' --check exit code for a directory they cannot read
 _SETTINGS = {
     "python": ("COMPUTEBUS_PYTHON", "/usr/bin/python3"),
     "nodejs": ("COMPUTEBUS_NODE", "/usr/bin/node"),
@@ -92,7 +93,7 @@ def open_sandbox(settings: Settings, name: str, workspaces: Path) -> Sandbox:
 def check_runtimes(sandbox: Sandbox, workspaces: Path) -> None:
     """Start each runtime's bootstrap in the sandbox, as a handler would run, with the
     workspace directory in view; raise ``SandboxUnusable`` naming what to change."""
-    for runtime, interpreter in sandbox.interpreters.items():
+    for runtime in sandbox.interpreters:
         plan = sandbox.plan(
             runtime,
             functools.partial(_check_argv, runtime),
@@ -117,25 +118,44 @@ def check_runtimes(sandbox: Sandbox, workspaces: Path) -> None:
             finally:
                 for fd in spawn.setup_fds:
                     os.close(fd)
-            problem = ""
-            if done.returncode != 0:
-                problem = done.stderr.decode(errors="replace").strip()
-                problem = problem or f"exit code {done.returncode}"
+            code = done.returncode
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            problem = lines[-1] if lines else f"exit code {code}"
         except (OSError, subprocess.SubprocessError) as exc:
-            problem = str(exc)
+            code, problem = -1, str(exc)
         finally:
             confinement.kill_all()
             confinement.release()
-        if problem:
-            setting, example = _SETTINGS[runtime]
+        if code != 0:
             raise SandboxUnusable(
-                f"{runtime} handlers cannot start in the {sandbox.level} sandbox as uid "
-                f"{confinement.uid.uid}: {problem}. The interpreter "
-                f"({interpreter.executable}) and the data dir ({workspaces}) must be readable "
-                f"by that uid: set {setting} to an interpreter every user can run "
-                f"(e.g. {example}), use a data dir outside a private home, or install "
-                "bubblewrap"
+                _refusal(sandbox, runtime, confinement.uid.uid, workspaces, code, problem)
             )
+
+
+def _refusal(
+    sandbox: Sandbox, runtime: str, uid: int, workspaces: Path, code: int, problem: str
+) -> str:
+    """What stops ``runtime`` from starting, and what the operator can change."""
+    where = f"{runtime} handlers cannot start in the {sandbox.level} sandbox as uid {uid}"
+    if code == _CHECK_UNREADABLE:
+        fix = (
+            f"the data dir must be readable by that uid ({problem}): use one every user can "
+            "enter (--data-dir or COMPUTEBUS_DATA_DIR, e.g. /var/lib/computebus)"
+        )
+    else:
+        setting, example = _SETTINGS[runtime]
+        exe = sandbox.interpreters[runtime].executable
+        fix = (
+            f"its interpreter {exe} does not start ({problem}): set {setting} to one every "
+            f"user can run (e.g. {example})"
+        )
+    if sandbox.bwrap is None:
+        fix += (
+            ", or let bubblewrap bind it (COMPUTEBUS_ISOLATION=auto)"
+            if sandbox.capped
+            else ", or install bubblewrap, which binds it for the sandbox"
+        )
+    return f"{where}: {fix}"
 
 
 def _check_argv(runtime: str, exe: str, bootstraps: str, workspace: str) -> list[str]:

@@ -106,6 +106,7 @@ class Sandbox:
         seccomp: bytes | None,
         interpreters: dict[str, Interpreter],
         setpriv: str | None = None,
+        capped: bool = False,
     ) -> None:
         self.bwrap = bwrap
         self.cgroups = cgroups
@@ -113,6 +114,7 @@ class Sandbox:
         self.seccomp = seccomp
         self.interpreters = interpreters
         self.setpriv = setpriv
+        self.capped = capped
         self.bootstraps = _stage_bootstraps()
 
     @classmethod
@@ -135,7 +137,15 @@ class Sandbox:
                 log.warning("bwrap is not used: a root worker needs setpriv (util-linux)")
                 bwrap = None
         cgroups = Cgroups.create(name) if any("cgroup" in lv for lv in allowed) else None
-        if bwrap is None and cgroups is not None and "cgroup" not in allowed:
+        # The strongest allowed level whose parts are here; the parts it does not use go.
+        level = next(
+            lv
+            for lv in allowed
+            if ("bwrap" not in lv or bwrap) and ("cgroup" not in lv or cgroups is not None)
+        )
+        if "bwrap" not in level:
+            bwrap = None
+        if "cgroup" not in level and cgroups is not None:
             cgroups.remove()
             cgroups = None
         sandbox = cls(
@@ -145,6 +155,7 @@ class Sandbox:
             seccomp=compile_filter(),
             interpreters=interpreters,
             setpriv=setpriv,
+            capped=max_level != LEVELS[0],
         )
         if sandbox.gaps:
             log.warning("handler isolation is %r: %s", sandbox.level, "; ".join(sandbox.gaps))
@@ -170,14 +181,14 @@ class Sandbox:
     def gaps(self) -> list[str]:
         """What this level does not give, in words an operator can act on."""
         gaps: list[str] = []
+        if self.capped:
+            gaps.append(f"isolation capped at {self.level} by COMPUTEBUS_ISOLATION")
         if self.bwrap is None:
-            gaps.append(
-                "no bubblewrap (package bubblewrap): handlers see the host's files and network"
-            )
+            why = "not used" if self.capped else "missing (package bubblewrap)"
+            gaps.append(f"bubblewrap {why}: handlers see the host's files and network")
         if self.cgroups is None:
-            gaps.append(
-                "no writable memory+pids cgroup: memory by rlimit, no freeze between invocations"
-            )
+            why = "not used" if self.capped else "no writable memory+pids cgroup"
+            gaps.append(f"cgroups {why}: memory by rlimit, no freeze between invocations")
         else:
             features = self.cgroups.features
             if not features.freeze:

@@ -9,7 +9,12 @@ const net = require('net');
 const path = require('path');
 
 if (process.argv[2] === '--check') {
-  fs.readdirSync(process.argv[3]);
+  try {
+    fs.readdirSync(process.argv[3]);
+  } catch (err) {
+    console.error(`cannot read ${process.argv[3]}: ${err.code}`);
+    process.exit(3);  // the directory cannot be read by this uid
+  }
   process.exit(0);
 }
 const [workspace, relFile, exportName, reqFd, replyFd] = process.argv.slice(2);

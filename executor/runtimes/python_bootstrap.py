@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 HEADER = struct.Struct(">I8s")
+CHECK_UNREADABLE = 3  # the --check directory cannot be read by this uid
 
 
 class Context(dict[str, Any]):
@@ -82,7 +83,11 @@ def load(workspace: str, rel_file: str, export: str) -> Callable[..., Any]:
 
 def main() -> None:
     if sys.argv[1] == "--check":
-        os.listdir(sys.argv[2])
+        try:
+            os.listdir(sys.argv[2])
+        except OSError as exc:
+            print(f"cannot read {sys.argv[2]}: {exc.strerror}", file=sys.stderr)
+            sys.exit(CHECK_UNREADABLE)
         return
     # Only the loader needed it (a relocated interpreter's libpython); functions may not set
     # LD_* themselves, so it is the sandbox's, and neither the handler nor its children see it.

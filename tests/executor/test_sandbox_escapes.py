@@ -48,6 +48,7 @@ async def isolation(http: httpx.AsyncClient) -> str:
 
 # ---- the host's kernel settings ----------------------------------------------------------------
 
+
 def _other_number(before: str) -> str:
     return str(int(before) + 2)
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from executor.instance import ProcessGone
-from executor.launch import open_sandbox
+from executor.launch import SandboxUnusable, open_sandbox
 from executor.sandbox import Sandbox
 from executor.settings import Settings
 from tests.conftest import (
@@ -89,3 +91,55 @@ async def test_rlimit_level_bounds_python_memory(workspace: Path) -> None:
     finally:
         await process.kill()
         sandbox.close()
+
+
+async def test_a_capped_level_says_so_and_still_drops_the_uid(workspace: Path) -> None:
+    sandbox = forced("bwrap", workspace)
+    try:
+        if sandbox.bwrap is None:
+            pytest.skip("no working bubblewrap here")
+        assert sandbox.level == "bwrap"
+        assert sandbox.cgroups is None
+        assert any("capped at bwrap" in gap for gap in sandbox.gaps), sandbox.gaps
+        process = await spawn_python_handler(sandbox, workspace)
+        try:
+            reply, _ = await process.invoke(handler_request({"op": "whoami"}), 10.0)
+            me = msgspec.json.decode(bytes(reply.result))
+            assert me["uid"] != 0 and int(me["caps"], 16) == 0, me
+        finally:
+            await process.kill()
+    finally:
+        sandbox.close()
+
+
+async def test_without_a_freezer_cpu_used_while_idle_retires_the_process(
+    cgroup_only: Sandbox, workspace: Path
+) -> None:
+    assert cgroup_only.cgroups is not None
+    features = cgroup_only.cgroups.features
+    if not features.cpu_usage:
+        pytest.skip("no CPU accounting in these cgroups")
+    cgroup_only.cgroups.features = dataclasses.replace(features, freeze=False)
+    process = await spawn_python_handler(cgroup_only, workspace)
+    try:
+        await process.invoke(handler_request({"op": "ok"}), 10.0)
+        assert process.well_behaved  # idle, and nothing of it runs
+        await process.invoke(handler_request({"op": "threads_then_return"}), 10.0)
+        await asyncio.sleep(0.5)
+        assert not process.well_behaved  # its threads burned CPU with no invocation
+    finally:
+        await process.kill()
+
+
+async def test_a_data_dir_the_sandbox_cannot_read_stops_the_worker_at_start(
+    tmp_path: Path,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only a root worker gives its sandboxes another uid")
+    private = tmp_path / "private"  # pytest's tmp_path lives under a directory only root enters
+    private.mkdir()
+    with pytest.raises(SandboxUnusable) as refused:
+        forced("cgroup", private)
+    message = str(refused.value)
+    assert "data dir must be readable" in message and "COMPUTEBUS_DATA_DIR" in message, message
+    assert "COMPUTEBUS_ISOLATION=auto" in message  # bubblewrap is only capped away
