@@ -34,6 +34,7 @@ from pathlib import Path
 
 from executor.cgroups import PIDS_MAX, Cgroups, ProcessCgroup
 from executor.confinement import Confinement
+from executor.runtimes.commands import BOOTSTRAPS
 from executor.runtimes.interpreters import Interpreter
 from executor.sandbox_users import SandboxUsers
 from executor.settings import ISOLATION_LEVELS
@@ -378,18 +379,34 @@ def _pipe_holding(data: bytes) -> int:
     return r
 
 
+_STAGED_PREFIX = "computebus-bootstraps-"
+
+
 def _stage_bootstraps() -> Path:
     """A copy of the bootstraps that every sandbox uid can read (the installed package may live
-    where only root can look, as under /root)."""
-    from executor.runtimes.commands import BOOTSTRAPS
-
-    staged = Path(tempfile.mkdtemp(prefix="computebus-bootstraps-"))
+    where only root can look, as under /root). Named by the worker's pid, so that the next
+    worker removes what one that was killed outright left behind."""
+    _remove_stale_stages()
+    staged = Path(tempfile.mkdtemp(prefix=f"{_STAGED_PREFIX}{os.getpid()}-"))
     for source in BOOTSTRAPS:
         target = staged / source.name
         shutil.copyfile(source, target)
         target.chmod(0o444)
     staged.chmod(0o755)
     return staged
+
+
+def _remove_stale_stages() -> None:
+    for path in Path(tempfile.gettempdir()).glob(f"{_STAGED_PREFIX}*-*"):
+        pid = path.name[len(_STAGED_PREFIX) :].split("-", 1)[0]
+        try:
+            if path.lstat().st_uid != os.geteuid() or not pid.isdigit():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _bind_as_is(path: str) -> list[str]:

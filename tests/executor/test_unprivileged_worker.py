@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -92,47 +91,56 @@ def delegated_cgroup(name: str) -> Iterator[list[Path]]:
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     python = _worker_python()
     nats = await start_embedded_nats(tmp_path_factory.mktemp("nats-unprivileged"))
-    with reachable_dir() as data_dir, delegated_cgroup(f"computebus-test-{os.getpid()}") as cg:
-        os.chown(data_dir, NOBODY, NOBODY)
-        env = {
-            "PATH": os.environ.get("PATH", os.defpath),
-            "NATS_URL": nats.url,
-            "COMPUTEBUS_DATA_DIR": str(data_dir),
-            "COMPUTEBUS_LOG_LEVEL": "WARNING",
-        }
-        # The shell waits until the worker's pid is in its cgroups, then becomes the worker.
-        worker = subprocess.Popen(
-            ["/bin/sh", "-c", 'read _ && exec "$@"', "sh", python, "-m", "executor.cli", "worker"],
-            stdin=subprocess.PIPE,
-            env=env,
-            cwd=data_dir,
-            user=NOBODY,
-            group=NOBODY,
-            extra_groups=[],
-        )
+    try:
+        with reachable_dir() as data_dir, delegated_cgroup(f"computebus-test-{os.getpid()}") as cg:
+            os.chown(data_dir, NOBODY, NOBODY)
+            async for stack in _stack_with_worker(python, nats.url, data_dir, cg):
+                yield stack
+    finally:
+        await nats.stop()
+
+
+async def _stack_with_worker(
+    python: str, nats_url: str, data_dir: Path, cgroups: list[Path]
+) -> AsyncIterator[Stack]:
+    """The API in this process, the worker as the unprivileged user, started in ``cgroups``."""
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "NATS_URL": nats_url,
+        "COMPUTEBUS_DATA_DIR": str(data_dir),
+        "COMPUTEBUS_LOG_LEVEL": "WARNING",
+    }
+    # The shell waits until its pid is in the cgroups, then becomes the worker.
+    worker = subprocess.Popen(
+        ["/bin/sh", "-c", 'read _ && exec "$@"', "sh", python, "-m", "executor.cli", "worker"],
+        stdin=subprocess.PIPE,
+        env=env,
+        cwd=data_dir,
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+    )
+    settings = Settings(data_dir=data_dir, port=0, idle_s=60.0, drain_s=5.0)
+    stop = asyncio.Event()
+    url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    api = asyncio.create_task(run_api(nats_url, settings, stop, on_ready=url.set_result))
+    try:
         assert worker.stdin is not None
-        for d in cg:
+        for d in cgroups:
             (d / "cgroup.procs").write_text(str(worker.pid))
         worker.stdin.write(b"go\n")
         worker.stdin.close()
-        settings = Settings(data_dir=data_dir, port=0, idle_s=60.0, drain_s=5.0)
-        stop = asyncio.Event()
-        url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        api = asyncio.create_task(run_api(nats.url, settings, stop, on_ready=url.set_result))
+        await _wait_for_workers(await asyncio.wait_for(url, 30), worker)
+        yield Stack(api=await url, nats_url=nats_url, settings=settings)
+    finally:
+        stop.set()
+        await api
+        worker.terminate()
         try:
-            await _wait_for_workers(await asyncio.wait_for(url, 30), worker)
-            yield Stack(api=await url, nats_url=nats.url, settings=settings)
-        finally:
-            stop.set()
-            await api
-            worker.terminate()
-            try:
-                await asyncio.to_thread(worker.wait, 15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                await asyncio.to_thread(worker.wait)
-            await nats.stop()
-            shutil.rmtree(data_dir, ignore_errors=True)
+            await asyncio.to_thread(worker.wait, 15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            await asyncio.to_thread(worker.wait)
 
 
 async def _wait_for_workers(api: str, worker: subprocess.Popen[bytes]) -> None:
