@@ -160,6 +160,7 @@ class Cgroups:
         if own is None:
             return None
         parent = _ROOT / own.lstrip("/") / name
+        _remove_stale({"": parent.parent}, v2=True)
         offered = set((parent.parent / "cgroup.controllers").read_text().split())
         if not {"memory", "pids"} <= offered:
             return None
@@ -171,6 +172,12 @@ class Cgroups:
 
     @classmethod
     def _create_v1(cls, name: str) -> Cgroups | None:
+        bases = {
+            c: _ROOT / c / own.lstrip("/")
+            for c in (*_REQUIRED_V1, *_OPTIONAL_V1)
+            if (own := _own_cgroup(c)) is not None and (_ROOT / c / "cgroup.procs").exists()
+        }
+        _remove_stale(bases, v2=False)
         parents: dict[str, Path] = {}
         for controller in (*_REQUIRED_V1, *_OPTIONAL_V1):
             mount = _ROOT / controller
@@ -244,6 +251,39 @@ class Cgroups:
         for parent in self.parents.values():
             with contextlib.suppress(OSError):
                 parent.rmdir()
+
+
+def _remove_stale(bases: dict[str, Path], v2: bool) -> None:
+    """Remove the cgroups of workers that died without cleaning up (named ``computebus-...-PID-X``
+    by ``run_worker``), with whatever they left running: each process's cgroup is taken across
+    every controller at once, so a frozen one is thawed as it is killed."""
+    leaves: dict[tuple[str, str], dict[str, Path]] = {}
+    parents: list[Path] = []
+    for controller, base in bases.items():
+        for parent in base.glob("computebus-*"):
+            pid = parent.name.rsplit("-", 2)[-2] if parent.name.count("-") >= 2 else ""
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            parents.append(parent)
+            for leaf in parent.glob("p*"):
+                leaves.setdefault((parent.name, leaf.name), {})[controller] = leaf
+    for dirs in leaves.values():
+        cgroup = ProcessCgroup(dirs, v2)
+        cgroup.kill_all()
+        cgroup.remove()
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write(path: Path, data: bytes) -> None:

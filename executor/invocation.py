@@ -28,6 +28,7 @@ from schemas.errors import (
     HandlerNotFound,
     InvalidInput,
     InvalidOutput,
+    InvalidRequest,
     OutOfMemory,
     PayloadTooLarge,
     Timeout,
@@ -124,13 +125,15 @@ class Invoker:
             if failure is not None:
                 raise failure
             assert result is not None
+            if prepared.output_schema.accepts_anything and not _is_utf8(result):
+                raise InvalidOutput("the handler's result is not UTF-8")
             if len(result) > self.max_result_bytes:
                 raise PayloadTooLarge(
                     f"the handler's result is {len(result)} bytes, over the "
                     f"{self.max_result_bytes}-byte limit"
                 )
             if not prepared.output_schema.accepts_anything:
-                output = decode_json(result, "/result")
+                output = _handler_json(result)
                 problems = await self._validate(prepared.output_schema, output, prepared, "output")
                 if problems:
                     raise InvalidOutput(
@@ -332,6 +335,23 @@ class Invoker:
             if result is not None:
                 record.output = msgspec.Raw(result)
         return record
+
+
+def _handler_json(result: bytes) -> Any:
+    """The handler's result as a value; what cannot be read is the handler's fault (502)."""
+    try:
+        return decode_json(result, "/result")
+    except InvalidRequest as exc:
+        raise InvalidOutput(f"the handler's result cannot be read: {exc.message}") from None
+
+
+def _is_utf8(data: bytes) -> bool:
+    """The reply frame's JSON was checked by the decoder; its strings' bytes were not."""
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # What Node prints when V8 reaches --max-old-space-size, just before it aborts.

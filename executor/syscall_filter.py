@@ -68,6 +68,7 @@ DENIED: dict[str, tuple[str, ...]] = {
 }
 CLONE_NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
 AF_VSOCK = 40
+AF_NETLINK, NETLINK_KOBJECT_UEVENT = 16, 15  # the host's device events, even in a new netns
 TIOCSTI = 0x5412  # push characters into a terminal's input
 # personality() bits that weaken the address space (no ASLR, executable data, page zero).
 PERSONALITY_BITS = (0x0040000, 0x0400000, 0x0200000, 0x0100000)
@@ -93,6 +94,12 @@ def compile_filter() -> bytes | None:
     # clone3 passes its flags in memory, out of a filter's reach: ENOSYS makes libc use clone.
     f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     f.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.EQ, AF_VSOCK))
+    f.add_rule(
+        deny,
+        "socket",
+        seccomp.Arg(0, seccomp.EQ, AF_NETLINK),
+        seccomp.Arg(2, seccomp.EQ, NETLINK_KOBJECT_UEVENT),
+    )
     f.add_rule(deny, "ioctl", seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, TIOCSTI))
     for bit in PERSONALITY_BITS:
         f.add_rule(deny, "personality", seccomp.Arg(0, seccomp.MASKED_EQ, bit, bit))

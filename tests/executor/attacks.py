@@ -64,6 +64,7 @@ def handler(event, context):
             "mount": syscall_errno(165, b"none", b"/tmp", b"tmpfs", 0, None),
             "personality_no_aslr": syscall_errno(135, 0x0040000),
             "vsock": syscall_errno(41, AF_VSOCK, SOCK_STREAM, 0),
+            "uevent_netlink": syscall_errno(41, 16, 3, 15),  # AF_NETLINK, SOCK_RAW, KOBJECT_UEVENT
             "getpid": syscall_errno(39),
         }
     if op == "fds":
@@ -93,6 +94,9 @@ def handler(event, context):
         return "returned"
     if op == "double_reply":
         write_frame(current_nonce(), b'{"ok":true,"result":"FORGED"}')
+        return "genuine"
+    if op == "unreadable_result":
+        write_frame(current_nonce(), b'{"ok":true,"result":"\xff\xfe"}')
         return "genuine"
     if op == "late_reply":
         nonce = current_nonce()

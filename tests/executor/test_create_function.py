@@ -674,6 +674,18 @@ BAD_INPUT: list[tuple[str, Mutation, str, str | None]] = [
         "LD_PRELOAD",
     ),
     (
+        "env-GCONV_PATH",
+        lambda b: with_(b, "/compute_asset/env_vars", ["GCONV_PATH=/workspace"]),
+        "/compute_asset/env_vars/0",
+        "GCONV_PATH",
+    ),
+    (
+        "env-LC_ALL",
+        lambda b: with_(b, "/compute_asset/env_vars", ["OK=1", "LC_ALL=/workspace/loc"]),
+        "/compute_asset/env_vars/1",
+        "LC_ALL",
+    ),
+    (
         "env-no-equals",
         lambda b: with_(b, "/compute_asset/env_vars", ["NOEQUALS"]),
         "/compute_asset/env_vars/0",

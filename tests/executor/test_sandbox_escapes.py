@@ -196,6 +196,18 @@ async def test_a_handler_cannot_answer_with_a_platform_error(
     assert result(await call(http, fn, "echo", x=4)) == 4
 
 
+@pytest.mark.parametrize("schema", [None, {"output": {"type": "string"}}])
+async def test_a_result_that_is_not_utf8_is_the_handlers_fault(
+    http: httpx.AsyncClient, make_function: MakeFunction, schema: dict[str, Any] | None
+) -> None:
+    fn = await hostile(make_function, "python", schema=schema)
+    response = await call(http, fn, "unreadable_result")
+    assert response.status_code == 502, response.text
+    assert response.json()["code"] == "invalid_output"
+    listed = await http.get(f"{fn.path}/invocations")
+    assert listed.status_code == 200, listed.text  # the record stayed JSON
+
+
 # ---- system calls -----------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from tests.executor.test_sandbox_escapes import (
     test_a_handler_cannot_answer_with_a_platform_error,
     test_a_handler_cannot_change_host_kernel_settings,
     test_a_late_frame_never_answers_a_later_caller,
+    test_a_result_that_is_not_utf8_is_the_handlers_fault,
     test_a_second_reply_frame_never_answers_the_next_caller,
     test_dangerous_system_calls_are_denied,
     test_host_paths_stay_out_of_command_lines_and_mounts,
@@ -38,6 +39,7 @@ __all__ = [  # collected again here, against the unprivileged worker's stack
     "test_a_handler_cannot_answer_with_a_platform_error",
     "test_a_handler_cannot_change_host_kernel_settings",
     "test_a_late_frame_never_answers_a_later_caller",
+    "test_a_result_that_is_not_utf8_is_the_handlers_fault",
     "test_a_second_reply_frame_never_answers_the_next_caller",
     "test_dangerous_system_calls_are_denied",
     "test_host_paths_stay_out_of_command_lines_and_mounts",
@@ -92,7 +94,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     python = _worker_python()
     nats = await start_embedded_nats(tmp_path_factory.mktemp("nats-unprivileged"))
     try:
-        with reachable_dir() as data_dir, delegated_cgroup(f"computebus-test-{os.getpid()}") as cg:
+        with (
+            reachable_dir() as data_dir,
+            delegated_cgroup(f"computebus-test-{os.getpid()}-delegated") as cg,
+        ):
             os.chown(data_dir, NOBODY, NOBODY)
             async for stack in _stack_with_worker(python, nats.url, data_dir, cg):
                 yield stack
