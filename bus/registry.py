@@ -20,10 +20,11 @@ from nats.js.kv import KeyValue
 from bus import subjects
 from bus.scan import scan_last_per_subject
 from schemas.codec import decoder_for, encode
-from schemas.errors import FunctionExists
+from schemas.errors import FunctionExists, PayloadTooLarge
 from schemas.functions import FunctionRecord, Revision
 
 _ID_ATTEMPTS = 20
+_KV_HEADROOM = 1024  # subject and headers of a KV message
 
 
 def name_hash(name: str) -> str:
@@ -35,12 +36,13 @@ def new_service_id() -> str:
 
 
 class Registry:
-    def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, kv: KeyValue, max_payload: int) -> None:
         self.js = js
         self.kv = kv
+        self._max_record = max_payload - _KV_HEADROOM
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> Registry:
+    async def open(cls, js: JetStreamContext, max_payload: int) -> Registry:
         try:
             kv = await js.key_value(subjects.FUNCTIONS_BUCKET)
         except nats.js.errors.BucketNotFoundError:
@@ -49,14 +51,27 @@ class Registry:
                     bucket=subjects.FUNCTIONS_BUCKET, history=8, storage=StorageType.FILE
                 )
             )
-        return cls(js, kv)
+        return cls(js, kv, max_payload)
+
+    def _encode(self, record: Revision | FunctionRecord) -> bytes:
+        """The record as stored; one the bus cannot carry is refused (413), not retried."""
+        data = encode(record)
+        if len(data) > self._max_record:
+            what = "revision" if isinstance(record, Revision) else "function"
+            raise PayloadTooLarge(
+                f"the {what} record would be {len(data)} bytes, over the {self._max_record}-byte"
+                " limit of one message on the bus (fewer or shorter asset names, env_vars or"
+                " schemas)",
+                [{"path": "/", "message": f"at most {self._max_record} bytes once stored"}],
+            )
+        return data
 
     async def create_first_revision(self, ct: str, revision: Revision) -> str:
         """Store revision 1 under a fresh service id; the create also claims the id."""
         for _ in range(_ID_ATTEMPTS):
             service = new_service_id()
             try:
-                await self.kv.create(subjects.revision_key(ct, service, 1), encode(revision))
+                await self.kv.create(subjects.revision_key(ct, service, 1), self._encode(revision))
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue
             return service
@@ -69,7 +84,7 @@ class Registry:
         while True:
             stored = msgspec.structs.replace(revision, number=number)
             try:
-                await self.kv.create(subjects.revision_key(ct, ft, number), encode(stored))
+                await self.kv.create(subjects.revision_key(ct, ft, number), self._encode(stored))
             except nats.js.errors.KeyWrongLastSequenceError:
                 number += 1
                 continue
@@ -79,7 +94,7 @@ class Registry:
         """Write ``record`` only if it is still at KV sequence ``seq``; returns the new one.
         Raises ``KeyWrongLastSequenceError`` when someone wrote in between."""
         key = subjects.function_key(record.collection_topic, record.service)
-        return await self.kv.update(key, encode(record), last=seq)
+        return await self.kv.update(key, self._encode(record), last=seq)
 
     async def list_revisions(self, ct: str, ft: str) -> list[Revision]:
         decode = decoder_for(Revision).decode
@@ -125,7 +140,7 @@ class Registry:
 
     async def create_function(self, record: FunctionRecord) -> int:
         return await self.kv.create(
-            subjects.function_key(record.collection_topic, record.service), encode(record)
+            subjects.function_key(record.collection_topic, record.service), self._encode(record)
         )
 
     async def get_function(self, ct: str, ft: str) -> FunctionRecord | None:

@@ -34,7 +34,7 @@ def new_invocation_id() -> str:
 
 
 def is_invocation_id(value: str) -> bool:
-    return bool(subjects.COLLECTION_TOPIC.match(value))
+    return bool(subjects.COLLECTION_TOPIC.fullmatch(value))
 
 
 def check_invocation_id(value: str) -> str:

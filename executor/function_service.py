@@ -19,6 +19,7 @@ from bus.registry import Registry, name_hash
 from executor.runtimes.commands import RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
 from executor.settings import Settings
 from executor.workspace import (
+    check_asset_count,
     check_handler_present,
     decode_assets,
     handler_file,
@@ -40,11 +41,17 @@ from schemas.functions import (
     Revision,
     Runtime,
     check_async_config,
+    check_description,
+    check_monitor_config,
 )
 from schemas.validation import check_schema
 
 MEMORY_TIERS_MB = (128, 256, 512, 1024, 2048, 4096)
 _SIZE = re.compile(r"^([1-9][0-9]*)MB$")
+# Far below what exec accepts (128 KiB per string, the argv and environment together a quarter
+# of the stack limit), so every handler process can start with them.
+MAX_ENV_VAR_BYTES = 32 * 1024
+MAX_ENV_BYTES = 128 * 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_CHARS = 256
@@ -67,7 +74,7 @@ class RevisionDraft:
 
 
 def memory_mb(size: str) -> int:
-    found = _SIZE.match(size)
+    found = _SIZE.fullmatch(size)
     if not found or int(found.group(1)) not in MEMORY_TIERS_MB:
         tiers = ", ".join(f"{t}MB" for t in MEMORY_TIERS_MB)
         raise InvalidRequest(
@@ -78,15 +85,22 @@ def memory_mb(size: str) -> int:
 
 
 def check_env_vars(env_vars: list[str], where: str) -> None:
+    total = 0
     for i, item in enumerate(env_vars):
         name, eq, _ = item.partition("=")
+        size = len(item.encode())
+        total += size + 1
         reason = None
-        if not eq or not _ENV_NAME.match(name):
+        if not eq or not _ENV_NAME.fullmatch(name):
             reason = "must be NAME=VALUE with NAME a letter or _ then letters, digits or _"
         elif name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
             reason = f"{name} is reserved for the runtime and cannot be set"
         elif "\x00" in item:
             reason = "must not contain NUL"
+        elif size > MAX_ENV_VAR_BYTES:
+            reason = f"is {size} bytes, over the {MAX_ENV_VAR_BYTES}-byte limit of one variable"
+        elif total > MAX_ENV_BYTES:
+            reason = f"takes the variables over {MAX_ENV_BYTES} bytes in all"
         if reason:
             raise InvalidRequest(f"{where}/{i}: {reason}", [detail(f"{where}/{i}", reason)])
 
@@ -160,17 +174,18 @@ class FunctionService:
         return revision, encoded
 
     async def create(self, body: bytes) -> FunctionView:
+        check_asset_count(body)
         req = decode_as(CreateFunctionRequest, body)
         spec = req.compute_asset
         ct = spec.collection_topic
         self.check_name(req.name)
-        if not subjects.COLLECTION_TOPIC.match(ct):
+        if not subjects.COLLECTION_TOPIC.fullmatch(ct):
             raise _invalid(
                 "/compute_asset/collection_topic",
                 f"{ct!r} must match {subjects.COLLECTION_TOPIC.pattern}",
             )
-        if req.monitor_config.ttl <= 0:
-            raise _invalid("/monitor_config/ttl", "must be a positive number of milliseconds")
+        check_monitor_config(req.monitor_config)
+        check_description(req.description)
         check_async_config(req.async_config)
         draft = RevisionDraft(
             runtime=spec.runtime,

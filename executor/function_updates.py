@@ -17,6 +17,7 @@ from bus import subjects
 from bus.registry_view import DEFAULT_ALIAS, RegistryView
 from bus.workers import probe_revision, sync_workers
 from executor.function_service import FunctionService, RevisionDraft, function_view
+from executor.workspace import check_asset_count
 from schemas.codec import decode_as, encode
 from schemas.compatibility import incompatibilities
 from schemas.errors import (
@@ -35,6 +36,8 @@ from schemas.functions import (
     FunctionView,
     Revision,
     check_async_config,
+    check_description,
+    check_monitor_config,
 )
 
 ALIAS = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # a DNS label
@@ -52,6 +55,7 @@ class FunctionUpdates:
     async def patch_compute_asset(
         self, ct: str, ft: str, body: bytes, *, promote: bool
     ) -> FunctionView:
+        check_asset_count(body)
         patch = decode_as(ComputeAssetPatch, body)
         if patch.collection_topic not in (UNSET, ct) or patch.service not in (UNSET, ft):
             raise InvalidRequest(
@@ -78,11 +82,10 @@ class FunctionUpdates:
         patch = decode_as(FunctionPatch, body)
         if patch.name is not UNSET:
             self.functions.check_name(patch.name)
-        if patch.monitor_config is not UNSET and patch.monitor_config.ttl <= 0:
-            raise InvalidRequest(
-                "/monitor_config/ttl: must be a positive number of milliseconds",
-                [detail("/monitor_config/ttl", "must be a positive number of milliseconds")],
-            )
+        if patch.monitor_config is not UNSET:
+            check_monitor_config(patch.monitor_config)
+        if patch.description is not UNSET:
+            check_description(patch.description)
         if patch.async_config is not UNSET:  # checked whole, before anything is written
             _, before = await self._current(ct, ft)
             check_async_config(patch.async_config.applied_to(before.async_config))
@@ -173,7 +176,7 @@ class FunctionUpdates:
     async def put_alias(
         self, ct: str, ft: str, alias: str, body: bytes, *, force: bool = False
     ) -> dict[str, int | str]:
-        if not ALIAS.match(alias):
+        if not ALIAS.fullmatch(alias):
             raise InvalidRequest(
                 f"alias {alias!r} is not a DNS label",
                 [detail("alias", "lowercase letters, digits and '-', 1 to 63 characters")],

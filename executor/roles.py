@@ -51,7 +51,7 @@ class Bus:
     async def open(cls, url: str, name: str, settings: Settings) -> Bus:
         nc = await connect(url, name=name)
         js = nc.jetstream()
-        registry = await Registry.open(js)
+        registry = await Registry.open(js, nc.max_payload)
         view = RegistryView(registry)
         await view.start()
         return cls(

@@ -40,6 +40,7 @@ _CHUNK = 64 * 1024
 # Tar headers, long-name records and padding cost up to a few blocks per entry on top of the data.
 _TAR_OVERHEAD_PER_ENTRY = 4096
 _TAR_TRAILER = 10240
+MAX_FILES = 10_000  # entries of one bundle, archives' contents included
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _JS_IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _EXTENSIONS = {"nodejs": ".js", "python": ".py"}
@@ -389,8 +390,17 @@ def _seal(dest: Path) -> None:
         os.chmod(dirpath, 0o555)
 
 
+def check_asset_count(body: bytes, where: str = ASSETS_PATH) -> None:
+    """Refuse a body with more assets than a bundle may hold before decoding it (a million tiny
+    assets would hold the event loop for seconds). Counting the key is exact enough: inside a
+    JSON string its quotes would be escaped."""
+    count = body.count(b'"asset_name"')
+    if count > MAX_FILES:
+        raise _too_large(where, f"{count} assets, over the limit of {MAX_FILES}")
+
+
 def materialize(
-    bundle: Bundle, dest: Path, *, max_total_bytes: int, max_files: int = 10000
+    bundle: Bundle, dest: Path, *, max_total_bytes: int, max_files: int = MAX_FILES
 ) -> None:
     """Write ``bundle`` into the empty directory ``dest`` and make the whole tree read-only.
 

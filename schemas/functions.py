@@ -63,6 +63,25 @@ class AsyncConfigPatch(Struct):
 
 
 MAX_ATTEMPTS_LIMIT = 20
+MAX_BACKOFF_MS = 86_400_000  # one day between two attempts
+MAX_TTL_MS = 366 * 86_400_000  # records are kept at most a year
+MAX_DESCRIPTION_CHARS = 4096
+
+
+def check_monitor_config(config: MonitorConfig) -> None:
+    if not 0 < config.ttl <= MAX_TTL_MS:
+        reason = f"must be 1 to {MAX_TTL_MS} milliseconds (366 days), got {config.ttl}"
+        raise InvalidRequest(
+            f"/monitor_config/ttl: {reason}", [{"path": "/monitor_config/ttl", "message": reason}]
+        )
+
+
+def check_description(description: str) -> None:
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        reason = f"must be at most {MAX_DESCRIPTION_CHARS} characters, got {len(description)}"
+        raise InvalidRequest(
+            f"/description: {reason}", [{"path": "/description", "message": reason}]
+        )
 
 
 def check_async_config(config: AsyncConfig) -> None:
@@ -75,8 +94,11 @@ def check_async_config(config: AsyncConfig) -> None:
                 "message": f"must be 1 to {MAX_ATTEMPTS_LIMIT}, got {config.max_attempts}",
             }
         )
-    if config.backoff_ms < 0:
-        problems.append({"path": "/async_config/backoff_ms", "message": "must not be negative"})
+    for name in ("backoff_ms", "max_backoff_ms"):
+        value = getattr(config, name)
+        if not 0 <= value <= MAX_BACKOFF_MS:
+            reason = f"must be 0 to {MAX_BACKOFF_MS} milliseconds (one day), got {value}"
+            problems.append({"path": f"/async_config/{name}", "message": reason})
     if config.max_backoff_ms < config.backoff_ms:
         problems.append(
             {"path": "/async_config/max_backoff_ms", "message": "must be at least backoff_ms"}

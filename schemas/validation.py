@@ -293,6 +293,8 @@ class CompiledSchema:
                 found.append(detail(pointer or "/", error.message))
                 if len(found) >= MAX_REPORTED_ERRORS:
                     break
+        except RecursionError:  # a recursive schema ("$ref": "#") over a deeply nested value
+            found.append(detail("/", "is nested too deeply to check against the schema"))
         finally:
             _PATTERN_DEADLINE.reset(token)
         return found

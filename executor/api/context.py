@@ -43,11 +43,11 @@ def function_ref(request: Request) -> tuple[str, str]:
     """The ``{ct}/{ft}`` of the path, checked: a bad collection is a 400, a bad id a 404."""
     ct = request.path_params["ct"]
     ft = request.path_params["ft"]
-    if not subjects.COLLECTION_TOPIC.match(ct):
+    if not subjects.COLLECTION_TOPIC.fullmatch(ct):
         reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
         raise InvalidRequest(
             f"collection_topic {ct!r} {reason}", [detail("collection_topic", reason)]
         )
-    if not subjects.SERVICE_ID.match(ft):
+    if not subjects.SERVICE_ID.fullmatch(ft):
         raise FunctionNotFound(f"function {ct}/{ft} does not exist")
     return ct, ft

@@ -52,7 +52,7 @@ async def _page(request: Request, ct: str | None) -> Response:
 
 async def list_functions(request: Request) -> Response:
     ct = request.query_params.get("collection_topic") or None
-    if ct is not None and not subjects.COLLECTION_TOPIC.match(ct):
+    if ct is not None and not subjects.COLLECTION_TOPIC.fullmatch(ct):
         reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
         raise InvalidRequest(f"collection_topic {reason}", [detail("?collection_topic", reason)])
     return await _page(request, ct)
@@ -60,7 +60,7 @@ async def list_functions(request: Request) -> Response:
 
 async def collection_functions(request: Request) -> Response:
     ct = request.path_params["ct"]
-    if not subjects.COLLECTION_TOPIC.match(ct):
+    if not subjects.COLLECTION_TOPIC.fullmatch(ct):
         reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
         raise InvalidRequest(f"collection_topic {reason}", [detail("collection_topic", reason)])
     return await _page(request, ct)

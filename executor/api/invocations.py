@@ -47,17 +47,17 @@ def payload_bytes(raw: msgspec.Raw) -> bytes:
     data = bytes(raw)
     if not data.startswith(b'"'):
         return data
-    text: str = json_decoder.decode(data)
     try:
+        text: str = json_decoder.decode(data)
         json_decoder.decode(text)
-    except msgspec.DecodeError as exc:
+        return text.encode()
+    except (msgspec.DecodeError, UnicodeError) as exc:  # bad UTF-8, a lone surrogate
         raise InvalidRequest(
             f"/payload: a string payload must hold JSON ({exc})",
             [detail("/payload", f"a string payload must hold JSON: {exc}")],
         ) from None
     except RecursionError:
         raise nested_too_deeply("/payload") from None
-    return text.encode()
 
 
 async def invoke(request: Request) -> Response:
