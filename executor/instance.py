@@ -111,7 +111,7 @@ class HandlerProcess:
         max_reply_bytes: int = 64 * 1024 * 1024,
     ) -> HandlerProcess:
         """Start ``argv`` with the two pipe fds appended; ``setup_fds`` (the sandbox's own setup
-        pipes) are passed too and closed here once the child has them."""
+        fds) are passed too and closed here once the child has them."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         log_r, log_w = os.pipe()

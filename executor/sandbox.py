@@ -81,8 +81,10 @@ class LaunchPlan:
     """How to start one revision's handler processes (the same for each of them)."""
 
     command: list[str]  # the interpreter's argv, as seen where it runs
-    bwrap_args: list[str] | None  # bubblewrap's options (sent through a pipe, not on argv)
-    env: dict[str, str]
+    bwrap_args: list[str] | None  # bubblewrap's options (sent through a memfd, not on argv)
+    env: dict[
+        str, str
+    ]  # of the process started (under bubblewrap, the handler's is in its options)
     cwd: str
     limits: Limits
     python: bool
@@ -90,7 +92,8 @@ class LaunchPlan:
 
 @dataclass(frozen=True)
 class Spawn:
-    """One process's start: its argv, the setup pipes to pass and what to do before exec."""
+    """One process's start: its argv, the setup fds to pass (bwrap's options and filter) and what to
+    do before exec."""
 
     argv: list[str]
     setup_fds: tuple[int, ...]
@@ -220,6 +223,12 @@ class Sandbox:
             argv = command(str(interp.executable), str(self.bootstraps), str(workspace))
             return LaunchPlan(argv, None, env, str(workspace), limits, python)
         args = self._namespaces(limits)
+        # The handler's environment travels with the options (a memfd, not the command line,
+        # which anyone can read through ps); bubblewrap itself, root on the host, starts with
+        # none of it.
+        args.append("--clearenv")
+        for name, value in env.items():
+            args += ["--setenv", name, value]
         # Directories bwrap makes on the way to a mount point are 0700 when it runs as root.
         for parent in ("/etc", "/opt"):
             args += ["--perms", "0755", "--dir", parent]
@@ -247,11 +256,9 @@ class Sandbox:
         # /dev stays usable (/dev/null, /dev/urandom) but nothing can be created there (/dev/shm).
         args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKSPACE_INSIDE]
         argv = command(exe, BOOTSTRAPS_INSIDE, WORKSPACE_INSIDE)
-        return LaunchPlan(argv, args, env, str(workspace), limits, python)
+        return LaunchPlan(argv, args, {}, str(workspace), limits, python)
 
     def _namespaces(self, limits: Limits) -> list[str]:
-        # The environment reaches the handler through bwrap's own (exactly the plan's env), not
-        # --setenv: values on a command line are readable by anyone through ps.
         args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not limits.network:
             args.append("--unshare-net")
@@ -285,7 +292,7 @@ class Sandbox:
         return Confinement(cgroup, uid, freezes)
 
     def spawn(self, plan: LaunchPlan, confinement: Confinement) -> Spawn:
-        """The argv and setup pipes of one process (its uid is only known now)."""
+        """The argv and setup fds of one process (its uid is only known now)."""
         uid = confinement.uid.uid
         preexec = self._preexec(plan, confinement.cgroup, uid)
         if plan.bwrap_args is None or self.bwrap is None:
@@ -294,9 +301,9 @@ class Sandbox:
         fds: list[int] = []
         try:
             if self.seccomp is not None:
-                fds.append(_pipe_holding(self.seccomp))
+                fds.append(_fd_holding(self.seccomp))
                 args += ["--seccomp", str(fds[-1])]
-            fds.append(_pipe_holding(b"\0".join(a.encode() for a in args) + b"\0"))
+            fds.append(_fd_holding(b"\0".join(a.encode() for a in args) + b"\0"))
         except BaseException:
             for fd in fds:
                 os.close(fd)
@@ -369,14 +376,17 @@ def _sock_fprog(program: bytes) -> _SockFprog:
     return _SockFprog(len(program) // 8, program)  # each BPF instruction is 8 bytes
 
 
-def _pipe_holding(data: bytes) -> int:
-    """The read end of a pipe that holds ``data`` and then ends (bwrap reads it at start)."""
-    r, w = os.pipe()
+def _fd_holding(data: bytes) -> int:
+    """A file descriptor that reads ``data`` from its start (bwrap reads it at start-up); a
+    memfd, so that it holds any size without a reader on the other end."""
+    fd = os.memfd_create("computebus-sandbox-setup", os.MFD_CLOEXEC)
     try:
-        os.write(w, data)  # far below the pipe's buffer: never blocks
-    finally:
-        os.close(w)
-    return r
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 _STAGED_PREFIX = "computebus-bootstraps-"

@@ -238,5 +238,5 @@ async def test_host_paths_stay_out_of_command_lines_and_mounts(
     package = str(Path(__file__).resolve().parents[2])  # the source checkout
     for text in (own, init):
         assert data_dir not in text and package not in text, text
-        assert "--ro-bind" not in text, text  # bwrap's options travel through a pipe
+        assert "--ro-bind" not in text, text  # bwrap's options travel through a memfd
     assert package not in mounts, mounts
