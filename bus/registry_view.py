@@ -136,5 +136,10 @@ class RegistryView:
             raise NotFound(f"function {ct}/{ft} has no revision {revision}")
         return record, rev
 
+    def cached_function(self, ct: str, ft: str) -> FunctionRecord | None:
+        """The record if this process has it now (no bus round trip: for admission checks)."""
+        known = self._functions.get((ct, ft))
+        return known[1] if known is not None else None
+
     def cached_functions(self) -> list[FunctionRecord]:
         return [record for _, record in self._functions.values()]

@@ -35,6 +35,7 @@ from schemas.functions import (
     AsyncConfig,
     ComputeAssetView,
     CreateFunctionRequest,
+    FunctionLimits,
     FunctionRecord,
     FunctionSchema,
     FunctionView,
@@ -42,6 +43,7 @@ from schemas.functions import (
     Runtime,
     check_async_config,
     check_description,
+    check_limits,
     check_monitor_config,
 )
 from schemas.validation import check_schema
@@ -187,6 +189,7 @@ class FunctionService:
         check_monitor_config(req.monitor_config)
         check_description(req.description)
         check_async_config(req.async_config)
+        check_limits(req.limits)
         draft = RevisionDraft(
             runtime=spec.runtime,
             handler=spec.handler,
@@ -218,6 +221,7 @@ class FunctionService:
                 description=req.description,
                 monitor_config=req.monitor_config,
                 async_config=req.async_config,
+                limits=req.limits,
                 created=now,
                 modified=now,
                 latest_revision=1,
@@ -320,6 +324,8 @@ def function_view(
     )
     if assets is not None or record.async_config != AsyncConfig():
         view.async_config = record.async_config
+    if assets is not None or record.limits != FunctionLimits():
+        view.limits = record.limits
     if assets is not None:
         view.size = revision.size
         view.revision = revision.number

@@ -37,6 +37,7 @@ from schemas.functions import (
     Revision,
     check_async_config,
     check_description,
+    check_limits,
     check_monitor_config,
 )
 
@@ -86,6 +87,8 @@ class FunctionUpdates:
             check_monitor_config(patch.monitor_config)
         if patch.description is not UNSET:
             check_description(patch.description)
+        if patch.limits is not UNSET:
+            check_limits(patch.limits)
         if patch.async_config is not UNSET:  # checked whole, before anything is written
             _, before = await self._current(ct, ft)
             check_async_config(patch.async_config.applied_to(before.async_config))
@@ -110,6 +113,7 @@ class FunctionUpdates:
             and patch.description is UNSET
             and patch.monitor_config is UNSET
             and patch.async_config is UNSET
+            and patch.limits is UNSET
         ):
             return view or await self._view(ct, ft, "updated")
         _, current = await self._current(ct, ft)
@@ -128,6 +132,7 @@ class FunctionUpdates:
                     if patch.async_config is UNSET
                     else patch.async_config.applied_to(record.async_config)
                 ),
+                limits=_or(patch.limits, record.limits),
                 modified=int(time.time()),
             )
 

@@ -25,6 +25,7 @@ from schemas.codec import decode_json
 from schemas.errors import (
     ComputeError,
     FunctionFailed,
+    FunctionNotFound,
     HandlerNotFound,
     InvalidInput,
     InvalidOutput,
@@ -100,6 +101,7 @@ class Invoker:
         self.monitor = monitor
         self.settings = settings
         self._prepared: dict[RevisionKey, PreparedRevision] = {}
+        self.running = 0  # invocations holding a handler process now (the worker's capacity)
         self._preparing: dict[RevisionKey, asyncio.Lock] = {}
 
     async def invoke(self, call: Call) -> Outcome:
@@ -185,9 +187,15 @@ class Invoker:
         request = request_encoder.encode(
             HandlerRequest(event=msgspec.Raw(call.payload), context=context)
         )
-        process = await prepared.pool.acquire()
+        deadline = time.monotonic() + timeout_ms / 1000
         try:
-            reply, logs = await process.invoke(request, timeout_ms / 1000)
+            process = await prepared.pool.acquire(timeout_ms / 1000)
+        except TimeoutError:
+            busy = Timeout(f"no process of the function was free within its {timeout_ms} ms")
+            return None, busy, Logs("", False)
+        self.running += 1
+        try:
+            reply, logs = await process.invoke(request, max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
             logs = process.take_logs()
             if process.out_of_memory:
@@ -208,6 +216,7 @@ class Invoker:
                 return None, OutOfMemory(f"the handler ran out of memory ({limit})"), logs
             return None, FunctionFailed(f"the handler process died: {exc}"), logs
         finally:
+            self.running -= 1
             await prepared.pool.release(process)
         if not reply.ok:
             return None, _reply_error(reply, prepared), logs
@@ -268,7 +277,10 @@ class Invoker:
             return [{"reason": exc.code, "message": exc.message}]
         except RuntimeError as exc:  # the runtime is not installed here
             return [{"reason": "runtime_unavailable", "message": str(exc)}]
-        process = await prepared.pool.acquire()
+        try:
+            process = await prepared.pool.acquire(revision.timeout / 1000)
+        except TimeoutError:
+            return [{"reason": "timeout", "message": "no process was free for the load check"}]
         try:
             reply, _ = await process.invoke(PROBE_REQUEST, revision.timeout / 1000)
         except TimeoutError:
@@ -297,10 +309,12 @@ class Invoker:
             await self.instances.retire(key)
 
     async def forget_function(self, ct: str, ft: str) -> None:
-        """Drop what was prepared for a deleted function and stop its processes."""
+        """Drop what was prepared for a deleted function and stop its processes; invocations
+        still waiting for one answer ``function_not_found``."""
+        gone = FunctionNotFound(f"function {ct}/{ft} was deleted")
         for key in [k for k in self._prepared if k[:2] == (ct, ft)]:
             self._prepared.pop(key, None)
-            await self.instances.retire(key)
+            await self.instances.retire(key, gone)
 
     def _record(
         self,

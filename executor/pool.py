@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from executor.instance import HandlerProcess
-from schemas.errors import Overloaded
+from schemas.errors import ComputeError, Overloaded
 
 RevisionKey = tuple[str, str, int]
 Spawner = Callable[[], Awaitable[HandlerProcess]]
@@ -28,16 +28,20 @@ class RevisionPool:
         self._size = 0
         self._waiters = 0
         self._closed = False
+        self._gone: ComputeError | None = None  # what waiters get once the function is deleted
         self._available = asyncio.Condition()
 
     @property
     def size(self) -> int:
         return self._size
 
-    async def acquire(self) -> HandlerProcess:
+    async def acquire(self, timeout_s: float) -> HandlerProcess:
+        """A process for one invocation. Waiting for one ends with the invocation's own timeout
+        (raises ``TimeoutError``), or when the function is deleted (raises what ``close`` got)."""
         dead: list[HandlerProcess] = []
         try:
-            return await self._acquire(dead)
+            async with asyncio.timeout(timeout_s):
+                return await self._acquire(dead)
         finally:
             for process in dead:  # exited or closed its pipe while idle: kill what is left
                 await process.kill()
@@ -46,6 +50,8 @@ class RevisionPool:
         # "dead" also takes processes that ran while idle: they are killed, never reused.
         async with self._available:
             while True:
+                if self._gone is not None:
+                    raise self._gone
                 while self._idle:
                     process = self._idle.pop()
                     if process.well_behaved:
@@ -96,11 +102,16 @@ class RevisionPool:
         for process in stale:
             await process.kill()
 
-    async def close(self) -> None:
+    async def close(self, gone: ComputeError | None = None) -> None:
+        """Stop the idle processes; those in use stop when released. With ``gone``, the
+        invocations still waiting for a process get it as their answer instead of running."""
         self._closed = True
         async with self._available:
             idle, self._idle = self._idle, []
             self._size -= len(idle)
+            if gone is not None:
+                self._gone = gone
+                self._available.notify_all()
         for process in idle:
             await process.kill()
 
@@ -130,10 +141,10 @@ class InstancePool:
                 if pool.size == 0:
                     self._pools.pop(key, None)
 
-    async def retire(self, key: RevisionKey) -> None:
+    async def retire(self, key: RevisionKey, gone: ComputeError | None = None) -> None:
         pool = self._pools.pop(key, None)
         if pool is not None:
-            await pool.close()
+            await pool.close(gone)
 
     async def close(self) -> None:
         if self._reaper is not None:

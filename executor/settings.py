@@ -30,7 +30,8 @@ class Settings:
     pool_per_revision: int = 4
     pool_max_waiters: int = 256
     idle_s: float = 300.0
-    worker_concurrency: int = 256
+    worker_concurrency: int = 256  # invocations running at once (holding a handler process)
+    function_concurrency: int = 64  # one function's in flight on a worker, unless it sets its own
     monitor_max_bytes: int = 1024 * MIB
     drain_s: float = 30.0
     bundle_gc_grace_s: float = 600.0
@@ -77,6 +78,7 @@ class Settings:
             "log_cap_bytes",
             "pool_per_revision",
             "worker_concurrency",
+            "function_concurrency",
             "idle_s",
             "async_dedupe_window_s",
             "async_ack_wait_s",
@@ -134,6 +136,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "pool_max_waiters": int,
     "idle_s": float,
     "worker_concurrency": int,
+    "function_concurrency": int,
     "bundle_gc_grace_s": float,
     "allow_network": _boolean,
     "monitor_max_bytes": int,

@@ -31,6 +31,18 @@ from schemas.functions import FunctionRecord
 log = logging.getLogger("computebus.worker")
 
 _RECORD_ACK_S = 10.0
+# Invocations a worker holds at most, waiting or running, per slot of WORKER_CONCURRENCY (a bound
+# on the payloads it keeps in memory, whatever the number of functions).
+_WAITING_PER_SLOT = 8
+
+
+def max_concurrency(record: FunctionRecord | None, settings: Settings) -> int:
+    """A function's invocations in flight on one worker at most: its own limit, or the default."""
+    if record is not None and record.limits.max_concurrency is not None:
+        return record.limits.max_concurrency
+    return settings.function_concurrency
+
+
 # Room for headers beside a reply in one message; results are capped at max_payload minus this.
 REPLY_HEADROOM = 64 * 1024
 
@@ -53,7 +65,8 @@ class Worker:
         self.settings = settings
         self.id = invoker.worker_id
         self._subs: list[Subscription] = []
-        self._tasks: set[asyncio.Task[None]] = set()  # invocations (they count toward capacity)
+        self._tasks: set[asyncio.Task[None]] = set()  # invocations, waiting or running
+        self._in_flight: dict[tuple[str, str], int] = {}  # per function: its share of _tasks
         self._chores: set[asyncio.Task[None]] = set()  # load checks, retiring processes
         self._accepting = False
 
@@ -126,14 +139,41 @@ class Worker:
         if not msg.reply:
             log.warning("dropping an invocation on %s without a reply subject", msg.subject)
             return
-        if not self._accepting or len(self._tasks) >= self.settings.worker_concurrency:
-            error = Overloaded("the worker is at capacity; retry shortly")
+        parsed = subjects.parse_function_subject(msg.subject)
+        function = (parsed[0], parsed[1]) if parsed is not None else ("", "")
+        refused = self._admission(function)
+        if refused is not None:
             invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
-            await self._reply_error(msg, error, invocation_id)
+            await self._reply_error(msg, refused, invocation_id)
             return
+        self._in_flight[function] = self._in_flight.get(function, 0) + 1
         task = asyncio.create_task(self._handle(msg))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._done(t, function))
+
+    def _admission(self, function: tuple[str, str]) -> Overloaded | None:
+        """Why this invocation cannot be taken now, if it cannot. Calls that only wait for one of
+        their function's processes count against that function, not against the worker."""
+        if not self._accepting:
+            return Overloaded("the worker is shutting down; retry shortly")
+        if self.invoker.running >= self.settings.worker_concurrency:
+            return Overloaded("the worker is at capacity; retry shortly")
+        if len(self._tasks) >= self.settings.worker_concurrency * _WAITING_PER_SLOT:
+            return Overloaded("the worker holds too many waiting invocations; retry shortly")
+        limit = max_concurrency(self.invoker.view.cached_function(*function), self.settings)
+        if self._in_flight.get(function, 0) >= limit:
+            ct, ft = function
+            return Overloaded(
+                f"function {ct}/{ft} already has {limit} invocations in flight on this worker "
+                "(its max_concurrency); retry shortly"
+            )
+        return None
+
+    def _done(self, task: asyncio.Task[None], function: tuple[str, str]) -> None:
+        self._tasks.discard(task)
+        left = self._in_flight.pop(function, 1) - 1
+        if left > 0:
+            self._in_flight[function] = left
 
     async def _handle(self, msg: Msg) -> None:
         headers = msg.headers or {}

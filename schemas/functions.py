@@ -124,6 +124,26 @@ class ComputeAssetSpec(Struct):
     network: bool = False
 
 
+MAX_CONCURRENCY_LIMIT = 1000
+
+
+class FunctionLimits(Struct):
+    """``limits``: how much of a worker one function may take, like Lambda's reserved concurrency.
+    ``max_concurrency`` bounds its invocations in flight (running or waiting for one of its warm
+    processes) on each worker; past it that function alone answers 429. Unset: the worker's
+    ``COMPUTEBUS_FUNCTION_CONCURRENCY``."""
+
+    max_concurrency: int | None = None
+
+
+def check_limits(limits: FunctionLimits) -> None:
+    value = limits.max_concurrency
+    if value is not None and not 1 <= value <= MAX_CONCURRENCY_LIMIT:
+        reason = f"must be 1 to {MAX_CONCURRENCY_LIMIT}, got {value}"
+        problem = {"path": "/limits/max_concurrency", "message": reason}
+        raise InvalidRequest(f"/limits/max_concurrency: {reason}", [problem])
+
+
 class CreateFunctionRequest(Struct):
     name: str
     compute_asset: ComputeAssetSpec
@@ -133,6 +153,8 @@ class CreateFunctionRequest(Struct):
     size: str = "256MB"
     # Extension: retries of Async invocations.
     async_config: AsyncConfig = msgspec.field(default_factory=AsyncConfig)
+    # Extension: a function's share of each worker.
+    limits: FunctionLimits = msgspec.field(default_factory=FunctionLimits)
 
 
 class ComputeAssetPatch(Struct):
@@ -156,6 +178,7 @@ class FunctionPatch(Struct):
     description: str | UnsetType = UNSET
     monitor_config: MonitorConfig | UnsetType = UNSET
     async_config: AsyncConfigPatch | UnsetType = UNSET
+    limits: FunctionLimits | UnsetType = UNSET
     schema: FunctionSchema | UnsetType = UNSET
     size: str | UnsetType = UNSET
 
@@ -195,6 +218,7 @@ class FunctionRecord(StoredStruct):
     latest_revision: int
     aliases: dict[str, int]
     async_config: AsyncConfig = msgspec.field(default_factory=AsyncConfig)
+    limits: FunctionLimits = msgspec.field(default_factory=FunctionLimits)
 
 
 class ComputeAssetView(Struct):
@@ -223,6 +247,7 @@ class FunctionView(Struct):
     schema: FunctionSchema
     # Shown on GET; in the create answer only when not the defaults (its shape is Quiva's).
     async_config: AsyncConfig | UnsetType = UNSET
+    limits: FunctionLimits | UnsetType = UNSET
     size: str | UnsetType = UNSET
     revision: int | UnsetType = UNSET
     aliases: dict[str, int] | UnsetType = UNSET

@@ -30,7 +30,7 @@ def spawner(sandbox: Sandbox, tmp_path: Path, name: str) -> Spawner:
 
 async def pid_from(pool: InstancePool, key: tuple[str, str, int], spawn: Spawner) -> int:
     revision_pool = pool.for_revision(key, spawn)
-    process = await revision_pool.acquire()
+    process = await revision_pool.acquire(10)
     try:
         reply, _ = await process.invoke(handler_request(), 10)
     finally:

@@ -1,0 +1,85 @@
+"""One function cannot take a worker from the others: its invocations in flight are bounded by
+its own ``limits.max_concurrency``, waiting for one of its processes ends at the call's timeout,
+and the waiting calls of a deleted function are dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import httpx
+import nats.errors
+import pytest
+from nats.aio.client import Client
+
+from tests.conftest import Fn, MakeFunction, function_body
+
+HANG = {"index.py": "import time\ndef handler(event, context):\n    time.sleep(3600)\n"}
+ECHO = {"index.js": "exports.handler = async (e) => e;"}
+
+
+async def code_of(nc: Client, fn: Fn, timeout: float) -> str:
+    """The HTTP status a NATS invocation answered with ("200" for a result)."""
+    try:
+        reply = await nc.request(fn.subject, b"{}", timeout=timeout)
+    except nats.errors.TimeoutError:
+        return "no answer"
+    headers = reply.headers or {}
+    return headers.get("Nats-Service-Error-Code", "200")
+
+
+async def test_a_flooded_function_leaves_the_worker_to_the_others(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    hanging = await make_function(
+        HANG, runtime="python", timeout=2000, limits={"max_concurrency": 20}
+    )
+    victim = await make_function(ECHO)
+    started = time.monotonic()
+    flood = [asyncio.create_task(code_of(nc, hanging, 15)) for _ in range(40)]
+    await asyncio.sleep(0.3)
+    for i in range(10):  # served at once while the flood waits
+        t = time.monotonic()
+        answer = await http.post(f"{victim.path}/invoke", json={"payload": i})
+        assert answer.json() == {"body": i}, answer.text
+        assert time.monotonic() - t < 1.0
+    codes = Counter(await asyncio.gather(*flood))
+    # 20 admitted (4 running, 16 waiting): every one ends at its own timeout, none waits for
+    # another's; the 20 past the function's limit were refused at once.
+    assert codes == {"504": 20, "429": 20}, codes
+    assert time.monotonic() - started < 2 * 2.0 + 1.5
+
+
+async def test_the_waiting_calls_of_a_deleted_function_are_dropped(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    hanging = await make_function(HANG, runtime="python", timeout=6000)
+    calls = [asyncio.create_task(code_of(nc, hanging, 15)) for _ in range(10)]
+    await asyncio.sleep(1.0)  # 4 running, 6 waiting for one of the 4 processes
+    deleted = time.monotonic()
+    assert (await http.delete(hanging.path)).status_code in (200, 204)
+    done, _ = await asyncio.wait(calls, timeout=3.0)
+    early = Counter(task.result() for task in done)
+    assert early["404"] == 6, early
+    assert time.monotonic() - deleted < 3.5
+    await asyncio.gather(*calls)
+
+
+@pytest.mark.parametrize("value", [0, 1001, "many"])
+async def test_max_concurrency_is_checked(http: httpx.AsyncClient, value: object) -> None:
+    body = function_body(ECHO, limits={"max_concurrency": value})
+    response = await http.post("/compute/functions", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["details"][0]["path"] == "/limits/max_concurrency"
+
+
+async def test_max_concurrency_is_kept_shown_and_changed(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(ECHO, limits={"max_concurrency": 5})
+    shown = (await http.get(fn.path)).json()["body"]
+    assert shown["limits"] == {"max_concurrency": 5}
+    patched = await http.patch(fn.path, json={"limits": {"max_concurrency": 7}})
+    assert patched.status_code == 200, patched.text
+    assert (await http.get(fn.path)).json()["body"]["limits"] == {"max_concurrency": 7}
