@@ -8,7 +8,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from bus import subjects
-from bus.scan import newest_page
+from bus.scan import Page, newest_page
 from bus.streams import MESSAGE_HEADROOM, ensure_stream, last_message
 from schemas.codec import decoder_for, encode
 from schemas.invocations import DeadLetter
@@ -69,9 +69,7 @@ class DeadLetters:
             subjects.DEAD_LETTER_STREAM, subject=subjects.dead_letter_filter(ct, ft)
         )
 
-    async def list(
-        self, ct: str, ft: str, *, limit: int = 50, offset: int = 0
-    ) -> tuple[list[DeadLetter], int]:
+    async def list(self, ct: str, ft: str, *, limit: int = 50, offset: int = 0) -> Page[DeadLetter]:
         """Newest first."""
         return await newest_page(
             self.js,

@@ -25,7 +25,7 @@ from nats.js.api import (
 )
 
 from bus import subjects
-from bus.scan import newest_page
+from bus.scan import Page, newest_page
 from bus.streams import MESSAGE_HEADROOM, ensure_stream, last_message
 from schemas.codec import decoder_for, encode
 from schemas.invocations import MonitorRecord
@@ -160,13 +160,13 @@ class MonitorStore:
 
     async def list(
         self, ct: str, ft: str, *, status: str | None = None, limit: int = 50, offset: int = 0
-    ) -> tuple[list[MonitorRecord], int]:
+    ) -> Page[MonitorRecord]:
         """Newest first. Reads the function's records once through a throwaway consumer."""
 
         def wanted(record: MonitorRecord | None) -> bool:
             return record is not None and (status is None or record.status == status)
 
-        page, total = await newest_page(
+        page = await newest_page(
             self.js,
             subjects.MONITOR_STREAM,
             subjects.monitor_filter(ct, ft),
@@ -175,4 +175,5 @@ class MonitorStore:
             limit=limit,
             offset=offset,
         )
-        return [record for record in page if record is not None], total
+        records = [record for record in page.items if record is not None]
+        return Page(records, page.total, page.complete)

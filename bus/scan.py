@@ -7,23 +7,40 @@ count still behind it, so the scan knows when it has seen everything. (nats-py's
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+LISTING_BUDGET_S = 10.0  # how long one listing may read before it answers with what it has
 _FETCH_BATCH = 256
+_FETCH_WAIT_S = 5.0
+# A scan with no budget of its own (the registry's: it must be whole) gives up after this long
+# without progress.
+_STALL_S = 30.0
 T = TypeVar("T")
 
 
+class ScanIncomplete(Exception):
+    """The scan ran out of its time budget (or the server stopped answering) before the end."""
+
+
 async def scan_last_per_subject(
-    js: JetStreamContext, stream: str, subject_filter: str
+    js: JetStreamContext, stream: str, subject_filter: str, *, budget_s: float | None = None
 ) -> AsyncIterator[bytes]:
-    """The bodies of the last message of each subject, in stream order; deletions are skipped."""
+    """The bodies of the last message of each subject, in stream order; deletions are skipped.
+
+    A fetch that times out is not the end: the consumer says whether messages are still to come
+    (big ones take long), and then the scan goes on with smaller batches. Raises
+    ``ScanIncomplete`` past ``budget_s`` (or after ``_STALL_S`` without progress)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_s if budget_s is not None else None
     sub = await js.pull_subscribe(
         subject_filter,
         stream=stream,
@@ -39,20 +56,38 @@ async def scan_last_per_subject(
         info = await sub.consumer_info()
         consumer = info.name
         pending = info.num_pending or 0
+        batch = _FETCH_BATCH
+        progress = loop.time()
         while pending > 0:
             try:
-                msgs = await sub.fetch(min(_FETCH_BATCH, pending), timeout=5)
+                msgs = await sub.fetch(min(batch, pending), timeout=_FETCH_WAIT_S)
             except TimeoutError:
-                return  # the rest expired (TTL) or was deleted after consumer_info counted it
+                pending = (await sub.consumer_info()).num_pending or 0  # 0: expired, deleted
+                if pending and loop.time() - progress > _STALL_S:
+                    raise ScanIncomplete(f"no progress for {_STALL_S} s") from None
+                batch = max(1, batch // 4)
+                continue
+            progress = loop.time()
             for msg in msgs:
                 pending = msg.metadata.num_pending
                 if msg.data:
                     yield msg.data
+            if pending and deadline is not None and loop.time() > deadline:
+                raise ScanIncomplete(f"{pending} messages not read within {budget_s} s")
     finally:
         await sub.unsubscribe()
         if consumer is not None:  # else it lingers on the server for inactive_threshold
             with contextlib.suppress(nats.errors.Error):
                 await js.delete_consumer(stream, consumer)
+
+
+@dataclass
+class Page(Generic[T]):
+    """One page of a listing; ``total`` counts what the scan saw, all of it when ``complete``."""
+
+    items: list[T]
+    total: int
+    complete: bool
 
 
 async def newest_page(
@@ -64,15 +99,20 @@ async def newest_page(
     accept: Callable[[T], bool] | None = None,
     limit: int,
     offset: int,
-) -> tuple[list[T], int]:
+    budget_s: float = LISTING_BUDGET_S,
+) -> Page[T]:
     """One page, newest first, of the last message per subject (those ``accept`` takes), and
-    how many there are in all."""
+    how many there are in all; within ``budget_s``, else what was read by then, marked so."""
     keep: deque[T] = deque(maxlen=offset + limit)
     total = 0
-    async for data in scan_last_per_subject(js, stream, subject_filter):
-        item = decode(data)
-        if accept is None or accept(item):
-            total += 1
-            keep.append(item)
+    complete = True
+    try:
+        async for data in scan_last_per_subject(js, stream, subject_filter, budget_s=budget_s):
+            item = decode(data)
+            if accept is None or accept(item):
+                total += 1
+                keep.append(item)
+    except ScanIncomplete:
+        complete = False
     newest_first = list(reversed(keep))
-    return newest_first[offset : offset + limit], total
+    return Page(newest_first[offset : offset + limit], total, complete)

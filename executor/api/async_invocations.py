@@ -174,7 +174,7 @@ async def list_dead_letters(request: Request) -> Response:
     ct, ft = function_ref(request)
     limit = query_int(request, "limit", 50, lo=1, hi=1000)
     offset = query_int(request, "offset", 0, lo=0, hi=1_000_000)
-    letters, total = await ctx.dead_letters.list(ct, ft, limit=limit, offset=offset)
+    page = await ctx.dead_letters.list(ct, ft, limit=limit, offset=offset)
     views = [
         DeadLetterView(
             invocation_id=letter.invocation_id,
@@ -184,9 +184,9 @@ async def list_dead_letters(request: Request) -> Response:
             failed_at=letter.failed_at,
             payload_omitted=letter.payload_omitted,
         )
-        for letter in letters
+        for letter in page.items
     ]
-    return results(views, total)
+    return results(views, page.total, complete=page.complete)
 
 
 async def retry(request: Request) -> Response:

@@ -133,8 +133,8 @@ async def list_invocations(request: Request) -> Response:
         )
     limit = query_int(request, "limit", 50, lo=1, hi=1000)
     offset = query_int(request, "offset", 0, lo=0, hi=1_000_000)
-    records, total = await ctx.monitor.list(ct, ft, status=status, limit=limit, offset=offset)
-    return results(records, total)
+    page = await ctx.monitor.list(ct, ft, status=status, limit=limit, offset=offset)
+    return results(page.items, page.total, complete=page.complete)
 
 
 async def get_invocation(request: Request) -> Response:

@@ -64,6 +64,11 @@ def _list(inner: dict[str, Any]) -> dict[str, Any]:
             "properties": {
                 "results": {"type": "array", "items": inner},
                 "results_total": {"type": "integer"},
+                "results_incomplete": {
+                    "type": "boolean",
+                    "description": "present (true) when the listing could not read everything "
+                    "in its time; results_total then counts what it read",
+                },
             },
         }
     )

@@ -23,8 +23,13 @@ def raw_body(encoded: bytes, status: int = 200, headers: dict[str, str] | None =
     return Response(b'{"body":' + encoded + b"}", status, headers, JSON)
 
 
-def results(items: list[Any], total: int) -> Response:
-    return body({"results": items, "results_total": total})
+def results(items: list[Any], total: int, *, complete: bool = True) -> Response:
+    """A listing; one whose scan could not finish in time says so (its total is then only what
+    was read)."""
+    listing: dict[str, Any] = {"results": items, "results_total": total}
+    if not complete:
+        listing["results_incomplete"] = True
+    return body(listing)
 
 
 def error_response(error: ComputeError, headers: dict[str, str] | None = None) -> Response:

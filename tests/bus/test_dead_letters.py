@@ -1,5 +1,6 @@
 """The dead-letter store against the real nats-server: one letter per invocation, newest first,
-a too-big payload left out, and removal that spares a newer letter."""
+a too-big payload left out, removal that spares a newer letter, and a listing that says when it
+could not read everything in its time."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import uuid
 import msgspec
 from nats.aio.client import Client
 
+from bus import subjects
 from bus.dead_letters import DeadLetters
+from bus.scan import newest_page
 from schemas.invocations import DeadLetter
 
 
@@ -31,9 +34,9 @@ async def test_letters_are_listed_newest_first_and_replaced_per_invocation(nc: C
     await store.add(letter(ft, "a"))
     await store.add(letter(ft, "b"))
     await store.add(letter(ft, "a", attempts=2))  # the same invocation failed again
-    letters, total = await store.list("dl", ft)
-    assert total == 2
-    assert [(x.invocation_id, x.attempts) for x in letters] == [("a", 2), ("b", 1)]
+    page = await store.list("dl", ft)
+    assert page.total == 2 and page.complete
+    assert [(x.invocation_id, x.attempts) for x in page.items] == [("a", 2), ("b", 1)]
 
 
 async def test_a_payload_too_big_for_a_message_is_left_out(nc: Client) -> None:
@@ -63,3 +66,31 @@ async def test_remove_spares_a_newer_letter_of_the_same_invocation(nc: Client) -
     assert kept is not None and kept[0].attempts == 3
     await store.remove("dl", ft, "a", kept[1])
     assert await store.get("dl", ft, "a") is None
+
+
+async def test_a_listing_past_its_budget_says_it_is_incomplete(nc: Client) -> None:
+    js = nc.jetstream()
+    store = await DeadLetters.open(js, nc.max_payload, max_age_s=60, max_bytes=64 << 20)
+    ft = uuid.uuid4().hex[:9]
+    for i in range(300):  # more than one fetch
+        await store.add(letter(ft, f"inv{i}"))
+    whole = await newest_page(
+        js,
+        subjects.DEAD_LETTER_STREAM,
+        subjects.dead_letter_filter("dl", ft),
+        bytes,
+        limit=10,
+        offset=0,
+    )
+    assert whole.total == 300 and whole.complete
+    cut = await newest_page(
+        js,
+        subjects.DEAD_LETTER_STREAM,
+        subjects.dead_letter_filter("dl", ft),
+        bytes,
+        limit=10,
+        offset=0,
+        budget_s=0.0,
+    )
+    assert not cut.complete
+    assert 0 < cut.total < 300  # what it read, never passed off as all there is

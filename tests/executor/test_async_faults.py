@@ -96,8 +96,9 @@ class Cluster:
         nc = await connect(self.server.url, name="test-records")
         try:
             monitor = await MonitorStore.open(nc.jetstream(), nc.max_payload)
-            records, _ = await monitor.list(ct, ft, limit=100_000)
-            return [msgspec.to_builtins(r) for r in records]
+            page = await monitor.list(ct, ft, limit=100_000)
+            assert page.complete
+            return [msgspec.to_builtins(r) for r in page.items]
         finally:
             await nc.close()
 
