@@ -74,23 +74,9 @@ async def test_a_listing_past_its_budget_says_it_is_incomplete(nc: Client) -> No
     ft = uuid.uuid4().hex[:9]
     for i in range(300):  # more than one fetch
         await store.add(letter(ft, f"inv{i}"))
-    whole = await newest_page(
-        js,
-        subjects.DEAD_LETTER_STREAM,
-        subjects.dead_letter_filter("dl", ft),
-        bytes,
-        limit=10,
-        offset=0,
-    )
+    where = (js, subjects.DEAD_LETTER_STREAM, subjects.dead_letter_filter("dl", ft), bytes)
+    whole = await newest_page(*where, limit=10, offset=0)
     assert whole.total == 300 and whole.complete
-    cut = await newest_page(
-        js,
-        subjects.DEAD_LETTER_STREAM,
-        subjects.dead_letter_filter("dl", ft),
-        bytes,
-        limit=10,
-        offset=0,
-        budget_s=0.0,
-    )
+    cut = await newest_page(*where, limit=10, offset=0, budget_s=0.0)
     assert not cut.complete
     assert 0 < cut.total < 300  # what it read, never passed off as all there is
