@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from executor.instance import HandlerProcess
-from executor.runtimes.commands import handler_argv, handler_env
+from executor.runtimes.commands import base_env, handler_argv
 from executor.runtimes.interpreters import find_interpreters
 from executor.sandbox import LEVELS, LaunchPlan, Limits, Sandbox
 from executor.sandbox_users import SandboxUsers
@@ -45,7 +45,8 @@ def launch_plan(
             runtime, exe, bootstraps, inside, handler_file, export, limits.memory_mb
         ),
         workspace=workspace,
-        env=handler_env(env_vars, "/tmp"),
+        env=base_env("/tmp"),
+        env_vars=env_vars,
         limits=limits,
     )
 
@@ -98,7 +99,8 @@ def check_runtimes(sandbox: Sandbox, workspaces: Path) -> None:
             runtime,
             functools.partial(_check_argv, runtime),
             workspace=workspaces,
-            env=handler_env([], "/tmp"),
+            env=base_env("/tmp"),
+            env_vars=[],
             limits=Limits(256),
         )
         confinement = sandbox.confine(plan.limits)

@@ -47,6 +47,9 @@ MIB = 1024 * 1024
 WORKSPACE_INSIDE = "/workspace"
 BOOTSTRAPS_INSIDE = "/opt/computebus"
 INTERPRETERS_INSIDE = {"python": "/opt/python", "nodejs": "/opt/node"}
+# The function's env_vars inside the sandbox, and the variable that tells the bootstrap where.
+ENVIRONMENT_INSIDE = "/opt/environment"
+ENVIRONMENT_VARIABLE = "COMPUTEBUS_ENVIRONMENT"
 UNPRIVILEGED_ID = "65534"  # nobody, as the handler sees itself under bubblewrap
 TMP_BYTES = 64 * MIB
 FSIZE_BYTES = 64 * MIB
@@ -64,6 +67,9 @@ _NETWORK_PATHS = (
 # Kernel interfaces under /proc: read-only (as Docker's readonlyPaths), or masked with /dev/null.
 _PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
 _PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
+# Last: /dev stays usable (/dev/null, /dev/urandom) but nothing can be created there (/dev/shm),
+# and nothing anywhere.
+_SEAL = ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKSPACE_INSIDE]
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
@@ -81,13 +87,14 @@ class LaunchPlan:
     """How to start one revision's handler processes (the same for each of them)."""
 
     command: list[str]  # the interpreter's argv, as seen where it runs
-    bwrap_args: list[str] | None  # bubblewrap's options (sent through a memfd, not on argv)
+    bwrap_args: list[str] | None  # bubblewrap's options up to the per-process ones (a memfd)
     env: dict[
         str, str
     ]  # of the process started (under bubblewrap, the handler's is in its options)
     cwd: str
     limits: Limits
     python: bool
+    function_env: bytes  # under bubblewrap: the function's env_vars, for the bootstrap to set
 
 
 @dataclass(frozen=True)
@@ -211,23 +218,27 @@ class Sandbox:
         command: Callable[[str, str, str], list[str]],
         workspace: Path,
         env: dict[str, str],
+        env_vars: list[str],
         limits: Limits,
     ) -> LaunchPlan:
         """``command(interpreter, bootstraps, workspace)`` builds the argv from the paths as the
-        process sees them. Raises RuntimeError when the runtime is not installed."""
+        process sees them; ``env`` is the runtime's environment, ``env_vars`` the function's.
+        Raises RuntimeError when the runtime is not installed."""
         interp = self.interpreters.get(runtime)
         if interp is None:
             raise RuntimeError(f"runtime {runtime} is not installed on this worker")
         python = runtime == "python"
         if self.bwrap is None:
             argv = command(str(interp.executable), str(self.bootstraps), str(workspace))
-            return LaunchPlan(argv, None, env, str(workspace), limits, python)
+            everything = {**env, **dict(item.split("=", 1) for item in env_vars)}
+            return LaunchPlan(argv, None, everything, str(workspace), limits, python, b"")
         args = self._namespaces(limits)
-        # The handler's environment travels with the options (a memfd, not the command line,
-        # which anyone can read through ps); bubblewrap itself, root on the host, starts with
-        # none of it.
+        # bubblewrap (root on the host) and setpriv (root until it drops to the uid) never see
+        # the function's env_vars: the bootstrap reads them from a file only the sandbox has
+        # and sets them before it loads the handler. Options travel in a memfd, not on the
+        # command line, which anyone can read through ps.
         args.append("--clearenv")
-        for name, value in env.items():
+        for name, value in {**env, ENVIRONMENT_VARIABLE: ENVIRONMENT_INSIDE}.items():
             args += ["--setenv", name, value]
         # Directories bwrap makes on the way to a mount point are 0700 when it runs as root.
         for parent in ("/etc", "/opt"):
@@ -253,10 +264,9 @@ class Sandbox:
                 args += ["--ro-bind", "/dev/null", path]
         if not limits.read_only_fs:
             args += ["--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
-        # /dev stays usable (/dev/null, /dev/urandom) but nothing can be created there (/dev/shm).
-        args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKSPACE_INSIDE]
         argv = command(exe, BOOTSTRAPS_INSIDE, WORKSPACE_INSIDE)
-        return LaunchPlan(argv, args, {}, str(workspace), limits, python)
+        function_env = b"".join(item.encode() + b"\0" for item in env_vars)
+        return LaunchPlan(argv, args, {}, str(workspace), limits, python, function_env)
 
     def _namespaces(self, limits: Limits) -> list[str]:
         args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -303,6 +313,9 @@ class Sandbox:
             if self.seccomp is not None:
                 fds.append(_fd_holding(self.seccomp))
                 args += ["--seccomp", str(fds[-1])]
+            fds.append(_fd_holding(plan.function_env))
+            args += ["--perms", "0444", "--ro-bind-data", str(fds[-1]), ENVIRONMENT_INSIDE]
+            args += _SEAL
             fds.append(_fd_holding(b"\0".join(a.encode() for a in args) + b"\0"))
         except BaseException:
             for fd in fds:

@@ -64,7 +64,6 @@ def handler_argv(
     return [exe, f"--max-old-space-size={memory_mb}", bootstrap, workspace, handler_file, export]
 
 
-def handler_env(env_vars: list[str], tmp_dir: str) -> dict[str, str]:
-    env = dict(item.split("=", 1) for item in env_vars)
-    env.update({"PATH": BASE_PATH, "HOME": tmp_dir, "TMPDIR": tmp_dir, "LANG": "C.UTF-8"})
-    return env
+def base_env(tmp_dir: str) -> dict[str, str]:
+    """What every handler process starts with, before the function's own ``env_vars``."""
+    return {"PATH": BASE_PATH, "HOME": tmp_dir, "TMPDIR": tmp_dir, "LANG": "C.UTF-8"}

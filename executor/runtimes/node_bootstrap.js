@@ -17,6 +17,16 @@ if (process.argv[2] === '--check') {
   }
   process.exit(0);
 }
+// The function's env_vars, from the file the sandbox gives (NUL-separated NAME=VALUE), so that
+// nothing that ran as root before this process saw them.
+const environmentFile = process.env.COMPUTEBUS_ENVIRONMENT;
+delete process.env.COMPUTEBUS_ENVIRONMENT;
+if (environmentFile) {
+  for (const item of fs.readFileSync(environmentFile, 'utf8').split('\0')) {
+    const eq = item.indexOf('=');
+    if (eq > 0) process.env[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+}
 const [workspace, relFile, exportName, reqFd, replyFd] = process.argv.slice(2);
 process.chdir(workspace);
 const HEADER = 12;

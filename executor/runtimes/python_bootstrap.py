@@ -81,6 +81,18 @@ def load(workspace: str, rel_file: str, export: str) -> Callable[..., Any]:
     return handler
 
 
+def load_environment(path: str | None) -> None:
+    """The function's env_vars, from the file the sandbox gives (NUL-separated NAME=VALUE), so
+    that nothing that ran as root before this process saw them."""
+    if path is None:
+        return
+    with open(path, "rb") as f:
+        for item in f.read().split(b"\0"):
+            if item:
+                name, _, value = item.partition(b"=")
+                os.environb[name] = value
+
+
 def main() -> None:
     if sys.argv[1] == "--check":
         try:
@@ -92,6 +104,7 @@ def main() -> None:
     # Only the loader needed it (a relocated interpreter's libpython); functions may not set
     # LD_* themselves, so it is the sandbox's, and neither the handler nor its children see it.
     os.environ.pop("LD_LIBRARY_PATH", None)
+    load_environment(os.environ.pop("COMPUTEBUS_ENVIRONMENT", None))
     workspace, rel_file, export, req_arg, reply_arg = sys.argv[1:6]
     req_fd, reply_fd = int(req_arg), int(reply_arg)
     for fd in (req_fd, reply_fd):  # not for the processes a handler starts
