@@ -15,7 +15,7 @@ import msgspec
 from bus.bundles import BundleStore
 from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
-from executor.instance import HandlerProcess, Logs, ProcessGone, ReplyTooLarge
+from executor.instance import ForgedReply, HandlerProcess, Logs, ProcessGone, ReplyTooLarge
 from executor.launch import launch, launch_plan
 from executor.pool import InstancePool, RevisionKey, RevisionPool
 from executor.sandbox import Limits, Sandbox
@@ -42,7 +42,7 @@ from schemas.handler_protocol import (
     request_encoder,
 )
 from schemas.invocations import HandlerContext, InvocationType, MonitorRecord
-from schemas.validation import CompiledSchema, PatternTooSlow
+from schemas.validation import CompiledSchema, ValidationTooSlow
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,9 @@ class Invoker:
             prepared = await self.prepare(function, revision)
             event = decode_json(call.payload, "/payload")
             payload_is_json = True
-            problems = await self._validate(prepared.input_schema, event, prepared, "input")
+            problems = await self._validate(
+                prepared.input_schema, event, len(call.payload), prepared, "input"
+            )
             if problems:
                 raise InvalidInput("payload does not match the function's input schema", problems)
             result, failure, logs = await self._run(prepared, call, started)
@@ -136,7 +138,9 @@ class Invoker:
                 )
             if not prepared.output_schema.accepts_anything:
                 output = _handler_json(result)
-                problems = await self._validate(prepared.output_schema, output, prepared, "output")
+                problems = await self._validate(
+                    prepared.output_schema, output, len(result), prepared, "output"
+                )
                 if problems:
                     raise InvalidOutput(
                         "result does not match the function's output schema", problems
@@ -156,16 +160,17 @@ class Invoker:
         return await self.monitor.write(outcome.record, outcome.ttl_ms)
 
     async def _validate(
-        self, schema: CompiledSchema, value: Any, prepared: PreparedRevision, what: str
+        self, schema: CompiledSchema, value: Any, size: int, prepared: PreparedRevision, what: str
     ) -> list[dict[str, Any]]:
-        """Validate inline, or, when the schema has patterns (which can backtrack for long), in a
-        thread bounded by the function's timeout so the event loop keeps serving others."""
-        if not schema.has_patterns:
+        """Validate inline, or, when the schema can be slow (patterns, references, unique items)
+        or the value is big, in a thread bounded by the function's timeout, so that the event
+        loop keeps serving others."""
+        if not schema.can_be_slow and size <= _INLINE_VALIDATION_BYTES:
             return schema.errors(value)
         timeout_s = prepared.revision.timeout / 1000
         try:
             return await asyncio.to_thread(schema.errors, value, time.monotonic() + timeout_s)
-        except PatternTooSlow as exc:
+        except ValidationTooSlow as exc:
             raise Timeout(
                 f"validating the {what} did not finish within the function's timeout "
                 f"({prepared.revision.timeout} ms): {exc}"
@@ -189,7 +194,23 @@ class Invoker:
         )
         deadline = time.monotonic() + timeout_ms / 1000
         try:
-            process = await prepared.pool.acquire(timeout_ms / 1000)
+            return await self._run_on_a_process(prepared, request, deadline, timeout_ms)
+        except ForgedReply:
+            # A frame the process's handler wrote without being asked (after an earlier reply,
+            # from a thread...) arrived during this invocation: the process is gone, and this
+            # invocation runs once more on a fresh one, so that its caller gets its own result.
+            try:
+                return await self._run_on_a_process(prepared, request, deadline, timeout_ms)
+            except ForgedReply as exc:
+                return None, FunctionFailed(f"the handler process died: {exc}"), Logs("", False)
+
+    async def _run_on_a_process(
+        self, prepared: PreparedRevision, request: bytes, deadline: float, timeout_ms: int
+    ) -> tuple[bytes | None, ComputeError | None, Logs]:
+        """One run on a warm (or new) process; raises ``ForgedReply``, else answers."""
+        rev = prepared.revision
+        try:
+            process = await prepared.pool.acquire(max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
             busy = Timeout(f"no process of the function was free within its {timeout_ms} ms")
             return None, busy, Logs("", False)
@@ -209,6 +230,8 @@ class Invoker:
         except ReplyTooLarge as exc:
             limit = f"over the {self.max_result_bytes}-byte limit"
             return None, PayloadTooLarge(f"{exc}, {limit}"), process.take_logs()
+        except ForgedReply:
+            raise
         except ProcessGone as exc:
             logs = process.take_logs()
             if process.out_of_memory or _NODE_HEAP_LIMIT in logs.text:
@@ -367,6 +390,9 @@ def _is_utf8(data: bytes) -> bool:
         return False
     return True
 
+
+# Values up to this size are validated inline (a simple schema over them takes microseconds).
+_INLINE_VALIDATION_BYTES = 64 * 1024
 
 # What Node prints when V8 reaches --max-old-space-size, just before it aborts.
 _NODE_HEAP_LIMIT = "JavaScript heap out of memory"

@@ -30,18 +30,21 @@ _REF_KEYWORDS = ("$ref", "$dynamicRef")
 _NO_RETRIEVAL: referencing.Registry[Any] = referencing.Registry()
 
 
-# ---- patterns: matched with ``regex`` under a time budget --------------------------------------
+# ---- a time budget for every validation ---------------------------------------------------------
 # A user's ``pattern`` like ``^(a+)+$`` backtracks exponentially in ``re``, which also holds the GIL
-# and so would stall every function on the worker. ``regex`` takes a timeout and releases the GIL
-# while matching; the worker validates schemas with patterns off the event loop.
+# and so would stall every function on the worker: ``regex`` takes a timeout and releases the GIL
+# while matching. ``uniqueItems`` is quadratic in jsonschema: it is checked here in linear time.
+# References and combinators can fan out exponentially (``allOf`` of two ``$ref``s, 18 deep):
+# every keyword that descends checks the deadline. The worker validates a schema that can be
+# slow, or a big value, off its event loop, under the function's timeout.
 
-# The monotonic time by which every pattern match of one validation must have finished.
-_PATTERN_DEADLINE: ContextVar[float | None] = ContextVar("pattern_deadline", default=None)
+# The monotonic time by which one validation must have finished.
+_DEADLINE: ContextVar[float | None] = ContextVar("validation_deadline", default=None)
 DEFAULT_PATTERN_BUDGET_S = 1.0
 
 
-class PatternTooSlow(Exception):
-    """A ``pattern`` did not finish matching within the budget."""
+class ValidationTooSlow(Exception):
+    """A validation did not finish within its budget."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -50,14 +53,14 @@ def _compiled(pattern: str) -> Any:
 
 
 def _search(pattern: str, text: str) -> bool:
-    deadline = _PATTERN_DEADLINE.get()
+    deadline = _DEADLINE.get()
     left = DEFAULT_PATTERN_BUDGET_S if deadline is None else deadline - time.monotonic()
     try:
         if left <= 0:
             raise TimeoutError
         return _compiled(pattern).search(text, timeout=left) is not None
     except TimeoutError:
-        raise PatternTooSlow(f"pattern {pattern!r} did not finish matching in time") from None
+        raise ValidationTooSlow(f"pattern {pattern!r} did not finish matching in time") from None
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
@@ -92,21 +95,93 @@ def _additional_properties(validator: Any, extra: Any, instance: Any, schema: An
         yield jsonschema.ValidationError(f"additional properties are not allowed ({listed})")
 
 
-_PATTERN_KEYWORDS = {
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not (unique and validator.is_type(instance, "array")):
+        return
+    seen: set[Any] = set()
+    for item in instance:
+        key = _json_identity(item)
+        if key in seen:
+            yield jsonschema.ValidationError(f"{instance!r} has non-unique elements")
+            return
+        seen.add(key)
+
+
+def _json_identity(value: Any) -> Any:
+    """A hashable key equal for equal JSON values (1 and 1.0 are one number; true is not 1)."""
+    if isinstance(value, bool) or value is None:
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, list):
+        return ("l", tuple(_json_identity(v) for v in value))
+    if isinstance(value, dict):
+        return ("o", frozenset((k, _json_identity(v)) for k, v in value.items()))
+    return ("?", id(value))
+
+
+def _within_deadline(keyword: Any) -> Any:
+    """``keyword``'s validator, checking the validation's deadline before it descends."""
+
+    def check(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        deadline = _DEADLINE.get()
+        if deadline is not None and time.monotonic() > deadline:
+            raise ValidationTooSlow("the schema took too long to check this value")
+        yield from keyword(validator, value, instance, schema)
+
+    return check
+
+
+_REGEX_KEYWORDS = {
     "pattern": _pattern,
     "patternProperties": _pattern_properties,
     "additionalProperties": _additional_properties,
+    "uniqueItems": _unique_items,
 }
+# The keywords through which validation descends or fans out.
+_DESCENDING = (
+    "$ref",
+    "$dynamicRef",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "items",
+    "prefixItems",
+    "additionalItems",
+    "contains",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "dependentSchemas",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+)
+# Keywords whose presence makes a schema worth validating off the event loop whatever the size.
+_SLOW_KEYWORDS = (
+    '"pattern',
+    '"uniqueItems"',
+    '"$ref"',
+    '"$dynamicRef"',
+    '"allOf"',
+    '"anyOf"',
+    '"oneOf"',
+)
 
 
 @functools.cache
-def _with_regex_patterns(cls: Any) -> Any:
-    return jsonschema.validators.extend(cls, _PATTERN_KEYWORDS)
+def _bounded(cls: Any) -> Any:
+    keywords = {**cls.VALIDATORS, **_REGEX_KEYWORDS}
+    timed = {k: _within_deadline(keywords[k]) for k in _DESCENDING if k in keywords}
+    return jsonschema.validators.extend(cls, {**_REGEX_KEYWORDS, **timed})
 
 
 def _validator_class(schema: JsonSchema) -> Any:
     base = validator_for(schema, default=jsonschema.Draft202012Validator)
-    return _with_regex_patterns(base)
+    return _bounded(base)
 
 
 def _escape(part: object) -> str:
@@ -265,12 +340,12 @@ def _on_a_loop(edges: dict[int, list[Any]]) -> int | None:
 class CompiledSchema:
     """A validator built once; ``accepts_anything`` skips validation for empty schemas."""
 
-    __slots__ = ("_validator", "accepts_anything", "has_patterns")
+    __slots__ = ("_validator", "accepts_anything", "can_be_slow")
 
     def __init__(self, schema: JsonSchema | None) -> None:
         self.accepts_anything = schema is None or schema is True or schema == {}
-        # Only schemas with patterns can be slow; the worker validates those off its event loop.
-        self.has_patterns = '"pattern' in json.dumps(schema)
+        text = json.dumps(schema)
+        self.can_be_slow = any(keyword in text for keyword in _SLOW_KEYWORDS)
         self._validator: Any = None
         if schema is not None and not self.accepts_anything:
             self._validator = _validator_class(schema)(schema, registry=_NO_RETRIEVAL)
@@ -278,13 +353,13 @@ class CompiledSchema:
     def errors(self, instance: Any, deadline: float | None = None) -> list[dict[str, Any]]:
         """One detail per failing instance location (JSON pointer), empty when valid.
 
-        ``deadline`` (``time.monotonic()``) bounds all pattern matching; past it, raises
-        ``PatternTooSlow``.
+        ``deadline`` (``time.monotonic()``) bounds the whole validation; past it, raises
+        ``ValidationTooSlow``.
         """
         if self.accepts_anything:
             return []
         found = []
-        token = _PATTERN_DEADLINE.set(deadline)
+        token = _DEADLINE.set(deadline)
         try:
             for error in self._validator.iter_errors(instance):
                 pointer = "".join(
@@ -296,5 +371,5 @@ class CompiledSchema:
         except RecursionError:  # a recursive schema ("$ref": "#") over a deeply nested value
             found.append(detail("/", "is nested too deeply to check against the schema"))
         finally:
-            _PATTERN_DEADLINE.reset(token)
+            _DEADLINE.reset(token)
         return found

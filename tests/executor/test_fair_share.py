@@ -83,3 +83,32 @@ async def test_max_concurrency_is_kept_shown_and_changed(
     patched = await http.patch(fn.path, json={"limits": {"max_concurrency": 7}})
     assert patched.status_code == 200, patched.text
     assert (await http.get(fn.path)).json()["body"]["limits"] == {"max_concurrency": 7}
+
+
+async def test_an_expensive_schema_stalls_only_its_own_function(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    defs: dict[str, object] = {
+        f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
+        for i in range(30)
+    }
+    defs["d30"] = {"type": "object"}
+    fanning = await make_function(
+        ECHO, timeout=2000, schema={"input": {"$defs": defs, "$ref": "#/$defs/d0"}}
+    )
+    unique = await make_function(ECHO, schema={"input": {"type": "array", "uniqueItems": True}})
+    victim = await make_function(ECHO)
+    stuck = asyncio.create_task(http.post(f"{fanning.path}/invoke", json={"payload": {}}))
+    await asyncio.sleep(0.2)
+    for i in range(5):  # answered while the other function's validation runs
+        t = time.monotonic()
+        assert (await http.post(f"{victim.path}/invoke", json={"payload": i})).json() == {"body": i}
+        assert time.monotonic() - t < 1.0
+    response = await stuck
+    assert response.status_code == 504, response.text
+    assert "validating the input" in response.json()["error"]
+    many = [{"a": i} for i in range(3000)]
+    t = time.monotonic()
+    checked = await http.post(f"{unique.path}/invoke", json={"payload": many})
+    assert checked.status_code == 200, checked.text[:200]
+    assert time.monotonic() - t < 2.0
