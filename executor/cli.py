@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: sustained Async throughput beside a bare JetStream work queue",
     )
+    b.add_argument(
+        "--flood",
+        action="store_true",
+        help="instead: a function's latency alone and while another one is flooded",
+    )
+    b.add_argument("--clients", type=int, default=300, help="with --flood: flood clients")
     b.add_argument("--count", type=int, default=2000, help="Async invocations to push through")
     b.add_argument("--workers", type=int, default=1, help="with --async: workers to run")
 
@@ -128,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             from executor.bench_async import run_async_bench
 
             return _run(run_async_bench(count=args.count, workers=args.workers))
+        if args.command == "bench" and args.flood:
+            from executor.bench_flood import run_flood_bench
+
+            return _run(run_flood_bench(clients=args.clients, samples=args.samples))
         if args.command == "bench" and args.sandbox:
             from executor.bench_sandbox import run_sandbox_bench
 

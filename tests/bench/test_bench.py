@@ -79,3 +79,25 @@ async def test_async_bench_reports_both_throughputs_and_the_ratio() -> None:
     assert figures["bare_jetstream_per_s"] > 0
     assert figures["computebus_async_per_s"] > 0
     assert figures["async_throughput_ratio"] > 0
+
+
+async def test_flood_bench_reports_the_victims_latency_alone_and_flooded() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "bench",
+        "--flood",
+        "--clients",
+        "40",
+        "--samples",
+        "50",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    figures = json.loads(out.decode().strip().splitlines()[-1])
+    for phase in ("alone", "flooded"):
+        assert 0 < figures[phase]["p50_ms"] <= figures[phase]["p95_ms"]
+    assert figures["p50_ratio"] > 0 and figures["clients"] == 40

@@ -1,0 +1,116 @@
+"""``computebus bench --flood``: one function's latency alone, and again while another
+function is flooded with calls that never finish, in the same run.
+
+The flood comes from a separate process (a client in this one would slow the measurement
+itself): ``clients`` loops, each calling the hanging function again as soon as it is answered
+(429 past its max_concurrency, 504 at its timeout), until the measurement ends or at most
+``FLOOD_MAX_S``. The figure that matters is the ratio of the victim's p50.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from executor.bench import RawHttp, child, http_request, serve_child
+
+VICTIM = ("nodejs", "index.js", "exports.handler = async (e) => e;\n")
+HOG = ("python", "index.py", "import time\ndef handler(event, context):\n    time.sleep(3600)\n")
+HOG_TIMEOUT_MS = 3000
+FLOOD_MAX_S = 120  # the flood stops by itself even if this process is gone
+
+FLOOD = """
+import asyncio, sys, time
+import httpx
+async def main(api, path, clients, seconds):
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as client:
+        end = time.monotonic() + seconds
+        async def loop():
+            while time.monotonic() < end:
+                await client.post(path, json={"payload": 0})
+        print("flooding", flush=True)
+        await asyncio.gather(*(loop() for _ in range(clients)))
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+"""
+
+
+async def _create(api: str, name: str, spec: tuple[str, str, str], timeout: int) -> str:
+    runtime, file, source = spec
+    body = {
+        "name": name,
+        "compute_asset": {
+            "collection_topic": "bench",
+            "handler": "index.handler",
+            "runtime": runtime,
+            "timeout": timeout,
+            "assets": [
+                {"asset_name": file, "asset_value": base64.b64encode(source.encode()).decode()}
+            ],
+        },
+        "monitor_config": {"ttl": 60_000, "store_payload": False},
+    }
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        response = await client.post("/compute/functions", json=body)
+        response.raise_for_status()
+        return (
+            f"/compute/functions/bench/{response.json()['body']['compute_asset']['service']}/invoke"
+        )
+
+
+async def _latencies(api: str, path: str, samples: int) -> list[float]:
+    parts = urlsplit(api)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    conn = await RawHttp.open(host, port)
+    request = http_request(host, port, path, b'{"payload": 1}')
+    try:
+        for _ in range(20):
+            await conn.post(request)
+        found = []
+        for _ in range(samples):
+            t = time.perf_counter()
+            status = await conn.post(request)
+            found.append((time.perf_counter() - t) * 1000)
+            if status != 200:
+                raise RuntimeError(f"the victim answered {status}")
+        return sorted(found)
+    finally:
+        conn.close()
+
+
+def _figures(latencies: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": latencies[int(len(latencies) * 0.95) - 1],
+    }
+
+
+async def run_flood_bench(*, clients: int = 300, samples: int = 300) -> int:
+    with tempfile.TemporaryDirectory(prefix="computebus-bench-flood-") as tmp:
+        async with serve_child(Path(tmp)) as (api, _):
+            victim = await _create(api, "bench-victim", VICTIM, 5000)
+            hog = await _create(api, "bench-hog", HOG, HOG_TIMEOUT_MS)
+            alone = _figures(await _latencies(api, victim, samples))
+            started = time.monotonic()
+            argv = (sys.executable, "-c", FLOOD, api, hog, str(clients), str(FLOOD_MAX_S))
+            async with child(*argv, ready=b"flooding"):
+                await asyncio.sleep(1.0)  # the hog's processes are full and its waiters queued
+                flooded = _figures(await _latencies(api, victim, samples))
+                seconds = time.monotonic() - started
+    ratio = flooded["p50_ms"] / alone["p50_ms"]
+    print(f"victim alone           p50 {alone['p50_ms']:7.3f} ms   p95 {alone['p95_ms']:7.3f} ms")
+    print(
+        f"victim during a flood  p50 {flooded['p50_ms']:7.3f} ms   p95 {flooded['p95_ms']:7.3f} ms"
+    )
+    print(f"p50 ratio: {ratio:.2f}x (aim <= 2x); {clients} flood clients for {seconds:.1f} s")
+    print(json.dumps({"alone": alone, "flooded": flooded, "p50_ratio": ratio, "clients": clients}))
+    return 0
