@@ -18,6 +18,8 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from schemas.errors import Unavailable
+
 LISTING_BUDGET_S = 10.0  # how long one listing may read before it answers with what it has
 _FETCH_BATCH = 256
 _FETCH_WAIT_S = 5.0
@@ -27,8 +29,9 @@ _STALL_S = 30.0
 T = TypeVar("T")
 
 
-class ScanIncomplete(Exception):
-    """The scan ran out of its time budget (or the server stopped answering) before the end."""
+class ScanIncomplete(Unavailable):
+    """The scan ran out of its time budget (or the server stopped answering) before the end;
+    where a scan must be whole (the registry's), the caller answers 503."""
 
 
 async def scan_last_per_subject(
@@ -59,10 +62,17 @@ async def scan_last_per_subject(
         batch = _FETCH_BATCH
         progress = loop.time()
         while pending > 0:
+            wait = _FETCH_WAIT_S if deadline is None else max(0.1, deadline - loop.time())
             try:
-                msgs = await sub.fetch(min(batch, pending), timeout=_FETCH_WAIT_S)
+                msgs = await sub.fetch(min(batch, pending), timeout=min(_FETCH_WAIT_S, wait))
             except TimeoutError:
-                pending = (await sub.consumer_info()).num_pending or 0  # 0: expired, deleted
+                # Still to come: what the server holds and what already reached this client.
+                info = await sub.consumer_info()
+                pending = (info.num_pending or 0) + sub.pending_msgs  # 0: expired, deleted
+                if pending and deadline is not None and loop.time() > deadline:
+                    raise ScanIncomplete(
+                        f"{pending} messages not read within {budget_s} s"
+                    ) from None
                 if pending and loop.time() - progress > _STALL_S:
                     raise ScanIncomplete(f"no progress for {_STALL_S} s") from None
                 batch = max(1, batch // 4)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -15,7 +16,7 @@ import msgspec
 from bus.bundles import BundleStore
 from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
-from executor.instance import ForgedReply, HandlerProcess, Logs, ProcessGone, ReplyTooLarge
+from executor.instance import HandlerProcess, Logs, ProcessGone, ReplyTooLarge
 from executor.launch import launch, launch_plan
 from executor.pool import InstancePool, RevisionKey, RevisionPool
 from executor.sandbox import Limits, Sandbox
@@ -75,6 +76,8 @@ class PreparedRevision:
     input_schema: CompiledSchema
     output_schema: CompiledSchema
     pool: RevisionPool
+    # One slow validation of this revision at a time, so one function cannot hold every thread.
+    validating: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
 
 class Invoker:
@@ -168,13 +171,20 @@ class Invoker:
         if not schema.can_be_slow and size <= _INLINE_VALIDATION_BYTES:
             return schema.errors(value)
         timeout_s = prepared.revision.timeout / 1000
+        late = f"validating the {what} did not finish within the function's timeout"
         try:
-            return await asyncio.to_thread(schema.errors, value, time.monotonic() + timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await prepared.validating.acquire()
+        except TimeoutError:
+            raise Timeout(f"{late}: its other validations took the time") from None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                _VALIDATION_THREADS, _errors_within, schema, value, timeout_s
+            )
         except ValidationTooSlow as exc:
-            raise Timeout(
-                f"validating the {what} did not finish within the function's timeout "
-                f"({prepared.revision.timeout} ms): {exc}"
-            ) from None
+            raise Timeout(f"{late} ({prepared.revision.timeout} ms): {exc}") from None
+        finally:
+            prepared.validating.release()
 
     async def _run(
         self, prepared: PreparedRevision, call: Call, started: float
@@ -193,21 +203,14 @@ class Invoker:
             HandlerRequest(event=msgspec.Raw(call.payload), context=context)
         )
         deadline = time.monotonic() + timeout_ms / 1000
-        try:
-            return await self._run_on_a_process(prepared, request, deadline, timeout_ms)
-        except ForgedReply:
-            # A frame the process's handler wrote without being asked (after an earlier reply,
-            # from a thread...) arrived during this invocation: the process is gone, and this
-            # invocation runs once more on a fresh one, so that its caller gets its own result.
-            try:
-                return await self._run_on_a_process(prepared, request, deadline, timeout_ms)
-            except ForgedReply as exc:
-                return None, FunctionFailed(f"the handler process died: {exc}"), Logs("", False)
+        return await self._run_on_a_process(prepared, request, deadline, timeout_ms)
 
     async def _run_on_a_process(
         self, prepared: PreparedRevision, request: bytes, deadline: float, timeout_ms: int
     ) -> tuple[bytes | None, ComputeError | None, Logs]:
-        """One run on a warm (or new) process; raises ``ForgedReply``, else answers."""
+        """One run on a warm (or new) process. A frame the handler wrote unasked (``ForgedReply``)
+        kills the process and fails this invocation: it may have run already, so it is not run
+        again."""
         rev = prepared.revision
         try:
             process = await prepared.pool.acquire(max(deadline - time.monotonic(), 0.001))
@@ -230,8 +233,6 @@ class Invoker:
         except ReplyTooLarge as exc:
             limit = f"over the {self.max_result_bytes}-byte limit"
             return None, PayloadTooLarge(f"{exc}, {limit}"), process.take_logs()
-        except ForgedReply:
-            raise
         except ProcessGone as exc:
             logs = process.take_logs()
             if process.out_of_memory or _NODE_HEAP_LIMIT in logs.text:
@@ -393,6 +394,15 @@ def _is_utf8(data: bytes) -> bool:
 
 # Values up to this size are validated inline (a simple schema over them takes microseconds).
 _INLINE_VALIDATION_BYTES = 64 * 1024
+# Threads for validations that can be slow: their own, so that they never hold the ones bundle
+# installs and process kills use.
+_VALIDATION_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="computebus-validate")
+
+
+def _errors_within(schema: CompiledSchema, value: Any, timeout_s: float) -> list[dict[str, Any]]:
+    """Validate with a deadline that starts when the thread does."""
+    return schema.errors(value, time.monotonic() + timeout_s)
+
 
 # What Node prints when V8 reaches --max-old-space-size, just before it aborts.
 _NODE_HEAP_LIMIT = "JavaScript heap out of memory"

@@ -17,11 +17,21 @@ from schemas.errors import ComputeError, Overloaded
 
 RevisionKey = tuple[str, str, int]
 Spawner = Callable[[], Awaitable[HandlerProcess]]
+# Before a pool starts a process: is there room on the worker? It may free some by taking an idle
+# process of another pool into the list (killed by the caller, outside any pool's lock).
+Room = Callable[[list[HandlerProcess]], bool]
+
+
+def _always(dead: list[HandlerProcess]) -> bool:
+    return True
 
 
 class RevisionPool:
-    def __init__(self, spawn: Spawner, max_size: int, max_waiters: int) -> None:
+    def __init__(
+        self, spawn: Spawner, max_size: int, max_waiters: int, room: Room = _always
+    ) -> None:
         self._spawn = spawn
+        self._room = room
         self._max_size = max_size
         self._max_waiters = max_waiters
         self._idle: list[HandlerProcess] = []
@@ -59,6 +69,8 @@ class RevisionPool:
                     dead.append(process)
                     self._size -= 1
                 if self._size < self._max_size:
+                    if not self._room(dead):
+                        raise Overloaded("the worker runs as many handler processes as it may")
                     self._size += 1
                     break
                 if self._waiters >= self._max_waiters:
@@ -66,6 +78,10 @@ class RevisionPool:
                 self._waiters += 1
                 try:
                     await self._available.wait()
+                except BaseException:
+                    # Cancelled (its timeout) maybe just after a notify meant for it: pass it on.
+                    self._available.notify()
+                    raise
                 finally:
                     self._waiters -= 1
         try:
@@ -73,6 +89,20 @@ class RevisionPool:
         except BaseException:
             await self._forget_one()
             raise
+
+    def give_up_oldest_idle(self) -> HandlerProcess | None:
+        """Hand over the idle process used longest ago (to make room for another pool); no
+        waiter is left out: a pool with idle processes has none."""
+        if not self._idle:
+            return None
+        oldest = min(self._idle, key=lambda p: p.last_used)
+        self._idle.remove(oldest)
+        self._size -= 1
+        return oldest
+
+    @property
+    def oldest_idle_use(self) -> float | None:
+        return min((p.last_used for p in self._idle), default=None)
 
     async def release(self, process: HandlerProcess) -> None:
         """Give ``process`` back; a dead one (or any, once closed) is reaped and frees its slot."""
@@ -117,18 +147,38 @@ class RevisionPool:
 
 
 class InstancePool:
-    def __init__(self, *, max_per_revision: int, max_waiters: int, idle_s: float) -> None:
+    """Every revision's pool on this worker, and at most ``max_processes`` processes in all: a
+    new one takes the place of the idle process used longest ago, else the call is refused."""
+
+    def __init__(
+        self, *, max_per_revision: int, max_waiters: int, idle_s: float, max_processes: int
+    ) -> None:
         self._pools: dict[RevisionKey, RevisionPool] = {}
         self._max_per_revision = max_per_revision
         self._max_waiters = max_waiters
         self._idle_s = idle_s
+        self._max_processes = max_processes
         self._reaper: asyncio.Task[None] | None = None
 
     def for_revision(self, key: RevisionKey, spawn: Spawner) -> RevisionPool:
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = RevisionPool(spawn, self._max_per_revision, self._max_waiters)
+            pool = self._pools[key] = RevisionPool(
+                spawn, self._max_per_revision, self._max_waiters, self._make_room
+            )
         return pool
+
+    def _make_room(self, dead: list[HandlerProcess]) -> bool:
+        if sum(pool.size for pool in self._pools.values()) < self._max_processes:
+            return True
+        idle = [(t, pool) for pool in self._pools.values() if (t := pool.oldest_idle_use)]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda found: found[0])[1].give_up_oldest_idle()
+        if victim is None:
+            return False
+        dead.append(victim)
+        return True
 
     def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap_forever())
@@ -136,10 +186,9 @@ class InstancePool:
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, self._idle_s / 2))
-            for key, pool in list(self._pools.items()):
+            # Empty pools stay: a prepared revision holds on to its pool (retire drops it).
+            for pool in list(self._pools.values()):
                 await pool.reap_idle(self._idle_s)
-                if pool.size == 0:
-                    self._pools.pop(key, None)
 
     async def retire(self, key: RevisionKey, gone: ComputeError | None = None) -> None:
         pool = self._pools.pop(key, None)

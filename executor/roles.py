@@ -104,6 +104,7 @@ async def run_worker(
         max_per_revision=settings.pool_per_revision,
         max_waiters=settings.pool_max_waiters,
         idle_s=settings.idle_s,
+        max_processes=settings.worker_concurrency,
     )
     invoker = Invoker(
         view=bus.view,

@@ -147,9 +147,9 @@ class Worker:
             await self._reply_error(msg, refused, invocation_id)
             return
         self._in_flight[function] = self._in_flight.get(function, 0) + 1
-        task = asyncio.create_task(self._handle(msg))
+        task = asyncio.create_task(self._handle(msg, function))
         self._tasks.add(task)
-        task.add_done_callback(lambda t: self._done(t, function))
+        task.add_done_callback(self._tasks.discard)
 
     def _admission(self, function: tuple[str, str]) -> Overloaded | None:
         """Why this invocation cannot be taken now, if it cannot. Calls that only wait for one of
@@ -169,23 +169,29 @@ class Worker:
             )
         return None
 
-    def _done(self, task: asyncio.Task[None], function: tuple[str, str]) -> None:
-        self._tasks.discard(task)
+    def _leave(self, function: tuple[str, str]) -> None:
         left = self._in_flight.pop(function, 1) - 1
         if left > 0:
             self._in_flight[function] = left
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg, function: tuple[str, str]) -> None:
         headers = msg.headers or {}
         invocation_id = headers.get(H_INVOCATION_ID) or new_invocation_id()
         try:
-            call = self._call_from(msg, headers, invocation_id)
-            outcome = await self.invoker.invoke(call)
-        except ComputeError as exc:
-            outcome = Outcome(None, exc)
-        except Exception:
-            log.exception("invocation %s failed inside the worker", invocation_id)
-            outcome = Outcome(None, InternalError("the worker failed to run the invocation"))
+            try:
+                call = self._call_from(msg, headers, invocation_id)
+                outcome = await self.invoker.invoke(call)
+            except ComputeError as exc:
+                outcome = Outcome(None, exc)
+            except Exception:
+                log.exception("invocation %s failed inside the worker", invocation_id)
+                outcome = Outcome(None, InternalError("the worker failed to run the invocation"))
+            await self._reply(msg, outcome, invocation_id)
+        finally:  # once answered it is no longer in flight (its record is stored after)
+            self._leave(function)
+        await self._finish_record(outcome)
+
+    async def _reply(self, msg: Msg, outcome: Outcome, invocation_id: str) -> None:
         try:
             if outcome.error is None:
                 assert outcome.result is not None
@@ -199,7 +205,6 @@ class Worker:
             failure = InternalError("the worker could not send the reply")
             with contextlib.suppress(Exception):
                 await self._reply_error(msg, failure, invocation_id)
-        await self._finish_record(outcome)
 
     def _call_from(self, msg: Msg, headers: dict[str, str], invocation_id: str) -> Call:
         parsed = subjects.parse_function_subject(msg.subject)

@@ -144,6 +144,7 @@ _REGEX_KEYWORDS = {
 _DESCENDING = (
     "$ref",
     "$dynamicRef",
+    "$recursiveRef",
     "allOf",
     "anyOf",
     "oneOf",
@@ -166,6 +167,7 @@ _SLOW_KEYWORDS = (
     '"uniqueItems"',
     '"$ref"',
     '"$dynamicRef"',
+    '"$recursiveRef"',
     '"allOf"',
     '"anyOf"',
     '"oneOf"',

@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from executor.instance import HandlerProcess
 from executor.pool import InstancePool, Spawner
 from executor.sandbox import Sandbox
+from schemas.errors import Overloaded
 from tests.conftest import handler_request, spawn_python_handler
 
 PID_HANDLER = "import os\ndef handler(event, context):\n    return os.getpid()\n"
@@ -50,7 +52,7 @@ def gone(pid: int) -> bool:
 async def test_a_process_is_reused_within_a_revision_and_never_across(
     bare_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=60)
+    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=60, max_processes=16)
     try:
         rev1, rev2 = ("c", "000000001", 1), ("c", "000000001", 2)
         spawn1, spawn2 = (
@@ -68,7 +70,7 @@ async def test_a_process_is_reused_within_a_revision_and_never_across(
 async def test_idle_processes_are_stopped_after_the_idle_time(
     bare_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=0.4)
+    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=0.4, max_processes=16)
     pool.start()
     try:
         pid = await pid_from(pool, ("c", "000000002", 1), spawner(bare_sandbox, tmp_path, "idle"))
@@ -84,11 +86,34 @@ async def test_idle_processes_are_stopped_after_the_idle_time(
 async def test_at_most_max_per_revision_processes_run_at_once(
     bare_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=60)
+    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=60, max_processes=16)
     try:
         key = ("c", "000000003", 1)
         spawn = spawner(bare_sandbox, tmp_path, "cap")
         pids = await asyncio.gather(*(pid_from(pool, key, spawn) for _ in range(10)))
         assert 1 <= len(set(pids)) <= 2
+    finally:
+        await pool.close()
+
+
+async def test_the_worker_wide_process_limit_takes_idle_ones_then_refuses(
+    bare_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    pool = InstancePool(max_per_revision=2, max_waiters=8, idle_s=60, max_processes=2)
+    try:
+        a, b, c = (("c", "000000004", n) for n in (1, 2, 3))
+        idle_a = await pid_from(pool, a, spawner(bare_sandbox, tmp_path, "a"))  # stays idle
+        spawn_b = spawner(bare_sandbox, tmp_path, "b")
+        first = await pool.for_revision(b, spawn_b).acquire(10)
+        second = await pool.for_revision(b, spawn_b).acquire(10)  # takes a's idle place
+        for _ in range(50):
+            if gone(idle_a):
+                break
+            await asyncio.sleep(0.02)
+        assert gone(idle_a)
+        with pytest.raises(Overloaded):  # both in use, none idle: no room for a third
+            await pool.for_revision(c, spawner(bare_sandbox, tmp_path, "c")).acquire(10)
+        for process in (first, second):
+            await pool.for_revision(b, spawn_b).release(process)
     finally:
         await pool.close()
