@@ -426,3 +426,37 @@ async def test_a_process_that_stops_reading_still_times_out(
     _, response = await attack("python", "ok", timeout=1000, pad="x" * 300_000)
     assert response.status_code == 504, response.text
     assert "1000 ms" in response.json()["error"]  # the worker's own timeout, not the API's
+
+
+ENV_READERS = {
+    "python": {
+        "index.py": (
+            "import os, subprocess\n"
+            "def handler(event, context):\n"
+            "    child = subprocess.run(['/bin/sh', '-c', 'echo $API_TOKEN'],\n"
+            "                           capture_output=True, text=True).stdout.strip()\n"
+            "    return {'own': os.environ.get('API_TOKEN'), 'child': child,\n"
+            "            'marker': 'COMPUTEBUS_ENVIRONMENT' in os.environ}\n"
+        )
+    },
+    "nodejs": {
+        "index.js": (
+            "const { execSync } = require('child_process');\n"
+            "exports.handler = async () => ({ own: process.env.API_TOKEN,\n"
+            "  child: execSync('echo $API_TOKEN', { shell: '/bin/sh' }).toString().trim(),\n"
+            "  marker: 'COMPUTEBUS_ENVIRONMENT' in process.env });\n"
+        )
+    },
+}
+
+
+@pytest.mark.parametrize("runtime", ["python", "nodejs"])
+async def test_env_vars_reach_the_handler_and_its_children(
+    http: httpx.AsyncClient, make_function: MakeFunction, runtime: str
+) -> None:
+    value = "a b=c;'\"$x"  # spaces, =, quotes and $ survive
+    fn = await make_function(
+        ENV_READERS[runtime], runtime=runtime, compute_asset={"env_vars": [f"API_TOKEN={value}"]}
+    )
+    seen = body(await http.post(f"{fn.path}/invoke", json={"payload": None}))
+    assert seen == {"own": value, "child": value, "marker": False}, seen
