@@ -9,6 +9,8 @@ from nats.js.api import RawStreamMsg, StreamConfig
 
 # Room for the subject and headers (TTL, expectations) beside a stored body in one message.
 MESSAGE_HEADROOM = 4096
+# What an invocation's reply or request needs beside its payload (headers, the error envelope).
+REPLY_HEADROOM = 64 * 1024
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -7,9 +7,9 @@ same options, so both paths read them here.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from bus import subjects
-from executor.invocation import Call
 from schemas.errors import ComputeError, InvalidRequest, Overloaded
 from schemas.invocations import InvocationType
 
@@ -24,6 +24,21 @@ H_MSG_ID = "Nats-Msg-Id"
 H_ERROR = "Nats-Service-Error"
 H_ERROR_CODE = "Nats-Service-Error-Code"
 H_RETRY_AFTER = "Retry-After"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One invocation as the worker runs it (built here from a message and its headers)."""
+
+    collection_topic: str
+    service: str
+    payload: bytes
+    invocation_id: str
+    alias: str | None = None
+    revision: int | None = None
+    timeout_ms: int | None = None
+    invocation_type: InvocationType = "RequestResponse"
+
 
 # The options an Async invocation keeps when it is dead-lettered and sent again.
 CALL_OPTIONS = (H_ALIAS, H_REVISION, H_TIMEOUT, H_PAYLOAD_SHA256)

@@ -16,7 +16,6 @@ from nats.aio.client import Client
 from bus import subjects
 from bus.bundles import BundleStore, EncodedBundle, encoded_bundle
 from bus.registry import Registry, name_hash
-from executor.runtimes.commands import RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
 from executor.settings import Settings
 from executor.workspace import (
     check_asset_count,
@@ -30,6 +29,8 @@ from schemas.bundles import Bundle, BundleFile
 from schemas.codec import decode_as, encode
 from schemas.errors import FunctionExists, InvalidRequest, detail
 from schemas.functions import (
+    RESERVED_ENV_NAMES,
+    RESERVED_ENV_PREFIXES,
     Asset,
     AssetMeta,
     AsyncConfig,

@@ -16,6 +16,7 @@ import msgspec
 from bus.bundles import BundleStore
 from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
+from executor.call_headers import Call
 from executor.instance import HandlerProcess, Logs, ProcessGone, ReplyTooLarge
 from executor.launch import launch, launch_plan
 from executor.pool import InstancePool, RevisionKey, RevisionPool
@@ -42,20 +43,8 @@ from schemas.handler_protocol import (
     HandlerRequest,
     request_encoder,
 )
-from schemas.invocations import HandlerContext, InvocationType, MonitorRecord
+from schemas.invocations import HandlerContext, MonitorRecord
 from schemas.validation import CompiledSchema, ValidationTooSlow
-
-
-@dataclass(frozen=True)
-class Call:
-    collection_topic: str
-    service: str
-    payload: bytes
-    invocation_id: str
-    alias: str | None = None
-    revision: int | None = None
-    timeout_ms: int | None = None
-    invocation_type: InvocationType = "RequestResponse"
 
 
 @dataclass

@@ -20,6 +20,7 @@ from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from bus.registry import Registry
 from bus.registry_view import RegistryView
+from bus.streams import REPLY_HEADROOM
 from executor.api.app import build_app
 from executor.api.context import ApiContext
 from executor.async_consumer import AsyncConsumer
@@ -29,7 +30,7 @@ from executor.invocation import Invoker
 from executor.launch import open_sandbox
 from executor.pool import InstancePool
 from executor.settings import Settings
-from executor.worker import REPLY_HEADROOM, Worker, new_worker_id
+from executor.worker import Worker, new_worker_id
 from executor.workspace import WorkspaceCache
 
 log = logging.getLogger("computebus")

@@ -18,11 +18,12 @@ from bus import subjects
 from executor.async_consumer import AsyncConsumer
 from executor.call_headers import (
     H_INVOCATION_ID,
+    Call,
     call_from_headers,
     error_headers,
     new_invocation_id,
 )
-from executor.invocation import Call, Invoker, Outcome
+from executor.invocation import Invoker, Outcome
 from executor.settings import Settings
 from schemas.codec import decoder_for, encode, json_decoder
 from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
@@ -44,7 +45,6 @@ def max_concurrency(record: FunctionRecord | None, settings: Settings) -> int:
 
 
 # Room for headers beside a reply in one message; results are capped at max_payload minus this.
-REPLY_HEADROOM = 64 * 1024
 
 
 def new_worker_id() -> str:

@@ -62,6 +62,34 @@ class AsyncConfigPatch(Struct):
         return msgspec.structs.replace(config, **changes)
 
 
+# Variables a function may not set: they would change how the runtime itself loads, or what
+# the C library of a process that starts as root (bubblewrap, setpriv before its uid drop) loads
+# from paths a handler controls (glibc's own list for setuid programs, and locale names, which
+# glibc reads as paths when they hold a slash).
+RESERVED_ENV_PREFIXES = ("LD_", "PYTHON", "NODE_", "COMPUTEBUS_", "NATS_", "MALLOC_", "LC_")
+RESERVED_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "PWD",
+        "TMPDIR",
+        "LANG",
+        "LANGUAGE",
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+    }
+)
+
+
 MAX_ATTEMPTS_LIMIT = 20
 MAX_BACKOFF_MS = 86_400_000  # one day between two attempts
 MAX_TTL_MS = 366 * 86_400_000  # records are kept at most a year

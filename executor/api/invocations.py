@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bus import subjects
+from bus.streams import REPLY_HEADROOM
 from executor.api import async_invocations
 from executor.api.context import ctx_of, function_ref
 from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
@@ -23,7 +24,6 @@ from executor.call_headers import (
     is_invocation_id,
     new_invocation_id,
 )
-from executor.worker import REPLY_HEADROOM
 from schemas.codec import decode_as, json_decoder, nested_too_deeply
 from schemas.errors import (
     ComputeError,

@@ -4,45 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from executor.runtimes.interpreters import find_interpreters
-
 _HERE = Path(__file__).resolve().parent
 PYTHON_BOOTSTRAP = _HERE / "python_bootstrap.py"
 NODE_BOOTSTRAP = _HERE / "node_bootstrap.js"
 BOOTSTRAPS = (PYTHON_BOOTSTRAP, NODE_BOOTSTRAP)
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-# Variables a function may not set: they would change how the runtime itself loads, or what
-# the C library of a process that starts as root (bubblewrap, setpriv before its uid drop) loads
-# from paths a handler controls (glibc's own list for setuid programs, and locale names, which
-# glibc reads as paths when they hold a slash).
-RESERVED_ENV_PREFIXES = ("LD_", "PYTHON", "NODE_", "COMPUTEBUS_", "NATS_", "MALLOC_", "LC_")
-RESERVED_ENV_NAMES = frozenset(
-    {
-        "PATH",
-        "HOME",
-        "PWD",
-        "TMPDIR",
-        "LANG",
-        "LANGUAGE",
-        "GCONV_PATH",
-        "GETCONF_DIR",
-        "GLIBC_TUNABLES",
-        "HOSTALIASES",
-        "LOCALDOMAIN",
-        "LOCPATH",
-        "NIS_PATH",
-        "NLSPATH",
-        "RESOLV_HOST_CONF",
-        "RES_OPTIONS",
-        "TZDIR",
-    }
-)
-
-
-def available_runtimes(python: str | None = None, node: str | None = None) -> dict[str, str]:
-    """Runtime name -> interpreter version, for the runtimes installed here."""
-    return {name: i.version for name, i in find_interpreters(python, node).items()}
 
 
 def handler_argv(

@@ -1,0 +1,34 @@
+"""The API role never loads the worker's or the handler runtime's modules (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+WORKER_SIDE = (
+    "executor.worker",
+    "executor.async_consumer",
+    "executor.invocation",
+    "executor.runtimes",
+    "executor.sandbox",
+    "executor.instance",
+    "executor.pool",
+    "executor.launch",
+    "executor.cgroups",
+)
+PROBE = """
+import importlib, json, pkgutil, sys
+import executor.api
+for m in pkgutil.iter_modules(executor.api.__path__, "executor.api."):
+    importlib.import_module(m.name)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_importing_the_api_loads_nothing_of_the_worker() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    loaded = [name for name in json.loads(out) if name.startswith(WORKER_SIDE)]
+    assert loaded == [], loaded
