@@ -5,26 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from typing import Any
 
 
-async def test_bench_reports_all_four_systems_and_the_ratios() -> None:
+async def bench(*flags: str) -> dict[str, Any]:
+    """Run ``computebus bench FLAGS`` as a user would; its last line is the figures as JSON."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "executor.cli",
         "bench",
-        "--seconds",
-        "0.3",
-        "--samples",
-        "30",
-        "--concurrency",
-        "4",
+        *flags,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()[-2000:]
-    figures = json.loads(out.decode().strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return figures
+
+
+async def test_bench_reports_all_four_systems_and_the_ratios() -> None:
+    figures = await bench("--seconds", "0.3", "--samples", "30", "--concurrency", "4")
     for name in (
         "bare starlette echo",
         "bare nats echo",
@@ -38,18 +40,7 @@ async def test_bench_reports_all_four_systems_and_the_ratios() -> None:
 
 
 async def test_sandbox_bench_reports_cold_and_warm_for_both_runtimes() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "bench",
-        "--sandbox",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    figures = json.loads(out.decode().strip().splitlines()[-1])
+    figures = await bench("--sandbox")
     assert figures["level"]
     for runtime in ("nodejs", "python"):
         row = figures[runtime]
@@ -58,22 +49,7 @@ async def test_sandbox_bench_reports_cold_and_warm_for_both_runtimes() -> None:
 
 
 async def test_async_bench_reports_both_throughputs_and_the_ratio() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "bench",
-        "--async",
-        "--count",
-        "200",
-        "--workers",
-        "2",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    figures = json.loads(out.decode().strip().splitlines()[-1])
+    figures = await bench("--async", "--count", "200", "--workers", "2")
     assert figures["count"] == 200
     assert figures["workers"] == 2
     assert figures["bare_jetstream_per_s"] > 0
@@ -82,22 +58,7 @@ async def test_async_bench_reports_both_throughputs_and_the_ratio() -> None:
 
 
 async def test_flood_bench_reports_the_victims_latency_alone_and_flooded() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "bench",
-        "--flood",
-        "--clients",
-        "40",
-        "--samples",
-        "50",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    figures = json.loads(out.decode().strip().splitlines()[-1])
+    figures = await bench("--flood", "--clients", "40", "--samples", "50")
     for phase in ("alone", "flooded"):
         assert 0 < figures[phase]["p50_ms"] <= figures[phase]["p95_ms"]
     assert figures["p50_ratio"] > 0 and figures["clients"] == 40

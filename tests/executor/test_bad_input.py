@@ -45,8 +45,9 @@ async def test_an_id_with_a_trailing_newline_is_refused_not_an_error(
         path = f"{fn.path}/invocations/abc%0A"
     response = await http.get(path)
     assert response.status_code in (400, 404), response.text
-    invoked = await http.post(path.replace("/invocations/abc%0A", "") + "/invoke", json={})
-    assert invoked.status_code in (200, 400, 404), invoked.text
+    if where != "invocation":  # the id with its newline never names the function
+        invoked = await http.post(path + "/invoke", json={"payload": 1})
+        assert invoked.status_code in (400, 404), invoked.text
 
 
 async def test_a_deep_value_under_a_recursive_schema_is_refused_not_an_error(
