@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from executor.api import functions, invocations, lifecycle, ops
-from executor.api.context import ApiContext
+from executor.api.context import ApiContext, ctx_of
 from executor.api.responses import error_response
 from schemas.errors import ComputeError, InternalError, InvalidRequest, NotFound, Unavailable
 
@@ -42,6 +42,10 @@ async def _bus_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, RuntimeError | ConnectionError) and not ctx_of(request).nc.is_connected:
+        # The connection to NATS broke under the request: under uvloop nats-py's write to the
+        # closed transport raises RuntimeError, not a nats error. The bus is away, not broken.
+        return await _bus_error(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(InternalError("internal error; see the API log"))
 
