@@ -1,14 +1,24 @@
-"""The async invocation queue: a work-queue JetStream stream and the one durable consumer that
-every worker pulls from.
+"""The async invocation queue: a work-queue JetStream stream with one durable consumer per
+function, which every worker pulls from (so one function's backlog never stands in front of
+another's messages).
 
 A message is an invocation: its subject names the function, its body is the payload, its headers
 carry the options (``Compute-*``) and ``Nats-Msg-Id``, which the stream deduplicates within its
 window. The stream refuses new messages when full rather than dropping queued ones, and a message
-leaves it only when a worker acks it (after the invocation's final record is stored).
+leaves it only when a worker acks it (after the invocation's final record is stored). A
+function's consumer is made when a worker first sees work for it, and the server removes it
+after ``IDLE_CONSUMER_S`` without a pull.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -25,11 +35,13 @@ from bus.streams import ensure_stream
 
 MSG_ID = "Nats-Msg-Id"
 _PUBLISH_TIMEOUT_S = 5.0
+IDLE_CONSUMER_S = 3600.0
 
 
 class AsyncQueue:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, ack_wait_s: float) -> None:
         self.js = js
+        self.ack_wait_s = ack_wait_s
 
     @classmethod
     async def open(
@@ -40,7 +52,7 @@ class AsyncQueue:
         ack_wait_s: float,
         max_bytes: int,
     ) -> AsyncQueue:
-        """Create the stream and the shared consumer, or bring their settings up to date."""
+        """Create the stream, or bring its settings up to date."""
         config = StreamConfig(
             name=subjects.ASYNC_STREAM,
             subjects=[subjects.ASYNC_WILDCARD],
@@ -51,17 +63,10 @@ class AsyncQueue:
             duplicate_window=dedupe_window_s,
         )
         await ensure_stream(js, config)
-        await js.add_consumer(
-            subjects.ASYNC_STREAM,
-            ConsumerConfig(
-                durable_name=subjects.ASYNC_CONSUMER,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=ack_wait_s,
-                max_deliver=-1,  # attempts are counted against the function's max_attempts
-                max_ack_pending=-1,
-            ),
-        )
-        return cls(js)
+        # A work queue allows no overlapping consumers: the old shared one must go.
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(subjects.ASYNC_STREAM, subjects.ASYNC_LEGACY_CONSUMER)
+        return cls(js, ack_wait_s)
 
     async def submit(self, ct: str, ft: str, payload: bytes, headers: dict[str, str]) -> PubAck:
         """Store one invocation; returns once the stream has it (``duplicate`` if already had)."""
@@ -69,9 +74,51 @@ class AsyncQueue:
             subjects.async_subject(ct, ft), payload, timeout=_PUBLISH_TIMEOUT_S, headers=headers
         )
 
-    async def pull(self, pending_msgs_limit: int) -> JetStreamContext.PullSubscription:
+    async def queued(self) -> dict[tuple[str, str], int]:
+        """Each function with messages in the stream (queued, running or waiting to retry), and
+        how many."""
+        info = await self.js.stream_info(
+            subjects.ASYNC_STREAM, subjects_filter=subjects.ASYNC_WILDCARD
+        )
+        found = {}
+        for subject, count in (info.state.subjects or {}).items():
+            where = subjects.parse_async_subject(subject)
+            if where is not None:
+                found[where] = count
+        return found
+
+    async def lane(
+        self, ct: str, ft: str, pending_msgs_limit: int
+    ) -> JetStreamContext.PullSubscription:
+        """A pull subscription on the function's own consumer (made or updated first)."""
+        durable = subjects.async_consumer(ct, ft)
+        await self.js.add_consumer(
+            subjects.ASYNC_STREAM,
+            ConsumerConfig(
+                durable_name=durable,
+                filter_subject=subjects.async_subject(ct, ft),
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self.ack_wait_s,
+                max_deliver=-1,  # attempts are counted against the function's max_attempts
+                max_ack_pending=-1,
+                inactive_threshold=IDLE_CONSUMER_S,
+            ),
+        )
         return await self.js.pull_subscribe_bind(
-            subjects.ASYNC_CONSUMER,
-            stream=subjects.ASYNC_STREAM,
-            pending_msgs_limit=pending_msgs_limit,
+            durable, stream=subjects.ASYNC_STREAM, pending_msgs_limit=pending_msgs_limit
+        )
+
+    async def ring_on_submit(
+        self, nc: Client, ring: Callable[[tuple[str, str]], Awaitable[None]]
+    ) -> Subscription:
+        """Call ``ring((ct, ft))`` as invocations are published (one worker of all hears each:
+        the others find the work when they next look at the stream)."""
+
+        async def heard(msg: Msg) -> None:
+            where = subjects.parse_async_subject(msg.subject)
+            if where is not None:
+                await ring(where)
+
+        return await nc.subscribe(
+            subjects.ASYNC_WILDCARD, queue=subjects.ASYNC_BELL_QUEUE, cb=heard
         )

@@ -13,7 +13,8 @@ WORKER_SYNC = "computebus.workers.sync"  # take this function record now (after 
 
 ASYNC_STREAM = "COMPUTEBUS_ASYNC"
 ASYNC_WILDCARD = f"{PREFIX}.*.function.*.async"
-ASYNC_CONSUMER = "computebus-async-workers"  # one durable consumer, shared by every worker
+ASYNC_LEGACY_CONSUMER = "computebus-async-workers"  # the one shared consumer of old, removed
+ASYNC_BELL_QUEUE = "computebus-async-bell"
 DEAD_LETTER_STREAM = "COMPUTEBUS_DEAD_LETTERS"
 DEAD_LETTER_PREFIX = "computebus.dead"
 
@@ -35,6 +36,11 @@ def function_subject(ct: str, ft: str) -> str:
 
 def async_subject(ct: str, ft: str) -> str:
     return f"{function_subject(ct, ft)}.async"
+
+
+def async_consumer(ct: str, ft: str) -> str:
+    """The durable consumer of one function's Async invocations (unique: ``ft`` is 9 digits)."""
+    return f"computebus-async-{ct}-{ft}"
 
 
 def parse_async_subject(subject: str) -> tuple[str, str] | None:

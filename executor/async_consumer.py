@@ -1,5 +1,6 @@
-"""Async invocations on the worker side: pull from the shared durable consumer, run each one,
-record it exactly once, retry what can pass, dead-letter the rest, ack last.
+"""Async invocations on the worker side: run each message the dispatcher pulls (from its
+function's own consumer), record it exactly once, retry what can pass, dead-letter the rest,
+ack last.
 
 One message, start to end (``_settle``):
 1. Read the invocation's record. Already final: this is a redelivery after the record was
@@ -26,12 +27,12 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from bus import subjects
 from bus.async_queue import AsyncQueue
 from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
+from executor.async_dispatch import AsyncDispatcher
 from executor.call_headers import (
     CALL_OPTIONS,
     H_INVOCATION_ID,
@@ -69,9 +70,6 @@ RETRYABLE = frozenset(
 _ORPHAN_TTL_MS = 24 * 3600 * 1000
 _IN_FLIGHT_TTL_MS = 24 * 3600 * 1000
 _CAS_TRIES = 8
-_FETCH_WAIT_S = 1.0
-_STRAGGLER_WAIT_S = 0.2
-_WARN_EVERY_S = 60.0
 _DEAD_LETTER_TRIES = 10  # deliveries of a finished failure spent trying to dead-letter it
 
 
@@ -129,96 +127,14 @@ class AsyncConsumer:
         self.invoker = invoker
         self.monitor: MonitorStore = invoker.monitor
         self.settings = settings
-        self._sub: JetStreamContext.PullSubscription | None = None
-        self._puller: asyncio.Task[None] | None = None
-        self._pulling = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._slot_free = asyncio.Event()
-        self._naks: set[asyncio.Task[None]] = set()
-        self._warned_at = -_WARN_EVERY_S
+        self.dispatcher = AsyncDispatcher(nc, queue, settings.async_concurrency, self._handle)
 
     async def start(self) -> None:
-        self._sub = await self.queue.pull(pending_msgs_limit=self.settings.async_concurrency * 4)
-        self._pulling = True
-        self._puller = asyncio.create_task(self._pull_loop(self._sub))
-
-    async def _pull_loop(self, sub: JetStreamContext.PullSubscription) -> None:
-        while self._pulling:
-            free = self.settings.async_concurrency - len(self._tasks)
-            if free <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            try:
-                msgs = await sub.fetch(free, timeout=_FETCH_WAIT_S)
-            except TimeoutError:
-                continue
-            except Exception as exc:  # disconnected (nats-py reconnects), or worse: keep pulling
-                now = time.monotonic()
-                quiet = self.nc.is_reconnecting or now - self._warned_at < _WARN_EVERY_S
-                if not quiet:
-                    self._warned_at = now
-                log.log(logging.DEBUG if quiet else logging.WARNING, "async fetch: %r", exc)
-                await asyncio.sleep(_FETCH_WAIT_S)
-                continue
-            for msg in msgs:
-                self._take(msg)
-
-    def _take(self, msg: Msg) -> None:
-        """Run ``msg``, or hand it straight back when stopping or full (a fetch can bring more
-        than it asked for: what arrived after an earlier fetch gave up)."""
-        if not self._pulling or len(self._tasks) >= self.settings.async_concurrency:
-            self._hand_back(msg)
-            return
-        task = asyncio.create_task(self._handle(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _hand_back(self, msg: Msg) -> None:
-        async def nak() -> None:
-            with contextlib.suppress(Exception):
-                await msg.nak()
-
-        task = asyncio.create_task(nak())
-        self._naks.add(task)
-        task.add_done_callback(self._naks.discard)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._slot_free.set()
+        await self.dispatcher.start()
 
     async def stop(self, deadline_s: float) -> None:
         """Stop pulling, let what runs finish within ``deadline_s``; hand back the rest."""
-        self._pulling = False
-        self._slot_free.set()
-        if self._puller is not None:
-            await self._puller  # ends after its current fetch (at most _FETCH_WAIT_S)
-        if self._sub is not None:
-            await self._hand_back_stragglers(self._sub)
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=deadline_s)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=5)
-        if self._naks:
-            await asyncio.wait(self._naks, timeout=5)
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-
-    async def _hand_back_stragglers(self, sub: JetStreamContext.PullSubscription) -> None:
-        """The server may deliver a pull's messages just after the fetch stopped waiting; they
-        sit in the subscription. Hand them back now rather than after the ack wait."""
-        await asyncio.sleep(_STRAGGLER_WAIT_S)
-        while sub.pending_msgs:
-            try:
-                # nats-py has no public way to take what is queued in a pull subscription.
-                msg = await sub._sub.next_msg(timeout=_STRAGGLER_WAIT_S)
-            except Exception:
-                return
-            if msg.reply and not (msg.headers and "Status" in msg.headers):
-                self._hand_back(msg)
+        await self.dispatcher.stop(deadline_s)
 
     async def _handle(self, msg: Msg) -> None:
         keep_alive = asyncio.create_task(self._keep_alive(msg))

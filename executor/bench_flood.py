@@ -1,16 +1,19 @@
 """``computebus bench --flood``: one function's latency alone, and again while another
-function is flooded with calls that never finish, in the same run.
+function is flooded with calls that never finish, in the same run; first for sync calls, then
+for Async ones (submitted over HTTP, timed until their result event arrives on NATS).
 
 The flood comes from a separate process (a client in this one would slow the measurement
 itself): ``clients`` loops, each calling the hanging function again as soon as it is answered
 (429 past its max_concurrency, 504 at its timeout), until the measurement ends or at most
-``FLOOD_MAX_S``. The figure that matters is the ratio of the victim's p50.
+``FLOOD_MAX_S``. The Async flood is ``clients`` hanging invocations queued at once. The
+figures that matter are the ratios of the victim's p50.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import statistics
 import sys
@@ -21,6 +24,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bus import subjects
+from bus.connect import connect
 from executor.bench import RawHttp, child, http_request, serve_child
 
 VICTIM = ("nodejs", "index.js", "exports.handler = async (e) => e;\n")
@@ -45,6 +50,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
 
 
 async def _create(api: str, name: str, spec: tuple[str, str, str], timeout: int) -> str:
+    """The function's HTTP path."""
     runtime, file, source = spec
     body = {
         "name": name,
@@ -62,16 +68,14 @@ async def _create(api: str, name: str, spec: tuple[str, str, str], timeout: int)
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
         response = await client.post("/compute/functions", json=body)
         response.raise_for_status()
-        return (
-            f"/compute/functions/bench/{response.json()['body']['compute_asset']['service']}/invoke"
-        )
+        return f"/compute/functions/bench/{response.json()['body']['compute_asset']['service']}"
 
 
 async def _latencies(api: str, path: str, samples: int) -> list[float]:
     parts = urlsplit(api)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     conn = await RawHttp.open(host, port)
-    request = http_request(host, port, path, b'{"payload": 1}')
+    request = http_request(host, port, f"{path}/invoke", b'{"payload": 1}')
     try:
         for _ in range(20):
             await conn.post(request)
@@ -87,6 +91,41 @@ async def _latencies(api: str, path: str, samples: int) -> list[float]:
         conn.close()
 
 
+async def _async_latencies(api: str, nats_url: str, path: str, samples: int) -> list[float]:
+    """Submit one Async invocation at a time; each takes until its result event arrives."""
+    ft = path.rsplit("/", 1)[1]
+    nc = await connect(nats_url, name="computebus-bench")
+    results = await nc.subscribe(subjects.result_subject("bench", ft, "*"))
+    body = {"payload": 1, "invocation_type": "Async"}
+    found = []
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+            for i in range(samples + 10):
+                t = time.perf_counter()
+                accepted = await client.post(f"{path}/invoke", json=body)
+                if accepted.status_code != 202:
+                    raise RuntimeError(f"the Async victim answered {accepted.status_code}")
+                event = await results.next_msg(timeout=30)
+                if not event.subject.endswith(".succeeded"):
+                    raise RuntimeError(f"the Async victim failed: {event.data[:200]!r}")
+                if i >= 10:  # the first ones warm its process
+                    found.append((time.perf_counter() - t) * 1000)
+    finally:
+        await nc.close()
+    return sorted(found)
+
+
+async def _async_flood(api: str, path: str, count: int) -> None:
+    body = {"payload": 0, "invocation_type": "Async"}
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        for start in range(0, count, 50):
+            size = min(50, count - start)
+            burst = [client.post(f"{path}/invoke", json=body) for _ in range(size)]
+            for answer in await asyncio.gather(*burst):
+                if answer.status_code != 202:
+                    raise RuntimeError(f"the Async flood was answered {answer.status_code}")
+
+
 def _figures(latencies: list[float]) -> dict[str, float]:
     return {
         "p50_ms": statistics.median(latencies),
@@ -96,7 +135,7 @@ def _figures(latencies: list[float]) -> dict[str, float]:
 
 async def run_flood_bench(*, clients: int = 300, samples: int = 300) -> int:
     with tempfile.TemporaryDirectory(prefix="computebus-bench-flood-") as tmp:
-        async with serve_child(Path(tmp)) as (api, _):
+        async with serve_child(Path(tmp)) as (api, nats_url):
             victim = await _create(api, "bench-victim", VICTIM, 5000)
             hog = await _create(api, "bench-hog", HOG, HOG_TIMEOUT_MS)
             alone = _figures(await _latencies(api, victim, samples))
@@ -106,11 +145,38 @@ async def run_flood_bench(*, clients: int = 300, samples: int = 300) -> int:
                 await asyncio.sleep(1.0)  # the hog's processes are full and its waiters queued
                 flooded = _figures(await _latencies(api, victim, samples))
                 seconds = time.monotonic() - started
+            async_samples = max(20, samples // 5)
+            async_alone = _figures(await _async_latencies(api, nats_url, victim, async_samples))
+            await _async_flood(api, hog, clients)
+            await asyncio.sleep(1.0)  # the hog holds every Async slot it may take
+            async_flooded = _figures(await _async_latencies(api, nats_url, victim, async_samples))
+            with contextlib.suppress(httpx.HTTPError):  # its queued flood goes with it
+                async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+                    await client.delete(hog)
     ratio = flooded["p50_ms"] / alone["p50_ms"]
+    async_ratio = async_flooded["p50_ms"] / async_alone["p50_ms"]
     print(f"victim alone           p50 {alone['p50_ms']:7.3f} ms   p95 {alone['p95_ms']:7.3f} ms")
     print(
         f"victim during a flood  p50 {flooded['p50_ms']:7.3f} ms   p95 {flooded['p95_ms']:7.3f} ms"
     )
     print(f"p50 ratio: {ratio:.2f}x (aim <= 2x); {clients} flood clients for {seconds:.1f} s")
-    print(json.dumps({"alone": alone, "flooded": flooded, "p50_ratio": ratio, "clients": clients}))
+    print(
+        f"Async victim alone           p50 {async_alone['p50_ms']:7.3f} ms"
+        f"   p95 {async_alone['p95_ms']:7.3f} ms"
+    )
+    print(
+        f"Async victim during a flood  p50 {async_flooded['p50_ms']:7.3f} ms"
+        f"   p95 {async_flooded['p95_ms']:7.3f} ms"
+    )
+    print(f"Async p50 ratio: {async_ratio:.2f}x (aim <= 2x); {clients} hanging Async calls queued")
+    figures = {
+        "alone": alone,
+        "flooded": flooded,
+        "p50_ratio": ratio,
+        "async_alone": async_alone,
+        "async_flooded": async_flooded,
+        "async_p50_ratio": async_ratio,
+        "clients": clients,
+    }
+    print(json.dumps(figures))
     return 0

@@ -59,6 +59,7 @@ async def test_async_bench_reports_both_throughputs_and_the_ratio() -> None:
 
 async def test_flood_bench_reports_the_victims_latency_alone_and_flooded() -> None:
     figures = await bench("--flood", "--clients", "40", "--samples", "50")
-    for phase in ("alone", "flooded"):
+    for phase in ("alone", "flooded", "async_alone", "async_flooded"):
         assert 0 < figures[phase]["p50_ms"] <= figures[phase]["p95_ms"]
-    assert figures["p50_ratio"] > 0 and figures["clients"] == 40
+    assert figures["p50_ratio"] > 0 and figures["async_p50_ratio"] > 0
+    assert figures["clients"] == 40

@@ -112,3 +112,29 @@ async def test_an_expensive_schema_stalls_only_its_own_function(
     checked = await http.post(f"{unique.path}/invoke", json={"payload": many})
     assert checked.status_code == 200, checked.text[:200]
     assert time.monotonic() - t < 2.0
+
+
+async def test_an_async_flood_of_one_function_does_not_queue_another(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    hanging = await make_function(
+        HANG, runtime="python", timeout=3000, async_config={"max_attempts": 1}
+    )
+    victim = await make_function(ECHO)
+    async_call = {"payload": 0, "invocation_type": "Async"}
+    flood = [http.post(f"{hanging.path}/invoke", json=async_call) for _ in range(64)]
+    assert {r.status_code for r in await asyncio.gather(*flood)} == {202}
+    await asyncio.sleep(0.5)  # the flood holds every slot it may take
+    accepted = await http.post(f"{victim.path}/invoke", json=async_call)
+    assert accepted.status_code == 202, accepted.text
+    invocation_id = accepted.json()["body"]["invocation_id"]
+    while (await http.get(f"{victim.path}/invocations/{invocation_id}")).json()["body"][
+        "status"
+    ] != "succeeded":
+        await asyncio.sleep(0.05)
+    # It ran before any of the flood's first calls had timed out: it did not wait behind them.
+    listing = (await http.get(f"{hanging.path}/invocations", params={"status": "failed"})).json()[
+        "body"
+    ]
+    assert listing["results_total"] == 0, listing
+    await http.delete(hanging.path)

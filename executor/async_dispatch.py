@@ -1,0 +1,230 @@
+"""Which Async message a worker runs next: one lane per function with queued work, each pulling
+from that function's own consumer, the worker's slots shared between lanes (async_fairness).
+
+A lane learns it has work from the bell (a worker of all hears each publish on the Async
+subjects) or from a look at the stream's subjects every ``_LOOK_EVERY_S`` (publishes another
+worker heard, retries whose backoff ended, redeliveries after a lost worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+
+from bus.async_queue import AsyncQueue
+from executor.async_fairness import reserve_for_others, share_out
+
+log = logging.getLogger("computebus.async")
+
+Key = tuple[str, str]
+
+_LOOK_EVERY_S = 0.5
+_FETCH_WAIT_S = 0.2  # a lane's pull lingers this long for work that is not there yet
+_QUIET_AFTER_EMPTY_S = 1.0  # an empty pull is not repeated this soon, unless the bell rings
+_STRAGGLER_WAIT_S = 0.2
+_WARN_EVERY_S = 60.0
+
+
+@dataclass
+class _Lane:
+    key: Key
+    sub: JetStreamContext.PullSubscription | None = None
+    running: int = 0
+    fetching: int = 0
+    ready: bool = True
+    quiet_until: float = 0.0
+
+
+class AsyncDispatcher:
+    def __init__(
+        self,
+        nc: Client,
+        queue: AsyncQueue,
+        slots: int,
+        run: Callable[[Msg], Awaitable[None]],
+    ) -> None:
+        self.nc = nc
+        self.queue = queue
+        self.slots = slots
+        self.cap = max(1, slots - reserve_for_others(slots))
+        self.run = run
+        self._lanes: dict[Key, _Lane] = {}
+        self._order: collections.deque[Key] = collections.deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fetches: set[asyncio.Task[None]] = set()
+        self._naks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._pulling = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._bell: Subscription | None = None
+        self._warned_at = -_WARN_EVERY_S
+
+    async def start(self) -> None:
+        self._bell = await self.queue.ring_on_submit(self.nc, self._ring)
+        self._pulling = True
+        self._loop_task = asyncio.create_task(self._dispatch_loop())
+
+    async def _ring(self, key: Key) -> None:
+        lane = self._lane(key)
+        lane.ready, lane.quiet_until = True, 0.0
+        self._wake.set()
+
+    def _lane(self, key: Key) -> _Lane:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(key)
+            self._order.append(key)
+        return lane
+
+    async def _dispatch_loop(self) -> None:
+        next_look = 0.0
+        while self._pulling:
+            self._wake.clear()
+            now = time.monotonic()
+            if now >= next_look:
+                await self._look(now)
+                next_look = time.monotonic() + _LOOK_EVERY_S
+            self._grant()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_look - time.monotonic()))
+
+    async def _look(self, now: float) -> None:
+        """Mark the lanes whose function has messages in the stream; forget idle lanes."""
+        try:
+            queued = await self.queue.queued()
+        except Exception as exc:
+            self._warn("async stream look", exc)
+            return
+        for key, count in queued.items():
+            lane = self._lane(key)
+            if count > lane.running and now >= lane.quiet_until:
+                lane.ready = True
+        gone = [k for k, lane in self._lanes.items() if k not in queued and _idle(lane)]
+        for key in gone:
+            lane = self._lanes.pop(key)
+            self._order.remove(key)
+            if lane.sub is not None:
+                self._spawn(_unsubscribe(lane.sub), self._naks)
+
+    def _grant(self) -> None:
+        fetching = sum(lane.fetching for lane in self._lanes.values())
+        free = self.slots - len(self._tasks) - fetching
+        if free <= 0 or not self._pulling:
+            return
+        waiting = [k for k in self._order if self._lanes[k].ready and not self._lanes[k].fetching]
+        held = {k: self._lanes[k].running + self._lanes[k].fetching for k in waiting}
+        grants = share_out(free, held, waiting, self.cap)
+        self._order.rotate(-1)  # ties go to another lane next time
+        for key, count in grants.items():
+            self._spawn(self._fetch(self._lanes[key], count), self._fetches)
+
+    async def _fetch(self, lane: _Lane, count: int) -> None:
+        lane.fetching = count
+        msgs: list[Msg] = []
+        try:
+            if lane.sub is None:
+                lane.sub = await self.queue.lane(*lane.key, pending_msgs_limit=self.slots * 4)
+            msgs = await lane.sub.fetch(count, timeout=_FETCH_WAIT_S)
+        except TimeoutError:
+            pass
+        except Exception as exc:  # disconnected, or the consumer went idle and was removed
+            self._warn(f"async fetch for {lane.key}", exc)
+            lane.sub = None
+        finally:
+            lane.fetching = 0
+            self._wake.set()
+        if len(msgs) < count:
+            lane.ready = False
+            if not msgs:
+                lane.quiet_until = time.monotonic() + _QUIET_AFTER_EMPTY_S
+        for msg in msgs:
+            self._take(lane, msg)
+
+    def _take(self, lane: _Lane, msg: Msg) -> None:
+        """Run ``msg``, or hand it straight back when stopping or full (a pull can bring more
+        than it asked for: what arrived after an earlier one gave up)."""
+        if not self._pulling or len(self._tasks) >= self.slots:
+            self._hand_back(msg)
+            return
+        lane.running += 1
+
+        def done(task: asyncio.Task[None]) -> None:
+            lane.running -= 1
+            self._wake.set()
+
+        self._spawn(self.run(msg), self._tasks).add_done_callback(done)
+
+    def _hand_back(self, msg: Msg) -> None:
+        async def nak() -> None:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+        self._spawn(nak(), self._naks)
+
+    def _spawn(self, work: Awaitable[None], into: set[asyncio.Task[None]]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        into.add(task)
+        task.add_done_callback(into.discard)
+        return task
+
+    def _warn(self, what: str, exc: Exception) -> None:
+        now = time.monotonic()
+        quiet = self.nc.is_reconnecting or now - self._warned_at < _WARN_EVERY_S
+        if not quiet:
+            self._warned_at = now
+        log.log(logging.DEBUG if quiet else logging.WARNING, "%s: %r", what, exc)
+
+    async def stop(self, deadline_s: float) -> None:
+        """Stop pulling, let what runs finish within ``deadline_s``; hand back the rest."""
+        self._pulling = False
+        self._wake.set()
+        if self._bell is not None:
+            with contextlib.suppress(Exception):
+                await self._bell.unsubscribe()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._fetches:
+            await asyncio.wait(self._fetches)  # each ends within _FETCH_WAIT_S
+        subs = [lane.sub for lane in self._lanes.values() if lane.sub is not None]
+        await asyncio.gather(*(self._hand_back_stragglers(sub) for sub in subs))
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=deadline_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
+        if self._naks:
+            await asyncio.wait(self._naks, timeout=5)
+        await asyncio.gather(*(_unsubscribe(sub) for sub in subs))
+
+    async def _hand_back_stragglers(self, sub: JetStreamContext.PullSubscription) -> None:
+        """The server may deliver a pull's messages just after the fetch stopped waiting; they
+        sit in the subscription. Hand them back now rather than after the ack wait."""
+        await asyncio.sleep(_STRAGGLER_WAIT_S)
+        while sub.pending_msgs:
+            try:
+                # nats-py has no public way to take what is queued in a pull subscription.
+                msg = await sub._sub.next_msg(timeout=_STRAGGLER_WAIT_S)
+            except Exception:
+                return
+            if msg.reply and not (msg.headers and "Status" in msg.headers):
+                self._hand_back(msg)
+
+
+def _idle(lane: _Lane) -> bool:
+    return not lane.ready and lane.running == 0 and lane.fetching == 0
+
+
+async def _unsubscribe(sub: JetStreamContext.PullSubscription) -> None:
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
