@@ -1,4 +1,5 @@
-"""Monitor records: one per invocation in a JetStream stream, each with the function's TTL.
+"""Monitor records: one per invocation, each with the function's TTL, in a stream per
+collection (``COMPUTEBUS_MONITOR_<ct>``, at most ``max_bytes``, its own oldest dropped first).
 
 Subjects are ``computebus.monitor.<ct>.<ft>.<invocation_id>`` with one message kept per
 subject, so a later status of the same invocation (queued -> running -> succeeded) replaces the
@@ -25,8 +26,9 @@ from nats.js.api import (
 )
 
 from bus import subjects
+from bus.collection_streams import CollectionStreams, drop_shared_stream
 from bus.scan import Page, newest_page
-from bus.streams import MESSAGE_HEADROOM, ensure_stream, last_message
+from bus.streams import MESSAGE_HEADROOM, last_message
 from schemas.codec import decoder_for, encode
 from schemas.invocations import MonitorRecord
 
@@ -68,6 +70,19 @@ def _decode_or_none(data: bytes) -> MonitorRecord | None:
 _record_decoder = decoder_for(MonitorRecord)
 
 
+def _stream_config(ct: str, max_bytes: int) -> StreamConfig:
+    return StreamConfig(
+        name=subjects.monitor_stream(ct),
+        subjects=[subjects.monitor_filter(ct, "*")],
+        storage=StorageType.FILE,
+        max_msgs_per_subject=1,
+        max_bytes=max_bytes,
+        discard=DiscardPolicy.OLD,
+        allow_msg_ttl=True,
+        allow_direct=True,
+    )
+
+
 class StoredRecord(NamedTuple):
     """A record as sent (the same bytes go out on the result subject) and its storage ack."""
 
@@ -76,26 +91,24 @@ class StoredRecord(NamedTuple):
 
 
 class MonitorStore:
-    def __init__(self, js: JetStreamContext, max_record_bytes: int) -> None:
+    def __init__(self, js: JetStreamContext, max_record_bytes: int, max_bytes: int) -> None:
         self.js = js
         self.max_record_bytes = max_record_bytes
+        self.streams = CollectionStreams(js, lambda ct: _stream_config(ct, max_bytes))
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, max_message_bytes: int, *, max_bytes: int = 1 << 30
+        cls, js: JetStreamContext, max_message_bytes: int, *, max_bytes: int = 256 << 20
     ) -> MonitorStore:
-        config = StreamConfig(
-            name=subjects.MONITOR_STREAM,
-            subjects=[f"{subjects.MONITOR_PREFIX}.>"],
-            storage=StorageType.FILE,
-            max_msgs_per_subject=1,
-            max_bytes=max_bytes,
-            discard=DiscardPolicy.OLD,
-            allow_msg_ttl=True,
-            allow_direct=True,
-        )
-        await ensure_stream(js, config)
-        return cls(js, max_message_bytes - MESSAGE_HEADROOM)
+        """``max_bytes``: each collection's budget for its records."""
+        await drop_shared_stream(js, subjects.SHARED_MONITOR_STREAM)
+        return cls(js, max_message_bytes - MESSAGE_HEADROOM, max_bytes)
+
+    def _encoded(self, record: MonitorRecord) -> bytes:
+        data = encode(record)
+        if len(data) > self.max_record_bytes:
+            data = encode(_without_payloads(record, self.max_record_bytes))
+        return data
 
     async def write(self, record: MonitorRecord, ttl_ms: int) -> StoredRecord:
         """Send the record now; ``ack`` resolves when the server has stored it.
@@ -103,13 +116,18 @@ class MonitorStore:
         A record too big for one message keeps everything but its payloads (it says so in
         ``payload_omitted``): nats-py would leave an oversized publish_async pending for ever.
         """
-        data = encode(record)
-        if len(data) > self.max_record_bytes:
-            data = encode(_without_payloads(record, self.max_record_bytes))
-        subject = subjects.monitor_subject(
-            record.collection_topic, record.service, record.invocation_id
-        )
+        ct = record.collection_topic
+        await self.streams.ready(ct)
+        data = self._encoded(record)
+        subject = subjects.monitor_subject(ct, record.service, record.invocation_id)
         ack = await self.js.publish_async(subject, data, msg_ttl=ttl_seconds(ttl_ms))
+
+        def stored(ack: asyncio.Future[PubAck]) -> None:
+            failed = None if ack.cancelled() else ack.exception()
+            if isinstance(failed, nats.js.errors.NoStreamResponseError):
+                self.streams.forget(ct)
+
+        ack.add_done_callback(stored)
         return StoredRecord(data, ack)
 
     async def write_expecting(
@@ -120,25 +138,28 @@ class MonitorStore:
         Returns the bytes written and the new sequence, or None when another writer came first:
         this compare-and-set is what keeps a redelivered Async invocation to one final record.
         """
-        data = encode(record)
-        if len(data) > self.max_record_bytes:
-            data = encode(_without_payloads(record, self.max_record_bytes))
-        subject = subjects.monitor_subject(
-            record.collection_topic, record.service, record.invocation_id
-        )
-        try:
-            ack = await self.js.publish(
-                subject,
-                data,
-                timeout=_CAS_TIMEOUT_S,
-                headers={_EXPECTED_LAST_SUBJECT_SEQ: str(last_seq)},
-                msg_ttl=ttl_seconds(ttl_ms),
-            )
-        except nats.js.errors.APIError as exc:
-            if exc.err_code == _WRONG_LAST_SEQUENCE:
-                return None
-            raise
-        return data, ack.seq
+        ct = record.collection_topic
+        data = self._encoded(record)
+        subject = subjects.monitor_subject(ct, record.service, record.invocation_id)
+        for _ in range(2):  # a second time if the collection's stream was removed under us
+            await self.streams.ready(ct)
+            try:
+                ack = await self.js.publish(
+                    subject,
+                    data,
+                    timeout=_CAS_TIMEOUT_S,
+                    headers={_EXPECTED_LAST_SUBJECT_SEQ: str(last_seq)},
+                    msg_ttl=ttl_seconds(ttl_ms),
+                )
+            except nats.js.errors.NoStreamResponseError:
+                self.streams.forget(ct)
+                continue
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == _WRONG_LAST_SEQUENCE:
+                    return None
+                raise
+            return data, ack.seq
+        raise nats.js.errors.NoStreamResponseError
 
     async def current(
         self, ct: str, ft: str, invocation_id: str
@@ -156,7 +177,7 @@ class MonitorStore:
 
     async def _last(self, ct: str, ft: str, invocation_id: str) -> RawStreamMsg | None:
         subject = subjects.monitor_subject(ct, ft, invocation_id)
-        return await last_message(self.js, subjects.MONITOR_STREAM, subject)
+        return await last_message(self.js, subjects.monitor_stream(ct), subject)
 
     async def list(
         self, ct: str, ft: str, *, status: str | None = None, limit: int = 50, offset: int = 0
@@ -168,7 +189,7 @@ class MonitorStore:
 
         page = await newest_page(
             self.js,
-            subjects.MONITOR_STREAM,
+            subjects.monitor_stream(ct),
             subjects.monitor_filter(ct, ft),
             _decode_or_none,
             accept=wanted,

@@ -103,6 +103,16 @@ class Registry:
         found = [decode(data) async for data in scan]
         return sorted(found, key=lambda r: r.number)
 
+    async def collection_bundles(self, ct: str) -> dict[str, int]:
+        """The bundles the collection's revisions use, each with its decoded size."""
+        decode = decoder_for(Revision).decode
+        keys = subjects.kv_subject(subjects.revision_key_filter(ct))
+        found: dict[str, int] = {}
+        async for data in scan_last_per_subject(self.js, subjects.FUNCTIONS_STREAM, keys):
+            revision = decode(data)
+            found[revision.bundle] = sum(asset.size for asset in revision.assets)
+        return found
+
     async def bundles_in_use(self) -> set[str]:
         """The bundle digest of every stored revision of every function."""
         decode = decoder_for(Revision).decode

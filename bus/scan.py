@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -44,16 +45,19 @@ async def scan_last_per_subject(
     ``ScanIncomplete`` past ``budget_s`` (or after ``_STALL_S`` without progress)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget_s if budget_s is not None else None
-    sub = await js.pull_subscribe(
-        subject_filter,
-        stream=stream,
-        config=ConsumerConfig(
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            ack_policy=AckPolicy.NONE,
-            inactive_threshold=30,
-            mem_storage=True,
-        ),
-    )
+    try:
+        sub = await js.pull_subscribe(
+            subject_filter,
+            stream=stream,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=30,
+                mem_storage=True,
+            ),
+        )
+    except nats.js.errors.NotFoundError:  # no such stream (yet): nothing to read
+        return
     consumer: str | None = None
     try:
         info = await sub.consumer_info()

@@ -3,6 +3,7 @@ read the last message on one subject."""
 
 from __future__ import annotations
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg, StreamConfig
@@ -25,9 +26,10 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 
 
 async def last_message(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:
-    """The last message on ``subject`` (a direct get, served by any replica), or None."""
+    """The last message on ``subject`` (a direct get, served by any replica), or None (also
+    when there is no such stream: then no replica answers)."""
     try:
         msg = await js.get_last_msg(stream, subject, direct=True)
-    except nats.js.errors.NotFoundError:
+    except (nats.js.errors.NotFoundError, nats.errors.NoRespondersError):
         return None
     return msg

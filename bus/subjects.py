@@ -15,13 +15,13 @@ ASYNC_STREAM = "COMPUTEBUS_ASYNC"
 ASYNC_WILDCARD = f"{PREFIX}.*.function.*.async"
 ASYNC_LEGACY_CONSUMER = "computebus-async-workers"  # the one shared consumer of old, removed
 ASYNC_BELL_QUEUE = "computebus-async-bell"
-DEAD_LETTER_STREAM = "COMPUTEBUS_DEAD_LETTERS"
 DEAD_LETTER_PREFIX = "computebus.dead"
+SHARED_DEAD_LETTER_STREAM = "COMPUTEBUS_DEAD_LETTERS"  # before one stream per collection
 
 FUNCTIONS_BUCKET = "computebus_functions"
 BUNDLES_BUCKET = "computebus_bundles"
-MONITOR_STREAM = "COMPUTEBUS_MONITOR"
 MONITOR_PREFIX = "computebus.monitor"
+SHARED_MONITOR_STREAM = "COMPUTEBUS_MONITOR"  # before one stream per collection
 
 COLLECTION_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SERVICE_ID = re.compile(r"^[0-9]{9}$")
@@ -51,11 +51,15 @@ def parse_async_subject(subject: str) -> tuple[str, str] | None:
     return parse_function_subject(head)
 
 
+def dead_letter_stream(ct: str) -> str:
+    return f"COMPUTEBUS_DEAD_LETTERS_{ct}"
+
+
 def dead_letter_subject(ct: str, ft: str, invocation_id: str) -> str:
     return f"{DEAD_LETTER_PREFIX}.{ct}.{ft}.{invocation_id}"
 
 
-def dead_letter_filter(ct: str, ft: str) -> str:
+def dead_letter_filter(ct: str, ft: str = "*") -> str:
     return f"{DEAD_LETTER_PREFIX}.{ct}.{ft}.*"
 
 
@@ -75,11 +79,15 @@ def parse_function_subject(subject: str) -> tuple[str, str] | None:
     return parts[2], parts[4]
 
 
+def monitor_stream(ct: str) -> str:
+    return f"COMPUTEBUS_MONITOR_{ct}"
+
+
 def monitor_subject(ct: str, ft: str, invocation_id: str) -> str:
     return f"{MONITOR_PREFIX}.{ct}.{ft}.{invocation_id}"
 
 
-def monitor_filter(ct: str, ft: str) -> str:
+def monitor_filter(ct: str, ft: str = "*") -> str:
     return f"{MONITOR_PREFIX}.{ct}.{ft}.*"
 
 

@@ -27,7 +27,7 @@ from executor.workspace import (
 )
 from schemas.bundles import Bundle, BundleFile
 from schemas.codec import decode_as, encode
-from schemas.errors import FunctionExists, InvalidRequest, detail
+from schemas.errors import FunctionExists, InvalidRequest, PayloadTooLarge, detail
 from schemas.functions import (
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
@@ -126,6 +126,21 @@ class FunctionService:
             reason = f"must be 1 to {MAX_NAME_CHARS} characters, not blank, no control characters"
             raise _invalid("/name", reason)
 
+    async def check_bundle_budget(self, ct: str, revision: Revision) -> None:
+        """A new bundle must fit in what is left of its collection's bundle budget."""
+        held = await self.registry.collection_bundles(ct)
+        if revision.bundle in held:
+            return  # stored once already, counted once
+        budget = self.settings.collection_bundle_max_bytes
+        used = sum(held.values())
+        size = sum(asset.size for asset in revision.assets)
+        if used + size > budget:
+            raise PayloadTooLarge(
+                f"collection {ct} holds {used} bytes of bundles; this one ({size} bytes) would "
+                f"pass its budget of {budget} (COMPUTEBUS_COLLECTION_BUNDLE_MAX_BYTES): delete "
+                "functions it no longer needs"
+            )
+
     async def build_revision(self, draft: RevisionDraft) -> tuple[Revision, EncodedBundle | None]:
         """Check every field of a would-be revision (pointers as in a create body) and build it.
 
@@ -206,6 +221,7 @@ class FunctionService:
         assert encoded is not None
         # Refuse a taken name before storing anything (reserve_name below still decides races).
         await self._check_name_free(ct, req.name)
+        await self.check_bundle_budget(ct, revision)
         now = revision.created
         service = await self.registry.create_first_revision(ct, revision)
         written = [subjects.revision_key(ct, service, 1)]

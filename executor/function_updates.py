@@ -151,6 +151,7 @@ class FunctionUpdates:
     ) -> FunctionView:
         revision, encoded = await self.functions.build_revision(draft)
         if encoded is not None:
+            await self.functions.check_bundle_budget(ct, revision)
             await self.functions.bundles.put(encoded)
         _, record = await self._current(ct, ft)
         stored = await self.registry.add_revision(ct, ft, revision, record.latest_revision + 1)

@@ -74,7 +74,7 @@ class Bus:
                 js,
                 nc.max_payload,
                 max_age_s=settings.dead_letter_max_age_s,
-                max_bytes=settings.monitor_max_bytes,
+                max_bytes=settings.dead_letter_max_bytes,
             ),
         )
 

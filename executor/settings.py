@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 MIB = 1024 * 1024
+MIN_COLLECTION_BUDGET = 16 * MIB
 # Kept beside executor.sandbox.LEVELS (settings must not import the runtime).
 ISOLATION_LEVELS = ("auto", "bwrap+cgroup", "bwrap", "cgroup", "rlimit")
 
@@ -25,6 +26,7 @@ class Settings:
     max_body_bytes: int = 64 * MIB
     max_payload_bytes: int = 6 * MIB
     max_bundle_bytes: int = 50 * MIB
+    collection_bundle_max_bytes: int = 2048 * MIB  # the bundles of one collection's revisions
     max_timeout_ms: int = 900_000
     log_cap_bytes: int = 64 * 1024
     pool_per_revision: int = 4
@@ -32,7 +34,10 @@ class Settings:
     idle_s: float = 300.0
     worker_concurrency: int = 256  # invocations running at once (holding a handler process)
     function_concurrency: int = 64  # one function's in flight on a worker, unless it sets its own
-    monitor_max_bytes: int = 1024 * MIB
+    # Each collection's budget for its monitor records and for its dead letters (its own
+    # oldest go first); at least MIN_COLLECTION_BUDGET, so that one big record always fits.
+    monitor_max_bytes: int = 256 * MIB
+    dead_letter_max_bytes: int = 256 * MIB
     drain_s: float = 30.0
     bundle_gc_grace_s: float = 600.0
     # Async invocations: how long a Nats-Msg-Id / Idempotency-Key is remembered, how long a
@@ -88,6 +93,17 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.collection_bundle_max_bytes < self.max_bundle_bytes:
+            raise SettingsError(
+                "collection_bundle_max_bytes must be at least max_bundle_bytes "
+                f"({self.max_bundle_bytes}), got {self.collection_bundle_max_bytes}"
+            )
+        for name in ("monitor_max_bytes", "dead_letter_max_bytes"):
+            if getattr(self, name) < MIN_COLLECTION_BUDGET:
+                raise SettingsError(
+                    f"{name} must be at least {MIN_COLLECTION_BUDGET} (16 MiB), "
+                    f"got {getattr(self, name)}"
+                )
         if self.isolation not in ISOLATION_LEVELS:
             raise SettingsError(
                 f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, got {self.isolation!r}"
@@ -130,6 +146,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_body_bytes": int,
     "max_payload_bytes": int,
     "max_bundle_bytes": int,
+    "collection_bundle_max_bytes": int,
     "max_timeout_ms": int,
     "log_cap_bytes": int,
     "pool_per_revision": int,
@@ -140,6 +157,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "bundle_gc_grace_s": float,
     "allow_network": _boolean,
     "monitor_max_bytes": int,
+    "dead_letter_max_bytes": int,
     "drain_s": float,
     "async_dedupe_window_s": float,
     "async_ack_wait_s": float,

@@ -40,8 +40,7 @@ async def test_letters_are_listed_newest_first_and_replaced_per_invocation(nc: C
 
 
 async def test_a_payload_too_big_for_a_message_is_left_out(nc: Client) -> None:
-    store = DeadLetters(nc.jetstream(), max_letter_bytes=1000)
-    await DeadLetters.open(nc.jetstream(), nc.max_payload, max_age_s=60, max_bytes=1 << 20)
+    store = DeadLetters(nc.jetstream(), max_letter_bytes=1000, max_age_s=60, max_bytes=1 << 20)
     ft = uuid.uuid4().hex[:9]
     await store.add(letter(ft, "big", payload=b'"' + b"x" * 2000 + b'"'))
     await store.add(letter(ft, "small", payload=b"[1,2]"))
@@ -74,7 +73,7 @@ async def test_a_listing_past_its_budget_says_it_is_incomplete(nc: Client) -> No
     ft = uuid.uuid4().hex[:9]
     for i in range(300):  # more than one fetch
         await store.add(letter(ft, f"inv{i}"))
-    where = (js, subjects.DEAD_LETTER_STREAM, subjects.dead_letter_filter("dl", ft), bytes)
+    where = (js, subjects.dead_letter_stream("dl"), subjects.dead_letter_filter("dl", ft), bytes)
     whole = await newest_page(*where, limit=10, offset=0)
     assert whole.total == 300 and whole.complete
     cut = await newest_page(*where, limit=10, offset=0, budget_s=0.0)

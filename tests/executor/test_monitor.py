@@ -11,6 +11,7 @@ import httpx
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from bus import subjects
 from tests.conftest import MakeFunction, wait_for_record
 
 NODE = {
@@ -195,10 +196,11 @@ async def test_listing_filtering_and_paging(
 
     # Listing leaves no consumer behind on the monitor stream.
     js = nc.jetstream()
-    consumers = len(await js.consumers_info("COMPUTEBUS_MONITOR"))
+    stream = subjects.monitor_stream(fn.collection)
+    consumers = len(await js.consumers_info(stream))
     for _ in range(3):
         assert (await http.get(f"{fn.path}/invocations")).status_code == 200
-    assert len(await js.consumers_info("COMPUTEBUS_MONITOR")) == consumers
+    assert len(await js.consumers_info(stream)) == consumers
 
     for bad in ({"status": "bogus"}, {"limit": 0}, {"limit": "x"}, {"offset": -1}):
         response = await http.get(f"{fn.path}/invocations", params=bad)
