@@ -34,14 +34,14 @@ async def connect(url: str, *, name: str, first_connect_timeout: float | None = 
         log.log(level, "nats %s (%s): %s: %s", name, safe, type(exc).__name__, exc)
 
     async def on_disconnected() -> None:
-        if established:
+        if established and not (nc.is_closed or nc.is_draining):  # not our own close or drain
             log.warning("nats %s disconnected from %s", name, safe)
 
     async def on_reconnected() -> None:
         log.info("nats %s reconnected to %s", name, safe)
 
     async def on_closed() -> None:
-        log.info("nats %s connection closed", name)
+        log.debug("nats %s connection closed", name)
 
     # reconnect_time_wait is annotated int in nats-py but a float works.
     options: dict[str, Any] = {

@@ -133,6 +133,13 @@ class Registry:
         await self.forget([subjects.revision_key(ct, ft, r.number) for r in revisions])
         return revisions
 
+    async def service_named(self, ct: str, name: str) -> str | None:
+        try:
+            entry = await self.kv.get(subjects.name_key(ct, name_hash(name)))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None
+
     async def reserve_name(self, ct: str, name: str, service: str) -> None:
         try:
             await self.kv.create(subjects.name_key(ct, name_hash(name)), service.encode())

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from bus.registry import Registry
+from bus.registry import Registry, name_hash
 from schemas.codec import decoder_for
 from schemas.errors import FunctionNotFound, NotFound
 from schemas.functions import FunctionRecord, Revision
@@ -30,6 +30,7 @@ class RegistryView:
         self.registry = registry
         self._functions: dict[FunctionKey, tuple[int, FunctionRecord]] = {}
         self._revisions: dict[tuple[str, str, int], Revision] = {}
+        self._names: dict[tuple[str, str], str] = {}  # (ct, name hash) -> service id
         self._task: asyncio.Task[None] | None = None
         self.on_function_gone: list[Callable[[str, str], None]] = []
         self.on_function_changed: list[Callable[[str, str, FunctionRecord], None]] = []
@@ -82,6 +83,12 @@ class RegistryView:
                     gone(*rkey)
             elif value is not None:
                 self._revisions[rkey] = decoder_for(Revision).decode(value)
+        elif parts[0] == "name" and len(parts) == 3:
+            if deleted:
+                self._names.pop((parts[1], parts[2]), None)
+            else:
+                assert value is not None
+                self._names[(parts[1], parts[2])] = value.decode()
 
     def _remember(self, key: FunctionKey, seq: int, record: FunctionRecord) -> None:
         known = self._functions.get(key)
@@ -110,6 +117,14 @@ class RegistryView:
         seq, record = found
         self._remember((ct, ft), seq, record)
         return record
+
+    async def service_named(self, ct: str, name: str) -> str | None:
+        """The service id of the function called ``name`` in ``ct``, or None."""
+        key = (ct, name_hash(name))
+        service = self._names.get(key)
+        if service is None:
+            service = await self.registry.service_named(ct, name)
+        return service
 
     async def revision(self, ct: str, ft: str, number: int) -> Revision | None:
         rev = self._revisions.get((ct, ft, number))

@@ -250,6 +250,7 @@ class FunctionService:
             raise
         view = function_view(record, revision, "created")
         await self.nc.publish(subjects.event_subject(ct, service, "created"), encode(view))
+        await self.nc.flush()  # the event is out before the answer: a subscriber's order holds
         return view
 
     async def collect_bundles(self) -> set[str]:

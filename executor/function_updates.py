@@ -54,7 +54,7 @@ class FunctionUpdates:
     # ---- new revisions ---------------------------------------------------------------------
 
     async def patch_compute_asset(
-        self, ct: str, ft: str, body: bytes, *, promote: bool
+        self, ct: str, ft: str, body: bytes, *, promote: bool, force: bool = False
     ) -> FunctionView:
         check_asset_count(body)
         patch = decode_as(ComputeAssetPatch, body)
@@ -77,9 +77,11 @@ class FunctionUpdates:
             assets=None if patch.assets is UNSET else patch.assets,
             base=base,
         )
-        return await self._add_revision(ct, ft, draft, promote=promote)
+        return await self._add_revision(ct, ft, draft, promote=promote, force=force)
 
-    async def patch_function(self, ct: str, ft: str, body: bytes, *, promote: bool) -> FunctionView:
+    async def patch_function(
+        self, ct: str, ft: str, body: bytes, *, promote: bool, force: bool = False
+    ) -> FunctionView:
         patch = decode_as(FunctionPatch, body)
         if patch.name is not UNSET:
             self.functions.check_name(patch.name)
@@ -107,7 +109,7 @@ class FunctionUpdates:
                 schema=_or(patch.schema, base.schema),
                 base=base,
             )
-            view = await self._add_revision(ct, ft, draft, promote=promote)
+            view = await self._add_revision(ct, ft, draft, promote=promote, force=force)
         if (
             patch.name is UNSET
             and patch.description is UNSET
@@ -147,9 +149,13 @@ class FunctionUpdates:
         return await self._announce(ct, ft, "updated")
 
     async def _add_revision(
-        self, ct: str, ft: str, draft: RevisionDraft, *, promote: bool
+        self, ct: str, ft: str, draft: RevisionDraft, *, promote: bool, force: bool
     ) -> FunctionView:
+        """A new revision, promoted to production (through the schema gate, unless ``force``)
+        when ``promote``; the answer names it in ``new_revision``."""
         revision, encoded = await self.functions.build_revision(draft)
+        if promote and not force:
+            await self._check_compatible(ct, ft, revision, "the new revision")
         if encoded is not None:
             await self.functions.check_bundle_budget(ct, revision)
             await self.functions.bundles.put(encoded)
@@ -175,6 +181,7 @@ class FunctionUpdates:
         view = await self._announce(ct, ft, "updated")
         if promote:
             await self._announce(ct, ft, "promoted")
+        view.new_revision = stored.number
         return view
 
     # ---- aliases ----------------------------------------------------------------------------
@@ -194,9 +201,9 @@ class FunctionUpdates:
                 f"function {ct}/{ft} has no revision {target.revision_number}",
                 [detail("/revision_number", "no such revision")],
             )
-        if alias == DEFAULT_ALIAS and not force:
-            await self._check_compatible(ct, ft, target.revision_number)
         revision = await self._revision(ct, ft, target.revision_number)
+        if alias == DEFAULT_ALIAS and not force:
+            await self._check_compatible(ct, ft, revision, f"revision {revision.number}")
         blockers = await self.publish_blockers(ct, ft, revision)
         if blockers:
             raise _unpublishable(f"revision {revision.number} of {ct}/{ft}", blockers)
@@ -218,23 +225,21 @@ class FunctionUpdates:
         timeout_s = revision.timeout / 1000 + 5
         return await probe_revision(self.functions.nc, ct, ft, revision.number, timeout_s)
 
-    async def _check_compatible(self, ct: str, ft: str, number: int) -> None:
+    async def _check_compatible(self, ct: str, ft: str, target: Revision, what: str) -> None:
         """Refuse to point production at a revision whose schemas would break its callers."""
         _, record = await self._current(ct, ft)
         current_number = record.aliases.get(DEFAULT_ALIAS)
-        if current_number is None or current_number == number:
+        if current_number is None:
             return
         current = await self._revision(ct, ft, current_number)
-        target = await self._revision(ct, ft, number)
         problems = incompatibilities(
             current.schema.input, target.schema.input, current.schema.output, target.schema.output
         )
         if problems:
             raise IncompatibleSchema(
-                f"revision {number} is not schema-compatible with production (revision "
-                f"{current_number}): "
+                f"{what} is not schema-compatible with production (revision {current_number}): "
                 + "; ".join(p["message"] for p in problems)
-                + ". Use ?force=true to promote anyway.",
+                + ". Use ?force=true to promote anyway, or ?promote=false to stage it.",
                 problems,
             )
 
@@ -252,6 +257,7 @@ class FunctionUpdates:
             view = function_view(record, revision, "deleted")
             view.modified = int(time.time())
             await self.functions.nc.publish(subjects.event_subject(ct, ft, "deleted"), encode(view))
+            await self.functions.nc.flush()
             await self.functions.collect_bundles()
             return view
         raise InternalError(f"function {ct}/{ft} kept changing; try the delete again")
@@ -298,6 +304,7 @@ class FunctionUpdates:
     async def _announce(self, ct: str, ft: str, kind: str) -> FunctionView:
         view = await self._view(ct, ft, kind)
         await self.functions.nc.publish(subjects.event_subject(ct, ft, kind), encode(view))
+        await self.functions.nc.flush()
         return view
 
 

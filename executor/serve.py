@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 
 import nats.errors
@@ -17,6 +19,7 @@ from bus.connect import connect
 from bus.embedded import EmbeddedNats, start_embedded_nats
 from executor.roles import run_api
 from executor.settings import Settings
+from executor.signals import ForceHooks, killer
 
 log = logging.getLogger("computebus")
 WORKER_READY_S = 60.0
@@ -36,6 +39,21 @@ def parse_ready_line(line: str) -> dict[str, str]:
     if not line.startswith(READY + " "):
         raise ValueError(f"not a ready line: {line!r}")
     return dict(part.split("=", 1) for part in line[len(READY) :].split())
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse at once when the HTTP port is taken, before anything is started for nothing."""
+    if port == 0:
+        return
+    try:
+        with socket.create_server((host, port), reuse_port=False):
+            pass
+    except OSError as exc:
+        reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise RuntimeError(
+            f"cannot listen on {host}:{port}: {reason} (is another computebus running? "
+            "choose another with --port or COMPUTEBUS_PORT, 0 picks a free one)"
+        ) from None
 
 
 def _die_with_parent() -> None:
@@ -87,15 +105,18 @@ async def _stop_worker(worker: asyncio.subprocess.Process, drain_s: float) -> No
             await worker.wait()
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> int:
+async def serve(settings: Settings, stop: asyncio.Event, on_force: ForceHooks) -> int:
+    """``on_force``: what a second Ctrl-C runs before it exits; the children go with it."""
     embedded: EmbeddedNats | None = None
     url = settings.nats_url
     if not url:
         embedded = await start_embedded_nats(settings.data_dir / "nats")
+        on_force.append(killer(embedded.process.pid, signal.SIGTERM))
         url = embedded.url
     worker: asyncio.subprocess.Process | None = None
     try:
         worker = await _start_worker(url, settings)
+        on_force.insert(0, killer(worker.pid, signal.SIGKILL))
         await _wait_for_worker(url, worker)
 
         def ready(api_url: str) -> None:

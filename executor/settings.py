@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -64,7 +65,7 @@ class Settings:
         """Read ``COMPUTEBUS_<FIELD>`` (and ``NATS_URL``); raise ``SettingsError`` on bad values."""
         values: dict[str, Any] = {}
         for field in fields(cls):
-            name = "NATS_URL" if field.name == "nats_url" else f"COMPUTEBUS_{field.name.upper()}"
+            name = env_name(field.name)
             raw = env.get(name)
             if raw is None or raw == "":
                 continue
@@ -92,28 +93,59 @@ class Settings:
             "dead_letter_max_age_s",
         ):
             if getattr(self, name) <= 0:
-                raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
+                raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
         if self.collection_bundle_max_bytes < self.max_bundle_bytes:
             raise SettingsError(
-                "collection_bundle_max_bytes must be at least max_bundle_bytes "
-                f"({self.max_bundle_bytes}), got {self.collection_bundle_max_bytes}"
+                f"{env_name('collection_bundle_max_bytes')} must be at least "
+                f"{env_name('max_bundle_bytes')} ({self.max_bundle_bytes}), "
+                f"got {self.collection_bundle_max_bytes}"
             )
         for name in ("monitor_max_bytes", "dead_letter_max_bytes"):
             if getattr(self, name) < MIN_COLLECTION_BUDGET:
                 raise SettingsError(
-                    f"{name} must be at least {MIN_COLLECTION_BUDGET} (16 MiB), "
+                    f"{env_name(name)} must be at least {MIN_COLLECTION_BUDGET} (16 MiB), "
                     f"got {getattr(self, name)}"
                 )
         if self.isolation not in ISOLATION_LEVELS:
             raise SettingsError(
-                f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, got {self.isolation!r}"
+                f"{env_name('isolation')} must be one of {', '.join(ISOLATION_LEVELS)}, "
+                f"got {self.isolation!r}"
             )
         first, last = self.sandbox_uids
         if not 0 < first <= last < 2**31:
-            raise SettingsError(f"sandbox_uids must be FIRST-LAST within 1-{2**31 - 1}")
+            raise SettingsError(
+                f"{env_name('sandbox_uids')} must be FIRST-LAST within 1-{2**31 - 1}"
+            )
         if not 0 <= self.port <= 65535:
-            raise SettingsError(f"port must be 0-65535, got {self.port}")
+            raise SettingsError(f"{env_name('port')} must be 0-65535, got {self.port}")
         return self
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return "NATS_URL" if field == "nats_url" else f"COMPUTEBUS_{field.upper()}"
+
+
+# COMPUTEBUS_ variables that are not settings of a server role: the CLI's API address, the
+# log level (read before settings), and what the test suite reads.
+_NOT_SETTINGS = ("COMPUTEBUS_API", "COMPUTEBUS_LOG_LEVEL")
+_NOT_SETTINGS_PREFIXES = ("COMPUTEBUS_TEST_",)
+
+
+def unknown_settings(env: Mapping[str, str]) -> list[str]:
+    """A warning for each ``COMPUTEBUS_*`` variable that sets nothing (a typo, most likely),
+    with the nearest setting's name."""
+    known = [env_name(field.name) for field in fields(Settings)]
+    warnings = []
+    for name in sorted(env):
+        if not name.startswith("COMPUTEBUS_") or name in known or name in _NOT_SETTINGS:
+            continue
+        if name.startswith(_NOT_SETTINGS_PREFIXES):
+            continue
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        warnings.append(f"{name} is not a computebus setting and is ignored{hint}")
+    return warnings
 
 
 def _uid_range(raw: str) -> tuple[int, int]:

@@ -283,6 +283,8 @@ class FunctionView(Struct):
     # Of the latest revision: can it serve invocations (a worker loaded its handler)?
     publishable: bool | UnsetType = UNSET
     publish_blockers: list[dict[str, str]] | UnsetType = UNSET
+    # In the answer to a change that made a revision: its number (promoted or not).
+    new_revision: int | UnsetType = UNSET
 
 
 class RuntimeView(Struct):

@@ -171,7 +171,7 @@ async def _enqueue(
 
 async def list_dead_letters(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     limit = query_int(request, "limit", 50, lo=1, hi=1000)
     offset = query_int(request, "offset", 0, lo=0, hi=1_000_000)
     page = await ctx.dead_letters.list(ct, ft, limit=limit, offset=offset)
@@ -192,7 +192,7 @@ async def list_dead_letters(request: Request) -> Response:
 async def retry(request: Request) -> Response:
     """Redrive a dead letter: a fresh set of attempts under the same invocation id."""
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     invocation_id = request.path_params["id"]
     function = await ctx.view.function(ct, ft)
     if function is None:
@@ -201,6 +201,16 @@ async def retry(request: Request) -> Response:
     if is_invocation_id(invocation_id):
         found = await ctx.dead_letters.get(ct, ft, invocation_id)
     if found is None:
+        record = (
+            await ctx.monitor.get(ct, ft, invocation_id)
+            if is_invocation_id(invocation_id)
+            else None
+        )
+        if record is not None and record.status != "failed":
+            raise Conflict(
+                f"invocation {invocation_id} is {record.status}; only a failed invocation can be "
+                "retried"
+            )
         raise NotFound(
             f"no dead letter for invocation {invocation_id} of {ct}/{ft} (only Async "
             "invocations that failed for good can be retried, while their dead letter is kept)"

@@ -39,8 +39,9 @@ def ctx_of(request: Request) -> ApiContext:
     return ctx
 
 
-def function_ref(request: Request) -> tuple[str, str]:
-    """The ``{ct}/{ft}`` of the path, checked: a bad collection is a 400, a bad id a 404."""
+async def function_ref(request: Request) -> tuple[str, str]:
+    """The ``{ct}/{ft}`` of the path, checked: a bad collection is a 400, a bad id a 404.
+    ``ft`` may also be the function's name (a service id, nine digits, wins)."""
     ct = request.path_params["ct"]
     ft = request.path_params["ft"]
     if not subjects.COLLECTION_TOPIC.fullmatch(ct):
@@ -48,6 +49,9 @@ def function_ref(request: Request) -> tuple[str, str]:
         raise InvalidRequest(
             f"collection_topic {ct!r} {reason}", [detail("collection_topic", reason)]
         )
-    if not subjects.SERVICE_ID.fullmatch(ft):
-        raise FunctionNotFound(f"function {ct}/{ft} does not exist")
-    return ct, ft
+    if subjects.SERVICE_ID.fullmatch(ft):
+        return ct, ft
+    service = await ctx_of(request).view.service_named(ct, ft)
+    if service is None:
+        raise FunctionNotFound(f"function {ct}/{ft} does not exist (no such name or service id)")
+    return ct, service

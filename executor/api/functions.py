@@ -68,7 +68,7 @@ async def collection_functions(request: Request) -> Response:
 
 async def get_function(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     record = await ctx.registry.get_function(ct, ft)
     if record is None:
         raise FunctionNotFound(f"function {ct}/{ft} does not exist")

@@ -77,7 +77,7 @@ async def _invoke(
     request: Request, invocation_id: str, headers: dict[str, str]
 ) -> tuple[Response, str]:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     data = await read_body(request, ctx.settings.max_payload_bytes + REPLY_HEADROOM)
     req = decode_as(InvokeRequest, data) if data.strip() else InvokeRequest()
     payload = payload_bytes(req.payload)
@@ -124,7 +124,7 @@ async def _invoke(
 
 async def list_invocations(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     status = request.query_params.get("status") or None
     if status is not None and status not in STATUSES:
         raise InvalidRequest(
@@ -139,7 +139,7 @@ async def list_invocations(request: Request) -> Response:
 
 async def get_invocation(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     invocation_id = request.path_params["id"]
     record = None
     if is_invocation_id(invocation_id):

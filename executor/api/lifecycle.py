@@ -32,14 +32,16 @@ def _promote(request: Request) -> bool:
 
 async def patch_function(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     data = await read_body(request, ctx.settings.max_body_bytes)
-    return body(await ctx.updates.patch_function(ct, ft, data, promote=_promote(request)))
+    force = _flag(request, "force", False)
+    view = await ctx.updates.patch_function(ct, ft, data, promote=_promote(request), force=force)
+    return body(view)
 
 
 async def delete_function(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     deleted = await ctx.updates.delete(ct, ft)
     await ctx.dead_letters.remove_function(ct, ft)
     return body(deleted)
@@ -47,15 +49,18 @@ async def delete_function(request: Request) -> Response:
 
 async def patch_compute_asset(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     data = await read_body(request, ctx.settings.max_body_bytes)
-    view = await ctx.updates.patch_compute_asset(ct, ft, data, promote=_promote(request))
+    force = _flag(request, "force", False)
+    view = await ctx.updates.patch_compute_asset(
+        ct, ft, data, promote=_promote(request), force=force
+    )
     return body(view)
 
 
 async def get_compute_asset(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     record, revision = await ctx.view.resolve(ct, ft)
     assets = await ctx.functions.assets_of(revision)
     view = compute_asset_view(record.collection_topic, record.service, revision, assets)
@@ -66,7 +71,7 @@ async def compute_asset_history(request: Request) -> Response:
     """Earlier compute-asset snapshots (every revision but the one production runs), newest
     first, each with the time it was made (``modified``)."""
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     _, current = await ctx.view.resolve(ct, ft)
     items = [
         {
@@ -82,7 +87,7 @@ async def compute_asset_history(request: Request) -> Response:
 
 async def list_revisions(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     record, _ = await ctx.view.resolve(ct, ft)
     items = [_revision(r, record.aliases) for r in await ctx.updates.revisions(ct, ft)]
     return results(items, len(items))
@@ -90,7 +95,7 @@ async def list_revisions(request: Request) -> Response:
 
 async def get_revision(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     number = _number(request.path_params["n"])
     record, revision = await ctx.view.resolve(ct, ft, revision=number)
     return body(_revision(revision, record.aliases))
@@ -98,7 +103,7 @@ async def get_revision(request: Request) -> Response:
 
 async def list_aliases(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     record, _ = await ctx.view.resolve(ct, ft)
     items = [{"alias": a, "revision_number": n} for a, n in sorted(record.aliases.items())]
     return results(items, len(items))
@@ -106,7 +111,7 @@ async def list_aliases(request: Request) -> Response:
 
 async def get_alias(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     alias = request.path_params["alias"]
     record, _ = await ctx.view.resolve(ct, ft)
     if alias not in record.aliases:
@@ -116,7 +121,7 @@ async def get_alias(request: Request) -> Response:
 
 async def put_alias(request: Request) -> Response:
     ctx = ctx_of(request)
-    ct, ft = function_ref(request)
+    ct, ft = await function_ref(request)
     data = await read_body(request, 64 * 1024)
     force = _flag(request, "force", False)
     return body(
@@ -126,6 +131,7 @@ async def put_alias(request: Request) -> Response:
 
 def _revision(revision: Revision, aliases: dict[str, int]) -> dict[str, Any]:
     shown = _plain(revision)
+    shown = {"revision_number": shown.pop("number"), **shown}  # as aliases call it
     shown["aliases"] = sorted(a for a, n in aliases.items() if n == revision.number)
     shown["production"] = aliases.get(DEFAULT_ALIAS) == revision.number
     return shown

@@ -191,6 +191,9 @@ async def test_always_failing_goes_to_dead_letters_and_redrive_runs_it_again(
     redriven = await http.post(f"{fn.path}/invocations/{invocation_id}/retry")
     assert redriven.status_code == 202, redriven.text
     assert redriven.json()["body"] == {"invocation_id": invocation_id, "status": "queued"}
+    twice = await http.post(f"{fn.path}/invocations/{invocation_id}/retry")
+    assert twice.status_code == 409, twice.text  # queued (or running) again: not failed
+    assert twice.json()["code"] == "conflict"
     record = await wait_until_finished(http, fn, invocation_id)
     assert record["status"] == "succeeded", record
     assert record["attempts"] == 1
@@ -198,8 +201,8 @@ async def test_always_failing_goes_to_dead_letters_and_redrive_runs_it_again(
     dead = (await http.get(f"{fn.path}/dead-letters")).json()["body"]
     assert dead["results_total"] == 0
     again = await http.post(f"{fn.path}/invocations/{invocation_id}/retry")
-    assert again.status_code == 404
-    assert again.json()["code"] == "not_found"
+    assert again.status_code == 409, again.text
+    assert "is succeeded" in again.json()["error"]
 
 
 async def test_invalid_input_fails_at_once_without_retries(

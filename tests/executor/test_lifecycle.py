@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -92,10 +93,10 @@ async def test_stage_invoke_by_alias_promote_and_roll_back(
         {"alias": "staging", "revision_number": 3},
     ]
     revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]
-    assert [r["number"] for r in revisions["results"]] == [1, 2, 3]
+    assert [r["revision_number"] for r in revisions["results"]] == [1, 2, 3]
     assert [r["aliases"] for r in revisions["results"]] == [[], ["production"], ["staging"]]
     one = (await http.get(f"{fn.path}/revisions/3")).json()["body"]
-    assert one["number"] == 3 and one["production"] is False
+    assert one["revision_number"] == 3 and one["production"] is False
     assert (await http.get(f"{fn.path}/revisions/9")).status_code == 404
 
     history = (await http.get(f"{asset_path(fn)}/history")).json()["body"]
@@ -148,12 +149,12 @@ async def test_patch_function_metadata_rename_and_schema(
     assert taken.status_code == 409, taken.text
     assert taken.json()["code"] == "function_exists"
 
-    # A schema change is a new revision.
+    # A schema change is a new revision (this one breaks callers: past the gate with force).
     schema = {"input": {"type": "object", "required": ["x"]}}
-    response = await http.patch(fn.path, json={"schema": schema})
+    response = await http.patch(fn.path, params={"force": "true"}, json={"schema": schema})
     assert response.status_code == 200, response.text
     revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
-    assert [r["number"] for r in revisions] == [1, 2]
+    assert [r["revision_number"] for r in revisions] == [1, 2]
     refused = await http.post(f"{fn.path}/invoke", json={"payload": {}})
     assert refused.status_code == 400 and refused.json()["code"] == "invalid_input"
 
@@ -163,6 +164,7 @@ async def test_lifecycle_events(
 ) -> None:
     fn = await make_function(code(1))
     events = await nc.subscribe(f"{fn.subject}.event.*")
+    await nc.flush()  # subscribed before the first change
     await patch_code(http, fn, 2)
     await http.put(f"{fn.path}/aliases/production", json={"revision_number": 1})
     await http.patch(fn.path, json={"description": "d"})
@@ -207,7 +209,7 @@ async def test_racing_patches_never_share_a_number(
     responses = await asyncio.gather(*(patch_code(http, fn, v) for v in range(2, 8)))
     assert [r.status_code for r in responses] == [200] * 6
     revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
-    assert [r["number"] for r in revisions] == list(range(1, 8))
+    assert [r["revision_number"] for r in revisions] == list(range(1, 8))
     shown = (await http.get(fn.path)).json()["body"]
     assert shown["revision"] == shown["aliases"]["production"]
 
@@ -232,7 +234,7 @@ async def test_bad_lifecycle_input(http: httpx.AsyncClient, make_function: MakeF
     nothing = await http.patch("/compute/functions/tests/123456789", json={"description": "x"})
     assert nothing.status_code == 404
     revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
-    assert [r["number"] for r in revisions] == [1]  # nothing above made a revision
+    assert [r["revision_number"] for r in revisions] == [1]  # nothing above made a revision
 
 
 async def test_openapi_covers_every_route(http: httpx.AsyncClient) -> None:
@@ -275,6 +277,30 @@ async def test_promoting_an_incompatible_schema_is_409_unless_forced(
     assert back.status_code == 200, back.text
 
 
+async def test_a_patch_that_promotes_passes_the_schema_gate_too(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(code(1), schema={"input": {"type": ["object", "null"]}})
+    stricter = {"input": {"type": ["object", "null"], "required": ["id"]}}
+    refused = await http.patch(fn.path, json={"schema": stricter})  # promotes by default
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "incompatible_schema"
+    assert "?promote=false" in refused.json()["error"]
+    revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
+    assert [r["revision_number"] for r in revisions] == [1]  # nothing was stored
+    staged = await http.patch(fn.path, params={"promote": "false"}, json={"schema": stricter})
+    assert staged.status_code == 200, staged.text
+    assert staged.json()["body"]["new_revision"] == 2
+    assert (await http.get(f"{fn.path}/aliases/production")).json()["body"]["revision_number"] == 1
+    forced = await http.patch(fn.path, params={"force": "true"}, json={"schema": stricter})
+    assert forced.status_code == 200 and forced.json()["body"]["new_revision"] == 3
+    production = (await http.get(f"{fn.path}/aliases/production")).json()["body"]
+    assert production["revision_number"] == 3
+    # A staged compute-asset change says which revision it made.
+    made = await patch_code(http, fn, 4, promote=False)
+    assert made.status_code == 200 and made.json()["body"]["new_revision"] == 4
+
+
 async def test_publishability(http: httpx.AsyncClient, make_function: MakeFunction) -> None:
     fn = await make_function(code(1))
     shown = (await http.get(fn.path)).json()["body"]
@@ -292,7 +318,7 @@ async def test_publishability(http: httpx.AsyncClient, make_function: MakeFuncti
     refused = await http.patch(asset_path(fn), json={"assets": broken})
     assert refused.status_code == 400 and "boom" in refused.text
     revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
-    assert [r["number"] for r in revisions] == [1]
+    assert [r["revision_number"] for r in revisions] == [1]
     assert (await run(http, fn))["v"] == 1
     # The number a refused revision held is used by the next good one.
     assert (await patch_code(http, fn, 2)).status_code == 200
@@ -305,3 +331,20 @@ async def test_publishability(http: httpx.AsyncClient, make_function: MakeFuncti
     assert [b["reason"] for b in shown["publish_blockers"]] == ["handler_not_found"]
     refused = await http.put(f"{seed_like.path}/aliases/canary", json={"revision_number": 1})
     assert refused.status_code == 400, refused.text
+
+
+async def test_a_function_can_be_named_by_its_name_where_its_service_id_goes(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    name = f"by-name-{uuid.uuid4().hex[:8]}"
+    fn = await make_function(code(1), name=name)
+    by_name = f"/compute/functions/{fn.collection}/{name}"
+    shown = await http.get(by_name)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["body"]["compute_asset"]["service"] == fn.service
+    answer = await http.post(f"{by_name}/invoke", json={"payload": None})
+    assert answer.status_code == 200 and answer.json()["body"]["v"] == 1
+    assert (await http.get(f"{by_name}/revisions")).status_code == 200
+    assert (await http.get(fn.path)).status_code == 200  # the service id stays valid
+    missing = await http.get(f"/compute/functions/{fn.collection}/no-such-{name}")
+    assert missing.status_code == 404 and missing.json()["code"] == "function_not_found"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -162,3 +163,107 @@ async def test_a_restarted_serve_still_knows_its_functions(tmp_path: Path) -> No
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
+async def start_serve_logged(
+    data_dir: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """``serve`` with its stderr (the log) kept; read it with ``proc.stderr`` after it ends."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    return proc, parse_ready_line(line.decode().strip())
+
+
+async def test_a_normal_start_and_stop_logs_no_warnings(tmp_path: Path) -> None:
+    proc, _ = await start_serve_logged(tmp_path / "data")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    log = stderr.decode()
+    assert proc.returncode == 0, log
+    assert " WARNING " not in log and " ERROR " not in log, log
+
+
+async def test_a_second_ctrl_c_exits_at_once_and_takes_nats_server_with_it(
+    tmp_path: Path,
+) -> None:
+    proc, _ = await start_serve_logged(tmp_path / "data")
+    tree = descendants(proc.pid)
+    assert len(tree) >= 2  # nats-server and the worker
+    proc.send_signal(signal.SIGINT)
+    await asyncio.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 130
+    for _ in range(100):
+        if not any(alive(pid) for pid in tree):
+            break
+        await asyncio.sleep(0.1)
+    assert [pid for pid in tree if alive(pid)] == []
+    # The data dir is free again: the next serve starts on it.
+    again, _ = await start_serve_logged(tmp_path / "data")
+    again.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(again.communicate(), 60)
+    assert again.returncode == 0
+
+
+async def test_a_busy_port_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "executor.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert out == b""
+    lines = err.decode().strip().splitlines()
+    assert lines == [
+        f"computebus: cannot listen on 127.0.0.1:{port}: in use (is another computebus running? "
+        "choose another with --port or COMPUTEBUS_PORT, 0 picks a free one)"
+    ]
+    assert not (tmp_path / "data" / "nats").exists()  # no nats-server was started
+
+
+async def test_settings_name_their_variable_and_typos_are_pointed_out(tmp_path: Path) -> None:
+    bad = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "serve",
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COMPUTEBUS_MAX_TIMEOUT_MS": "-5"},
+    )
+    _, err = await asyncio.wait_for(bad.communicate(), 30)
+    assert bad.returncode == 2
+    assert err.decode().strip().splitlines()[-1] == (
+        "computebus: COMPUTEBUS_MAX_TIMEOUT_MS must be positive, got -5"
+    )
+    proc, _ = await start_serve_logged(tmp_path / "data", env={"COMPUTEBUS_IDLE": "5"})
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert (
+        "COMPUTEBUS_IDLE is not a computebus setting and is ignored "
+        "(did you mean COMPUTEBUS_IDLE_S?)"
+    ) in stderr.decode()
