@@ -102,9 +102,7 @@ def built(folder: Path, runtime: str) -> Iterator[Path]:
     ):
         yield folder
         return
-    with tempfile.TemporaryDirectory(prefix="computebus-build-") as tmp:
-        stage = Path(tmp) / "bundle"
-        stage.mkdir()
+    with _staging_dir(folder) as stage:
         for path in files_to_ship(folder):
             target = stage / path.relative_to(folder)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +128,22 @@ def built(folder: Path, runtime: str) -> Iterator[Path]:
                 f"npm {verb} --omit=dev",
             )
         yield stage
+
+
+@contextmanager
+def _staging_dir(folder: Path) -> Iterator[Path]:
+    """A scratch copy's home beside ``folder``, so relative paths in the dependency files
+    (``file:../lib``, ``./wheels/x.whl``) mean what they mean there; else in the temp dir."""
+    try:
+        tmp = tempfile.mkdtemp(
+            prefix=f".{folder.resolve().name}.computebus-build-", dir=folder.resolve().parent
+        )
+    except OSError:
+        tmp = tempfile.mkdtemp(prefix="computebus-build-")
+    try:
+        yield Path(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _install(argv: list[str], cwd: Path, what: str) -> None:

@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from bus import subjects
 from bus.bundles import BundleStore, EncodedBundle, encoded_bundle
 from bus.registry import Registry, name_hash
+from bus.workers import probe_revision
 from executor.settings import Settings
 from executor.workspace import (
     check_asset_count,
@@ -244,14 +245,29 @@ class FunctionService:
                 latest_revision=1,
                 aliases={"production": 1},
             )
-            await self.registry.create_function(record)
+            seq = await self.registry.create_function(record)
         except BaseException:
             await self.registry.forget(written)
             raise
+        await self._check_loads(record, seq, revision)
         view = function_view(record, revision, "created")
         await self.nc.publish(subjects.event_subject(ct, service, "created"), encode(view))
         await self.nc.flush()  # the event is out before the answer: a subscriber's order holds
         return view
+
+    async def _check_loads(self, record: FunctionRecord, seq: int, revision: Revision) -> None:
+        """A worker loads the new function's handler: if the module cannot load (a syntax error,
+        a missing module, an exception at import), the create is undone and refused with the
+        reasons. A module without the export is created (the contract's seed is one: it answers
+        ``handler_not_found``), and so is any function when no worker answers the check (its
+        ``publishable`` says so)."""
+        ct, ft = record.collection_topic, record.service
+        timeout_s = revision.timeout / 1000 + 5
+        blockers = await probe_revision(self.nc, ct, ft, revision.number, timeout_s)
+        blockers = [b for b in blockers if b["reason"] == "function_error"]
+        if blockers:
+            await self.registry.delete_function(record, seq)
+            raise unpublishable(f"function {record.name!r}", blockers)
 
     async def collect_bundles(self) -> set[str]:
         """Delete stored bundles that no revision of any function uses (after a grace period, so
@@ -350,3 +366,22 @@ def function_view(
         view.aliases = record.aliases
         view.created = record.created
     return view
+
+
+_BLOCKER_FIELDS = {
+    "handler_not_found": "/compute_asset/handler",
+    "runtime_unavailable": "/compute_asset/runtime",
+    "function_error": "/compute_asset/assets",
+    "timeout": "/compute_asset/timeout",
+}
+
+
+def unpublishable(what: str, blockers: list[dict[str, str]]) -> InvalidRequest:
+    reasons = "; ".join(b["message"] for b in blockers)
+    return InvalidRequest(
+        f"{what} is not publishable: {reasons}",
+        [
+            {"path": _BLOCKER_FIELDS.get(b["reason"], "/"), "message": b["message"], **b}
+            for b in blockers
+        ],
+    )

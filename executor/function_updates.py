@@ -16,7 +16,7 @@ from msgspec import UNSET
 from bus import subjects
 from bus.registry_view import DEFAULT_ALIAS, RegistryView
 from bus.workers import probe_revision, sync_workers
-from executor.function_service import FunctionService, RevisionDraft, function_view
+from executor.function_service import FunctionService, RevisionDraft, function_view, unpublishable
 from executor.workspace import check_asset_count
 from schemas.codec import decode_as, encode
 from schemas.compatibility import incompatibilities
@@ -164,7 +164,7 @@ class FunctionUpdates:
         blockers = await self.publish_blockers(ct, ft, stored)
         if blockers:
             await self.registry.forget([subjects.revision_key(ct, ft, stored.number)])
-            raise _unpublishable(f"the new revision of {ct}/{ft}", blockers)
+            raise unpublishable(f"the new revision of {ct}/{ft}", blockers)
 
         def change(record: FunctionRecord) -> FunctionRecord:
             aliases = dict(record.aliases)
@@ -206,7 +206,7 @@ class FunctionUpdates:
             await self._check_compatible(ct, ft, revision, f"revision {revision.number}")
         blockers = await self.publish_blockers(ct, ft, revision)
         if blockers:
-            raise _unpublishable(f"revision {revision.number} of {ct}/{ft}", blockers)
+            raise unpublishable(f"revision {revision.number} of {ct}/{ft}", blockers)
 
         def change(record: FunctionRecord) -> FunctionRecord:
             return msgspec.structs.replace(
@@ -309,23 +309,6 @@ class FunctionUpdates:
 
 
 T = TypeVar("T")
-_BLOCKER_FIELDS = {
-    "handler_not_found": "/compute_asset/handler",
-    "runtime_unavailable": "/compute_asset/runtime",
-    "function_error": "/compute_asset/assets",
-    "timeout": "/compute_asset/timeout",
-}
-
-
-def _unpublishable(what: str, blockers: list[dict[str, str]]) -> InvalidRequest:
-    reasons = "; ".join(b["message"] for b in blockers)
-    return InvalidRequest(
-        f"{what} is not publishable: {reasons}",
-        [
-            {"path": _BLOCKER_FIELDS.get(b["reason"], "/"), "message": b["message"], **b}
-            for b in blockers
-        ],
-    )
 
 
 def _or(value: T | msgspec.UnsetType, default: T) -> T:

@@ -682,16 +682,29 @@ async def test_module_that_throws_at_load(
         "nodejs": {"index.js": "throw new RangeError('load boom');\nexports.handler = () => 1;\n"},
         "python": {"index.py": "raise KeyError('load boom')\n\ndef handler(e, c):\n    return 1\n"},
     }[runtime]
-    fn = await make_function(files, runtime=runtime)
-    kind = "RangeError" if runtime == "nodejs" else "KeyError"
-    for _ in range(3):
-        response = await invoke(http, fn, 1)
-        error = assert_error(response, 500, "function_error")
-        assert len(error["details"]) == 1
-        assert error["details"][0]["type"] == kind
-        assert "load boom" in error["details"][0]["message"]
-    record = await wait_for_record(http, fn, response.headers["x-invocation-id"])
-    assert "load boom" in record["logs"]
+    body = function_body(files, runtime=runtime)
+    # Caught by the load check at create: nothing is left behind, the name stays free.
+    response = await http.post("/compute/functions", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["code"] == "invalid_request"
+    assert "load boom" in error["error"], error
+    assert error["details"][0]["path"] == "/compute_asset/assets"
+    assert error["details"][0]["reason"] == "function_error"
+    collection = body["compute_asset"]["collection_topic"]
+    gone = await http.get(f"/compute/functions/{collection}/{body['name']}")
+    assert gone.status_code == 404
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_syntax_error_is_refused_at_create(http: httpx.AsyncClient, runtime: str) -> None:
+    files = {
+        "nodejs": {"index.js": "exports.handler = async (e) => {\n"},
+        "python": {"index.py": "def handler(e, c)\n    return 1\n"},
+    }[runtime]
+    response = await http.post("/compute/functions", json=function_body(files, runtime=runtime))
+    assert response.status_code == 400, response.text
+    assert "SyntaxError" in response.json()["error"], response.text
 
 
 async def test_node_uncaught_exception_answers_only_its_own_invocation(
