@@ -13,6 +13,7 @@ after ``IDLE_CONSUMER_S`` without a pull.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
 import nats.js.errors
@@ -32,6 +33,8 @@ from nats.js.api import (
 
 from bus import subjects
 from bus.streams import ensure_stream
+
+log = logging.getLogger("computebus.async")
 
 MSG_ID = "Nats-Msg-Id"
 _PUBLISH_TIMEOUT_S = 5.0
@@ -83,8 +86,13 @@ class AsyncQueue:
         found = {}
         for subject, count in (info.state.subjects or {}).items():
             where = subjects.parse_async_subject(subject)
-            if where is not None:
+            if where is not None and subjects.is_function_ref(*where):
                 found[where] = count
+            else:  # published straight to NATS for an id no function can have: never runs
+                log.warning(
+                    "dropping %d Async messages on %s: not a function's subject", count, subject
+                )
+                await self.js.purge_stream(subjects.ASYNC_STREAM, subject=subject)
         return found
 
     async def lane(
@@ -116,7 +124,7 @@ class AsyncQueue:
 
         async def heard(msg: Msg) -> None:
             where = subjects.parse_async_subject(msg.subject)
-            if where is not None:
+            if where is not None and subjects.is_function_ref(*where):
                 await ring(where)
 
         return await nc.subscribe(

@@ -16,8 +16,10 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from bus.streams import ensure_stream
+from schemas.errors import StorageFull
 
 log = logging.getLogger("computebus.bus")
+_INSUFFICIENT_RESOURCES = 10047  # JetStream: the stream's max_bytes cannot be reserved
 
 
 class CollectionStreams:
@@ -27,10 +29,25 @@ class CollectionStreams:
         self._made: set[str] = set()
 
     async def ready(self, ct: str) -> None:
-        """Make sure the collection's stream exists (once per process, unless ``forget``)."""
-        if ct not in self._made:
-            await ensure_stream(self.js, self.config_for(ct))
-            self._made.add(ct)
+        """Make sure the collection's stream exists (once per process, unless ``forget``).
+
+        Raises ``StorageFull`` when the server cannot reserve its ``max_bytes``: every
+        collection's budget is set aside on the server's disk when its stream is made."""
+        if ct in self._made:
+            return
+        config = self.config_for(ct)
+        try:
+            await ensure_stream(self.js, config)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code != _INSUFFICIENT_RESOURCES:
+                raise
+            raise StorageFull(
+                f"the bus cannot set aside {config.max_bytes} bytes for collection {ct!r} "
+                f"({config.name}): the collections' budgets (COMPUTEBUS_MONITOR_MAX_BYTES and "
+                "COMPUTEBUS_DEAD_LETTER_MAX_BYTES each) already take what JetStream may store; "
+                "lower them or give the bus more disk"
+            ) from None
+        self._made.add(ct)
 
     def forget(self, ct: str) -> None:
         """The stream was not there after all (removed by an operator): make it again."""

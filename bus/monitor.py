@@ -70,7 +70,7 @@ def _decode_or_none(data: bytes) -> MonitorRecord | None:
 _record_decoder = decoder_for(MonitorRecord)
 
 
-def _stream_config(ct: str, max_bytes: int) -> StreamConfig:
+def monitor_stream_config(ct: str, max_bytes: int) -> StreamConfig:
     return StreamConfig(
         name=subjects.monitor_stream(ct),
         subjects=[subjects.monitor_filter(ct, "*")],
@@ -94,7 +94,7 @@ class MonitorStore:
     def __init__(self, js: JetStreamContext, max_record_bytes: int, max_bytes: int) -> None:
         self.js = js
         self.max_record_bytes = max_record_bytes
-        self.streams = CollectionStreams(js, lambda ct: _stream_config(ct, max_bytes))
+        self.streams = CollectionStreams(js, lambda ct: monitor_stream_config(ct, max_bytes))
 
     @classmethod
     async def open(

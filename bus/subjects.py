@@ -30,6 +30,11 @@ LIFECYCLE_EVENTS = ("created", "updated", "deleted", "promoted")
 RESULT_STATUSES = ("succeeded", "failed")
 
 
+def is_function_ref(ct: str, ft: str) -> bool:
+    """Whether ``ct``/``ft`` can name a function at all."""
+    return bool(COLLECTION_TOPIC.fullmatch(ct) and SERVICE_ID.fullmatch(ft))
+
+
 def function_subject(ct: str, ft: str) -> str:
     return f"{PREFIX}.{ct}.function.{ft}"
 

@@ -284,7 +284,9 @@ class AsyncConsumer:
         error = outcome.error
         if error is not None and error.code in RETRYABLE and attempt < config.max_attempts:
             await self._write(msgspec.structs.replace(finished, status="queued"), ttl_ms, seq)
-            await msg.nak(delay=backoff_s(config, attempt))
+            delay_s = backoff_s(config, attempt)
+            await msg.nak(delay=delay_s)
+            self.dispatcher.retry_later((ct, ft), delay_s)
             return False
         await self._finish(finished, error, function, seq, msg)
         return True

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -22,7 +22,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from bus.async_queue import AsyncQueue
-from executor.async_fairness import reserve_for_others, share_out
+from executor.async_fairness import share_out
 
 log = logging.getLogger("computebus.async")
 
@@ -30,7 +30,10 @@ Key = tuple[str, str]
 
 _LOOK_EVERY_S = 0.5
 _FETCH_WAIT_S = 0.2  # a lane's pull lingers this long for work that is not there yet
-_QUIET_AFTER_EMPTY_S = 1.0  # an empty pull is not repeated this soon, unless the bell rings
+# After an empty pull a lane waits before the next (doubling up to the cap), unless the bell
+# rings: its messages are in another worker's hands or waiting out a backoff.
+_QUIET_FIRST_S = 0.5
+_QUIET_MAX_S = 8.0
 _STRAGGLER_WAIT_S = 0.2
 _WARN_EVERY_S = 60.0
 
@@ -43,6 +46,12 @@ class _Lane:
     fetching: int = 0
     ready: bool = True
     quiet_until: float = 0.0
+    empty_pulls: int = 0
+    # When the retries this worker handed back with a backoff come due (monotonic time).
+    retries_due: list[float] = field(default_factory=list)
+
+    def heard(self) -> None:
+        self.ready, self.quiet_until, self.empty_pulls = True, 0.0, 0
 
 
 class AsyncDispatcher:
@@ -56,7 +65,6 @@ class AsyncDispatcher:
         self.nc = nc
         self.queue = queue
         self.slots = slots
-        self.cap = max(1, slots - reserve_for_others(slots))
         self.run = run
         self._lanes: dict[Key, _Lane] = {}
         self._order: collections.deque[Key] = collections.deque()
@@ -75,9 +83,13 @@ class AsyncDispatcher:
         self._loop_task = asyncio.create_task(self._dispatch_loop())
 
     async def _ring(self, key: Key) -> None:
-        lane = self._lane(key)
-        lane.ready, lane.quiet_until = True, 0.0
+        self._lane(key).heard()
         self._wake.set()
+
+    def retry_later(self, key: Key, delay_s: float) -> None:
+        """A run of ``key`` was handed back to come again after ``delay_s`` (its backoff): until
+        then that message is no reason to pull."""
+        self._lane(key).retries_due.append(time.monotonic() + delay_s)
 
     def _lane(self, key: Key) -> _Lane:
         lane = self._lanes.get(key)
@@ -107,7 +119,8 @@ class AsyncDispatcher:
             return
         for key, count in queued.items():
             lane = self._lane(key)
-            if count > lane.running and now >= lane.quiet_until:
+            lane.retries_due = [due for due in lane.retries_due if due > now]
+            if count > lane.running + len(lane.retries_due) and now >= lane.quiet_until:
                 lane.ready = True
         gone = [k for k, lane in self._lanes.items() if k not in queued and _idle(lane)]
         for key in gone:
@@ -117,13 +130,12 @@ class AsyncDispatcher:
                 self._spawn(_unsubscribe(lane.sub), self._naks)
 
     def _grant(self) -> None:
-        fetching = sum(lane.fetching for lane in self._lanes.values())
-        free = self.slots - len(self._tasks) - fetching
+        held = {k: lane.running + lane.fetching for k, lane in self._lanes.items()}
+        free = self.slots - sum(held.values())
         if free <= 0 or not self._pulling:
             return
         waiting = [k for k in self._order if self._lanes[k].ready and not self._lanes[k].fetching]
-        held = {k: self._lanes[k].running + self._lanes[k].fetching for k in waiting}
-        grants = share_out(free, held, waiting, self.cap)
+        grants = share_out(free, held, waiting, self.slots)
         self._order.rotate(-1)  # ties go to another lane next time
         for key, count in grants.items():
             self._spawn(self._fetch(self._lanes[key], count), self._fetches)
@@ -143,10 +155,14 @@ class AsyncDispatcher:
         finally:
             lane.fetching = 0
             self._wake.set()
+        if msgs:
+            lane.empty_pulls = 0
+        else:
+            quiet = min(_QUIET_MAX_S, _QUIET_FIRST_S * 2**lane.empty_pulls)
+            lane.quiet_until = time.monotonic() + quiet
+            lane.empty_pulls += 1
         if len(msgs) < count:
             lane.ready = False
-            if not msgs:
-                lane.quiet_until = time.monotonic() + _QUIET_AFTER_EMPTY_S
         for msg in msgs:
             self._take(lane, msg)
 

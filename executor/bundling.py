@@ -50,12 +50,12 @@ DEFAULT_IGNORES = (
 _INSTALL_TIMEOUT_S = 600
 
 
-def ignore_spec(folder: Path) -> pathspec.PathSpec[Any]:
+def ignore_spec(folder: Path) -> pathspec.GitIgnoreSpec:
     lines = list(DEFAULT_IGNORES)
     own = folder / IGNORE_FILE
     if own.is_file():
         lines += own.read_text().splitlines()
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def files_to_ship(folder: Path) -> Iterator[Path]:

@@ -7,6 +7,7 @@ import base64
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from nats.aio.client import Client
 
 from bus import subjects
 from bus.bundles import BundleStore, EncodedBundle, encoded_bundle
+from bus.collection_streams import CollectionStreams
 from bus.registry import Registry, name_hash
 from bus.workers import probe_revision
 from executor.settings import Settings
@@ -115,12 +117,20 @@ def _invalid(path: str, reason: str) -> InvalidRequest:
 
 class FunctionService:
     def __init__(
-        self, nc: Client, registry: Registry, bundles: BundleStore, settings: Settings
+        self,
+        nc: Client,
+        registry: Registry,
+        bundles: BundleStore,
+        settings: Settings,
+        collection_stores: Sequence[CollectionStreams] = (),
     ) -> None:
+        """``collection_stores``: the per-collection streams a collection's first function
+        makes (so a collection with functions always has its record budget)."""
         self.nc = nc
         self.registry = registry
         self.bundles = bundles
         self.settings = settings
+        self.collection_stores = collection_stores
 
     def check_name(self, name: str) -> None:
         if not name.strip() or len(name) > MAX_NAME_CHARS or _CONTROL.search(name):
@@ -223,6 +233,8 @@ class FunctionService:
         # Refuse a taken name before storing anything (reserve_name below still decides races).
         await self._check_name_free(ct, req.name)
         await self.check_bundle_budget(ct, revision)
+        for store in self.collection_stores:
+            await store.ready(ct)
         now = revision.created
         service = await self.registry.create_first_revision(ct, revision)
         written = [subjects.revision_key(ct, service, 1)]

@@ -155,7 +155,13 @@ async def run_api(
     url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None
 ) -> None:
     bus = await Bus.open(url, "computebus-api", settings)
-    functions = FunctionService(bus.nc, bus.registry, bus.bundles, settings)
+    functions = FunctionService(
+        bus.nc,
+        bus.registry,
+        bus.bundles,
+        settings,
+        collection_stores=(bus.monitor.streams, bus.dead_letters.streams),
+    )
     ctx = ApiContext(
         nc=bus.nc,
         registry=bus.registry,

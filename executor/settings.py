@@ -37,8 +37,8 @@ class Settings:
     function_concurrency: int = 64  # one function's in flight on a worker, unless it sets its own
     # Each collection's budget for its monitor records and for its dead letters (its own
     # oldest go first); at least MIN_COLLECTION_BUDGET, so that one big record always fits.
-    monitor_max_bytes: int = 256 * MIB
-    dead_letter_max_bytes: int = 256 * MIB
+    monitor_max_bytes: int = 128 * MIB
+    dead_letter_max_bytes: int = 64 * MIB
     drain_s: float = 30.0
     bundle_gc_grace_s: float = 600.0
     # Async invocations: how long a Nats-Msg-Id / Idempotency-Key is remembered, how long a

@@ -119,6 +119,13 @@ class Timeout(ComputeError):
     status = 504
 
 
+class StorageFull(ComputeError):
+    """The bus cannot set aside a new collection's storage budget (its disk is spoken for)."""
+
+    code = "storage_full"
+    status = 507
+
+
 ERRORS_BY_CODE: dict[str, type[ComputeError]] = {
     cls.code: cls
     for cls in (
@@ -138,6 +145,7 @@ ERRORS_BY_CODE: dict[str, type[ComputeError]] = {
         InvalidOutput,
         Unavailable,
         Timeout,
+        StorageFull,
         WorkerLost,
         Expired,
     )

@@ -8,12 +8,16 @@ import uuid
 from typing import Any
 
 import msgspec
+import nats.js.errors
+import pytest
 from nats.aio.client import Client
 
 from bus import subjects
+from bus.collection_streams import CollectionStreams
 from bus.dead_letters import DeadLetters
-from bus.monitor import MonitorStore
+from bus.monitor import MonitorStore, monitor_stream_config
 from executor.settings import MIN_COLLECTION_BUDGET
+from schemas.errors import StorageFull
 from schemas.invocations import DeadLetter, MonitorRecord
 from tests.conftest import Stack, function_body, second_api
 
@@ -135,3 +139,15 @@ async def test_a_collection_cannot_store_bundles_past_its_budget(stack: Stack) -
         other = body("e")
         other["compute_asset"]["collection_topic"] = f"{ct}-other"
         assert (await http.post("/compute/functions", json=other)).status_code == 201
+
+
+async def test_a_budget_the_bus_cannot_set_aside_is_a_clear_507(nc: Client) -> None:
+    js = nc.jetstream()
+    ct, _ = collections()
+    huge = CollectionStreams(js, lambda c: monitor_stream_config(c, 1 << 60))
+    with pytest.raises(StorageFull) as refused:
+        await huge.ready(ct)
+    assert refused.value.status == 507
+    assert "COMPUTEBUS_MONITOR_MAX_BYTES" in refused.value.message
+    with pytest.raises(nats.js.errors.NotFoundError):
+        await js.stream_info(subjects.monitor_stream(ct))  # nothing half made

@@ -450,3 +450,15 @@ async def test_a_nats_message_for_an_invocation_already_finished_is_not_run_agai
         assert time.monotonic() < deadline, "the second message was never settled"
         await asyncio.sleep(0.05)
     assert counter.runs == {"once-only": 1}
+
+
+async def test_an_async_message_for_an_id_no_function_can_have_is_dropped(nc: Client) -> None:
+    js = nc.jetstream()
+    subject = "ms.compute.a/b.function.123456789.async"
+    await js.publish(subject, b"{}")
+    for _ in range(60):
+        info = await js.stream_info("COMPUTEBUS_ASYNC", subjects_filter=subject)
+        if not info.state.subjects:
+            break
+        await asyncio.sleep(0.1)
+    assert not info.state.subjects, "the message would sit in the queue for ever"
