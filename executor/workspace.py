@@ -506,6 +506,13 @@ def handler_file(handler: str, runtime: str) -> tuple[str, str]:
         raise _invalid(HANDLER_PATH, f"{handler!r} is not <file>.<export>, e.g. index.handler")
     if not _is_identifier(export, runtime):
         raise _invalid(HANDLER_PATH, f"export {export!r} is not an identifier")
+    stem, dot, written_extension = module.rpartition(".")
+    if dot and f".{written_extension}" in (*_EXTENSIONS.values(), ".mjs", ".cjs"):
+        raise _invalid(
+            HANDLER_PATH,
+            f"{handler!r}: write the file without its extension, {stem}.{export} "
+            f"(the {runtime} runtime adds {extension})",
+        )
     path = module + extension
     problem = _name_problem(path)
     if problem:
@@ -519,4 +526,9 @@ def check_handler_present(workspace: Path, handler: str, runtime: str) -> None:
     root = os.path.realpath(workspace)
     real = os.path.realpath(workspace / path)
     if not (real.startswith(root + os.sep) and os.path.isfile(real)):
-        raise _invalid(HANDLER_PATH, f"handler file {path} is not in the bundle")
+        hint = ""
+        for other, other_extension in _EXTENSIONS.items():
+            twin = path.removesuffix(_EXTENSIONS[runtime]) + other_extension
+            if other != runtime and (workspace / twin).is_file():
+                hint = f" (the bundle has {twin}: is the runtime {other}?)"
+        raise _invalid(HANDLER_PATH, f"handler file {path} is not in the bundle{hint}")

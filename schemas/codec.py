@@ -6,6 +6,7 @@ import re
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from schemas.errors import InvalidRequest, detail
 
@@ -36,7 +37,7 @@ def decode_as(kind: type[T], data: bytes | str, where: str = "") -> T:
     try:
         return decoder_for(kind).decode(data)
     except msgspec.ValidationError as exc:
-        raise InvalidRequest(*_describe(str(exc), where)) from None
+        raise InvalidRequest(*_describe(str(exc), where, kind)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec lets bad UTF-8 through
         raise InvalidRequest(
             f"body is not valid JSON: {exc}", [detail(where or "/", str(exc))]
@@ -77,11 +78,56 @@ def json_pointer(msgspec_path: str) -> str:
     return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def _describe(message: str, where: str) -> tuple[str, list[dict[str, Any]]]:
+def _describe(message: str, where: str, kind: Any) -> tuple[str, list[dict[str, Any]]]:
     reason, _, at = message.partition(" - at `")
-    pointer = where + json_pointer(at.rstrip("`")) if at else where
-    named = _MISSING.search(reason) or _UNKNOWN.search(reason)
-    if named:
-        pointer = f"{pointer}/{named.group(1)}"
+    path = at.rstrip("`")
+    pointer = where + json_pointer(path) if at else where
+    if missing := _MISSING.search(reason):
+        pointer = f"{pointer}/{missing.group(1)}"
+        reason = "is required"
+    elif unknown := _UNKNOWN.search(reason):
+        pointer = f"{pointer}/{unknown.group(1)}"
+        reason = "is not a known field"
+    elif reason.startswith("Invalid enum value"):
+        allowed = _literal_values(kind, json_pointer(path))
+        if allowed:
+            given = reason.removeprefix("Invalid enum value").strip()
+            reason = f"must be one of {', '.join(allowed)}; got {given}"
     field = pointer or "/"
     return f"{field}: {reason}", [detail(field, reason)]
+
+
+def _literal_values(kind: Any, pointer: str) -> list[str]:
+    """The values a Literal field at ``pointer`` (within ``kind``) allows, or []."""
+    info: Any = msgspec.inspect.type_info(kind)
+    for part in pointer.strip("/").split("/") if pointer.strip("/") else []:
+        info = _step(info, part)
+        if info is None:
+            return []
+    info = _unwrap(info)
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return [str(v) for v in info.values]
+    return []
+
+
+def _step(info: Any, part: str) -> Any:
+    info = _unwrap(info)
+    if isinstance(info, msgspec.inspect.StructType):
+        for field in info.fields:
+            if field.encode_name == part:
+                return field.type
+        return None
+    if isinstance(info, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
+        return info.item_type
+    if isinstance(info, msgspec.inspect.DictType):
+        return info.value_type
+    return None
+
+
+def _unwrap(info: Any) -> Any:
+    """An optional or unset-able field's own type."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        kept = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(kept) == 1:
+            return kept[0]
+    return info

@@ -73,13 +73,28 @@ async def invoke(request: Request) -> Response:
     return response
 
 
+def _invoke_request(data: bytes) -> InvokeRequest:
+    if not data.strip():
+        return InvokeRequest()
+    try:
+        return decode_as(InvokeRequest, data)
+    except InvalidRequest as exc:
+        if exc.message.startswith("/:") or "is not a known field" in exc.message:
+            raise InvalidRequest(
+                f'{exc.message} (an invoke body is {{"payload": <the event>}}, with '
+                '"invocation_type" optional: did the event miss its "payload" wrapper?)',
+                exc.details,
+            ) from None
+        raise
+
+
 async def _invoke(
     request: Request, invocation_id: str, headers: dict[str, str]
 ) -> tuple[Response, str]:
     ctx = ctx_of(request)
     ct, ft = await function_ref(request)
     data = await read_body(request, ctx.settings.max_payload_bytes + REPLY_HEADROOM)
-    req = decode_as(InvokeRequest, data) if data.strip() else InvokeRequest()
+    req = _invoke_request(data)
     payload = payload_bytes(req.payload)
     limit = min(ctx.settings.max_payload_bytes, ctx.nc.max_payload - REPLY_HEADROOM)
     if len(payload) > limit:

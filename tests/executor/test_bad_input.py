@@ -4,6 +4,7 @@ the server keep serving."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -148,3 +149,37 @@ async def _health_during(http: httpx.AsyncClient) -> bool:
             return False
         await asyncio.sleep(0.01)
     return True
+
+
+async def test_errors_name_the_allowed_values_and_hint_at_common_slips(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    async def refused(body: dict[str, Any], path: str = "/compute/functions") -> str:
+        response = await http.post(path, json=body)
+        assert response.status_code == 400, response.text
+        message: str = response.json()["error"]
+        return message
+
+    echo = {"index.js": "exports.handler = async (e) => e;"}
+    ruby = function_body(echo, compute_asset={"runtime": "ruby"})
+    assert await refused(ruby) == (
+        "/compute_asset/runtime: must be one of nodejs, python; got 'ruby'"
+    )
+    assert "index.handler (the nodejs runtime adds .js)" in await refused(
+        function_body(echo, handler="index.js.handler")
+    )
+    assert "(the bundle has index.js: is the runtime nodejs?)" in await refused(
+        function_body(echo, runtime="python")
+    )
+    no_monitor = function_body(echo)
+    del no_monitor["monitor_config"]
+    assert await refused(no_monitor) == "/monitor_config: is required"
+
+    fn = await make_function(echo)
+    invoke = f"{fn.path}/invoke"
+    assert await refused({"payload": 1, "invocation_type": "async"}, invoke) == (
+        "/invocation_type: must be one of Async, RequestResponse; got 'async'"
+    )
+    unwrapped = await refused({"name": "Ada"}, invoke)
+    assert unwrapped.startswith("/name: is not a known field")
+    assert 'did the event miss its "payload" wrapper?' in unwrapped
