@@ -141,7 +141,7 @@ def _refusal(
     where = f"{runtime} handlers cannot start in the {sandbox.level} sandbox as uid {uid}"
     if code == _CHECK_UNREADABLE:
         fix = (
-            f"the data dir must be readable by that uid ({problem}): use one every user can "
+            f"the data dir must be one that uid can enter ({problem}): use one every user can "
             "enter (--data-dir or COMPUTEBUS_DATA_DIR, e.g. /var/lib/computebus)"
         )
     else:
@@ -161,6 +161,6 @@ def _refusal(
 
 
 def _check_argv(runtime: str, exe: str, bootstraps: str, workspace: str) -> list[str]:
-    """The bootstrap's ``--check WORKSPACE``: it starts, can read the directory, and exits."""
+    """The bootstrap's ``--check WORKSPACE``: it starts, can enter the directory, and exits."""
     argv = handler_argv(runtime, exe, bootstraps, workspace, "-", "-", 256)
     return [*argv[:-3], "--check", workspace]

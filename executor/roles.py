@@ -32,6 +32,7 @@ from executor.pool import InstancePool
 from executor.settings import Settings
 from executor.worker import Worker, new_worker_id
 from executor.workspace import WorkspaceCache
+from executor.workspace_root import workspace_root
 
 log = logging.getLogger("computebus")
 _PENDING_ACKS_S = 10.0
@@ -91,10 +92,9 @@ async def run_worker(
 ) -> None:
     bus = await Bus.open(url, "computebus-worker", settings)
     worker_id = new_worker_id()
-    # Absolute: a handler process starts with its workspace as the working directory.
-    workspaces_dir = settings.data_dir.resolve() / "workspaces"
-    workspaces_dir.mkdir(parents=True, exist_ok=True)
     try:
+        # Absolute: a handler process starts with its workspace as the working directory.
+        workspaces_dir = workspace_root(settings.data_dir)
         sandbox = await asyncio.to_thread(
             open_sandbox, settings, f"computebus-{worker_id}", workspaces_dir
         )

@@ -1,6 +1,6 @@
 // Runs inside a Node.js handler process; loads nothing of computebus.
 // argv: workspace, handler file (relative), export name, request fd, reply fd; or --check DIR
-// (start, make sure DIR can be read, exit: the worker's start-up check).
+// (start, make sure DIR can be entered, exit: the worker's start-up check).
 // Frames on both pipes are a 4-byte big-endian length, an 8-byte nonce and a JSON document; a
 // reply carries its request's nonce.
 'use strict';
@@ -9,11 +9,11 @@ const net = require('net');
 const path = require('path');
 
 if (process.argv[2] === '--check') {
-  try {
-    fs.readdirSync(process.argv[3]);
+  try {  // entering is all a handler needs of the workspaces' root (its own it reads)
+    process.chdir(process.argv[3]);
   } catch (err) {
-    console.error(`cannot read ${process.argv[3]}: ${err.code}`);
-    process.exit(3);  // the directory cannot be read by this uid
+    console.error(`cannot enter ${process.argv[3]}: ${err.code}`);
+    process.exit(3);  // the directory cannot be entered by this uid
   }
   process.exit(0);
 }

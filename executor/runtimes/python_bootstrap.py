@@ -1,7 +1,7 @@
 """Runs inside a Python handler process. Standard library only: it must not see computebus.
 
 argv: workspace, handler file (relative), export name, request fd, reply fd; or ``--check DIR``
-(start, make sure DIR can be read, exit: the worker's start-up check).
+(start, make sure DIR can be entered, exit: the worker's start-up check).
 Frames on both pipes are a 4-byte big-endian length, an 8-byte nonce and a JSON document; a
 reply carries its request's nonce.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 HEADER = struct.Struct(">I8s")
-CHECK_UNREADABLE = 3  # the --check directory cannot be read by this uid
+CHECK_UNREADABLE = 3  # the --check directory cannot be entered by this uid
 
 
 class Context(dict[str, Any]):
@@ -95,10 +95,10 @@ def load_environment(path: str | None) -> None:
 
 def main() -> None:
     if sys.argv[1] == "--check":
-        try:
-            os.listdir(sys.argv[2])
+        try:  # entering is all a handler needs of the workspaces' root (its own it reads)
+            os.chdir(sys.argv[2])
         except OSError as exc:
-            print(f"cannot read {sys.argv[2]}: {exc.strerror}", file=sys.stderr)
+            print(f"cannot enter {sys.argv[2]}: {exc.strerror}", file=sys.stderr)
             sys.exit(CHECK_UNREADABLE)
         return
     # Only the loader needed it (a relocated interpreter's libpython); functions may not set

@@ -109,6 +109,11 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
         fields = parse_ready_line(line.decode().strip())
         assert (tmp_path / ".computebus" / "nats").is_dir()  # the default data dir, relative
+        async with httpx.AsyncClient(base_url=fields["api"]) as http:
+            ready = (await http.get("/readyz")).json()
+        assert ready["ready"] is True, ready
+        forced = os.environ.get("COMPUTEBUS_ISOLATION", "auto")
+        assert forced in ("auto", ready["isolation"]), ready  # a forced level is the level used
         env["COMPUTEBUS_API"] = fields["api"]
         yield Served(fields["api"], fields["nats"], tmp_path, env)
     finally:

@@ -1,0 +1,55 @@
+"""Where bundles are unpacked when the data dir is somewhere a sandbox uid cannot enter."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from executor.launch import SandboxUnusable
+from executor.workspace_root import workspace_root
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker drops to other uids")
+
+
+def test_an_enterable_data_dir_keeps_its_workspaces() -> None:
+    open_dir = Path(tempfile.mkdtemp(prefix="computebus-open-"))  # pytest's tmp_path is not
+    try:
+        os.chmod(open_dir, 0o755)
+        assert workspace_root(open_dir) == open_dir / "workspaces"
+        assert (open_dir / "workspaces").is_dir()
+    finally:
+        shutil.rmtree(open_dir)
+
+
+@root_only
+def test_a_data_dir_under_a_private_parent_unpacks_into_roots_own_temp_dir(
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    chosen = workspace_root(private / "data")
+    try:
+        assert not chosen.is_relative_to(private)
+        info = os.lstat(chosen)
+        assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o711  # enter, not list
+        assert workspace_root(private / "data") == chosen  # the same one each start
+    finally:
+        shutil.rmtree(chosen)
+
+
+@root_only
+def test_a_squatted_temp_dir_is_refused(tmp_path: Path) -> None:
+    private = tmp_path / "home2"
+    private.mkdir(mode=0o700)
+    chosen = workspace_root(private / "data")
+    os.chown(chosen, 12345, 12345)  # as if another user had made it first
+    try:
+        with pytest.raises(SandboxUnusable, match="not root's own directory"):
+            workspace_root(private / "data")
+    finally:
+        shutil.rmtree(chosen)
