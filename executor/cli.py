@@ -107,13 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--alias", default="production", help="default production")
     st = verb("status", "show one invocation's record (exit 1 if it failed)")
     st.add_argument("ref", help="COLLECTION/NAME")
-    st.add_argument("invocation_id")
+    st.add_argument("invocation_id", help="as the invoke answered (X-Invocation-Id)")
     dl = verb("dead-letters", "list Async invocations that failed for good")
     dl.add_argument("ref", help="COLLECTION/NAME")
-    dl.add_argument("--limit", type=int, default=50)
+    dl.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     rt = verb("retry", "send a dead-lettered Async invocation again")
     rt.add_argument("ref", help="COLLECTION/NAME")
-    rt.add_argument("invocation_id")
+    rt.add_argument("invocation_id", help="a dead letter's invocation_id")
     lg = verb("logs", "recent invocations of COLLECTION/NAME with their logs")
     lg.add_argument("ref", help="COLLECTION/NAME")
     lg.add_argument("--limit", type=int, default=20, help="how many (default 20)")
@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="invoke throughput and latency beside bare baselines")
     b.add_argument("--seconds", type=float, default=5.0, help="length of each throughput phase")
-    b.add_argument("--concurrency", type=int, default=32)
+    b.add_argument("--concurrency", type=int, default=32, help="calls in flight at once")
     b.add_argument("--samples", type=int, default=2000, help="sequential calls for p50/p99")
     b.add_argument(
         "--sandbox", action="store_true", help="instead: sandbox cost per process, cold and warm"

@@ -262,3 +262,21 @@ def test_the_readme_project_file_is_one_deploy_reads(tmp_path: Path) -> None:
     (tmp_path / "computebus.toml").write_text(block.group(1))
     project: dict[str, Any] = read_project(tmp_path)
     assert project["collection"] == "demo" and project["env"] == {"GREETING": "Hello"}
+
+
+def test_every_flag_has_help() -> None:
+    import argparse
+
+    from executor.cli import _parser
+
+    group = _parser()._subparsers
+    assert group is not None
+    verbs = group._group_actions[0].choices
+    assert isinstance(verbs, dict)
+    missing = [
+        f"{verb} {action.option_strings or action.dest}"
+        for verb, sub in verbs.items()
+        for action in sub._actions
+        if not action.help and not isinstance(action, argparse._HelpAction)
+    ]
+    assert missing == []
