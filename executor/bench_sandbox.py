@@ -79,11 +79,9 @@ async def run_sandbox_bench(rounds: int = 10, warm_calls: int = 300) -> int:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="computebus-bench-sandbox-") as tmp:
         os.chmod(tmp, 0o755)  # the sandbox's uid must reach the workspaces
-        sandboxed = await asyncio.to_thread(
-            open_sandbox,
-            Settings.from_env(os.environ),
-            f"computebus-bench-{time.time_ns()}",
-            Path(tmp),
+        settings = Settings.from_env(os.environ).with_overrides(data_dir=Path(tmp))
+        sandboxed, _ = await asyncio.to_thread(
+            open_sandbox, settings, f"computebus-bench-{time.time_ns()}"
         )
         bare = Sandbox.bare(sandboxed.interpreters)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import importlib.metadata
 import json
 import logging
@@ -170,7 +171,7 @@ async def _with_stop(role: str, settings: Settings) -> int:
         ensure_port_free(settings.host, settings.port)
 
     stop = asyncio.Event()
-    on_force = stop_on_signals(stop)
+    on_force = stop_on_signals(stop, role)
     if role == "serve":
         return await serve(settings, stop, on_force)
     if not settings.nats_url:
@@ -187,8 +188,23 @@ async def _with_stop(role: str, settings: Settings) -> int:
     return 0
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; an unknown flag is the verb's own error, with the nearest flag named."""
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        verbs = parser._subparsers._group_actions[0].choices if parser._subparsers else None
+        verb = verbs.get(args.command) if isinstance(verbs, dict) else None
+        where = verb if isinstance(verb, argparse.ArgumentParser) else parser
+        flags = [flag for action in where._actions for flag in action.option_strings]
+        near = difflib.get_close_matches(unknown[0], flags, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        where.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     logging.basicConfig(
         level=os.environ.get("COMPUTEBUS_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

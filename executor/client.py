@@ -9,7 +9,14 @@ import httpx
 
 # Failures of the function itself (as opposed to a mistake in the request): the CLI exits 1.
 FUNCTION_FAILURES = frozenset(
-    {"function_error", "timeout", "out_of_memory", "invalid_output", "worker_lost"}
+    {
+        "function_error",
+        "handler_not_found",
+        "timeout",
+        "out_of_memory",
+        "invalid_output",
+        "worker_lost",
+    }
 )
 
 
@@ -50,7 +57,12 @@ class Api:
         """The answer's ``body``; with ``missing_ok``, None for a 404."""
         try:
             response = self._http.request(method, path, json=json, params=params, headers=headers)
-        except httpx.ConnectError:
+        except httpx.ConnectError as exc:
+            if "ssl" in str(exc).lower() and self.url.startswith("https:"):
+                raise ClientError(
+                    f"{self.url} does not answer TLS: computebus serve speaks plain http "
+                    f"({self.url.replace('https:', 'http:', 1)})"
+                ) from None
             raise ClientError(
                 f"no computebus API at {self.url}: is `computebus serve` running? "
                 "(COMPUTEBUS_API / --api)"
@@ -79,13 +91,14 @@ def _body(response: httpx.Response) -> Any:
         raise ClientError(f"HTTP {response.status_code}: {response.text[:500]}") from None
     if response.status_code < 400:
         return data.get("body") if isinstance(data, dict) else data
-    details = "".join(
-        f"\n  {d['path']}: {d.get('message', d)}" if d.get("path") else ""
+    error = str(data.get("error"))
+    details = "".join(  # what the message does not say already
+        f"\n  {d['path']}: {d.get('message')}"
         for d in data.get("details") or []
-        if isinstance(d, dict)
+        if isinstance(d, dict) and d.get("path") and str(d.get("message")) not in error
     )
     code = data.get("code")
-    message = f"{code} ({response.status_code}): {data.get('error')}{details}"
+    message = f"{code} ({response.status_code}): {error}{details}"
     if code in FUNCTION_FAILURES:
         invocation_id = response.headers.get("X-Invocation-Id")
         if invocation_id:

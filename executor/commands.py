@@ -3,6 +3,7 @@ returns what to print (JSON-able, or lines for ``logs``)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import time
@@ -31,7 +32,8 @@ def read_payload(raw: str | None) -> str:
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ClientError(f"the payload is not JSON ({exc}); quote it, e.g. '\"text\"'") from None
+        hint = "" if text.lstrip()[:1] in ("{", "[") else "; a string needs quotes: '\"text\"'"
+        raise ClientError(f"the payload is not JSON ({exc}){hint}") from None
     return text
 
 
@@ -78,7 +80,19 @@ def ls(api: Api) -> list[str]:
 
 
 def describe(api: Api, ref: str) -> Any:
-    return api.call("GET", function_path(ref))
+    """The function as the API shows it, each asset by name and size instead of its bytes."""
+    shown = api.call("GET", function_path(ref))
+    assets = shown.get("compute_asset", {}).get("assets")
+    if isinstance(assets, list):
+        shown["compute_asset"]["assets"] = [
+            {
+                "asset_name": a.get("asset_name"),
+                "bytes": len(base64.b64decode(a.get("asset_value") or "")),
+                **({"link": True} if a.get("link") else {}),
+            }
+            for a in assets
+        ]
+    return shown
 
 
 def remove(api: Api, ref: str) -> Any:

@@ -279,7 +279,7 @@ class FunctionService:
         blockers = [b for b in blockers if b["reason"] == "function_error"]
         if blockers:
             await self.registry.delete_function(record, seq)
-            raise unpublishable(f"function {record.name!r}", blockers)
+            raise unpublishable(f"function {record.name!r}", blockers)  # nothing is kept
 
     async def collect_bundles(self) -> set[str]:
         """Delete stored bundles that no revision of any function uses (after a grace period, so
@@ -391,7 +391,7 @@ _BLOCKER_FIELDS = {
 def unpublishable(what: str, blockers: list[dict[str, str]]) -> InvalidRequest:
     reasons = "; ".join(b["message"] for b in blockers)
     return InvalidRequest(
-        f"{what} is not publishable: {reasons}",
+        f"{what} cannot serve invocations: {reasons}",
         [
             {"path": _BLOCKER_FIELDS.get(b["reason"], "/"), "message": b["message"], **b}
             for b in blockers

@@ -12,9 +12,10 @@ from pathlib import Path
 from executor.instance import HandlerProcess
 from executor.runtimes.commands import base_env, handler_argv
 from executor.runtimes.interpreters import find_interpreters
-from executor.sandbox import LEVELS, LaunchPlan, Limits, Sandbox
+from executor.sandbox import LEVELS, LaunchPlan, Limits, Sandbox, SandboxUnusable
 from executor.sandbox_users import SandboxUsers
 from executor.settings import Settings
+from executor.workspace_root import workspace_root
 
 _CHECK_TIMEOUT_S = 30.0
 _CHECK_UNREADABLE = 3  # the bootstraps' --check exit code for a directory they cannot read
@@ -22,10 +23,6 @@ _SETTINGS = {
     "python": ("COMPUTEBUS_PYTHON", "/usr/bin/python3"),
     "nodejs": ("COMPUTEBUS_NODE", "/usr/bin/node"),
 }
-
-
-class SandboxUnusable(RuntimeError):
-    """A runtime cannot start a handler in this worker's sandbox (raised at start-up)."""
 
 
 def launch_plan(
@@ -74,8 +71,9 @@ async def launch(
         raise
 
 
-def open_sandbox(settings: Settings, name: str, workspaces: Path) -> Sandbox:
-    """The worker's sandbox, checked: every installed runtime starts in it (else it raises)."""
+def open_sandbox(settings: Settings, name: str) -> tuple[Sandbox, Path]:
+    """The worker's sandbox, checked (every installed runtime starts in it, else it raises),
+    and where it unpacks bundles (absolute: a handler starts with its workspace as its cwd)."""
     interpreters = find_interpreters(settings.python, settings.node)
     sandbox = Sandbox.detect(
         name,
@@ -84,11 +82,13 @@ def open_sandbox(settings: Settings, name: str, workspaces: Path) -> Sandbox:
         users=SandboxUsers.for_this_process(settings.sandbox_uids),
     )
     try:
+        # bubblewrap binds the workspace wherever it is; otherwise the sandbox uid must reach it
+        workspaces = workspace_root(settings.data_dir, bound="bwrap" in sandbox.level)
         check_runtimes(sandbox, workspaces)
     except BaseException:
         sandbox.close()
         raise
-    return sandbox
+    return sandbox, workspaces
 
 
 def check_runtimes(sandbox: Sandbox, workspaces: Path) -> None:

@@ -32,7 +32,6 @@ from executor.pool import InstancePool
 from executor.settings import Settings
 from executor.worker import Worker, new_worker_id
 from executor.workspace import WorkspaceCache
-from executor.workspace_root import workspace_root
 
 log = logging.getLogger("computebus")
 _PENDING_ACKS_S = 10.0
@@ -93,10 +92,8 @@ async def run_worker(
     bus = await Bus.open(url, "computebus-worker", settings)
     worker_id = new_worker_id()
     try:
-        # Absolute: a handler process starts with its workspace as the working directory.
-        workspaces_dir = workspace_root(settings.data_dir)
-        sandbox = await asyncio.to_thread(
-            open_sandbox, settings, f"computebus-{worker_id}", workspaces_dir
+        sandbox, workspaces_dir = await asyncio.to_thread(
+            open_sandbox, settings, f"computebus-{worker_id}"
         )
     except BaseException:
         await bus.close()

@@ -75,6 +75,10 @@ _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
 
 
+class SandboxUnusable(RuntimeError):
+    """The worker's sandbox cannot run handlers here (raised at start-up, naming the fix)."""
+
+
 @dataclass(frozen=True)
 class Limits:
     memory_mb: int

@@ -16,19 +16,20 @@ log = logging.getLogger("computebus")
 ForceHooks = list[Callable[[], None]]
 
 
-def stop_on_signals(stop: asyncio.Event) -> ForceHooks:
-    """Returns the hooks a second signal runs before exiting (append to it)."""
+def stop_on_signals(stop: asyncio.Event, role: str) -> ForceHooks:
+    """Returns the hooks a second signal runs before exiting (append to it). ``role`` names
+    the process in the log (serve passes its own signal on to its worker)."""
     loop = asyncio.get_running_loop()
     hooks: ForceHooks = []
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
-            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            log.warning("%s: second %s: exiting now", role, signal.Signals(signum).name)
             for kill in hooks:
                 with contextlib.suppress(Exception):
                     kill()
             os._exit(130)
-        log.info("%s: draining (again to exit at once)", signal.Signals(signum).name)
+        log.info("%s: %s: draining (again to exit at once)", role, signal.Signals(signum).name)
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):

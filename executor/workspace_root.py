@@ -1,6 +1,6 @@
 """Where a worker unpacks bundles: under the data dir, unless a root worker's sandbox uids could
-not reach them there (a data dir under ``/root``, say, on a machine without bubblewrap to bind
-it): then in the temp dir, in a directory of root's that others may enter but not list."""
+not reach them there (a data dir under ``/root``, say, with no bubblewrap to bind it): then in
+the temp dir, in a directory of root's that others may enter but not list."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import stat
 import tempfile
 from pathlib import Path
 
-from executor.launch import SandboxUnusable
+from executor.sandbox import SandboxUnusable
 
 
-def workspace_root(data_dir: Path) -> Path:
+def workspace_root(data_dir: Path, *, bound: bool) -> Path:
+    """``bound``: the sandbox binds the workspace into view (bubblewrap), so any path does."""
     data_dir = data_dir.resolve()
     preferred = data_dir / "workspaces"
-    if os.geteuid() != 0 or _others_can_enter(data_dir):
+    if bound or os.geteuid() != 0 or _others_can_enter(data_dir):
         preferred.mkdir(parents=True, exist_ok=True)
         return preferred
     digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]

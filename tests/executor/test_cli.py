@@ -201,6 +201,21 @@ async def test_invoke_takes_its_payload_from_an_argument_a_file_or_stdin(
     assert json.loads(out) == "text"
 
 
+async def test_describe_shows_assets_by_name_and_size(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    api, ct = api_of(http), collection()
+    fn = tmp_path / "fn"
+    fn.mkdir()
+    source = "exports.handler = async (e) => e;"
+    (fn / "index.js").write_text(source)
+    assert (await cli("deploy", str(fn), "--collection", ct, "--name", "d", api=api))[0] == 0
+    code, out, _ = await cli("describe", f"{ct}/d", api=api)
+    assert code == 0
+    assets = json.loads(out)["compute_asset"]["assets"]
+    assert assets == [{"asset_name": "index.js", "bytes": len(source)}]
+
+
 async def test_a_failed_function_exits_1_and_names_its_invocation(
     http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
@@ -219,6 +234,11 @@ async def test_a_failed_function_exits_1_and_names_its_invocation(
     code, out, _ = await cli("logs", f"{ct}/bad", "--status", "failed", api=api)
     assert code == 0 and f"{invocation_id.group(1)} rev 1 function_error" in out
     assert "ValueError: no such order" in out
+    # A handler without its export (created, as the contract's seed is) fails as the function.
+    (fn / "index.py").write_text("def handle(e, c):\n    return 1\n")
+    assert (await cli("deploy", str(fn), "--collection", ct, "--name", "typo", api=api))[0] == 0
+    code, _, err = await cli("invoke", f"{ct}/typo", "{}", api=api)
+    assert code == 1 and "handler_not_found (500)" in err and "invocation " in err
 
 
 async def test_every_mistake_is_one_line_and_exit_2(
@@ -254,6 +274,9 @@ async def test_every_mistake_is_one_line_and_exit_2(
     assert code == 2 and "SyntaxError" in err and "Traceback" not in err
     code, out, _ = await cli("--version", api=None)
     assert code == 0 and out.startswith("computebus ")
+    code, _, err = await cli("invoke", "demo/x", "--alais", "canary", api=None)
+    assert code == 2 and "unrecognized arguments: --alais canary (did you mean --alias?)" in err
+    assert err.startswith("usage: computebus invoke")  # the verb's usage, not the top's
 
 
 def test_the_readme_project_file_is_one_deploy_reads(tmp_path: Path) -> None:

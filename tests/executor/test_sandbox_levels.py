@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,8 +14,8 @@ import msgspec
 import pytest
 
 from executor.instance import ProcessGone
-from executor.launch import SandboxUnusable, open_sandbox
-from executor.sandbox import Sandbox
+from executor.launch import open_sandbox
+from executor.sandbox import Sandbox, SandboxUnusable
 from executor.settings import Settings
 from tests.conftest import (
     handler_request,
@@ -32,12 +34,11 @@ def workspace() -> Iterator[Path]:
         yield path
 
 
-def forced(level: str, workspaces: Path) -> Sandbox:
+def forced(level: str, data_dir: Path) -> Sandbox:
     """The sandbox ``serve`` would use with COMPUTEBUS_ISOLATION=level (checked at start)."""
-    settings = Settings(isolation=level, python=world_python())
-    return open_sandbox(
-        settings, f"computebus-test-{os.getpid()}-{os.urandom(2).hex()}", workspaces
-    )
+    settings = Settings(isolation=level, python=world_python(), data_dir=data_dir)
+    sandbox, _ = open_sandbox(settings, f"computebus-test-{os.getpid()}-{os.urandom(2).hex()}")
+    return sandbox
 
 
 @pytest.fixture
@@ -131,16 +132,32 @@ async def test_without_a_freezer_cpu_used_while_idle_retires_the_process(
         await process.kill()
 
 
-async def test_a_data_dir_the_sandbox_cannot_read_stops_the_worker_at_start(
+async def test_a_data_dir_the_sandbox_cannot_enter_unpacks_bundles_where_it_can(
     tmp_path: Path,
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("only a root worker gives its sandboxes another uid")
     private = tmp_path / "private"  # pytest's tmp_path lives under a directory only root enters
     private.mkdir()
-    with pytest.raises(SandboxUnusable) as refused:
-        forced("cgroup", private)
+    settings = Settings(isolation="cgroup", python=world_python(), data_dir=private)
+    sandbox, workspaces = open_sandbox(settings, f"computebus-test-{os.getpid()}")
+    try:
+        assert not workspaces.is_relative_to(private)  # the start-up check passed from there
+    finally:
+        sandbox.close()
+        shutil.rmtree(workspaces)
+
+
+async def test_an_interpreter_the_sandbox_cannot_run_stops_the_worker_at_start(
+    tmp_path: Path,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only a root worker gives its sandboxes another uid")
+    hidden = tmp_path / "hidden" / "python3"  # under a directory only root enters
+    hidden.parent.mkdir()
+    shutil.copy(os.path.realpath(sys.executable), hidden)
+    with reachable_dir() as data_dir, pytest.raises(SandboxUnusable) as refused:
+        open_sandbox(Settings(isolation="cgroup", python=str(hidden), data_dir=data_dir), "t")
     message = str(refused.value)
-    assert "data dir must be one that uid can enter" in message, message
-    assert "COMPUTEBUS_DATA_DIR" in message, message
+    assert "COMPUTEBUS_PYTHON" in message, message
     assert "COMPUTEBUS_ISOLATION=auto" in message  # bubblewrap is only capped away

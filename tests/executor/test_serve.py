@@ -20,7 +20,7 @@ from tests.conftest import alive, descendants, function_body
 
 
 async def start_serve(
-    *extra: str, env: dict[str, str] | None = None
+    *extra: str, env: dict[str, str] | None = None, stderr: int | None = None
 ) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -31,6 +31,7 @@ async def start_serve(
         "0",
         *extra,
         stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
         env={**os.environ, **(env or {})},
     )
     assert proc.stdout is not None
@@ -168,24 +169,10 @@ async def test_a_restarted_serve_still_knows_its_functions(tmp_path: Path) -> No
 async def start_serve_logged(
     data_dir: Path, *extra: str, env: dict[str, str] | None = None
 ) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    """``serve`` with its stderr (the log) kept; read it with ``proc.stderr`` after it ends."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "serve",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
+    """``serve`` with its stderr (the log) kept; read it with ``proc.communicate()``."""
+    return await start_serve(
+        "--data-dir", str(data_dir), *extra, env=env, stderr=asyncio.subprocess.PIPE
     )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 60)
-    return proc, parse_ready_line(line.decode().strip())
 
 
 async def test_a_normal_start_and_stop_logs_no_warnings(tmp_path: Path) -> None:

@@ -10,17 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from executor.launch import SandboxUnusable
+from executor.sandbox import SandboxUnusable
 from executor.workspace_root import workspace_root
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker drops to other uids")
+
+
+@root_only
+def test_a_private_data_dir_keeps_its_workspaces_when_bubblewrap_binds_them(
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "home3"
+    private.mkdir(mode=0o700)
+    assert workspace_root(private / "data", bound=True) == (private / "data" / "workspaces")
 
 
 def test_an_enterable_data_dir_keeps_its_workspaces() -> None:
     open_dir = Path(tempfile.mkdtemp(prefix="computebus-open-"))  # pytest's tmp_path is not
     try:
         os.chmod(open_dir, 0o755)
-        assert workspace_root(open_dir) == open_dir / "workspaces"
+        assert workspace_root(open_dir, bound=False) == open_dir / "workspaces"
         assert (open_dir / "workspaces").is_dir()
     finally:
         shutil.rmtree(open_dir)
@@ -32,12 +41,12 @@ def test_a_data_dir_under_a_private_parent_unpacks_into_roots_own_temp_dir(
 ) -> None:
     private = tmp_path / "home"
     private.mkdir(mode=0o700)
-    chosen = workspace_root(private / "data")
+    chosen = workspace_root(private / "data", bound=False)
     try:
         assert not chosen.is_relative_to(private)
         info = os.lstat(chosen)
         assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o711  # enter, not list
-        assert workspace_root(private / "data") == chosen  # the same one each start
+        assert workspace_root(private / "data", bound=False) == chosen  # the same one each start
     finally:
         shutil.rmtree(chosen)
 
@@ -46,10 +55,10 @@ def test_a_data_dir_under_a_private_parent_unpacks_into_roots_own_temp_dir(
 def test_a_squatted_temp_dir_is_refused(tmp_path: Path) -> None:
     private = tmp_path / "home2"
     private.mkdir(mode=0o700)
-    chosen = workspace_root(private / "data")
+    chosen = workspace_root(private / "data", bound=False)
     os.chown(chosen, 12345, 12345)  # as if another user had made it first
     try:
         with pytest.raises(SandboxUnusable, match="not root's own directory"):
-            workspace_root(private / "data")
+            workspace_root(private / "data", bound=False)
     finally:
         shutil.rmtree(chosen)
