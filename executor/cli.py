@@ -16,8 +16,9 @@ from typing import Any
 
 import uvloop
 
-from executor import commands, deploy
-from executor.client import Api, ClientError, FunctionFailed
+from executor.client import deploy
+from executor.client import verbs as commands
+from executor.client.api import Api, ClientError, FunctionFailed
 from executor.settings import Settings, SettingsError, unknown_settings
 from executor.signals import stop_on_signals
 
@@ -164,8 +165,9 @@ def _run(main: Coroutine[Any, Any, int | None]) -> int:
 
 
 async def _with_stop(role: str, settings: Settings) -> int:
-    from executor.roles import run_api, run_worker
+    from executor.api.server import run_api
     from executor.serve import ensure_port_free, serve
+    from executor.worker.start import run_worker
 
     if role in ("serve", "api"):
         ensure_port_free(settings.host, settings.port)
@@ -214,19 +216,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("serve", "api", "worker"):
             return _run(_with_stop(args.command, _settings(args)))
         if args.command == "bench" and args.async_:
-            from executor.bench_async import run_async_bench
+            from executor.bench.async_throughput import run_async_bench
 
             return _run(run_async_bench(count=args.count, workers=args.workers))
         if args.command == "bench" and args.flood:
-            from executor.bench_flood import run_flood_bench
+            from executor.bench.flood import run_flood_bench
 
             return _run(run_flood_bench(clients=args.clients, samples=args.samples))
         if args.command == "bench" and args.sandbox:
-            from executor.bench_sandbox import run_sandbox_bench
+            from executor.bench.sandbox_cost import run_sandbox_bench
 
             return _run(run_sandbox_bench())
         if args.command == "bench":
-            from executor.bench import run_bench
+            from executor.bench.invoke import run_bench
 
             return _run(
                 run_bench(seconds=args.seconds, concurrency=args.concurrency, samples=args.samples)

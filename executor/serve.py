@@ -17,7 +17,7 @@ import nats.errors
 from bus import subjects
 from bus.connect import connect
 from bus.embedded import EmbeddedNats, start_embedded_nats
-from executor.roles import run_api
+from executor.api.server import run_api
 from executor.settings import Settings
 from executor.signals import ForceHooks, killer
 

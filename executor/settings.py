@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bus.stores import StoreLimits
+
 MIB = 1024 * 1024
 MIN_COLLECTION_BUDGET = 16 * MIB
-# Kept beside executor.sandbox.LEVELS (settings must not import the runtime).
+# Kept beside executor.runtime.sandbox.LEVELS (settings must not import the runtime).
 ISOLATION_LEVELS = ("auto", "bwrap+cgroup", "bwrap", "cgroup", "rlimit")
 
 
@@ -71,6 +75,16 @@ class Settings:
                 continue
             values[field.name] = _parse(name, raw, _PARSERS[field.name])
         return cls(**values).checked()
+
+    def store_limits(self) -> StoreLimits:
+        return StoreLimits(
+            monitor_max_bytes=self.monitor_max_bytes,
+            dead_letter_max_bytes=self.dead_letter_max_bytes,
+            dead_letter_max_age_s=self.dead_letter_max_age_s,
+            async_dedupe_window_s=self.async_dedupe_window_s,
+            async_ack_wait_s=self.async_ack_wait_s,
+            async_max_bytes=self.async_max_bytes,
+        )
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None}).checked()
@@ -142,8 +156,10 @@ def unknown_settings(env: Mapping[str, str]) -> list[str]:
             continue
         if name.startswith(_NOT_SETTINGS_PREFIXES):
             continue
-        near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f" (did you mean {near[0]}?)" if near else ""
+        # Compared without the prefix every name shares, which would make all of them alike.
+        tails = {known_name.removeprefix("COMPUTEBUS_"): known_name for known_name in known}
+        near = difflib.get_close_matches(name.removeprefix("COMPUTEBUS_"), tails, n=1, cutoff=0.6)
+        hint = f" (did you mean {tails[near[0]]}?)" if near else ""
         warnings.append(f"{name} is not a computebus setting and is ignored{hint}")
     return warnings
 
@@ -170,34 +186,24 @@ def _parse(name: str, raw: str, parser: Callable[[str], Any]) -> Any:
         raise SettingsError(f"{name}={raw!r}: {exc}") from None
 
 
+# A field's parser follows from its annotation (``str | None`` parses as ``str``).
+_BY_TYPE: dict[Any, Callable[[str], Any]] = {
+    int: int,
+    float: float,
+    str: str,
+    Path: Path,
+    bool: _boolean,
+    tuple[int, int]: _uid_range,
+}
+
+
+def _parser_for(annotation: Any) -> Callable[[str], Any]:
+    options = [t for t in typing.get_args(annotation) if t is not type(None)]
+    if isinstance(annotation, types.UnionType) and len(options) == 1:
+        annotation = options[0]
+    return _BY_TYPE[annotation]
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "data_dir": Path,
-    "nats_url": str,
-    "host": str,
-    "port": int,
-    "max_body_bytes": int,
-    "max_payload_bytes": int,
-    "max_bundle_bytes": int,
-    "collection_bundle_max_bytes": int,
-    "max_timeout_ms": int,
-    "log_cap_bytes": int,
-    "pool_per_revision": int,
-    "pool_max_waiters": int,
-    "idle_s": float,
-    "worker_concurrency": int,
-    "function_concurrency": int,
-    "bundle_gc_grace_s": float,
-    "allow_network": _boolean,
-    "monitor_max_bytes": int,
-    "dead_letter_max_bytes": int,
-    "drain_s": float,
-    "async_dedupe_window_s": float,
-    "async_ack_wait_s": float,
-    "async_concurrency": int,
-    "async_max_bytes": int,
-    "dead_letter_max_age_s": float,
-    "isolation": str,
-    "python": str,
-    "node": str,
-    "sandbox_uids": _uid_range,
+    name: _parser_for(annotation) for name, annotation in typing.get_type_hints(Settings).items()
 }

@@ -1,7 +1,8 @@
 """The one error hierarchy of computebus, and its mapping to wire codes and HTTP statuses.
 
-Every failure a caller can see is a ``ComputeError`` subclass; its ``code`` and ``status`` are
-stated here and nowhere else, so HTTP responses, NATS error replies and monitor records agree.
+Every failure a caller can see is a ``ComputeError`` subclass; its ``code``, ``status`` and
+whether an Async run that failed so is tried again (``retryable``) are stated here and nowhere
+else, so HTTP responses, NATS error replies, monitor records and the retry policy agree.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from typing import Any, ClassVar
 class ComputeError(Exception):
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
+    # Worth another Async attempt: the handler raised, or the run hit a limit or lost its
+    # worker. Never: bad input or request, a missing function or export, an output that breaks
+    # the schema, a result too large, an expired deadline (running again fails the same way).
+    retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
@@ -67,12 +72,14 @@ class PayloadTooLarge(ComputeError):
 class Overloaded(ComputeError):
     code = "overloaded"
     status = 429
+    retryable = True
     retry_after_s: ClassVar[int] = 1
 
 
 class FunctionFailed(ComputeError):
     code = "function_error"
     status = 500
+    retryable = True
 
 
 class HandlerNotFound(ComputeError):
@@ -83,11 +90,13 @@ class HandlerNotFound(ComputeError):
 class OutOfMemory(ComputeError):
     code = "out_of_memory"
     status = 500
+    retryable = True
 
 
 class InternalError(ComputeError):
     code = "internal_error"
     status = 500
+    retryable = True
 
 
 class InvalidOutput(ComputeError):
@@ -100,6 +109,7 @@ class WorkerLost(ComputeError):
 
     code = "worker_lost"
     status = 500
+    retryable = True
 
 
 class Expired(ComputeError):
@@ -112,11 +122,13 @@ class Expired(ComputeError):
 class Unavailable(ComputeError):
     code = "unavailable"
     status = 503
+    retryable = True
 
 
 class Timeout(ComputeError):
     code = "timeout"
     status = 504
+    retryable = True
 
 
 class StorageFull(ComputeError):
@@ -126,30 +138,18 @@ class StorageFull(ComputeError):
     status = 507
 
 
+def _wire_errors(base: type[ComputeError]) -> list[type[ComputeError]]:
+    """``base`` and every subclass that states a code of its own."""
+    found = [base] if "code" in vars(base) else []
+    for sub in base.__subclasses__():
+        found += _wire_errors(sub)
+    return found
+
+
 ERRORS_BY_CODE: dict[str, type[ComputeError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidRequest,
-        InvalidInput,
-        FunctionNotFound,
-        NotFound,
-        FunctionExists,
-        IncompatibleSchema,
-        Conflict,
-        PayloadTooLarge,
-        Overloaded,
-        FunctionFailed,
-        HandlerNotFound,
-        OutOfMemory,
-        InternalError,
-        InvalidOutput,
-        Unavailable,
-        Timeout,
-        StorageFull,
-        WorkerLost,
-        Expired,
-    )
+    cls.code: cls for cls in _wire_errors(ComputeError)
 }
+RETRYABLE_CODES = frozenset(code for code, cls in ERRORS_BY_CODE.items() if cls.retryable)
 
 
 def error_from_code(

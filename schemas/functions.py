@@ -41,8 +41,8 @@ class MonitorConfig(Struct):
 
 
 class AsyncConfig(Struct):
-    """How Async invocations are retried: a failure that can pass (see ``RETRYABLE`` in
-    ``executor/async_consumer.py``) runs again after ``backoff_ms``, doubling each time up to
+    """How Async invocations are retried: a failure that can pass (see ``RETRYABLE_CODES`` in
+    ``schemas/errors.py``) runs again after ``backoff_ms``, doubling each time up to
     ``max_backoff_ms``, until ``max_attempts`` runs have been made."""
 
     max_attempts: int = 3

@@ -23,12 +23,13 @@ from nats.aio.client import Client
 
 from bus.connect import connect
 from bus.embedded import EmbeddedNats, start_embedded_nats
-from executor.instance import HandlerProcess
-from executor.launch import launch, launch_plan
-from executor.roles import run_api, run_worker
-from executor.runtimes.interpreters import find_interpreters
-from executor.sandbox import Limits, Sandbox
+from executor.api.server import run_api
+from executor.runtime.interpreters import find_interpreters
+from executor.runtime.launch import launch, launch_plan
+from executor.runtime.process import HandlerProcess
+from executor.runtime.sandbox import Limits, Sandbox
 from executor.settings import Settings
+from executor.worker.start import run_worker
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext
 

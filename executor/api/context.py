@@ -14,8 +14,8 @@ from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from bus.registry import Registry
 from bus.registry_view import RegistryView
-from executor.function_service import FunctionService
-from executor.function_updates import FunctionUpdates
+from executor.functions.changes import FunctionUpdates
+from executor.functions.service import FunctionService
 from executor.settings import Settings
 from schemas.errors import FunctionNotFound, InvalidRequest, detail
 

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from bus.registry_view import DEFAULT_ALIAS
 from executor.api.context import ctx_of, function_ref
 from executor.api.responses import body, read_body, results
-from executor.function_service import compute_asset_view
+from executor.functions.service import compute_asset_view
 from schemas.errors import InvalidRequest, NotFound, detail
 from schemas.functions import Revision
 

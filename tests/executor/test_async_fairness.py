@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from executor.async_fairness import reserve_for_newcomers, share_out
+from executor.worker.fair_share import reserve_for_newcomers, share_out
 
 
 def test_free_slots_go_to_the_function_holding_fewest() -> None:

@@ -26,7 +26,7 @@ from bus.connect import connect
 from bus.embedded import EmbeddedNats, start_embedded_nats
 from bus.monitor import MonitorStore
 from bus.workers import ping_workers
-from executor.roles import run_api
+from executor.api.server import run_api
 from executor.settings import Settings
 from tests.conftest import COUNTING_HANDLER, ExecutionCounter, function_body
 

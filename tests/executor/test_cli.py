@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from executor.bundling import files_to_ship
-from executor.deploy import read_project
+from executor.client.bundling import files_to_ship
+from executor.client.deploy import read_project
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

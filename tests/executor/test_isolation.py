@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 
-from executor.workspace_root import workspace_root
+from executor.runtime.workspace_root import workspace_root
 from tests.conftest import (
     Fn,
     MakeFunction,

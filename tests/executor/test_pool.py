@@ -9,9 +9,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from executor.instance import HandlerProcess
-from executor.pool import InstancePool, Spawner
-from executor.sandbox import Sandbox
+from executor.runtime.pool import InstancePool, Spawner
+from executor.runtime.process import HandlerProcess
+from executor.runtime.sandbox import Sandbox
 from schemas.errors import Overloaded
 from tests.conftest import handler_request, spawn_python_handler
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from executor.instance import ProcessGone
-from executor.launch import open_sandbox
-from executor.sandbox import Sandbox, SandboxUnusable
+from executor.runtime.launch import open_sandbox
+from executor.runtime.process import ProcessGone
+from executor.runtime.sandbox import Sandbox, SandboxUnusable
 from executor.settings import Settings
 from tests.conftest import (
     handler_request,

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from bus.embedded import start_embedded_nats
-from executor.roles import run_api
+from executor.api.server import run_api
 from executor.settings import Settings
 from tests.conftest import Stack, reachable_dir
 from tests.executor.test_sandbox_escapes import (

@@ -11,13 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from executor.workspace import (
-    WorkspaceCache,
-    check_handler_present,
-    decode_assets,
-    handler_file,
-    materialize,
-)
+from executor.bundle.handlers import check_handler_present, handler_file
+from executor.bundle.rules import decode_assets
+from executor.bundle.unpack import materialize
+from executor.runtime.workspace_cache import WorkspaceCache
 from schemas.bundles import Bundle, BundleFile, bundle_digest, encode_bundle
 from schemas.errors import ComputeError, InvalidRequest, PayloadTooLarge
 from schemas.functions import Asset

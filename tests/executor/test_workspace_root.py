@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.sandbox import SandboxUnusable
-from executor.workspace_root import workspace_root
+from executor.runtime.sandbox import SandboxUnusable
+from executor.runtime.workspace_root import workspace_root
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker drops to other uids")
 

@@ -19,15 +19,10 @@ from bus.bundles import BundleStore, EncodedBundle, encoded_bundle
 from bus.collection_streams import CollectionStreams
 from bus.registry import Registry, name_hash
 from bus.workers import probe_revision
+from executor.bundle.handlers import check_handler_present, handler_file
+from executor.bundle.rules import check_asset_count, decode_assets
+from executor.bundle.unpack import materialize, remove_tree
 from executor.settings import Settings
-from executor.workspace import (
-    check_asset_count,
-    check_handler_present,
-    decode_assets,
-    handler_file,
-    materialize,
-    remove_tree,
-)
 from schemas.bundles import Bundle, BundleFile
 from schemas.codec import decode_as, encode
 from schemas.errors import FunctionExists, InvalidRequest, PayloadTooLarge, detail

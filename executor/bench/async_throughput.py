@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from bus.embedded import start_embedded_nats
 from bus.workers import ping_workers
-from executor.bench import child, create_noop, serve_child
+from executor.bench.invoke import child, create_noop, serve_child
 
 BARE_JS_WORKER = """
 import asyncio, sys, nats, uvloop

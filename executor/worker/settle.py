@@ -32,7 +32,6 @@ from bus import subjects
 from bus.async_queue import AsyncQueue
 from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
-from executor.async_dispatch import AsyncDispatcher
 from executor.call_headers import (
     CALL_OPTIONS,
     H_INVOCATION_ID,
@@ -43,29 +42,16 @@ from executor.call_headers import (
     deadline_ms,
     is_invocation_id,
 )
-from executor.invocation import Invoker
 from executor.settings import Settings
+from executor.worker.async_pull import AsyncDispatcher
+from executor.worker.invoke import Invoker
 from schemas.codec import is_json
-from schemas.errors import ComputeError, Expired, FunctionNotFound, WorkerLost
+from schemas.errors import RETRYABLE_CODES, ComputeError, Expired, FunctionNotFound, WorkerLost
 from schemas.functions import AsyncConfig, FunctionRecord
 from schemas.invocations import DeadLetter, MonitorRecord
 
 log = logging.getLogger("computebus.async")
 
-# Failures worth another try: the handler raised, or the run hit a limit or lost its worker.
-# Never retried: bad input or request, a missing function or export, an output that breaks the
-# schema, a result too large, an expired deadline: running again would fail the same way.
-RETRYABLE = frozenset(
-    {
-        "function_error",
-        "timeout",
-        "out_of_memory",
-        "worker_lost",
-        "overloaded",
-        "internal_error",
-        "unavailable",
-    }
-)
 # Records of invocations whose function is gone are kept this long (there is no monitor_config).
 _ORPHAN_TTL_MS = 24 * 3600 * 1000
 _IN_FLIGHT_TTL_MS = 24 * 3600 * 1000
@@ -282,7 +268,7 @@ class AsyncConsumer:
             payload_sha256=base.payload_sha256,
         )
         error = outcome.error
-        if error is not None and error.code in RETRYABLE and attempt < config.max_attempts:
+        if error is not None and error.code in RETRYABLE_CODES and attempt < config.max_attempts:
             await self._write(msgspec.structs.replace(finished, status="queued"), ttl_ms, seq)
             delay_s = backoff_s(config, attempt)
             await msg.nak(delay=delay_s)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import msgspec
 
-from executor.instance import HandlerProcess
-from executor.launch import launch, launch_plan, open_sandbox
-from executor.sandbox import Limits, Sandbox
+from executor.runtime.launch import launch, launch_plan, open_sandbox
+from executor.runtime.process import HandlerProcess
+from executor.runtime.sandbox import Limits, Sandbox
 from executor.settings import Settings
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext

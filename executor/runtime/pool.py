@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from executor.instance import HandlerProcess
+from executor.runtime.process import HandlerProcess
 from schemas.errors import ComputeError, Overloaded
 
 RevisionKey = tuple[str, str, int]
@@ -20,6 +21,8 @@ Spawner = Callable[[], Awaitable[HandlerProcess]]
 # Before a pool starts a process: is there room on the worker? It may free some by taking an idle
 # process of another pool into the list (killed by the caller, outside any pool's lock).
 Room = Callable[[list[HandlerProcess]], bool]
+
+log = logging.getLogger("computebus.pool")
 
 
 def _always(dead: list[HandlerProcess]) -> bool:
@@ -188,7 +191,10 @@ class InstancePool:
             await asyncio.sleep(min(5.0, self._idle_s / 2))
             # Empty pools stay: a prepared revision holds on to its pool (retire drops it).
             for pool in list(self._pools.values()):
-                await pool.reap_idle(self._idle_s)
+                try:
+                    await pool.reap_idle(self._idle_s)
+                except Exception:  # one pool's trouble must not end the reaping of all
+                    log.exception("reaping idle processes failed")
 
     async def retire(self, key: RevisionKey, gone: ComputeError | None = None) -> None:
         pool = self._pools.pop(key, None)

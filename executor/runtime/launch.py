@@ -9,13 +9,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from executor.instance import HandlerProcess
-from executor.runtimes.commands import base_env, handler_argv
-from executor.runtimes.interpreters import find_interpreters
-from executor.sandbox import LEVELS, LaunchPlan, Limits, Sandbox, SandboxUnusable
-from executor.sandbox_users import SandboxUsers
+from executor.runtime.commands import base_env, handler_argv
+from executor.runtime.interpreters import find_interpreters
+from executor.runtime.process import HandlerProcess
+from executor.runtime.sandbox import LEVELS, LaunchPlan, Limits, Sandbox, SandboxUnusable
+from executor.runtime.sandbox_users import SandboxUsers
+from executor.runtime.workspace_root import workspace_root
 from executor.settings import Settings
-from executor.workspace_root import workspace_root
 
 _CHECK_TIMEOUT_S = 30.0
 _CHECK_UNREADABLE = 3  # the bootstraps' --check exit code for a directory they cannot read

@@ -16,8 +16,8 @@ from msgspec import UNSET
 from bus import subjects
 from bus.registry_view import DEFAULT_ALIAS, RegistryView
 from bus.workers import probe_revision, sync_workers
-from executor.function_service import FunctionService, RevisionDraft, function_view, unpublishable
-from executor.workspace import check_asset_count
+from executor.bundle.rules import check_asset_count
+from executor.functions.service import FunctionService, RevisionDraft, function_view, unpublishable
 from schemas.codec import decode_as, encode
 from schemas.compatibility import incompatibilities
 from schemas.errors import (

@@ -32,13 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from executor.cgroups import PIDS_MAX, Cgroups, ProcessCgroup
-from executor.confinement import Confinement
-from executor.runtimes.commands import BOOTSTRAPS
-from executor.runtimes.interpreters import Interpreter
-from executor.sandbox_users import SandboxUsers
+from executor.runtime.cgroups import PIDS_MAX, Cgroups, ProcessCgroup
+from executor.runtime.commands import BOOTSTRAPS
+from executor.runtime.confinement import Confinement
+from executor.runtime.interpreters import Interpreter
+from executor.runtime.sandbox_users import SandboxUsers
+from executor.runtime.syscall_filter import compile_filter
 from executor.settings import ISOLATION_LEVELS
-from executor.syscall_filter import compile_filter
 
 log = logging.getLogger("computebus.sandbox")
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from executor.confinement import Confinement
+from executor.runtime.confinement import Confinement
 from schemas.handler_protocol import HEADER, NONCE_BYTES, HandlerReply, frame, reply_decoder
 
 _READ_CHUNK = 1 << 16

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from executor.bundling import built, pack
-from executor.client import Api, ClientError, function_path
+from executor.client.api import Api, ClientError, function_path
+from executor.client.bundling import built, pack
 
 PROJECT_FILE = "computebus.toml"
 DEFAULT_TIMEOUT_MS = 30_000

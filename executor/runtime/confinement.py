@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 
-from executor.cgroups import ProcessCgroup
-from executor.sandbox_users import UidLease
+from executor.runtime.cgroups import ProcessCgroup
+from executor.runtime.sandbox_users import UidLease
 
 # CPU a process may gain while it should be idle before it is killed (where nothing freezes it).
 IDLE_CPU_SLACK_NS = 50_000_000

@@ -26,7 +26,7 @@ import httpx
 
 from bus import subjects
 from bus.connect import connect
-from executor.bench import RawHttp, child, http_request, serve_child
+from executor.bench.invoke import RawHttp, child, http_request, serve_child
 
 VICTIM = ("nodejs", "index.js", "exports.handler = async (e) => e;\n")
 HOG = ("python", "index.py", "import time\ndef handler(event, context):\n    time.sleep(3600)\n")

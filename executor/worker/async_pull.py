@@ -22,7 +22,8 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from bus.async_queue import AsyncQueue
-from executor.async_fairness import share_out
+from executor.tasks import TaskSet
+from executor.worker.fair_share import share_out
 
 log = logging.getLogger("computebus.async")
 
@@ -68,9 +69,9 @@ class AsyncDispatcher:
         self.run = run
         self._lanes: dict[Key, _Lane] = {}
         self._order: collections.deque[Key] = collections.deque()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._fetches: set[asyncio.Task[None]] = set()
-        self._naks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("Async invocation")
+        self._fetches = TaskSet("Async pull")
+        self._naks = TaskSet("Async hand-back")
         self._wake = asyncio.Event()
         self._pulling = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -127,7 +128,7 @@ class AsyncDispatcher:
             lane = self._lanes.pop(key)
             self._order.remove(key)
             if lane.sub is not None:
-                self._spawn(_unsubscribe(lane.sub), self._naks)
+                self._naks.spawn(_unsubscribe(lane.sub))
 
     def _grant(self) -> None:
         held = {k: lane.running + lane.fetching for k, lane in self._lanes.items()}
@@ -138,7 +139,7 @@ class AsyncDispatcher:
         grants = share_out(free, held, waiting, self.slots)
         self._order.rotate(-1)  # ties go to another lane next time
         for key, count in grants.items():
-            self._spawn(self._fetch(self._lanes[key], count), self._fetches)
+            self._fetches.spawn(self._fetch(self._lanes[key], count))
 
     async def _fetch(self, lane: _Lane, count: int) -> None:
         lane.fetching = count
@@ -178,20 +179,14 @@ class AsyncDispatcher:
             lane.running -= 1
             self._wake.set()
 
-        self._spawn(self.run(msg), self._tasks).add_done_callback(done)
+        self._tasks.spawn(self.run(msg)).add_done_callback(done)
 
     def _hand_back(self, msg: Msg) -> None:
         async def nak() -> None:
             with contextlib.suppress(Exception):
                 await msg.nak()
 
-        self._spawn(nak(), self._naks)
-
-    def _spawn(self, work: Awaitable[None], into: set[asyncio.Task[None]]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(work)
-        into.add(task)
-        task.add_done_callback(into.discard)
-        return task
+        self._naks.spawn(nak())
 
     def _warn(self, what: str, exc: Exception) -> None:
         now = time.monotonic()
@@ -209,18 +204,11 @@ class AsyncDispatcher:
                 await self._bell.unsubscribe()
         if self._loop_task is not None:
             await self._loop_task
-        if self._fetches:
-            await asyncio.wait(self._fetches)  # each ends within _FETCH_WAIT_S
+        await self._fetches.wait()  # each ends within _FETCH_WAIT_S
         subs = [lane.sub for lane in self._lanes.values() if lane.sub is not None]
         await asyncio.gather(*(self._hand_back_stragglers(sub) for sub in subs))
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=deadline_s)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=5)
-        if self._naks:
-            await asyncio.wait(self._naks, timeout=5)
+        await self._tasks.drain(deadline_s)
+        await self._naks.wait(5)
         await asyncio.gather(*(_unsubscribe(sub) for sub in subs))
 
     async def _hand_back_stragglers(self, sub: JetStreamContext.PullSubscription) -> None:

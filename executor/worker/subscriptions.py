@@ -15,7 +15,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from bus import subjects
-from executor.async_consumer import AsyncConsumer
 from executor.call_headers import (
     H_INVOCATION_ID,
     Call,
@@ -23,8 +22,10 @@ from executor.call_headers import (
     error_headers,
     new_invocation_id,
 )
-from executor.invocation import Invoker, Outcome
 from executor.settings import Settings
+from executor.tasks import TaskSet
+from executor.worker.invoke import Invoker, Outcome
+from executor.worker.settle import AsyncConsumer
 from schemas.codec import decoder_for, encode, json_decoder
 from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
 from schemas.functions import FunctionRecord
@@ -65,9 +66,9 @@ class Worker:
         self.settings = settings
         self.id = invoker.worker_id
         self._subs: list[Subscription] = []
-        self._tasks: set[asyncio.Task[None]] = set()  # invocations, waiting or running
+        self._tasks = TaskSet("invocation")  # waiting or running
         self._in_flight: dict[tuple[str, str], int] = {}  # per function: its share of _tasks
-        self._chores: set[asyncio.Task[None]] = set()  # load checks, retiring processes
+        self._chores = TaskSet("worker chore")  # load checks, retiring processes
         self._accepting = False
 
     async def start(self) -> None:
@@ -147,9 +148,7 @@ class Worker:
             await self._reply_error(msg, refused, invocation_id)
             return
         self._in_flight[function] = self._in_flight.get(function, 0) + 1
-        task = asyncio.create_task(self._handle(msg, function))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._handle(msg, function))
 
     def _admission(self, function: tuple[str, str]) -> Overloaded | None:
         """Why this invocation cannot be taken now, if it cannot. Calls that only wait for one of
@@ -242,9 +241,7 @@ class Worker:
         self._background(self.invoker.retire_revision(ct, ft, number))
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
+        self._chores.spawn(work)
 
     async def drain(self, deadline_s: float) -> None:
         """Stop taking work, let what is running finish within ``deadline_s``, then stop.
@@ -257,9 +254,6 @@ class Worker:
                 await sub.drain()  # type: ignore[no-untyped-call]
         self._accepting = False
         stopping = asyncio.create_task(self.consumer.stop(deadline_s))
-        if self._tasks or self._chores:
-            _, late = await asyncio.wait(self._tasks | self._chores, timeout=deadline_s)
-            for task in late:
-                task.cancel()
+        await asyncio.gather(self._tasks.drain(deadline_s), self._chores.drain(deadline_s))
         await stopping
         await self.invoker.instances.close()

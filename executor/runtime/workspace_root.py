@@ -11,7 +11,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from executor.sandbox import SandboxUnusable
+from executor.runtime.sandbox import SandboxUnusable
 
 
 def workspace_root(data_dir: Path, *, bound: bool) -> Path:

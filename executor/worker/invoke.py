@@ -16,13 +16,14 @@ import msgspec
 from bus.bundles import BundleStore
 from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
+from executor.bundle.handlers import handler_file
 from executor.call_headers import Call
-from executor.instance import HandlerProcess, Logs, ProcessGone, ReplyTooLarge
-from executor.launch import launch, launch_plan
-from executor.pool import InstancePool, RevisionKey, RevisionPool
-from executor.sandbox import Limits, Sandbox
+from executor.runtime.launch import launch, launch_plan
+from executor.runtime.pool import InstancePool, RevisionKey, RevisionPool
+from executor.runtime.process import HandlerProcess, Logs, ProcessGone, ReplyTooLarge
+from executor.runtime.sandbox import Limits, Sandbox
+from executor.runtime.workspace_cache import WorkspaceCache
 from executor.settings import Settings
-from executor.workspace import WorkspaceCache, handler_file
 from schemas.codec import decode_json
 from schemas.errors import (
     ComputeError,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from executor.client import Api, ClientError, FunctionFailed, function_path
+from executor.client.api import Api, ClientError, FunctionFailed, function_path
 
 _FOLLOW_POLL_S = 1.0
 

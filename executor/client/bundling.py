@@ -20,7 +20,7 @@ from typing import Any
 
 import pathspec
 
-from executor.client import ClientError
+from executor.client.api import ClientError
 
 IGNORE_FILE = ".computebusignore"
 DEFAULT_IGNORES = (

@@ -1,0 +1,82 @@
+"""Opening every store a role needs on one NATS connection: the registry and its view, bundles,
+monitor records, the Async queue and dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from bus.async_queue import AsyncQueue
+from bus.bundles import BundleStore
+from bus.connect import connect
+from bus.dead_letters import DeadLetters
+from bus.monitor import MonitorStore
+from bus.registry import Registry
+from bus.registry_view import RegistryView
+
+_PENDING_ACKS_S = 10.0
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """The stores' own settings (the operator's, from ``Settings.store_limits``)."""
+
+    monitor_max_bytes: int
+    dead_letter_max_bytes: int
+    dead_letter_max_age_s: float
+    async_dedupe_window_s: float
+    async_ack_wait_s: float
+    async_max_bytes: int
+
+
+@dataclass
+class Stores:
+    """Every store a role uses, opened (made or brought up to date) on one connection."""
+
+    nc: Client
+    js: JetStreamContext
+    registry: Registry
+    bundles: BundleStore
+    monitor: MonitorStore
+    view: RegistryView
+    queue: AsyncQueue
+    dead_letters: DeadLetters
+
+    @classmethod
+    async def open(cls, url: str, name: str, limits: StoreLimits) -> Stores:
+        nc = await connect(url, name=name)
+        js = nc.jetstream()
+        registry = await Registry.open(js, nc.max_payload)
+        view = RegistryView(registry)
+        await view.start()
+        return cls(
+            nc=nc,
+            js=js,
+            registry=registry,
+            bundles=await BundleStore.open(js),
+            monitor=await MonitorStore.open(js, nc.max_payload, max_bytes=limits.monitor_max_bytes),
+            view=view,
+            queue=await AsyncQueue.open(
+                js,
+                dedupe_window_s=limits.async_dedupe_window_s,
+                ack_wait_s=limits.async_ack_wait_s,
+                max_bytes=limits.async_max_bytes,
+            ),
+            dead_letters=await DeadLetters.open(
+                js,
+                nc.max_payload,
+                max_age_s=limits.dead_letter_max_age_s,
+                max_bytes=limits.dead_letter_max_bytes,
+            ),
+        )
+
+    async def close(self) -> None:
+        await self.view.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.js.publish_async_completed(), _PENDING_ACKS_S)
+        if not self.nc.is_closed:
+            await self.nc.drain()

@@ -1,0 +1,88 @@
+"""Starting the HTTP API: its stores, the management services and uvicorn on one socket;
+then serving until the stop event, and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Generator
+
+import uvicorn
+
+from bus.stores import Stores
+from executor.api.app import build_app
+from executor.api.context import ApiContext
+from executor.functions.changes import FunctionUpdates
+from executor.functions.service import FunctionService
+from executor.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the caller's stop event is the only trigger."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_api(
+    url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None
+) -> None:
+    bus = await Stores.open(url, "computebus-api", settings.store_limits())
+    functions = FunctionService(
+        bus.nc,
+        bus.registry,
+        bus.bundles,
+        settings,
+        collection_stores=(bus.monitor.streams, bus.dead_letters.streams),
+    )
+    ctx = ApiContext(
+        nc=bus.nc,
+        registry=bus.registry,
+        view=bus.view,
+        bundles=bus.bundles,
+        monitor=bus.monitor,
+        queue=bus.queue,
+        dead_letters=bus.dead_letters,
+        functions=functions,
+        updates=FunctionUpdates(functions, bus.view),
+        settings=settings,
+    )
+    sock = bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        build_app(ctx),
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.drain_s),
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started and on_ready:
+            shown = f"[{host}]" if ":" in host else host
+            on_ready(f"http://{shown}:{port}")
+        await asyncio.wait(
+            [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+        await bus.close()

@@ -1,0 +1,64 @@
+"""Starting a worker: its stores, its sandbox (checked), the invoker and the subscriptions;
+then serving until the stop event, and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from bus.stores import Stores
+from bus.streams import REPLY_HEADROOM
+from executor.runtime.launch import open_sandbox
+from executor.runtime.pool import InstancePool
+from executor.runtime.workspace_cache import WorkspaceCache
+from executor.settings import Settings
+from executor.worker.invoke import Invoker
+from executor.worker.settle import AsyncConsumer
+from executor.worker.subscriptions import Worker, new_worker_id
+
+log = logging.getLogger("computebus")
+
+
+async def run_worker(
+    url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
+) -> None:
+    bus = await Stores.open(url, "computebus-worker", settings.store_limits())
+    worker_id = new_worker_id()
+    try:
+        sandbox, workspaces_dir = await asyncio.to_thread(
+            open_sandbox, settings, f"computebus-{worker_id}"
+        )
+    except BaseException:
+        await bus.close()
+        raise
+    instances = InstancePool(
+        max_per_revision=settings.pool_per_revision,
+        max_waiters=settings.pool_max_waiters,
+        idle_s=settings.idle_s,
+        max_processes=settings.worker_concurrency,
+    )
+    invoker = Invoker(
+        view=bus.view,
+        bundles=bus.bundles,
+        workspaces=WorkspaceCache(workspaces_dir, max_total_bytes=settings.max_bundle_bytes * 4),
+        instances=instances,
+        monitor=bus.monitor,
+        settings=settings,
+        max_result_bytes=min(settings.max_payload_bytes, bus.nc.max_payload - REPLY_HEADROOM),
+        sandbox=sandbox,
+        worker_id=worker_id,
+    )
+    consumer = AsyncConsumer(bus.nc, bus.queue, bus.dead_letters, invoker, settings)
+    worker = Worker(bus.nc, invoker, settings, consumer)
+    instances.start()
+    await worker.start()
+    log.info("worker %s ready", worker.id)
+    if on_ready:
+        on_ready()
+    try:
+        await stop.wait()
+    finally:
+        await worker.drain(settings.drain_s)
+        await asyncio.to_thread(sandbox.close)
+        await bus.close()
