@@ -46,7 +46,8 @@ def ensure_port_free(host: str, port: int) -> None:
     if port == 0:
         return
     try:
-        with socket.create_server((host, port), reuse_port=False):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):
             pass
     except OSError as exc:
         reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
@@ -129,3 +130,4 @@ async def serve(settings: Settings, stop: asyncio.Event, on_force: ForceHooks) -
             await _stop_worker(worker, settings.drain_s)
         if embedded is not None:
             await embedded.stop()
+        on_force.clear()  # their pids may be someone else's by now

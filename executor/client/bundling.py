@@ -58,9 +58,10 @@ def ignore_spec(folder: Path) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def files_to_ship(folder: Path) -> Iterator[Path]:
-    """Every file and symlink under ``folder`` that is not ignored, in a stable order."""
-    spec = ignore_spec(folder)
+def files_to_ship(folder: Path, spec: pathspec.GitIgnoreSpec | None = None) -> Iterator[Path]:
+    """Every file and symlink under ``folder`` that is not ignored (by ``spec``, else by the
+    folder's own rules), in a stable order."""
+    spec = spec or ignore_spec(folder)
     for root, dirs, files in os.walk(folder):
         base = Path(root)
         rel_root = base.relative_to(folder)
@@ -71,10 +72,11 @@ def files_to_ship(folder: Path) -> Iterator[Path]:
                 yield base / name
 
 
-def pack(folder: Path) -> list[dict[str, Any]]:
-    """The shipped files as base64 assets; symlinks become ``link`` assets."""
+def pack(folder: Path, rules_from: Path | None = None) -> list[dict[str, Any]]:
+    """The shipped files as base64 assets; symlinks become ``link`` assets. ``rules_from``: the
+    folder whose ignore rules apply (the original, when ``folder`` is its staged copy)."""
     assets = []
-    for path in files_to_ship(folder):
+    for path in files_to_ship(folder, ignore_spec(rules_from or folder)):
         name = path.relative_to(folder).as_posix()
         if path.is_symlink():
             value, link = os.readlink(path).encode(), True

@@ -114,7 +114,7 @@ def deploy(api: Api, folder: Path, chosen: DeployOptions) -> dict[str, Any]:
     current = api.call("GET", path, missing_ok=True)
     runtime = chosen.runtime or (current and current["runtime"]) or guess_handler(folder)[0]
     with built(folder, runtime) as stage:
-        assets = pack(stage)
+        assets = pack(stage, rules_from=folder)
     if current is None:
         return _create(api, folder, chosen, ref, runtime, assets)
     return _update(api, path, folder, chosen, ref, current, runtime, assets)
@@ -174,44 +174,51 @@ def _update(
     assets: list[dict[str, Any]],
 ) -> dict[str, Any]:
     ct, ft = chosen.collection, current["compute_asset"]["service"]
-    running = api.call("GET", f"/compute/compute-assets/{ct}/{ft}")
-    promote = {"promote": "false" if chosen.stage else "true"}
+    running = api.call("GET", f"/compute/compute-assets/{ct}/{ft}")  # what production runs
     changed: list[str] = []
     revision: int | None = None
 
-    asset_patch: dict[str, Any] = {}
-    if _asset_key(assets) != _asset_key(running.get("assets") or []):
-        asset_patch["assets"] = assets
-        changed.append("code")
-    wanted = {
-        "handler": chosen.handler,
-        "runtime": chosen.runtime and runtime,
-        "timeout": chosen.timeout,
-        "env_vars": None if chosen.env is None else _env_vars(chosen.env),
+    # What the new revision would be, field by field: the folder and the flags, else what
+    # production runs. Compared with production to tell what changed.
+    asset_fields: dict[str, Any] = {
+        "assets": assets,
+        "handler": chosen.handler or running["handler"],
+        "runtime": runtime,
+        "timeout": chosen.timeout or running["timeout"],
+        "env_vars": running.get("env_vars", []) if chosen.env is None else _env_vars(chosen.env),
     }
-    for key, value in wanted.items():
-        if value is not None and value != running.get(key, [] if key == "env_vars" else None):
-            asset_patch[key] = value
+    if _asset_key(assets) != _asset_key(running.get("assets") or []):
+        changed.append("code")
+    for key in ("handler", "runtime", "timeout", "env_vars"):
+        if asset_fields[key] != running.get(key, [] if key == "env_vars" else None):
             changed.append(key)
-    if asset_patch:
-        made = api.call(
-            "PATCH", f"/compute/compute-assets/{ct}/{ft}", json=asset_patch, params=promote
-        )
-        revision = made.get("new_revision")
-
-    revision_patch: dict[str, Any] = {}
     schema = dict(current.get("schema") or {})
     for key, file in (("input", chosen.schema_in), ("output", chosen.schema_out)):
         if file is not None and _schema(file) != schema.get(key):
             schema[key] = _schema(file)
-            revision_patch["schema"] = schema
             changed.append(f"schema.{key}")
-    if chosen.size and chosen.size != current.get("size"):
-        revision_patch["size"] = chosen.size
+    size = chosen.size or current.get("size")
+    if size != current.get("size"):
         changed.append("size")
-    if revision_patch:
-        made = api.call("PATCH", path, json=revision_patch, params=promote)
-        revision = made.get("new_revision", revision)
+
+    if changed:
+        # Every field is sent: the server builds a revision on the latest one, which may be a
+        # staged revision the folder no longer holds. Production moves once, at the end, and
+        # through the schema gate: a refusal leaves it where it was.
+        promote = "false" if chosen.stage else "true"
+        schema_change = schema != (current.get("schema") or {}) or size != current.get("size")
+        made = api.call(
+            "PATCH",
+            f"/compute/compute-assets/{ct}/{ft}",
+            json=asset_fields,
+            params={"promote": "false" if schema_change else promote},
+        )
+        revision = made.get("new_revision")
+        if schema_change:
+            made = api.call(
+                "PATCH", path, json={"schema": schema, "size": size}, params={"promote": promote}
+            )
+            revision = made.get("new_revision", revision)
 
     meta = _metadata_patch(chosen, current, changed)
     if meta:

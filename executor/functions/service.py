@@ -228,8 +228,6 @@ class FunctionService:
         # Refuse a taken name before storing anything (reserve_name below still decides races).
         await self._check_name_free(ct, req.name)
         await self.check_bundle_budget(ct, revision)
-        for store in self.collection_stores:
-            await store.ready(ct)
         now = revision.created
         service = await self.registry.create_first_revision(ct, revision)
         written = [subjects.revision_key(ct, service, 1)]
@@ -257,6 +255,13 @@ class FunctionService:
             await self.registry.forget(written)
             raise
         await self._check_loads(record, seq, revision)
+        try:
+            # Only for a function that stays: each collection's budget is set aside on disk.
+            for store in self.collection_stores:
+                await store.ready(ct)
+        except BaseException:
+            await self.registry.delete_function(record, seq)
+            raise
         view = function_view(record, revision, "created")
         await self.nc.publish(subjects.event_subject(ct, service, "created"), encode(view))
         await self.nc.flush()  # the event is out before the answer: a subscriber's order holds

@@ -139,10 +139,11 @@ class AsyncDispatcher:
         grants = share_out(free, held, waiting, self.slots)
         self._order.rotate(-1)  # ties go to another lane next time
         for key, count in grants.items():
-            self._fetches.spawn(self._fetch(self._lanes[key], count))
+            lane = self._lanes[key]
+            lane.fetching = count  # counted now: the next grant may come before the pull starts
+            self._fetches.spawn(self._fetch(lane, count))
 
     async def _fetch(self, lane: _Lane, count: int) -> None:
-        lane.fetching = count
         msgs: list[Msg] = []
         try:
             if lane.sub is None:
@@ -152,6 +153,8 @@ class AsyncDispatcher:
             pass
         except Exception as exc:  # disconnected, or the consumer went idle and was removed
             self._warn(f"async fetch for {lane.key}", exc)
+            if lane.sub is not None:
+                self._naks.spawn(_unsubscribe(lane.sub))
             lane.sub = None
         finally:
             lane.fetching = 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from bus.stores import Stores
 from bus.streams import REPLY_HEADROOM
+from executor.bundle.unpack import remove_tree
 from executor.runtime.launch import open_sandbox
 from executor.runtime.pool import InstancePool
 from executor.runtime.workspace_cache import WorkspaceCache
@@ -61,4 +62,6 @@ async def run_worker(
     finally:
         await worker.drain(settings.drain_s)
         await asyncio.to_thread(sandbox.close)
+        if not workspaces_dir.is_relative_to(settings.data_dir.resolve()):
+            await asyncio.to_thread(remove_tree, workspaces_dir)  # this run's own, in $TMPDIR
         await bus.close()

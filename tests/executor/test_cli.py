@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import sys
 import uuid
 import zipfile
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from executor.client.bundling import files_to_ship
+from executor.client.bundling import files_to_ship, pack
 from executor.client.deploy import read_project
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -103,6 +104,26 @@ async def test_deploy_creates_then_updates_and_says_what_changed(
     assert code == 2 and one_line(err).startswith("computebus: function_not_found (404)")
 
 
+async def test_a_deploy_never_promotes_code_only_a_staged_revision_held(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    api, ct = api_of(http), collection()
+    fn = tmp_path / "fn"
+    fn.mkdir()
+    code_a = "exports.handler = async () => ({ code: 'A', env: process.env.E || null });"
+    (fn / "index.js").write_text(code_a)
+    args = ("deploy", str(fn), "--collection", ct, "--name", "f")
+    assert (await cli(*args, api=api))[0] == 0
+    (fn / "index.js").write_text(code_a.replace("'A'", "'B'"))
+    assert (await cli(*args, "--stage", api=api))[0] == 0  # revision 2 holds B, staged
+    (fn / "index.js").write_text(code_a)  # back to A, and only the env changes
+    code, out, err = await cli(*args, "--env", "E=1", api=api)
+    assert code == 0, err
+    assert json.loads(out)["changed"] == ["env_vars"]
+    _, out, _ = await cli("invoke", f"{ct}/f", api=api)
+    assert json.loads(out) == {"code": "A", "env": "1"}  # not B's code
+
+
 async def test_what_ships_leaves_secrets_and_caches_out(tmp_path: Path) -> None:
     fn = tmp_path / "fn"
     for name in (
@@ -123,6 +144,13 @@ async def test_what_ships_leaves_secrets_and_caches_out(tmp_path: Path) -> None:
     (fn / ".computebusignore").write_text("notes/\n!notes/keep.md\n*.md\n")
     shipped = sorted(p.relative_to(fn).as_posix() for p in files_to_ship(fn))
     assert shipped == ["index.py", "lib/util.py", "node_modules/dep/index.js"]
+    # The rules hold for a staged copy too (where dependencies are installed).
+    (fn / ".computebusignore").write_text("!.env\n")
+    staged = tmp_path / "staged"
+    shutil.copytree(fn, staged)
+    (staged / ".computebusignore").unlink()
+    names = {a["asset_name"] for a in pack(staged, rules_from=fn)}
+    assert ".env" in names and "server.key" not in names
 
 
 async def test_deploy_installs_python_requirements_into_the_bundle(
