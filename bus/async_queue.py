@@ -42,6 +42,9 @@ IDLE_CONSUMER_S = 3600.0
 
 
 class AsyncQueue:
+    """The Async work queue: submitting invocations, finding the functions with work, and each
+    function's own pull consumer."""
+
     def __init__(self, js: JetStreamContext, ack_wait_s: float) -> None:
         self.js = js
         self.ack_wait_s = ack_wait_s

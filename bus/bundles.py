@@ -19,6 +19,8 @@ from schemas.codec import json_decoder
 
 
 class EncodedBundle(NamedTuple):
+    """A bundle encoded for the store, with the digest it is stored under."""
+
     digest: str
     data: bytes
 
@@ -30,6 +32,8 @@ def encoded_bundle(bundle: Bundle) -> EncodedBundle:
 
 
 class BundleStore:
+    """Bundles in the Object Store, one object per content digest; garbage-collects unused ones."""
+
     def __init__(self, js: JetStreamContext, store: ObjectStore) -> None:
         self.js = js
         self.store = store

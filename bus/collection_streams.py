@@ -23,6 +23,8 @@ _INSUFFICIENT_RESOURCES = 10047  # JetStream: the stream's max_bytes cannot be r
 
 
 class CollectionStreams:
+    """The streams of one kind (records or dead letters), one per collection, made on first use."""
+
     def __init__(self, js: JetStreamContext, config_for: Callable[[str], StreamConfig]) -> None:
         self.js = js
         self.config_for = config_for

@@ -21,6 +21,8 @@ from schemas.invocations import DeadLetter
 
 
 class DeadLetters:
+    """Dead letters: add, read, list and remove them, in each collection's own stream."""
+
     def __init__(
         self, js: JetStreamContext, max_letter_bytes: int, *, max_age_s: float, max_bytes: int
     ) -> None:

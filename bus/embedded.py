@@ -49,6 +49,8 @@ def nats_server_binary() -> Path:
 
 @dataclass
 class EmbeddedNats:
+    """A nats-server child process this process started: where to reach it, and how to stop it."""
+
     url: str = field(repr=False)
     port: int
     user: str

@@ -91,6 +91,8 @@ class StoredRecord(NamedTuple):
 
 
 class MonitorStore:
+    """Monitor records: writes (plain and compare-and-set), reads and listings, per collection."""
+
     def __init__(self, js: JetStreamContext, max_record_bytes: int, max_bytes: int) -> None:
         self.js = js
         self.max_record_bytes = max_record_bytes

@@ -36,6 +36,8 @@ def new_service_id() -> str:
 
 
 class Registry:
+    """The function registry in JetStream KV: records, immutable revisions and the name index."""
+
     def __init__(self, js: JetStreamContext, kv: KeyValue, max_payload: int) -> None:
         self.js = js
         self.kv = kv

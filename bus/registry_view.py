@@ -26,6 +26,8 @@ FunctionKey = tuple[str, str]
 
 
 class RegistryView:
+    """A watch-fed local copy of the registry for hot-path lookups; misses read through."""
+
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._functions: dict[FunctionKey, tuple[int, FunctionRecord]] = {}

@@ -19,11 +19,15 @@ ISOLATION_LEVELS = ("auto", "bwrap+cgroup", "bwrap", "cgroup", "rlimit")
 
 
 class SettingsError(ValueError):
+    """A setting that cannot be used, named in the message (raised at start-up)."""
+
     pass
 
 
 @dataclass(frozen=True)
 class Settings:
+    """Every operator setting, with its default; read by ``from_env``, checked by ``checked``."""
+
     data_dir: Path = Path(".computebus")
     nats_url: str | None = None
     host: str = "127.0.0.1"

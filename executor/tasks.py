@@ -11,6 +11,8 @@ log = logging.getLogger("computebus")
 
 
 class TaskSet:
+    """A set of background tasks whose failures are logged and which drains with a deadline."""
+
     def __init__(self, name: str) -> None:
         self.name = name
         self._tasks: set[asyncio.Task[None]] = set()

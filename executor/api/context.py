@@ -22,6 +22,8 @@ from schemas.errors import FunctionNotFound, InvalidRequest, detail
 
 @dataclass
 class ApiContext:
+    """What every route needs, built once per API process."""
+
     nc: Client
     registry: Registry
     view: RegistryView

@@ -29,6 +29,8 @@ class FunctionFailed(ClientError):
 
 
 class Api:
+    """The computebus HTTP API for the CLI: one client; every failure is a ``ClientError``."""
+
     def __init__(self, url: str, *, timeout: float | None = 60.0) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -46,6 +46,9 @@ _CAS_ATTEMPTS = 50
 
 
 class FunctionUpdates:
+    """Changes after create: new revisions, alias moves (through the schema gate), metadata,
+    delete."""
+
     def __init__(self, functions: FunctionService, view: RegistryView) -> None:
         self.functions = functions
         self.registry = functions.registry

@@ -111,6 +111,8 @@ def _invalid(path: str, reason: str) -> InvalidRequest:
 
 
 class FunctionService:
+    """Creating functions: every check, the bundle budget, the load check, then storing."""
+
     def __init__(
         self,
         nc: Client,

@@ -28,6 +28,8 @@ _OPTIONAL_V1 = ("freezer", "cpu", "cpuacct")
 
 @dataclass(frozen=True)
 class CgroupFeatures:
+    """What this machine's cgroups offer the sandbox (memory, pids, freezer, CPU)."""
+
     freeze: bool
     cpu_limit: bool
     cpu_usage: bool

@@ -13,6 +13,8 @@ IDLE_CPU_SLACK_NS = 50_000_000
 
 
 class Confinement:
+    """One handler process's confinement: its cgroup (freeze, thaw, kill all) and its uid lease."""
+
     def __init__(self, cgroup: ProcessCgroup | None, uid: UidLease, freezes: bool) -> None:
         self.cgroup = cgroup
         self.uid = uid

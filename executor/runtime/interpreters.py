@@ -29,6 +29,8 @@ class InterpreterError(RuntimeError):
 
 @dataclass(frozen=True)
 class Interpreter:
+    """An interpreter handlers of one runtime run, as found at start-up."""
+
     runtime: str
     executable: Path  # resolved: no symlinks, no virtualenv
     prefix: Path  # the tree it needs at run time

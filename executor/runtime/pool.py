@@ -30,6 +30,8 @@ def _always(dead: list[HandlerProcess]) -> bool:
 
 
 class RevisionPool:
+    """The warm handler processes of one revision on this worker, lent one call at a time."""
+
     def __init__(
         self, spawn: Spawner, max_size: int, max_waiters: int, room: Room = _always
     ) -> None:

@@ -40,6 +40,8 @@ class ForgedReply(ProcessGone):
 
 @dataclass(frozen=True)
 class Logs:
+    """What a handler printed during one call, capped."""
+
     text: str
     truncated: bool
 
@@ -64,6 +66,8 @@ class _LogBuffer:
 
 
 class HandlerProcess:
+    """One sandboxed handler process: its pipes, nonce-checked frames, logs and lifetime."""
+
     def __init__(
         self,
         process: subprocess.Popen[bytes],

@@ -81,6 +81,8 @@ class SandboxUnusable(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
+    """What one handler process may use: memory, a writable workspace or not, the network."""
+
     memory_mb: int
     read_only_fs: bool = True
     network: bool = False
@@ -112,6 +114,9 @@ class Spawn:
 
 
 class Sandbox:
+    """The worker's sandbox: its isolation level, the interpreters, and how a process is started
+    in it."""
+
     def __init__(
         self,
         *,

@@ -25,6 +25,8 @@ class NoSandboxUser(Exception):
 
 @dataclass
 class UidLease:
+    """One host uid held for one handler process (a flock'd file), released when it ends."""
+
     uid: int
     _lock_fd: int | None = None
 
@@ -36,6 +38,8 @@ class UidLease:
 
 
 class SandboxUsers:
+    """The host uids a root worker hands its handler processes, one each."""
+
     def __init__(self, first: int, last: int, lock_dir: Path | None) -> None:
         self.first = first
         self.last = last

@@ -56,6 +56,8 @@ class _Lane:
 
 
 class AsyncDispatcher:
+    """Pulls Async messages for a worker, one lane per function, sharing its slots fairly."""
+
     def __init__(
         self,
         nc: Client,

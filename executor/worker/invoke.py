@@ -8,28 +8,22 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from bus.bundles import BundleStore
 from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
-from executor.bundle.handlers import handler_file
 from executor.call_headers import Call
-from executor.runtime.launch import launch, launch_plan
-from executor.runtime.pool import InstancePool, RevisionKey, RevisionPool
-from executor.runtime.process import HandlerProcess, Logs, ProcessGone, ReplyTooLarge
-from executor.runtime.sandbox import Limits, Sandbox
-from executor.runtime.workspace_cache import WorkspaceCache
+from executor.runtime.process import Logs, ProcessGone, ReplyTooLarge
 from executor.settings import Settings
+from executor.worker.reply_errors import reply_error
+from executor.worker.revisions import PreparedRevision, PreparedRevisions
 from schemas.codec import decode_json
 from schemas.errors import (
     ComputeError,
     FunctionFailed,
-    FunctionNotFound,
-    HandlerNotFound,
     InvalidInput,
     InvalidOutput,
     InvalidRequest,
@@ -39,8 +33,6 @@ from schemas.errors import (
 )
 from schemas.functions import FunctionRecord, Revision
 from schemas.handler_protocol import (
-    PROBE_REQUEST,
-    HandlerReply,
     HandlerRequest,
     request_encoder,
 )
@@ -58,44 +50,24 @@ class Outcome:
     ttl_ms: int = 0
 
 
-@dataclass(frozen=True)
-class PreparedRevision:
-    key: RevisionKey
-    revision: Revision
-    handler_file: str
-    input_schema: CompiledSchema
-    output_schema: CompiledSchema
-    pool: RevisionPool
-    # One slow validation of this revision at a time, so one function cannot hold every thread.
-    validating: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
-
-
 class Invoker:
+    """Runs one invocation at a time per call, on the revisions ``revisions`` prepares."""
+
     def __init__(
         self,
-        *,
         view: RegistryView,
-        bundles: BundleStore,
-        workspaces: WorkspaceCache,
-        instances: InstancePool,
+        revisions: PreparedRevisions,
         monitor: MonitorStore,
         settings: Settings,
-        max_result_bytes: int,
-        sandbox: Sandbox,
         worker_id: str,
     ) -> None:
-        self.sandbox = sandbox
-        self.worker_id = worker_id
-        self.max_result_bytes = max_result_bytes
         self.view = view
-        self.bundles = bundles
-        self.workspaces = workspaces
-        self.instances = instances
+        self.revisions = revisions
         self.monitor = monitor
         self.settings = settings
-        self._prepared: dict[RevisionKey, PreparedRevision] = {}
+        self.worker_id = worker_id
+        self.max_result_bytes = revisions.max_result_bytes
         self.running = 0  # invocations holding a handler process now (the worker's capacity)
-        self._preparing: dict[RevisionKey, asyncio.Lock] = {}
 
     async def invoke(self, call: Call) -> Outcome:
         try:
@@ -110,7 +82,7 @@ class Invoker:
         result: bytes | None = None
         payload_is_json = False
         try:
-            prepared = await self.prepare(function, revision)
+            prepared = await self.revisions.prepare(function, revision)
             event = decode_json(call.payload, "/payload")
             payload_is_json = True
             problems = await self._validate(
@@ -233,102 +205,8 @@ class Invoker:
             self.running -= 1
             await prepared.pool.release(process)
         if not reply.ok:
-            return None, _reply_error(reply, prepared), logs
+            return None, reply_error(reply, prepared), logs
         return bytes(reply.result), None, logs
-
-    async def prepare(self, function: FunctionRecord, revision: Revision) -> PreparedRevision:
-        """Everything per revision that can be done once: workspace, validators, pool."""
-        key = (function.collection_topic, function.service, revision.number)
-        prepared = self._prepared.get(key)
-        if prepared is not None:
-            return prepared
-        lock = self._preparing.setdefault(key, asyncio.Lock())
-        async with lock:
-            prepared = self._prepared.get(key)
-            if prepared is None:
-                prepared = await self._build(key, revision)
-                self._prepared[key] = prepared
-        self._preparing.pop(key, None)
-        return prepared
-
-    async def _build(self, key: RevisionKey, revision: Revision) -> PreparedRevision:
-        workspace = self.workspaces.path_for(revision.bundle)
-        if workspace is None:
-            bundle = await self.bundles.get(revision.bundle)
-            workspace = await asyncio.to_thread(self.workspaces.install, revision.bundle, bundle)
-        file, export = handler_file(revision.handler, revision.runtime)
-        plan = launch_plan(
-            self.sandbox,
-            runtime=revision.runtime,
-            handler_file=file,
-            export=export,
-            workspace=workspace,
-            env_vars=revision.env_vars,
-            limits=Limits(revision.memory_mb, revision.read_only_fs, revision.network),
-        )
-        sandbox, log_cap = self.sandbox, self.settings.log_cap_bytes
-        max_reply_bytes = self.max_result_bytes + 1024  # the reply frame's envelope
-
-        async def spawn() -> HandlerProcess:
-            return await launch(sandbox, plan, log_cap=log_cap, max_reply_bytes=max_reply_bytes)
-
-        return PreparedRevision(
-            key=key,
-            revision=revision,
-            handler_file=file,
-            input_schema=CompiledSchema(revision.schema.input),
-            output_schema=CompiledSchema(revision.schema.output),
-            pool=self.instances.for_revision(key, spawn),
-        )
-
-    async def probe(self, ct: str, ft: str, number: int) -> list[dict[str, str]]:
-        """Load the revision's handler in a sandboxed process without calling it; the reasons it
-        could not be published (empty when it loads and has its export)."""
-        try:
-            function, revision = await self.view.resolve(ct, ft, revision=number)
-            prepared = await self.prepare(function, revision)
-        except ComputeError as exc:
-            return [{"reason": exc.code, "message": exc.message}]
-        except RuntimeError as exc:  # the runtime is not installed here
-            return [{"reason": "runtime_unavailable", "message": str(exc)}]
-        try:
-            process = await prepared.pool.acquire(revision.timeout / 1000)
-        except TimeoutError:
-            return [{"reason": "timeout", "message": "no process was free for the load check"}]
-        try:
-            reply, _ = await process.invoke(PROBE_REQUEST, revision.timeout / 1000)
-        except TimeoutError:
-            return [
-                {"reason": "timeout", "message": "loading the handler took longer than its timeout"}
-            ]
-        except ProcessGone as exc:
-            return [{"reason": "function_error", "message": f"the handler process died: {exc}"}]
-        finally:
-            await prepared.pool.release(process)
-        if reply.ok:
-            return []
-        error = _reply_error(reply, prepared)
-        return [{"reason": error.code, "message": error.message}]
-
-    async def retire_revision(self, ct: str, ft: str, number: int) -> None:
-        """A revision was removed (a refused update): forget what was prepared for it."""
-        key = (ct, ft, number)
-        self._prepared.pop(key, None)
-        await self.instances.retire(key)
-
-    async def retire_unaliased(self, ct: str, ft: str, aliased: set[int]) -> None:
-        """Stop the warm processes of this function's revisions that no alias points to."""
-        for key in [k for k in self._prepared if k[:2] == (ct, ft) and k[2] not in aliased]:
-            self._prepared.pop(key, None)
-            await self.instances.retire(key)
-
-    async def forget_function(self, ct: str, ft: str) -> None:
-        """Drop what was prepared for a deleted function and stop its processes; invocations
-        still waiting for one answer ``function_not_found``."""
-        gone = FunctionNotFound(f"function {ct}/{ft} was deleted")
-        for key in [k for k in self._prepared if k[:2] == (ct, ft)]:
-            self._prepared.pop(key, None)
-            await self.instances.retire(key, gone)
 
     def _record(
         self,
@@ -396,29 +274,3 @@ def _errors_within(schema: CompiledSchema, value: Any, timeout_s: float) -> list
 
 # What Node prints when V8 reaches --max-old-space-size, just before it aborts.
 _NODE_HEAP_LIMIT = "JavaScript heap out of memory"
-
-
-def _reply_error(reply: HandlerReply, prepared: PreparedRevision) -> ComputeError:
-    failure = reply.error
-    if failure is None:
-        return FunctionFailed("the handler process sent an error without a reason")
-    if failure.code == "handler_not_found":
-        export = prepared.revision.handler.rsplit(".", 1)[-1]
-        return HandlerNotFound(
-            f"{prepared.handler_file} has no export {export!r}",
-            [{"file": prepared.handler_file, "export": export}],
-        )
-    if failure.code == "function_error":
-        return FunctionFailed(
-            f"the handler raised {failure.type}: {failure.message}",
-            [{"type": failure.type, "message": failure.message}],
-        )
-    if failure.code == "out_of_memory":
-        return OutOfMemory(failure.message)
-    if failure.code == "invalid_output":
-        return InvalidOutput(failure.message, [{"type": failure.type, "message": failure.message}])
-    # Any other code would be a platform's (429 overloaded, 504 timeout...): never the handler's.
-    return FunctionFailed(
-        f"the handler process answered with an error code it may not use: {failure.code!r}",
-        [{"type": failure.type, "message": failure.message}],
-    )

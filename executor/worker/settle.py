@@ -99,6 +99,8 @@ def _in_flight(ttl_ms: int) -> int:
 
 
 class AsyncConsumer:
+    """Runs each Async message and settles it: one final record, retry or dead letter, then ack."""
+
     def __init__(
         self,
         nc: Client,

@@ -15,6 +15,7 @@ from executor.runtime.pool import InstancePool
 from executor.runtime.workspace_cache import WorkspaceCache
 from executor.settings import Settings
 from executor.worker.invoke import Invoker
+from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
 from executor.worker.subscriptions import Worker, new_worker_id
 
@@ -39,19 +40,18 @@ async def run_worker(
         idle_s=settings.idle_s,
         max_processes=settings.worker_concurrency,
     )
-    invoker = Invoker(
-        view=bus.view,
-        bundles=bus.bundles,
-        workspaces=WorkspaceCache(workspaces_dir, max_total_bytes=settings.max_bundle_bytes * 4),
-        instances=instances,
-        monitor=bus.monitor,
-        settings=settings,
+    revisions = PreparedRevisions(
+        bus.view,
+        bus.bundles,
+        WorkspaceCache(workspaces_dir, max_total_bytes=settings.max_bundle_bytes * 4),
+        instances,
+        sandbox,
+        log_cap_bytes=settings.log_cap_bytes,
         max_result_bytes=min(settings.max_payload_bytes, bus.nc.max_payload - REPLY_HEADROOM),
-        sandbox=sandbox,
-        worker_id=worker_id,
     )
+    invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id)
     consumer = AsyncConsumer(bus.nc, bus.queue, bus.dead_letters, invoker, settings)
-    worker = Worker(bus.nc, invoker, settings, consumer)
+    worker = Worker(bus.nc, invoker, revisions, settings, consumer)
     instances.start()
     await worker.start()
     log.info("worker %s ready", worker.id)

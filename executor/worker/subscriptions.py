@@ -25,6 +25,7 @@ from executor.call_headers import (
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
+from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
 from schemas.codec import decoder_for, encode, json_decoder
 from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
@@ -53,16 +54,20 @@ def new_worker_id() -> str:
 
 
 class Worker:
+    """A worker's subscriptions: invoke requests (queue group), pings, load checks, syncs."""
+
     def __init__(
         self,
         nc: Client,
         invoker: Invoker,
+        revisions: PreparedRevisions,
         settings: Settings,
         consumer: AsyncConsumer,
     ) -> None:
         self.nc = nc
         self.consumer = consumer
         self.invoker = invoker
+        self.revisions = revisions
         self.settings = settings
         self.id = invoker.worker_id
         self._subs: list[Subscription] = []
@@ -96,7 +101,7 @@ class Worker:
 
     async def _on_ping(self, msg: Msg) -> None:
         if msg.reply:
-            sandbox = self.invoker.sandbox
+            sandbox = self.revisions.sandbox
             answer = {
                 "worker": self.id,
                 "isolation": sandbox.level,
@@ -128,7 +133,7 @@ class Worker:
     async def _probe(self, msg: Msg) -> None:
         try:
             ask = json_decoder.decode(msg.data)
-            blockers = await self.invoker.probe(
+            blockers = await self.revisions.probe(
                 str(ask["collection_topic"]), str(ask["service"]), int(ask["revision"])
             )
         except Exception as exc:
@@ -232,13 +237,13 @@ class Worker:
         )
 
     def _function_gone(self, ct: str, ft: str) -> None:
-        self._background(self.invoker.forget_function(ct, ft))
+        self._background(self.revisions.forget_function(ct, ft))
 
     def _function_changed(self, ct: str, ft: str, record: FunctionRecord) -> None:
-        self._background(self.invoker.retire_unaliased(ct, ft, set(record.aliases.values())))
+        self._background(self.revisions.retire_unaliased(ct, ft, set(record.aliases.values())))
 
     def _revision_gone(self, ct: str, ft: str, number: int) -> None:
-        self._background(self.invoker.retire_revision(ct, ft, number))
+        self._background(self.revisions.retire_revision(ct, ft, number))
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         self._chores.spawn(work)
@@ -256,4 +261,4 @@ class Worker:
         stopping = asyncio.create_task(self.consumer.stop(deadline_s))
         await asyncio.gather(self._tasks.drain(deadline_s), self._chores.drain(deadline_s))
         await stopping
-        await self.invoker.instances.close()
+        await self.revisions.instances.close()

@@ -1,0 +1,155 @@
+"""What a worker prepares once per revision and keeps while an alias points to it: the
+workspace, the compiled validators and the pool of warm processes; the load check (probe);
+and retiring revisions and functions that are gone."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from bus.bundles import BundleStore
+from bus.registry_view import RegistryView
+from executor.bundle.handlers import handler_file
+from executor.runtime.launch import launch, launch_plan
+from executor.runtime.pool import InstancePool, RevisionKey, RevisionPool
+from executor.runtime.process import HandlerProcess, ProcessGone
+from executor.runtime.sandbox import Limits, Sandbox
+from executor.runtime.workspace_cache import WorkspaceCache
+from executor.worker.reply_errors import reply_error
+from schemas.errors import ComputeError, FunctionNotFound
+from schemas.functions import FunctionRecord, Revision
+from schemas.handler_protocol import PROBE_REQUEST
+from schemas.validation import CompiledSchema
+
+
+@dataclass(frozen=True)
+class PreparedRevision:
+    """One revision ready to run: its workspace's handler file, validators and process pool."""
+
+    key: RevisionKey
+    revision: Revision
+    handler_file: str
+    input_schema: CompiledSchema
+    output_schema: CompiledSchema
+    pool: RevisionPool
+    # One slow validation of this revision at a time, so one function cannot hold every thread.
+    validating: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+
+
+class PreparedRevisions:
+    """The prepared revisions of one worker, and their pools of warm processes."""
+
+    def __init__(
+        self,
+        view: RegistryView,
+        bundles: BundleStore,
+        workspaces: WorkspaceCache,
+        instances: InstancePool,
+        sandbox: Sandbox,
+        *,
+        log_cap_bytes: int,
+        max_result_bytes: int,
+    ) -> None:
+        self.view = view
+        self.bundles = bundles
+        self.workspaces = workspaces
+        self.instances = instances
+        self.sandbox = sandbox
+        self.log_cap_bytes = log_cap_bytes
+        self.max_result_bytes = max_result_bytes
+        self._prepared: dict[RevisionKey, PreparedRevision] = {}
+        self._preparing: dict[RevisionKey, asyncio.Lock] = {}
+
+    async def prepare(self, function: FunctionRecord, revision: Revision) -> PreparedRevision:
+        """Everything per revision that can be done once: workspace, validators, pool."""
+        key = (function.collection_topic, function.service, revision.number)
+        prepared = self._prepared.get(key)
+        if prepared is not None:
+            return prepared
+        lock = self._preparing.setdefault(key, asyncio.Lock())
+        async with lock:
+            prepared = self._prepared.get(key)
+            if prepared is None:
+                prepared = await self._build(key, revision)
+                self._prepared[key] = prepared
+        self._preparing.pop(key, None)
+        return prepared
+
+    async def _build(self, key: RevisionKey, revision: Revision) -> PreparedRevision:
+        workspace = self.workspaces.path_for(revision.bundle)
+        if workspace is None:
+            bundle = await self.bundles.get(revision.bundle)
+            workspace = await asyncio.to_thread(self.workspaces.install, revision.bundle, bundle)
+        file, export = handler_file(revision.handler, revision.runtime)
+        plan = launch_plan(
+            self.sandbox,
+            runtime=revision.runtime,
+            handler_file=file,
+            export=export,
+            workspace=workspace,
+            env_vars=revision.env_vars,
+            limits=Limits(revision.memory_mb, revision.read_only_fs, revision.network),
+        )
+        sandbox, log_cap = self.sandbox, self.log_cap_bytes
+        max_reply_bytes = self.max_result_bytes + 1024  # the reply frame's envelope
+
+        async def spawn() -> HandlerProcess:
+            return await launch(sandbox, plan, log_cap=log_cap, max_reply_bytes=max_reply_bytes)
+
+        return PreparedRevision(
+            key=key,
+            revision=revision,
+            handler_file=file,
+            input_schema=CompiledSchema(revision.schema.input),
+            output_schema=CompiledSchema(revision.schema.output),
+            pool=self.instances.for_revision(key, spawn),
+        )
+
+    async def probe(self, ct: str, ft: str, number: int) -> list[dict[str, str]]:
+        """Load the revision's handler in a sandboxed process without calling it; the reasons it
+        could not be published (empty when it loads and has its export)."""
+        try:
+            function, revision = await self.view.resolve(ct, ft, revision=number)
+            prepared = await self.prepare(function, revision)
+        except ComputeError as exc:
+            return [{"reason": exc.code, "message": exc.message}]
+        except RuntimeError as exc:  # the runtime is not installed here
+            return [{"reason": "runtime_unavailable", "message": str(exc)}]
+        try:
+            process = await prepared.pool.acquire(revision.timeout / 1000)
+        except TimeoutError:
+            return [{"reason": "timeout", "message": "no process was free for the load check"}]
+        try:
+            reply, _ = await process.invoke(PROBE_REQUEST, revision.timeout / 1000)
+        except TimeoutError:
+            return [
+                {"reason": "timeout", "message": "loading the handler took longer than its timeout"}
+            ]
+        except ProcessGone as exc:
+            return [{"reason": "function_error", "message": f"the handler process died: {exc}"}]
+        finally:
+            await prepared.pool.release(process)
+        if reply.ok:
+            return []
+        error = reply_error(reply, prepared)
+        return [{"reason": error.code, "message": error.message}]
+
+    async def retire_revision(self, ct: str, ft: str, number: int) -> None:
+        """A revision was removed (a refused update): forget what was prepared for it."""
+        key = (ct, ft, number)
+        self._prepared.pop(key, None)
+        await self.instances.retire(key)
+
+    async def retire_unaliased(self, ct: str, ft: str, aliased: set[int]) -> None:
+        """Stop the warm processes of this function's revisions that no alias points to."""
+        for key in [k for k in self._prepared if k[:2] == (ct, ft) and k[2] not in aliased]:
+            self._prepared.pop(key, None)
+            await self.instances.retire(key)
+
+    async def forget_function(self, ct: str, ft: str) -> None:
+        """Drop what was prepared for a deleted function and stop its processes; invocations
+        still waiting for one answer ``function_not_found``."""
+        gone = FunctionNotFound(f"function {ct}/{ft} was deleted")
+        for key in [k for k in self._prepared if k[:2] == (ct, ft)]:
+            self._prepared.pop(key, None)
+            await self.instances.retire(key, gone)
