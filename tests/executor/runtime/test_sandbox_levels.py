@@ -24,7 +24,7 @@ from tests.conftest import (
     spawn_python_handler,
     world_python,
 )
-from tests.executor.attacks import PY_ATTACKS
+from tests.e2e.attacks import PY_ATTACKS
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from bus.embedded import start_embedded_nats
 from executor.api.server import run_api
 from executor.settings import Settings
 from tests.conftest import Stack, reachable_dir
-from tests.executor.test_sandbox_escapes import (
+from tests.e2e.test_sandbox_escapes import (
     test_a_handler_cannot_answer_with_a_platform_error,
     test_a_handler_cannot_change_host_kernel_settings,
     test_a_late_frame_never_answers_a_later_caller,

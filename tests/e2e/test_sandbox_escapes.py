@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import Fn, MakeFunction, Stack, living_descendants
-from tests.executor.attacks import NODE_ATTACKS, PY_ATTACKS
+from tests.e2e.attacks import NODE_ATTACKS, PY_ATTACKS
 
 Invoke = Callable[..., Awaitable[httpx.Response]]
 SOURCES = {"python": {"index.py": PY_ATTACKS}, "nodejs": {"index.js": NODE_ATTACKS}}

@@ -31,7 +31,7 @@ from tests.conftest import (
     second_api,
     wait_for_record,
 )
-from tests.executor.attacks import NODE_ATTACKS, PY_ATTACKS
+from tests.e2e.attacks import NODE_ATTACKS, PY_ATTACKS
 
 NORMAL = {"index.js": "exports.handler = async (e) => ({ ok: e });"}
 
