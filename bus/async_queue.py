@@ -33,6 +33,7 @@ from nats.js.api import (
 
 from bus import subjects
 from bus.streams import ensure_stream
+from schemas import ids
 
 log = logging.getLogger("computebus.async")
 
@@ -89,7 +90,7 @@ class AsyncQueue:
         found = {}
         for subject, count in (info.state.subjects or {}).items():
             where = subjects.parse_async_subject(subject)
-            if where is not None and subjects.is_function_ref(*where):
+            if where is not None and ids.is_function_ref(*where):
                 found[where] = count
             else:  # published straight to NATS for an id no function can have: never runs
                 log.warning(
@@ -127,7 +128,7 @@ class AsyncQueue:
 
         async def heard(msg: Msg) -> None:
             where = subjects.parse_async_subject(msg.subject)
-            if where is not None and subjects.is_function_ref(*where):
+            if where is not None and ids.is_function_ref(*where):
                 await ring(where)
 
         return await nc.subscribe(

@@ -18,10 +18,10 @@ from bus.registry import Registry, name_hash
 from schemas.codec import decoder_for
 from schemas.errors import FunctionNotFound, NotFound
 from schemas.functions import FunctionRecord, Revision
+from schemas.ids import DEFAULT_ALIAS
 
 log = logging.getLogger("computebus.registry")
 
-DEFAULT_ALIAS = "production"
 FunctionKey = tuple[str, str]
 
 

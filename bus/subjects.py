@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 PREFIX = "ms.compute"
 WORKER_QUEUE = "computebus-workers"
 INVOKE_WILDCARD = f"{PREFIX}.*.function.*"
@@ -23,16 +21,9 @@ BUNDLES_BUCKET = "computebus_bundles"
 MONITOR_PREFIX = "computebus.monitor"
 SHARED_MONITOR_STREAM = "COMPUTEBUS_MONITOR"  # before one stream per collection
 
-COLLECTION_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SERVICE_ID = re.compile(r"^[0-9]{9}$")
 
 LIFECYCLE_EVENTS = ("created", "updated", "deleted", "promoted")
 RESULT_STATUSES = ("succeeded", "failed")
-
-
-def is_function_ref(ct: str, ft: str) -> bool:
-    """Whether ``ct``/``ft`` can name a function at all."""
-    return bool(COLLECTION_TOPIC.fullmatch(ct) and SERVICE_ID.fullmatch(ft))
 
 
 def function_subject(ct: str, ft: str) -> str:

@@ -22,19 +22,6 @@ from starlette.routing import Route
 
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.responses import body, query_int, results
-from executor.call_headers import (
-    H_ALIAS,
-    H_DEADLINE,
-    H_INVOCATION_ID,
-    H_MSG_ID,
-    H_PAYLOAD_SHA256,
-    H_RECORDED,
-    H_REVISION,
-    H_TIMEOUT,
-    deadline_ms,
-    is_invocation_id,
-    positive_int,
-)
 from schemas.errors import (
     ComputeError,
     Conflict,
@@ -46,6 +33,19 @@ from schemas.errors import (
     detail,
 )
 from schemas.functions import FunctionRecord
+from schemas.headers import (
+    H_ALIAS,
+    H_DEADLINE,
+    H_INVOCATION_ID,
+    H_MSG_ID,
+    H_PAYLOAD_SHA256,
+    H_RECORDED,
+    H_REVISION,
+    H_TIMEOUT,
+    deadline_ms,
+    positive_int,
+)
+from schemas.ids import is_invocation_id
 from schemas.invocations import Accepted, DeadLetter, DeadLetterView, MonitorRecord
 
 log = logging.getLogger("computebus.api")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from starlette.requests import Request
 
-from bus import subjects
 from bus.async_queue import AsyncQueue
 from bus.bundles import BundleStore
 from bus.dead_letters import DeadLetters
@@ -17,6 +16,7 @@ from bus.registry_view import RegistryView
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
+from schemas import ids
 from schemas.errors import FunctionNotFound, InvalidRequest, detail
 
 
@@ -46,12 +46,12 @@ async def function_ref(request: Request) -> tuple[str, str]:
     ``ft`` may also be the function's name (a service id, nine digits, wins)."""
     ct = request.path_params["ct"]
     ft = request.path_params["ft"]
-    if not subjects.COLLECTION_TOPIC.fullmatch(ct):
-        reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
+    if not ids.COLLECTION_TOPIC.fullmatch(ct):
+        reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
         raise InvalidRequest(
             f"collection_topic {ct!r} {reason}", [detail("collection_topic", reason)]
         )
-    if subjects.SERVICE_ID.fullmatch(ft):
+    if ids.SERVICE_ID.fullmatch(ft):
         return ct, ft
     service = await ctx_of(request).view.service_named(ct, ft)
     if service is None:

@@ -8,12 +8,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bus import subjects
 from bus.workers import ping_workers
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.metrics import FUNCTIONS_CREATED
 from executor.api.responses import body, query_int, read_body, results
 from executor.functions.service import function_view
+from schemas import ids
 from schemas.errors import FunctionNotFound, InvalidRequest, detail
 from schemas.functions import RUNTIMES, FunctionRecord, FunctionView, RuntimeView
 
@@ -52,16 +52,16 @@ async def _page(request: Request, ct: str | None) -> Response:
 
 async def list_functions(request: Request) -> Response:
     ct = request.query_params.get("collection_topic") or None
-    if ct is not None and not subjects.COLLECTION_TOPIC.fullmatch(ct):
-        reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
+    if ct is not None and not ids.COLLECTION_TOPIC.fullmatch(ct):
+        reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
         raise InvalidRequest(f"collection_topic {reason}", [detail("?collection_topic", reason)])
     return await _page(request, ct)
 
 
 async def collection_functions(request: Request) -> Response:
     ct = request.path_params["ct"]
-    if not subjects.COLLECTION_TOPIC.fullmatch(ct):
-        reason = f"must match {subjects.COLLECTION_TOPIC.pattern}"
+    if not ids.COLLECTION_TOPIC.fullmatch(ct):
+        reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
         raise InvalidRequest(f"collection_topic {reason}", [detail("collection_topic", reason)])
     return await _page(request, ct)
 

@@ -16,14 +16,6 @@ from executor.api import async_invocations
 from executor.api.context import ctx_of, function_ref
 from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
-from executor.call_headers import (
-    H_ERROR_CODE,
-    H_INVOCATION_ID,
-    H_REVISION,
-    H_TIMEOUT,
-    is_invocation_id,
-    new_invocation_id,
-)
 from schemas.codec import decode_as, json_decoder, nested_too_deeply
 from schemas.errors import (
     ComputeError,
@@ -35,6 +27,14 @@ from schemas.errors import (
     detail,
     error_from_code,
 )
+from schemas.headers import (
+    H_ERROR_CODE,
+    H_INVOCATION_ID,
+    H_REVISION,
+    H_TIMEOUT,
+    new_invocation_id,
+)
+from schemas.ids import is_invocation_id
 from schemas.invocations import InvokeRequest
 
 # Time the API waits past a function's own timeout for the worker's answer.

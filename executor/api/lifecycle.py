@@ -9,12 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bus.registry_view import DEFAULT_ALIAS
 from executor.api.context import ctx_of, function_ref
 from executor.api.responses import body, read_body, results
 from executor.functions.service import compute_asset_view
 from schemas.errors import InvalidRequest, NotFound, detail
 from schemas.functions import Revision
+from schemas.ids import DEFAULT_ALIAS
 
 
 def _flag(request: Request, name: str, default: bool) -> bool:

@@ -14,7 +14,7 @@ import nats.js.errors
 from msgspec import UNSET
 
 from bus import subjects
-from bus.registry_view import DEFAULT_ALIAS, RegistryView
+from bus.registry_view import RegistryView
 from bus.workers import probe_revision, sync_workers
 from executor.bundle.rules import check_asset_count
 from executor.functions.service import FunctionService, RevisionDraft, function_view, unpublishable
@@ -40,6 +40,7 @@ from schemas.functions import (
     check_limits,
     check_monitor_config,
 )
+from schemas.ids import DEFAULT_ALIAS
 
 ALIAS = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # a DNS label
 _CAS_ATTEMPTS = 50

@@ -23,6 +23,7 @@ from executor.bundle.handlers import check_handler_present, handler_file
 from executor.bundle.rules import check_asset_count, decode_assets
 from executor.bundle.unpack import materialize, remove_tree
 from executor.settings import Settings
+from schemas import ids
 from schemas.bundles import Bundle, BundleFile
 from schemas.codec import decode_as, encode
 from schemas.errors import FunctionExists, InvalidRequest, PayloadTooLarge, detail
@@ -205,10 +206,10 @@ class FunctionService:
         spec = req.compute_asset
         ct = spec.collection_topic
         self.check_name(req.name)
-        if not subjects.COLLECTION_TOPIC.fullmatch(ct):
+        if not ids.COLLECTION_TOPIC.fullmatch(ct):
             raise _invalid(
                 "/compute_asset/collection_topic",
-                f"{ct!r} must match {subjects.COLLECTION_TOPIC.pattern}",
+                f"{ct!r} must match {ids.COLLECTION_TOPIC.pattern}",
             )
         check_monitor_config(req.monitor_config)
         check_description(req.description)

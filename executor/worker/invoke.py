@@ -15,7 +15,6 @@ import msgspec
 
 from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
-from executor.call_headers import Call
 from executor.runtime.process import Logs, ProcessGone, ReplyTooLarge
 from executor.settings import Settings
 from executor.worker.reply_errors import reply_error
@@ -36,6 +35,7 @@ from schemas.handler_protocol import (
     HandlerRequest,
     request_encoder,
 )
+from schemas.headers import Call
 from schemas.invocations import HandlerContext, MonitorRecord
 from schemas.validation import CompiledSchema, ValidationTooSlow
 

@@ -32,7 +32,13 @@ from bus import subjects
 from bus.async_queue import AsyncQueue
 from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
-from executor.call_headers import (
+from executor.settings import Settings
+from executor.worker.async_pull import AsyncDispatcher
+from executor.worker.invoke import Invoker
+from schemas.codec import is_json
+from schemas.errors import RETRYABLE_CODES, ComputeError, Expired, FunctionNotFound, WorkerLost
+from schemas.functions import AsyncConfig, FunctionRecord
+from schemas.headers import (
     CALL_OPTIONS,
     H_INVOCATION_ID,
     H_MSG_ID,
@@ -40,14 +46,8 @@ from executor.call_headers import (
     H_RECORDED,
     call_from_headers,
     deadline_ms,
-    is_invocation_id,
 )
-from executor.settings import Settings
-from executor.worker.async_pull import AsyncDispatcher
-from executor.worker.invoke import Invoker
-from schemas.codec import is_json
-from schemas.errors import RETRYABLE_CODES, ComputeError, Expired, FunctionNotFound, WorkerLost
-from schemas.functions import AsyncConfig, FunctionRecord
+from schemas.ids import is_invocation_id
 from schemas.invocations import DeadLetter, MonitorRecord
 
 log = logging.getLogger("computebus.async")

@@ -15,13 +15,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from bus import subjects
-from executor.call_headers import (
-    H_INVOCATION_ID,
-    Call,
-    call_from_headers,
-    error_headers,
-    new_invocation_id,
-)
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
@@ -30,6 +23,13 @@ from executor.worker.settle import AsyncConsumer
 from schemas.codec import decoder_for, encode, json_decoder
 from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
 from schemas.functions import FunctionRecord
+from schemas.headers import (
+    H_INVOCATION_ID,
+    Call,
+    call_from_headers,
+    error_headers,
+    new_invocation_id,
+)
 
 log = logging.getLogger("computebus.worker")
 

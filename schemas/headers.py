@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from bus import subjects
 from schemas.errors import ComputeError, InvalidRequest, Overloaded
+from schemas.ids import INVOCATION_ID, is_invocation_id
 from schemas.invocations import InvocationType
 
 H_ALIAS = "Compute-Alias"
@@ -48,14 +48,10 @@ def new_invocation_id() -> str:
     return os.urandom(16).hex()
 
 
-def is_invocation_id(value: str) -> bool:
-    return bool(subjects.COLLECTION_TOPIC.fullmatch(value))
-
-
 def check_invocation_id(value: str) -> str:
     if not is_invocation_id(value):
         raise InvalidRequest(
-            f"{H_INVOCATION_ID} must match {subjects.COLLECTION_TOPIC.pattern}",
+            f"{H_INVOCATION_ID} must match {INVOCATION_ID.pattern}",
             [{"path": H_INVOCATION_ID, "message": "not a valid invocation id"}],
         )
     return value
