@@ -154,14 +154,14 @@ def unknown_settings(env: Mapping[str, str]) -> list[str]:
     """A warning for each ``COMPUTEBUS_*`` variable that sets nothing (a typo, most likely),
     with the nearest setting's name."""
     known = [env_name(field.name) for field in fields(Settings)]
+    # Compared without the prefix every name shares, which would make all of them alike.
+    tails = {known_name.removeprefix("COMPUTEBUS_"): known_name for known_name in known}
     warnings = []
     for name in sorted(env):
         if not name.startswith("COMPUTEBUS_") or name in known or name in _NOT_SETTINGS:
             continue
         if name.startswith(_NOT_SETTINGS_PREFIXES):
             continue
-        # Compared without the prefix every name shares, which would make all of them alike.
-        tails = {known_name.removeprefix("COMPUTEBUS_"): known_name for known_name in known}
         near = difflib.get_close_matches(name.removeprefix("COMPUTEBUS_"), tails, n=1, cutoff=0.6)
         hint = f" (did you mean {tails[near[0]]}?)" if near else ""
         warnings.append(f"{name} is not a computebus setting and is ignored{hint}")

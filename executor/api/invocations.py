@@ -79,7 +79,12 @@ def _invoke_request(data: bytes) -> InvokeRequest:
     try:
         return decode_as(InvokeRequest, data)
     except InvalidRequest as exc:
-        if exc.message.startswith("/:") or "is not a known field" in exc.message:
+        where = exc.details[0] if exc.details else {}
+        not_an_object = where.get("path") == "/"
+        unknown_top_field = str(where.get("path", "")).count("/") == 1 and (
+            where.get("message") == "is not a known field"
+        )
+        if not_an_object or unknown_top_field:
             raise InvalidRequest(
                 f'{exc.message} (an invoke body is {{"payload": <the event>}}, with '
                 '"invocation_type" optional: did the event miss its "payload" wrapper?)',
