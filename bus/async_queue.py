@@ -32,6 +32,7 @@ from nats.js.api import (
 )
 
 from bus import subjects
+from bus.consumer_pull import ConsumerPull
 from bus.streams import ensure_stream
 from schemas import ids
 
@@ -100,9 +101,15 @@ class AsyncQueue:
         return found
 
     async def lane(
-        self, ct: str, ft: str, pending_msgs_limit: int
-    ) -> JetStreamContext.PullSubscription:
-        """A pull subscription on the function's own consumer (made or updated first)."""
+        self,
+        nc: Client,
+        ct: str,
+        ft: str,
+        deliver: Callable[[Msg], None],
+        pending_msgs_limit: int,
+    ) -> ConsumerPull:
+        """Pulls on the function's own consumer (made or updated first), its messages going to
+        ``deliver``."""
         durable = subjects.async_consumer(ct, ft)
         await self.js.add_consumer(
             subjects.ASYNC_STREAM,
@@ -116,9 +123,9 @@ class AsyncQueue:
                 inactive_threshold=IDLE_CONSUMER_S,
             ),
         )
-        return await self.js.pull_subscribe_bind(
-            durable, stream=subjects.ASYNC_STREAM, pending_msgs_limit=pending_msgs_limit
-        )
+        pull = ConsumerPull(nc, subjects.ASYNC_STREAM, durable, deliver)
+        await pull.open(pending_msgs_limit)
+        return pull
 
     async def ring_on_submit(
         self, nc: Client, ring: Callable[[tuple[str, str]], Awaitable[None]]

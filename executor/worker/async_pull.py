@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 
 from bus.async_queue import AsyncQueue
+from bus.consumer_pull import ConsumerPull
 from executor.tasks import TaskSet
 from executor.worker.fair_share import share_out
 
@@ -42,7 +42,7 @@ _WARN_EVERY_S = 60.0
 @dataclass
 class _Lane:
     key: Key
-    sub: JetStreamContext.PullSubscription | None = None
+    pull: ConsumerPull | None = None
     running: int = 0
     fetching: int = 0
     ready: bool = True
@@ -129,8 +129,8 @@ class AsyncDispatcher:
         for key in gone:
             lane = self._lanes.pop(key)
             self._order.remove(key)
-            if lane.sub is not None:
-                self._naks.spawn(_unsubscribe(lane.sub))
+            if lane.pull is not None:
+                self._naks.spawn(_close(lane.pull))
 
     def _grant(self) -> None:
         held = {k: lane.running + lane.fetching for k, lane in self._lanes.items()}
@@ -146,35 +146,33 @@ class AsyncDispatcher:
             self._fetches.spawn(self._fetch(lane, count))
 
     async def _fetch(self, lane: _Lane, count: int) -> None:
-        msgs: list[Msg] = []
+        got = 0
         try:
-            if lane.sub is None:
-                lane.sub = await self.queue.lane(*lane.key, pending_msgs_limit=self.slots * 4)
-            msgs = await lane.sub.fetch(count, timeout=_FETCH_WAIT_S)
-        except TimeoutError:
-            pass
+            if lane.pull is None:
+                lane.pull = await self.queue.lane(
+                    self.nc, *lane.key, lambda msg: self._take(lane, msg), self.slots * 4
+                )
+            got = await lane.pull.pull(count, _FETCH_WAIT_S)
         except Exception as exc:  # disconnected, or the consumer went idle and was removed
-            self._warn(f"async fetch for {lane.key}", exc)
-            if lane.sub is not None:
-                self._naks.spawn(_unsubscribe(lane.sub))
-            lane.sub = None
+            self._warn(f"async pull for {lane.key}", exc)
+            if lane.pull is not None:
+                self._naks.spawn(_close(lane.pull))
+            lane.pull = None
         finally:
             lane.fetching = 0
             self._wake.set()
-        if msgs:
+        if got:
             lane.empty_pulls = 0
         else:
             quiet = min(_QUIET_MAX_S, _QUIET_FIRST_S * 2**lane.empty_pulls)
             lane.quiet_until = time.monotonic() + quiet
             lane.empty_pulls += 1
-        if len(msgs) < count:
+        if got < count:
             lane.ready = False
-        for msg in msgs:
-            self._take(lane, msg)
 
     def _take(self, lane: _Lane, msg: Msg) -> None:
-        """Run ``msg``, or hand it straight back when stopping or full (a pull can bring more
-        than it asked for: what arrived after an earlier one gave up)."""
+        """Run ``msg``, or hand it straight back when stopping or full (a message can come after
+        its pull ended, or while the worker stops)."""
         if not self._pulling or len(self._tasks) >= self.slots:
             self._hand_back(msg)
             return
@@ -210,30 +208,18 @@ class AsyncDispatcher:
         if self._loop_task is not None:
             await self._loop_task
         await self._fetches.wait()  # each ends within _FETCH_WAIT_S
-        subs = [lane.sub for lane in self._lanes.values() if lane.sub is not None]
-        await asyncio.gather(*(self._hand_back_stragglers(sub) for sub in subs))
+        # A pull's messages can arrive just after it stopped waiting: they are handed back.
+        await asyncio.sleep(_STRAGGLER_WAIT_S)
         await self._tasks.drain(deadline_s)
         await self._naks.wait(5)
-        await asyncio.gather(*(_unsubscribe(sub) for sub in subs))
-
-    async def _hand_back_stragglers(self, sub: JetStreamContext.PullSubscription) -> None:
-        """The server may deliver a pull's messages just after the fetch stopped waiting; they
-        sit in the subscription. Hand them back now rather than after the ack wait."""
-        await asyncio.sleep(_STRAGGLER_WAIT_S)
-        while sub.pending_msgs:
-            try:
-                # nats-py has no public way to take what is queued in a pull subscription.
-                msg = await sub._sub.next_msg(timeout=_STRAGGLER_WAIT_S)
-            except Exception:
-                return
-            if msg.reply and not (msg.headers and "Status" in msg.headers):
-                self._hand_back(msg)
+        pulls = [lane.pull for lane in self._lanes.values() if lane.pull is not None]
+        await asyncio.gather(*(_close(pull) for pull in pulls))
 
 
 def _idle(lane: _Lane) -> bool:
     return not lane.ready and lane.running == 0 and lane.fetching == 0
 
 
-async def _unsubscribe(sub: JetStreamContext.PullSubscription) -> None:
+async def _close(pull: ConsumerPull) -> None:
     with contextlib.suppress(Exception):
-        await sub.unsubscribe()
+        await pull.close()
