@@ -8,6 +8,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from schemas.base import StoredStruct, Struct
+from schemas.errors import ComputeError
 
 InvocationType = Literal["RequestResponse", "Async"]
 Status = Literal["queued", "running", "succeeded", "failed"]
@@ -56,6 +57,34 @@ class MonitorRecord(StoredStruct):
     @property
     def finished(self) -> bool:
         return self.status in ("succeeded", "failed")
+
+    def settled(self, error: ComputeError | None) -> MonitorRecord:
+        """This record as final: ``failed`` with ``error``'s code, message and details, or
+        ``succeeded``."""
+        if error is None:
+            return msgspec.structs.replace(self, status="succeeded")
+        return msgspec.structs.replace(
+            self,
+            status="failed",
+            error_code=error.code,
+            error_message=error.message,
+            error_details=error.details or UNSET,
+        )
+
+
+def async_record(
+    invocation_id: str, ct: str, ft: str, revision: int, status: Status, started_ms: int
+) -> MonitorRecord:
+    """The record of an Async invocation not run yet (``queued``) or starting (``running``)."""
+    return MonitorRecord(
+        invocation_id=invocation_id,
+        collection_topic=ct,
+        service=ft,
+        revision=revision,
+        status=status,
+        started=started_ms,
+        invocation_type="Async",
+    )
 
 
 class DeadLetter(StoredStruct):

@@ -46,7 +46,7 @@ from schemas.headers import (
     positive_int,
 )
 from schemas.ids import is_invocation_id
-from schemas.invocations import Accepted, DeadLetter, DeadLetterView, MonitorRecord
+from schemas.invocations import Accepted, DeadLetter, DeadLetterView, MonitorRecord, async_record
 
 log = logging.getLogger("computebus.api")
 
@@ -100,15 +100,7 @@ async def submit(
         if known is not None:
             _same_payload(known, digest, key)
             return Accepted(invocation_id=invocation_id, status=known.status), invocation_id
-    queued = MonitorRecord(
-        invocation_id=invocation_id,
-        collection_topic=ct,
-        service=ft,
-        revision=rev.number,
-        status="queued",
-        started=int(time.time() * 1000),
-        invocation_type="Async",
-    )
+    queued = async_record(invocation_id, ct, ft, rev.number, "queued", int(time.time() * 1000))
     if H_DEADLINE in options:
         queued.deadline = int(options[H_DEADLINE])
     if digest is not None:
@@ -230,15 +222,8 @@ async def retry(request: Request) -> Response:
             "only a failed invocation can be retried"
         )
     # Queued before it is sent: a worker skips an invocation whose record is final.
-    queued = MonitorRecord(
-        invocation_id=invocation_id,
-        collection_topic=ct,
-        service=ft,
-        revision=previous.revision if previous is not None else 0,
-        status="queued",
-        started=int(time.time() * 1000),
-        invocation_type="Async",
-    )
+    revision = previous.revision if previous is not None else 0
+    queued = async_record(invocation_id, ct, ft, revision, "queued", int(time.time() * 1000))
     if function.monitor_config.store_payload:
         queued.input = letter.payload
     if digest := letter.headers.get(H_PAYLOAD_SHA256):
@@ -268,18 +253,12 @@ async def retry(request: Request) -> Response:
 
 def _failed_record(letter: DeadLetter) -> MonitorRecord:
     """A failed record rebuilt from a dead letter (for when the record itself has expired)."""
-    return MonitorRecord(
-        invocation_id=letter.invocation_id,
-        collection_topic=letter.collection_topic,
-        service=letter.service,
-        revision=0,
-        status="failed",
-        started=letter.failed_at,
-        invocation_type="Async",
-        attempts=letter.attempts,
-        error_code=letter.error_code,
-        error_message=letter.error_message,
+    record = async_record(
+        letter.invocation_id, letter.collection_topic, letter.service, 0, "failed", letter.failed_at
     )
+    record.attempts = letter.attempts
+    record.error_code, record.error_message = letter.error_code, letter.error_message
+    return record
 
 
 async def _restore(

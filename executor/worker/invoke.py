@@ -224,7 +224,7 @@ class Invoker:
             collection_topic=call.collection_topic,
             service=call.service,
             revision=revision.number,
-            status="failed" if error else "succeeded",
+            status="running",
             invocation_type=call.invocation_type,
             started=int(started * 1000),
             duration_ms=round((time.perf_counter() - t0) * 1000, 3),
@@ -232,15 +232,11 @@ class Invoker:
             logs_truncated=logs.truncated,
             worker=self.worker_id,
         )
-        if error is not None:
-            record.error_code = error.code
-            record.error_message = error.message
-            record.error_details = error.details
         if function.monitor_config.store_payload:
             record.input = msgspec.Raw(call.payload)
             if result is not None:
                 record.output = msgspec.Raw(result)
-        return record
+        return record.settled(error)
 
 
 def _handler_json(result: bytes) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from dataclasses import dataclass
@@ -30,16 +31,15 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.async_queue import AsyncQueue
-from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
+from bus.registry_view import RegistryView
 from executor.settings import Settings
 from executor.worker.async_pull import AsyncDispatcher
+from executor.worker.async_records import AsyncRecords, in_flight_ttl
 from executor.worker.invoke import Invoker
-from schemas.codec import is_json
-from schemas.errors import RETRYABLE_CODES, ComputeError, Expired, FunctionNotFound, WorkerLost
-from schemas.functions import AsyncConfig, FunctionRecord
+from schemas.errors import RETRYABLE_CODES, ComputeError, Expired, WorkerLost
+from schemas.functions import AsyncConfig
 from schemas.headers import (
-    CALL_OPTIONS,
     H_INVOCATION_ID,
     H_MSG_ID,
     H_PAYLOAD_SHA256,
@@ -48,14 +48,10 @@ from schemas.headers import (
     deadline_ms,
 )
 from schemas.ids import is_invocation_id
-from schemas.invocations import DeadLetter, MonitorRecord
+from schemas.invocations import async_record
 
 log = logging.getLogger("computebus.async")
 
-# Records of invocations whose function is gone are kept this long (there is no monitor_config).
-_ORPHAN_TTL_MS = 24 * 3600 * 1000
-_IN_FLIGHT_TTL_MS = 24 * 3600 * 1000
-_CAS_TRIES = 8
 _DEAD_LETTER_TRIES = 10  # deliveries of a finished failure spent trying to dead-letter it
 
 
@@ -86,16 +82,10 @@ class _Delivery:
     headers: dict[str, str]
 
 
-class _Settled(Exception):
-    """Someone else wrote this invocation's final record: ack and stop."""
-
-
-class _Recorded(Exception):
-    """The invocation has a record after all (it was assumed to have none): read it first."""
-
-
-def _in_flight(ttl_ms: int) -> int:
-    return max(ttl_ms, _IN_FLIGHT_TTL_MS)
+class _Ran(enum.Enum):
+    FINISHED = "finished"  # recorded for good (by this delivery or another): ack
+    HANDED_BACK = "handed back"  # nak'd with a backoff, for a retry
+    HAS_RECORD = "has a record"  # assumed to have none, it had one: read it first
 
 
 class AsyncConsumer:
@@ -105,16 +95,19 @@ class AsyncConsumer:
         self,
         nc: Client,
         queue: AsyncQueue,
-        dead_letters: DeadLetters,
+        records: AsyncRecords,
+        view: RegistryView,
+        monitor: MonitorStore,
         invoker: Invoker,
         settings: Settings,
+        worker_id: str,
     ) -> None:
-        self.nc = nc
-        self.queue = queue
-        self.dead_letters = dead_letters
+        self.records = records
+        self.view = view
+        self.monitor = monitor
         self.invoker = invoker
-        self.monitor: MonitorStore = invoker.monitor
-        self.settings = settings
+        self.worker_id = worker_id
+        self.ack_wait_s = settings.async_ack_wait_s
         self.dispatcher = AsyncDispatcher(nc, queue, settings.async_concurrency, self._handle)
 
     async def start(self) -> None:
@@ -141,7 +134,7 @@ class AsyncConsumer:
 
     async def _keep_alive(self, msg: Msg) -> None:
         """Tell the server the message is still being worked on, well within its ack wait."""
-        period = max(0.05, self.settings.async_ack_wait_s / 3)
+        period = max(0.05, self.ack_wait_s / 3)
         while True:
             await asyncio.sleep(period)
             with contextlib.suppress(Exception):
@@ -160,16 +153,15 @@ class AsyncConsumer:
         if meta.num_delivered == 1 and H_RECORDED not in headers:
             # First sight of a message published straight to NATS: most likely no record
             # exists, and the ``running`` write (expecting none) checks that for free.
-            try:
-                await self._run_and_ack(delivery, done=0, seq=0, unrecorded=True)
+            ran = await self._run(delivery, done=0, seq=0, unrecorded=True)
+            if ran is not _Ran.HAS_RECORD:
+                await _ack_if_finished(msg, ran)
                 return
-            except _Recorded:
-                pass  # there was one after all: read it
         record, seq = await self.monitor.current(ct, ft, invocation_id)
         if record is not None and record.finished:
             if record.status == "failed":  # the worker may have died before dead-lettering it
                 try:
-                    await self._ensure_dead_letter(record, msg)
+                    await self.records.ensure_dead_letter(record, msg)
                 except Exception:
                     if meta.num_delivered < record.attempts + _DEAD_LETTER_TRIES:
                         raise  # nak: the next delivery tries again
@@ -179,65 +171,40 @@ class AsyncConsumer:
         # Runs made: a lost run always left a ``running`` record (written before it starts), so
         # no record means none, however often the message was delivered and handed back.
         done = record.attempts if record is not None else 0
-        await self._run_and_ack(delivery, done=done, seq=seq)
-
-    async def _run_and_ack(
-        self, delivery: _Delivery, *, done: int, seq: int, unrecorded: bool = False
-    ) -> None:
-        try:
-            finished = await self._run(delivery, done, seq, unrecorded=unrecorded)
-        except _Settled:
-            finished = True
-        if finished:  # else it was handed back (nak) for a retry
-            await delivery.msg.ack()
+        await _ack_if_finished(msg, await self._run(delivery, done=done, seq=seq))
 
     async def _run(
         self, delivery: _Delivery, done: int, seq: int, *, unrecorded: bool = False
-    ) -> bool:
-        """Run it once; True when it is finished (ack), False when it was handed back (nak).
-
-        ``unrecorded``: no record was read; writing ``running`` raises ``_Recorded`` if one
-        exists after all."""
+    ) -> _Ran:
+        """Run it once, after ``done`` runs; ``unrecorded``: no record was read (``seq`` 0)."""
         msg, ct, ft, headers = delivery.msg, delivery.ct, delivery.ft, delivery.headers
-        invocation_id = delivery.invocation_id
         now_ms = int(time.time() * 1000)
-        base = MonitorRecord(
-            invocation_id=invocation_id,
-            collection_topic=ct,
-            service=ft,
-            revision=0,
-            status="running",
-            started=now_ms,
-            invocation_type="Async",
-            worker=self.invoker.worker_id,
-            attempts=done,
-        )
+        base = async_record(delivery.invocation_id, ct, ft, 0, "running", now_ms)
+        base.worker, base.attempts = self.worker_id, done
         if digest := headers.get(H_PAYLOAD_SHA256):
             base.payload_sha256 = digest
         try:
             deadline = deadline_ms(headers)
             if deadline is not None:
                 base.deadline = deadline
-            call = call_from_headers(ct, ft, msg.data, headers, invocation_id, "Async")
-            function, revision = await self.invoker.view.resolve(
+            call = call_from_headers(ct, ft, msg.data, headers, delivery.invocation_id, "Async")
+            function, revision = await self.view.resolve(
                 ct, ft, alias=call.alias, revision=call.revision
             )
         except ComputeError as exc:
             # A deleted function (None) has nothing to retry or redrive against.
-            await self._finish(base, exc, await self.invoker.view.function(ct, ft), seq, msg)
-            return True
+            await self.records.finish(base, exc, await self.view.function(ct, ft), seq, msg)
+            return _Ran.FINISHED
         base.revision = revision.number
-        if deadline is not None and now_ms > deadline:
-            error: ComputeError | None = Expired(
-                f"still queued {now_ms - deadline} ms past its Compute-Deadline"
-            )
-            await self._finish(base, error, function, seq, msg)
-            return True
         config = function.async_config
-        if done >= config.max_attempts:  # the last run was lost with its worker
-            error = WorkerLost(f"the worker running attempt {done} was lost before it recorded")
-            await self._finish(base, error, function, seq, msg)
-            return True
+        refused: ComputeError | None = None
+        if deadline is not None and now_ms > deadline:
+            refused = Expired(f"still queued {now_ms - deadline} ms past its Compute-Deadline")
+        elif done >= config.max_attempts:  # the last run was lost with its worker
+            refused = WorkerLost(f"the worker running attempt {done} was lost before it recorded")
+        if refused is not None:
+            await self.records.finish(base, refused, function, seq, msg)
+            return _Ran.FINISHED
 
         attempt = done + 1
         running = msgspec.structs.replace(base, attempts=attempt)
@@ -247,12 +214,14 @@ class AsyncConsumer:
             running.input = msgspec.Raw(call.payload)
         ttl_ms = function.monitor_config.ttl
         if unrecorded:
-            written = await self.monitor.write_expecting(running, _in_flight(ttl_ms), 0)
+            written = await self.monitor.write_expecting(running, in_flight_ttl(ttl_ms), 0)
             if written is None:
-                raise _Recorded
-            seq = written[1]
+                return _Ran.HAS_RECORD
         else:
-            _, seq = await self._write(running, ttl_ms, seq)
+            written = await self.records.write(running, ttl_ms, seq)
+            if written is None:
+                return _Ran.FINISHED
+        seq = written[1]
         try:
             outcome = await self.invoker.invoke(call)
         except asyncio.CancelledError:
@@ -260,106 +229,27 @@ class AsyncConsumer:
             # count against max_attempts (the next worker would otherwise see a lost run).
             undone = msgspec.structs.replace(running, status="queued", attempts=done)
             with contextlib.suppress(Exception):
-                await self.monitor.write_expecting(undone, _in_flight(ttl_ms), seq)
+                await self.monitor.write_expecting(undone, in_flight_ttl(ttl_ms), seq)
             raise
-        finished = outcome.record or running
         finished = msgspec.structs.replace(
-            finished,
+            outcome.record or running,
             attempts=attempt,
             deadline=base.deadline,
             payload_sha256=base.payload_sha256,
         )
         error = outcome.error
         if error is not None and error.code in RETRYABLE_CODES and attempt < config.max_attempts:
-            await self._write(msgspec.structs.replace(finished, status="queued"), ttl_ms, seq)
+            queued = msgspec.structs.replace(finished, status="queued")
+            if await self.records.write(queued, ttl_ms, seq) is None:
+                return _Ran.FINISHED
             delay_s = backoff_s(config, attempt)
             await msg.nak(delay=delay_s)
             self.dispatcher.retry_later((ct, ft), delay_s)
-            return False
-        await self._finish(finished, error, function, seq, msg)
-        return True
-
-    async def _finish(
-        self,
-        record: MonitorRecord,
-        error: ComputeError | None,
-        function: FunctionRecord | None,
-        seq: int,
-        msg: Msg,
-    ) -> None:
-        """The final record, then (for a failure) the dead letter, then the result event.
-
-        In that order so that only the delivery that wrote the record dead-letters it; a worker
-        lost in between leaves a failed record whose redelivery adds the dead letter."""
-        if error is not None:
-            record = msgspec.structs.replace(
-                record,
-                status="failed",
-                error_code=error.code,
-                error_message=error.message,
-                error_details=error.details or msgspec.UNSET,
-            )
-        else:
-            record = msgspec.structs.replace(record, status="succeeded")
-        ttl_ms = function.monitor_config.ttl if function is not None else _ORPHAN_TTL_MS
-        data, _ = await self._write(record, ttl_ms, seq, final=True)
-        not_dead_lettered: Exception | None = None
-        if error is not None and function is not None:
-            try:
-                await self.dead_letters.add(_dead_letter(record, msg))
-            except Exception as exc:  # announced all the same; the redelivery dead-letters it
-                not_dead_lettered = exc
-        await self.nc.publish(
-            subjects.result_subject(record.collection_topic, record.service, record.status), data
-        )
-        if not_dead_lettered is not None:
-            raise not_dead_lettered
-
-    async def _ensure_dead_letter(self, record: MonitorRecord, msg: Msg) -> None:
-        ct, ft, invocation_id = record.collection_topic, record.service, record.invocation_id
-        if (
-            record.error_code == FunctionNotFound.code
-            or await self.invoker.view.function(ct, ft) is None
-        ):
-            return  # failures of deleted functions are not dead-lettered
-        if await self.dead_letters.get(ct, ft, invocation_id) is None:
-            await self.dead_letters.add(_dead_letter(record, msg))
-
-    async def _write(
-        self, record: MonitorRecord, ttl_ms: int, seq: int, *, final: bool = False
-    ) -> tuple[bytes, int]:
-        """Write ``record`` over the one at ``seq``; raise ``_Settled`` if the invocation was
-        finished meanwhile (by another delivery of the same message).
-
-        A record of an invocation still under way lives at least ``_IN_FLIGHT_TTL_MS``: the
-        attempts are counted on it, so it must outlast the backoffs between them."""
-        if not final:
-            ttl_ms = _in_flight(ttl_ms)
-        for _ in range(_CAS_TRIES):
-            written = await self.monitor.write_expecting(record, ttl_ms, seq)
-            if written is not None:
-                return written
-            current, seq = await self.monitor.current(
-                record.collection_topic, record.service, record.invocation_id
-            )
-            if current is not None and current.finished:
-                raise _Settled
-        raise RuntimeError(f"the record of {record.invocation_id} kept changing under us")
+            return _Ran.HANDED_BACK
+        await self.records.finish(finished, error, function, seq, msg)
+        return _Ran.FINISHED
 
 
-def _dead_letter(record: MonitorRecord, msg: Msg) -> DeadLetter:
-    headers = msg.headers or {}
-    payload = msg.data or b"null"
-    kept = is_json(payload)
-    return DeadLetter(
-        invocation_id=record.invocation_id,
-        collection_topic=record.collection_topic,
-        service=record.service,
-        attempts=record.attempts,
-        error_code=record.error_code if isinstance(record.error_code, str) else "internal_error",
-        error_message=record.error_message if isinstance(record.error_message, str) else "",
-        failed_at=int(time.time() * 1000),
-        headers={k: v for k in CALL_OPTIONS if (v := headers.get(k))},
-        payload=msgspec.Raw(payload) if kept else msgspec.UNSET,
-        payload_omitted=not kept,
-    )
+async def _ack_if_finished(msg: Msg, ran: _Ran) -> None:
+    if ran is _Ran.FINISHED:  # else it was handed back (nak) for a retry
+        await msg.ack()

@@ -14,6 +14,7 @@ from executor.runtime.launch import open_sandbox
 from executor.runtime.pool import InstancePool
 from executor.runtime.workspace_cache import WorkspaceCache
 from executor.settings import Settings
+from executor.worker.async_records import AsyncRecords
 from executor.worker.invoke import Invoker
 from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
@@ -50,8 +51,11 @@ async def run_worker(
         max_result_bytes=min(settings.max_payload_bytes, bus.nc.max_payload - REPLY_HEADROOM),
     )
     invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id)
-    consumer = AsyncConsumer(bus.nc, bus.queue, bus.dead_letters, invoker, settings)
-    worker = Worker(bus.nc, invoker, revisions, settings, consumer)
+    records = AsyncRecords(bus.nc, bus.monitor, bus.dead_letters, bus.view)
+    consumer = AsyncConsumer(
+        bus.nc, bus.queue, records, bus.view, bus.monitor, invoker, settings, worker_id
+    )
+    worker = Worker(bus.nc, bus.view, invoker, revisions, settings, consumer, worker_id)
     instances.start()
     await worker.start()
     log.info("worker %s ready", worker.id)

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from bus import subjects
+from bus.registry_view import RegistryView
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
@@ -59,17 +60,20 @@ class Worker:
     def __init__(
         self,
         nc: Client,
+        view: RegistryView,
         invoker: Invoker,
         revisions: PreparedRevisions,
         settings: Settings,
         consumer: AsyncConsumer,
+        worker_id: str,
     ) -> None:
         self.nc = nc
+        self.view = view
         self.consumer = consumer
         self.invoker = invoker
         self.revisions = revisions
         self.settings = settings
-        self.id = invoker.worker_id
+        self.id = worker_id
         self._subs: list[Subscription] = []
         self._tasks = TaskSet("invocation")  # waiting or running
         self._in_flight: dict[tuple[str, str], int] = {}  # per function: its share of _tasks
@@ -95,9 +99,9 @@ class Worker:
         )
         self._subs.append(await self.nc.subscribe(subjects.WORKER_SYNC, cb=self._on_sync))
         await self.consumer.start()
-        self.invoker.view.on_function_gone.append(self._function_gone)
-        self.invoker.view.on_function_changed.append(self._function_changed)
-        self.invoker.view.on_revision_gone.append(self._revision_gone)
+        self.view.on_function_gone.append(self._function_gone)
+        self.view.on_function_changed.append(self._function_changed)
+        self.view.on_revision_gone.append(self._revision_gone)
 
     async def _on_ping(self, msg: Msg) -> None:
         if msg.reply:
@@ -114,7 +118,7 @@ class Worker:
         head, _, record = msg.data.partition(b"\n")
         try:
             where = json_decoder.decode(head)
-            self.invoker.view.remember(
+            self.view.remember(
                 where["collection_topic"],
                 where["service"],
                 int(where["seq"]),
@@ -164,7 +168,7 @@ class Worker:
             return Overloaded("the worker is at capacity; retry shortly")
         if len(self._tasks) >= self.settings.worker_concurrency * _WAITING_PER_SLOT:
             return Overloaded("the worker holds too many waiting invocations; retry shortly")
-        limit = max_concurrency(self.invoker.view.cached_function(*function), self.settings)
+        limit = max_concurrency(self.view.cached_function(*function), self.settings)
         if self._in_flight.get(function, 0) >= limit:
             ct, ft = function
             return Overloaded(
