@@ -22,11 +22,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from schemas.errors import ComputebusError
+
 _ENDED = {"404", "408"}  # no messages (now), or the pull's wait ran out
 _GRACE_S = 1.0  # past its wait, a pull whose end the server never announced is over
 
 
-class PullFailed(Exception):
+class PullFailed(ComputebusError):
     """The consumer could not be pulled from: it is gone, or the server refused the pull."""
 
 

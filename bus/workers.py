@@ -3,35 +3,54 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from typing import TypeVar
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client
 
 from bus import subjects
-from schemas.codec import encode, json_decoder
+from schemas.codec import decoder_for, encode
+from schemas.control import (
+    NOT_CHECKED,
+    Blocker,
+    ProbeReply,
+    ProbeRequest,
+    RegistrySync,
+    SyncAck,
+    WorkerInfo,
+)
+
+log = logging.getLogger("computebus")
+
+T = TypeVar("T")
 
 PING_WAIT_S = 0.5
 
 
-async def ping_workers(nc: Client, wait_s: float = PING_WAIT_S) -> list[dict[str, Any]]:
+async def ping_workers(nc: Client, wait_s: float = PING_WAIT_S) -> list[WorkerInfo]:
     """Every worker's answer to a ping (id, isolation level, runtimes) within ``wait_s``."""
-    return await _gather(nc, subjects.WORKER_PING, b"", wait_s, quiet_s=None)
+    return await _gather(nc, subjects.WORKER_PING, b"", WorkerInfo, wait_s, quiet_s=None)
 
 
 async def sync_workers(nc: Client, ct: str, ft: str, seq: int, record: bytes) -> int:
     """Hand a just-written function record to every worker and wait for their acks, so the next
     invocation anywhere uses it (the KV watch would bring it a few milliseconds later)."""
-    body = encode({"collection_topic": ct, "service": ft, "seq": seq}) + b"\n" + record
-    return len(await _gather(nc, subjects.WORKER_SYNC, body, PING_WAIT_S, quiet_s=0.05))
+    body = encode(
+        RegistrySync(collection_topic=ct, service=ft, seq=seq, record=msgspec.Raw(record))
+    )
+    acks = await _gather(nc, subjects.WORKER_SYNC, body, SyncAck, PING_WAIT_S, quiet_s=0.05)
+    return len(acks)
 
 
 async def _gather(
-    nc: Client, subject: str, body: bytes, wait_s: float, quiet_s: float | None
-) -> list[dict[str, Any]]:
+    nc: Client, subject: str, body: bytes, kind: type[T], wait_s: float, quiet_s: float | None
+) -> list[T]:
     """Replies to one broadcast: until ``wait_s``, or ``quiet_s`` after the last reply."""
     inbox = nc.new_inbox()
-    replies: list[dict[str, Any]] = []
+    replies: list[T] = []
+    decoder = decoder_for(kind)
     sub = await nc.subscribe(inbox)
     try:
         await nc.publish(subject, body, reply=inbox)
@@ -46,7 +65,10 @@ async def _gather(
                 break
             if not msg.data:  # a status message (no responders), not a worker's answer
                 continue
-            replies.append(json_decoder.decode(msg.data))
+            try:
+                replies.append(decoder.decode(msg.data))
+            except msgspec.DecodeError as exc:
+                log.warning("ignoring an unreadable answer on %s: %s", subject, exc)
     finally:
         await sub.unsubscribe()
     return replies
@@ -54,12 +76,11 @@ async def _gather(
 
 async def probe_revision(
     nc: Client, ct: str, ft: str, number: int, timeout_s: float
-) -> list[dict[str, str]]:
+) -> list[Blocker]:
     """Have one worker load the revision's handler in its sandbox; the blockers it found."""
-    body = encode({"collection_topic": ct, "service": ft, "revision": number})
+    body = encode(ProbeRequest(collection_topic=ct, service=ft, revision=number))
     try:
         reply = await nc.request(subjects.WORKER_PROBE, body, timeout=timeout_s)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        return [{"reason": "not_checked", "message": "no worker answered the load check"}]
-    blockers: list[dict[str, str]] = json_decoder.decode(reply.data)["blockers"]
-    return blockers
+        return [Blocker(reason=NOT_CHECKED, message="no worker answered the load check")]
+    return decoder_for(ProbeReply).decode(reply.data).blockers

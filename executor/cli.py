@@ -21,6 +21,7 @@ from executor.client import verbs as commands
 from executor.client.api import Api, ClientError, FunctionFailed
 from executor.settings import Settings, SettingsError, unknown_settings
 from executor.signals import stop_on_signals
+from schemas.errors import SetupError
 
 DEFAULT_API = "http://127.0.0.1:8080"
 
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     except FunctionFailed as exc:
         print(f"computebus: {exc}", file=sys.stderr)
         return 1
-    except (SettingsError, ClientError, RuntimeError) as exc:
+    except (SetupError, ClientError) as exc:
         print(f"computebus: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

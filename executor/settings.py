@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.stores import StoreLimits
+from schemas.errors import SetupError
 
 MIB = 1024 * 1024
 MIN_COLLECTION_BUDGET = 16 * MIB
@@ -18,7 +19,7 @@ MIN_COLLECTION_BUDGET = 16 * MIB
 ISOLATION_LEVELS = ("auto", "bwrap+cgroup", "bwrap", "cgroup", "rlimit")
 
 
-class SettingsError(ValueError):
+class SettingsError(SetupError, ValueError):
     """A setting that cannot be used, named in the message (raised at start-up)."""
 
     pass

@@ -1,6 +1,7 @@
 """The one error hierarchy of computebus, and its mapping to wire codes and HTTP statuses.
 
-Every failure a caller can see is a ``ComputeError`` subclass; its ``code``, ``status`` and
+Every failure a caller can see is a ``ComputeError`` subclass (under ``ComputebusError``, the
+root, beside ``SetupError``); its ``code``, ``status`` and
 whether an Async run that failed so is tried again (``retryable``) are stated here and nowhere
 else, so HTTP responses, NATS error replies, monitor records and the retry policy agree.
 """
@@ -10,7 +11,18 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 
-class ComputeError(Exception):
+class ComputebusError(Exception):
+    """The root of every error computebus raises on purpose: a ``ComputeError`` for a caller,
+    a ``SetupError`` for whoever runs it, and the internal signals between its parts."""
+
+
+class SetupError(ComputebusError):
+    """A fault of this machine's setup or of a role's start (a runtime or bubblewrap missing, a
+    bad setting, a role that exited), not an answer to a caller: one line that names the fix,
+    which the CLI prints before it exits with 2."""
+
+
+class ComputeError(ComputebusError):
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
     # Worth another Async attempt: the handler raised, or the run hit a limit or lost its

@@ -12,6 +12,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from schemas.base import StoredStruct, Struct
+from schemas.control import Blocker
 from schemas.errors import InvalidRequest
 
 Runtime = Literal["nodejs", "python"]
@@ -282,7 +283,7 @@ class FunctionView(Struct):
     created: int | UnsetType = UNSET
     # Of the latest revision: can it serve invocations (a worker loaded its handler)?
     publishable: bool | UnsetType = UNSET
-    publish_blockers: list[dict[str, str]] | UnsetType = UNSET
+    publish_blockers: list[Blocker] | UnsetType = UNSET
     # In the answer to a change that made a revision: its number (promoted or not).
     new_revision: int | UnsetType = UNSET
 

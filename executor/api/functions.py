@@ -94,7 +94,7 @@ async def list_runtimes(request: Request) -> Response:
     """What the workers can run (each says so in its ping), not what the API's host has."""
     versions: dict[str, str] = {}
     for worker in await ping_workers(ctx_of(request).nc):
-        for name, version in (worker.get("runtimes") or {}).items():
+        for name, version in worker.runtimes.items():
             versions.setdefault(name, version)
     items = [
         RuntimeView(name=name, available=name in versions, version=versions.get(name, ""))

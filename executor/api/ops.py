@@ -13,6 +13,7 @@ from executor.api.metrics import REGISTRY
 from executor.api.openapi import openapi_document
 from executor.api.responses import JSON
 from schemas.codec import encode
+from schemas.control import WorkerInfo
 
 
 async def healthz(request: Request) -> Response:
@@ -23,11 +24,11 @@ async def readyz(request: Request) -> Response:
     """Ready when the bus is reachable and at least one worker answers a ping."""
     ctx = ctx_of(request)
     bus_ok = ctx.nc.is_connected
-    workers: list[dict[str, str]] = []
+    workers: list[WorkerInfo] = []
     if bus_ok:
         workers = await ping_workers(ctx.nc)
-    isolation = sorted({w.get("isolation", "unknown") for w in workers})
-    gaps = sorted({gap for w in workers for gap in w.get("isolation_gaps", [])})
+    isolation = sorted({w.isolation for w in workers})
+    gaps = sorted({gap for w in workers for gap in w.isolation_gaps})
     ready = bus_ok and bool(workers)
     state = {
         "ready": ready,

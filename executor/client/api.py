@@ -7,6 +7,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from schemas.errors import ComputebusError
+
 # Failures of the function itself (as opposed to a mistake in the request): the CLI exits 1.
 FUNCTION_FAILURES = frozenset(
     {
@@ -20,7 +22,7 @@ FUNCTION_FAILURES = frozenset(
 )
 
 
-class ClientError(Exception):
+class ClientError(ComputebusError):
     """A usage mistake, a refused request or an API that cannot be reached: exit 2."""
 
 

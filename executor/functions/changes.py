@@ -20,6 +20,7 @@ from executor.bundle.rules import check_asset_count
 from executor.functions.service import FunctionService, RevisionDraft, function_view, unpublishable
 from schemas.codec import decode_as, encode
 from schemas.compatibility import incompatibilities
+from schemas.control import Blocker
 from schemas.errors import (
     FunctionNotFound,
     IncompatibleSchema,
@@ -223,7 +224,7 @@ class FunctionUpdates:
         await self._announce(ct, ft, "promoted")
         return {"alias": alias, "revision_number": target.revision_number}
 
-    async def publish_blockers(self, ct: str, ft: str, revision: Revision) -> list[dict[str, str]]:
+    async def publish_blockers(self, ct: str, ft: str, revision: Revision) -> list[Blocker]:
         """Why ``revision`` cannot serve invocations: a worker loads its handler in a sandbox
         (file, export, load errors, runtime present on that worker) without calling it."""
         timeout_s = revision.timeout / 1000 + 5

@@ -26,7 +26,16 @@ from executor.settings import Settings
 from schemas import ids
 from schemas.bundles import Bundle, BundleFile
 from schemas.codec import decode_as, encode
-from schemas.errors import FunctionExists, InvalidRequest, PayloadTooLarge, detail
+from schemas.control import RUNTIME_UNAVAILABLE, Blocker
+from schemas.errors import (
+    FunctionExists,
+    FunctionFailed,
+    HandlerNotFound,
+    InvalidRequest,
+    PayloadTooLarge,
+    Timeout,
+    detail,
+)
 from schemas.functions import (
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
@@ -279,7 +288,7 @@ class FunctionService:
         ct, ft = record.collection_topic, record.service
         timeout_s = revision.timeout / 1000 + 5
         blockers = await probe_revision(self.nc, ct, ft, revision.number, timeout_s)
-        blockers = [b for b in blockers if b["reason"] == "function_error"]
+        blockers = [b for b in blockers if b.reason == FunctionFailed.code]
         if blockers:
             await self.registry.delete_function(record, seq)
             raise unpublishable(f"function {record.name!r}", blockers)  # nothing is kept
@@ -384,19 +393,19 @@ def function_view(
 
 
 _BLOCKER_FIELDS = {
-    "handler_not_found": "/compute_asset/handler",
-    "runtime_unavailable": "/compute_asset/runtime",
-    "function_error": "/compute_asset/assets",
-    "timeout": "/compute_asset/timeout",
+    HandlerNotFound.code: "/compute_asset/handler",
+    RUNTIME_UNAVAILABLE: "/compute_asset/runtime",
+    FunctionFailed.code: "/compute_asset/assets",
+    Timeout.code: "/compute_asset/timeout",
 }
 
 
-def unpublishable(what: str, blockers: list[dict[str, str]]) -> InvalidRequest:
-    reasons = "; ".join(b["message"] for b in blockers)
+def unpublishable(what: str, blockers: list[Blocker]) -> InvalidRequest:
+    reasons = "; ".join(b.message for b in blockers)
     return InvalidRequest(
         f"{what} cannot serve invocations: {reasons}",
         [
-            {"path": _BLOCKER_FIELDS.get(b["reason"], "/"), "message": b["message"], **b}
+            {"path": _BLOCKER_FIELDS.get(b.reason, "/"), "message": b.message, "reason": b.reason}
             for b in blockers
         ],
     )

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.errors import SetupError
 from schemas.functions import RUNTIMES
 
 SYSTEM_PREFIXES = ("/usr", "/bin", "/lib")
@@ -23,7 +24,7 @@ _PYTHON_FACTS = "import sys; print(sys.prefix); print('.'.join(map(str, sys.vers
 _MIN_PYTHON = (3, 9)
 
 
-class InterpreterError(RuntimeError):
+class InterpreterError(SetupError):
     """A configured interpreter is missing or unusable (raised at start-up)."""
 
 

@@ -20,13 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from executor.runtime.confinement import Confinement
+from schemas.errors import ComputebusError
 from schemas.handler_protocol import HEADER, NONCE_BYTES, HandlerReply, frame, reply_decoder
 
 _READ_CHUNK = 1 << 16
 _KILLS: set[asyncio.Task[None]] = set()  # kills started by a protocol breach between invocations
 
 
-class ProcessGone(Exception):
+class ProcessGone(ComputebusError):
     """The handler process exited or closed its reply pipe mid-invocation."""
 
 

@@ -39,6 +39,7 @@ from executor.runtime.interpreters import Interpreter
 from executor.runtime.sandbox_users import SandboxUsers
 from executor.runtime.syscall_filter import compile_filter
 from executor.settings import ISOLATION_LEVELS
+from schemas.errors import SetupError
 
 log = logging.getLogger("computebus.sandbox")
 
@@ -75,8 +76,12 @@ _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
 
 
-class SandboxUnusable(RuntimeError):
+class SandboxUnusable(SetupError):
     """The worker's sandbox cannot run handlers here (raised at start-up, naming the fix)."""
+
+
+class RuntimeMissing(SetupError):
+    """A function's runtime is not installed on this worker."""
 
 
 @dataclass(frozen=True)
@@ -232,10 +237,10 @@ class Sandbox:
     ) -> LaunchPlan:
         """``command(interpreter, bootstraps, workspace)`` builds the argv from the paths as the
         process sees them; ``env`` is the runtime's environment, ``env_vars`` the function's.
-        Raises RuntimeError when the runtime is not installed."""
+        Raises ``RuntimeMissing`` when the runtime is not installed."""
         interp = self.interpreters.get(runtime)
         if interp is None:
-            raise RuntimeError(f"runtime {runtime} is not installed on this worker")
+            raise RuntimeMissing(f"runtime {runtime} is not installed on this worker")
         python = runtime == "python"
         if self.bwrap is None:
             argv = command(str(interp.executable), str(self.bootstraps), str(workspace))

@@ -16,10 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.errors import ComputebusError
+
 DEFAULT_RANGE = (1_500_000_000, 1_500_065_535)
 
 
-class NoSandboxUser(Exception):
+class NoSandboxUser(ComputebusError):
     """Every uid of the range is taken."""
 
 

@@ -19,7 +19,7 @@ from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
 from schemas.codec import is_json
-from schemas.errors import ComputeError, FunctionNotFound, InternalError
+from schemas.errors import ComputebusError, ComputeError, FunctionNotFound, InternalError
 from schemas.functions import FunctionRecord
 from schemas.headers import CALL_OPTIONS
 from schemas.invocations import DeadLetter, MonitorRecord
@@ -32,7 +32,7 @@ _IN_FLIGHT_TTL_MS = 24 * 3600 * 1000
 _CAS_TRIES = 8
 
 
-class RecordChurn(Exception):
+class RecordChurn(ComputebusError):
     """An invocation's record kept changing under every compare-and-set tried."""
 
 

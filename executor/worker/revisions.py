@@ -13,10 +13,11 @@ from executor.bundle.handlers import handler_file
 from executor.runtime.launch import launch, launch_plan
 from executor.runtime.pool import InstancePool, RevisionKey, RevisionPool
 from executor.runtime.process import HandlerProcess, ProcessGone
-from executor.runtime.sandbox import Limits, Sandbox
+from executor.runtime.sandbox import Limits, RuntimeMissing, Sandbox
 from executor.runtime.workspace_cache import WorkspaceCache
 from executor.worker.reply_errors import reply_error
-from schemas.errors import ComputeError, FunctionNotFound
+from schemas.control import RUNTIME_UNAVAILABLE, Blocker
+from schemas.errors import ComputeError, FunctionFailed, FunctionNotFound, Timeout
 from schemas.functions import FunctionRecord, Revision
 from schemas.handler_protocol import PROBE_REQUEST
 from schemas.validation import CompiledSchema
@@ -105,34 +106,36 @@ class PreparedRevisions:
             pool=self.instances.for_revision(key, spawn),
         )
 
-    async def probe(self, ct: str, ft: str, number: int) -> list[dict[str, str]]:
+    async def probe(self, ct: str, ft: str, number: int) -> list[Blocker]:
         """Load the revision's handler in a sandboxed process without calling it; the reasons it
         could not be published (empty when it loads and has its export)."""
         try:
             function, revision = await self.view.resolve(ct, ft, revision=number)
             prepared = await self.prepare(function, revision)
         except ComputeError as exc:
-            return [{"reason": exc.code, "message": exc.message}]
-        except RuntimeError as exc:  # the runtime is not installed here
-            return [{"reason": "runtime_unavailable", "message": str(exc)}]
+            return [Blocker(reason=exc.code, message=exc.message)]
+        except RuntimeMissing as exc:
+            return [Blocker(reason=RUNTIME_UNAVAILABLE, message=str(exc))]
         try:
             process = await prepared.pool.acquire(revision.timeout / 1000)
         except TimeoutError:
-            return [{"reason": "timeout", "message": "no process was free for the load check"}]
+            return [Blocker(reason=Timeout.code, message="no process was free for the load check")]
         try:
             reply, _ = await process.invoke(PROBE_REQUEST, revision.timeout / 1000)
         except TimeoutError:
             return [
-                {"reason": "timeout", "message": "loading the handler took longer than its timeout"}
+                Blocker(
+                    reason="timeout", message="loading the handler took longer than its timeout"
+                )
             ]
         except ProcessGone as exc:
-            return [{"reason": "function_error", "message": f"the handler process died: {exc}"}]
+            return [Blocker(reason=FunctionFailed.code, message=f"the handler process died: {exc}")]
         finally:
             await prepared.pool.release(process)
         if reply.ok:
             return []
         error = reply_error(reply, prepared)
-        return [{"reason": error.code, "message": error.message}]
+        return [Blocker(reason=error.code, message=error.message)]
 
     async def retire_revision(self, ct: str, ft: str, number: int) -> None:
         """A revision was removed (a refused update): forget what was prepared for it."""

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Coroutine
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -21,7 +22,8 @@ from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
 from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
-from schemas.codec import decoder_for, encode, json_decoder
+from schemas.codec import decoder_for, encode
+from schemas.control import Blocker, ProbeReply, ProbeRequest, RegistrySync, SyncAck, WorkerInfo
 from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
 from schemas.functions import FunctionRecord
 from schemas.headers import (
@@ -106,29 +108,24 @@ class Worker:
     async def _on_ping(self, msg: Msg) -> None:
         if msg.reply:
             sandbox = self.revisions.sandbox
-            answer = {
-                "worker": self.id,
-                "isolation": sandbox.level,
-                "isolation_gaps": sandbox.gaps,
-                "runtimes": {n: i.version for n, i in sandbox.interpreters.items()},
-            }
+            answer = WorkerInfo(
+                worker=self.id,
+                isolation=sandbox.level,
+                isolation_gaps=list(sandbox.gaps),
+                runtimes={n: i.version for n, i in sandbox.interpreters.items()},
+            )
             await msg.respond(encode(answer))
 
     async def _on_sync(self, msg: Msg) -> None:
-        head, _, record = msg.data.partition(b"\n")
         try:
-            where = json_decoder.decode(head)
-            self.view.remember(
-                where["collection_topic"],
-                where["service"],
-                int(where["seq"]),
-                decoder_for(FunctionRecord).decode(record),
-            )
-        except Exception:
-            log.exception("ignoring an unreadable registry sync")
+            sync = decoder_for(RegistrySync).decode(msg.data)
+            record = decoder_for(FunctionRecord).decode(sync.record)
+        except msgspec.DecodeError as exc:
+            log.warning("ignoring an unreadable registry sync: %s", exc)
             return
+        self.view.remember(sync.collection_topic, sync.service, sync.seq, record)
         if msg.reply:
-            await msg.respond(b'{"ok":true}')
+            await msg.respond(encode(SyncAck()))
 
     async def _on_probe(self, msg: Msg) -> None:
         if msg.reply:
@@ -136,14 +133,12 @@ class Worker:
 
     async def _probe(self, msg: Msg) -> None:
         try:
-            ask = json_decoder.decode(msg.data)
-            blockers = await self.revisions.probe(
-                str(ask["collection_topic"]), str(ask["service"]), int(ask["revision"])
-            )
+            ask = decoder_for(ProbeRequest).decode(msg.data)
+            blockers = await self.revisions.probe(ask.collection_topic, ask.service, ask.revision)
         except Exception as exc:
             log.exception("load check failed")
-            blockers = [{"reason": "internal_error", "message": str(exc)}]
-        await msg.respond(encode({"blockers": blockers}))
+            blockers = [Blocker(reason=InternalError.code, message=str(exc))]
+        await msg.respond(encode(ProbeReply(blockers=blockers)))
 
     async def _on_invoke(self, msg: Msg) -> None:
         if not msg.reply:

@@ -1,0 +1,57 @@
+"""The control plane between the API and the workers: ping (who is there, with what sandbox
+and runtimes), probe (can a revision's handler load) and registry sync (a function record just
+written, handed to every worker before the KV watch brings it).
+
+Stored-style structs (unknown fields tolerated): during a rolling upgrade an API and a worker
+of different versions must still understand each other.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.base import StoredStruct
+
+
+class WorkerInfo(StoredStruct):
+    """A worker's answer to a ping."""
+
+    worker: str
+    isolation: str
+    isolation_gaps: list[str] = msgspec.field(default_factory=list)
+    runtimes: dict[str, str] = msgspec.field(default_factory=dict)  # name -> version
+
+
+class ProbeRequest(StoredStruct):
+    collection_topic: str
+    service: str
+    revision: int
+
+
+# Blocker reasons beside the error codes.
+RUNTIME_UNAVAILABLE = "runtime_unavailable"  # the worker that checked has no such runtime
+NOT_CHECKED = "not_checked"  # no worker answered the load check
+
+
+class Blocker(StoredStruct):
+    """Why a revision cannot serve invocations: an error code, or one of the reasons above."""
+
+    reason: str
+    message: str
+
+
+class ProbeReply(StoredStruct):
+    blockers: list[Blocker]
+
+
+class RegistrySync(StoredStruct):
+    """A function record as written to the registry, at its KV sequence."""
+
+    collection_topic: str
+    service: str
+    seq: int
+    record: msgspec.Raw
+
+
+class SyncAck(StoredStruct):
+    ok: bool = True
