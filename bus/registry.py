@@ -20,7 +20,7 @@ from nats.js.kv import KeyValue
 from bus import subjects
 from bus.scan import scan_last_per_subject
 from schemas.codec import decoder_for, encode
-from schemas.errors import FunctionExists, PayloadTooLarge
+from schemas.errors import FunctionExists, InternalError, PayloadTooLarge
 from schemas.functions import FunctionRecord, Revision
 
 _ID_ATTEMPTS = 20
@@ -77,7 +77,7 @@ class Registry:
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue
             return service
-        raise RuntimeError("could not allocate a free service id")
+        raise InternalError("could not allocate a free service id; try again")
 
     async def add_revision(self, ct: str, ft: str, revision: Revision, first: int) -> Revision:
         """Store ``revision`` under the lowest free number from ``first`` (KV create decides

@@ -20,6 +20,12 @@ from bus.embedded import EmbeddedNats, start_embedded_nats
 from executor.api.server import run_api
 from executor.settings import Settings
 from executor.signals import ForceHooks, killer
+from schemas.errors import SetupError
+
+
+class RoleFailed(SetupError):
+    """nats-server or the worker did not start, or the port is taken."""
+
 
 log = logging.getLogger("computebus")
 WORKER_READY_S = 60.0
@@ -51,7 +57,7 @@ def ensure_port_free(host: str, port: int) -> None:
             pass
     except OSError as exc:
         reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise RuntimeError(
+        raise RoleFailed(
             f"cannot listen on {host}:{port}: {reason} (is another computebus running? "
             "choose another with --port or COMPUTEBUS_PORT, 0 picks a free one)"
         ) from None
@@ -83,13 +89,13 @@ async def _wait_for_worker(url: str, worker: asyncio.subprocess.Process) -> None
         deadline = loop.time() + WORKER_READY_S
         while loop.time() < deadline:
             if worker.returncode is not None:
-                raise RuntimeError(f"the worker exited with code {worker.returncode} at start-up")
+                raise RoleFailed(f"the worker exited with code {worker.returncode} at start-up")
             try:
                 await nc.request(subjects.WORKER_PING, b"", timeout=0.5)
                 return
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
                 await asyncio.sleep(0.1)
-        raise RuntimeError("the worker did not become ready in time")
+        raise RoleFailed("the worker did not become ready in time")
     finally:
         await nc.close()
 

@@ -25,6 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from bus.embedded import start_embedded_nats
 from bus.workers import ping_workers
+from executor.bench import BenchFailed
 from executor.bench.invoke import child, create_noop, serve_child
 
 BARE_JS_WORKER = """
@@ -92,7 +93,7 @@ async def extra_workers(nats_url: str, n: int, tmp: Path) -> AsyncIterator[None]
                 if len(await ping_workers(nc)) >= n + 1:
                     break
             else:
-                raise RuntimeError("the extra workers did not start")
+                raise BenchFailed("the extra workers did not start")
         finally:
             await nc.close()
         yield

@@ -26,6 +26,7 @@ import httpx
 
 from bus import subjects
 from bus.connect import connect
+from executor.bench import BenchFailed
 from executor.bench.invoke import RawHttp, child, http_request, serve_child
 
 VICTIM = ("nodejs", "index.js", "exports.handler = async (e) => e;\n")
@@ -85,7 +86,7 @@ async def _latencies(api: str, path: str, samples: int) -> list[float]:
             status = await conn.post(request)
             found.append((time.perf_counter() - t) * 1000)
             if status != 200:
-                raise RuntimeError(f"the victim answered {status}")
+                raise BenchFailed(f"the victim answered {status}")
         return sorted(found)
     finally:
         conn.close()
@@ -104,10 +105,10 @@ async def _async_latencies(api: str, nats_url: str, path: str, samples: int) -> 
                 t = time.perf_counter()
                 accepted = await client.post(f"{path}/invoke", json=body)
                 if accepted.status_code != 202:
-                    raise RuntimeError(f"the Async victim answered {accepted.status_code}")
+                    raise BenchFailed(f"the Async victim answered {accepted.status_code}")
                 event = await results.next_msg(timeout=30)
                 if not event.subject.endswith(".succeeded"):
-                    raise RuntimeError(f"the Async victim failed: {event.data[:200]!r}")
+                    raise BenchFailed(f"the Async victim failed: {event.data[:200]!r}")
                 if i >= 10:  # the first ones warm its process
                     found.append((time.perf_counter() - t) * 1000)
     finally:
@@ -123,7 +124,7 @@ async def _async_flood(api: str, path: str, count: int) -> None:
             burst = [client.post(f"{path}/invoke", json=body) for _ in range(size)]
             for answer in await asyncio.gather(*burst):
                 if answer.status_code != 202:
-                    raise RuntimeError(f"the Async flood was answered {answer.status_code}")
+                    raise BenchFailed(f"the Async flood was answered {answer.status_code}")
 
 
 def _figures(latencies: list[float]) -> dict[str, float]:

@@ -24,6 +24,7 @@ import httpx
 import nats
 
 from bus.embedded import start_embedded_nats
+from executor.bench import BenchFailed
 from executor.serve import READY, parse_ready_line
 
 BARE_HTTP_APP = """
@@ -151,7 +152,7 @@ async def http_caller(
         finally:
             idle.append(conn)
         if status != 200:
-            raise RuntimeError(f"HTTP {status} from {path}")
+            raise BenchFailed(f"HTTP {status} from {path}")
 
     def close() -> None:
         for conn in conns:
@@ -173,7 +174,7 @@ async def child(
         while ready not in line:
             line = await asyncio.wait_for(proc.stdout.readline(), 60)
             if not line:
-                raise RuntimeError(f"{argv[0]} exited before it was ready")
+                raise BenchFailed(f"{argv[0]} exited before it was ready")
         yield proc, line
     finally:
         if proc.returncode is None:
@@ -274,7 +275,7 @@ async def _wait_http(port: int) -> None:
                 await client.post(f"http://127.0.0.1:{port}/echo", content=b"null")
                 return
             await asyncio.sleep(0.05)
-    raise RuntimeError("the bare starlette echo did not start")
+    raise BenchFailed("the bare starlette echo did not start")
 
 
 async def create_noop(api: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from bus.embedded import (
     CONFIG_FILE,
     CREDENTIALS_FILE,
     EmbeddedNats,
+    NatsServerFailed,
     start_embedded_nats,
 )
 
@@ -119,13 +120,13 @@ async def test_restart_keeps_data_and_credentials(tmp_path: Path) -> None:
 
 
 async def test_busy_port_fails_clearly(nats_server: EmbeddedNats, tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="exited with code") as info:
+    with pytest.raises(NatsServerFailed, match="exited with code") as info:
         await asyncio.wait_for(start_embedded_nats(tmp_path, port=nats_server.port), 15)
     assert "address already in use" in str(info.value)
 
 
 async def test_data_dir_in_use_fails_clearly(nats_server: EmbeddedNats) -> None:
-    with pytest.raises(RuntimeError, match="already in use"):
+    with pytest.raises(NatsServerFailed, match="already in use"):
         await start_embedded_nats(nats_server.data_dir)
 
 
