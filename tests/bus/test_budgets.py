@@ -19,7 +19,7 @@ from bus.monitor import MonitorStore, monitor_stream_config
 from executor.settings import MIN_COLLECTION_BUDGET
 from schemas.errors import StorageFull
 from schemas.invocations import DeadLetter, MonitorRecord
-from tests.conftest import Stack, function_body, second_api
+from tests.helpers import Stack, function_body, second_api
 
 BIG = msgspec.Raw(b'"' + b"x" * (512 * 1024) + b'"')
 FLOOD = 2 * MIN_COLLECTION_BUDGET // (512 * 1024)  # twice the budget

@@ -15,7 +15,7 @@ from nats.aio.client import Client
 
 from bus.dead_letters import DeadLetters
 from schemas.invocations import DeadLetter
-from tests.conftest import COUNTING_HANDLER, ExecutionCounter, Fn, MakeFunction, function_body
+from tests.helpers import COUNTING_HANDLER, ExecutionCounter, Fn, MakeFunction, function_body
 
 
 async def counting_function(

@@ -28,7 +28,7 @@ from bus.monitor import MonitorStore
 from bus.workers import ping_workers
 from executor.api.server import run_api
 from executor.settings import Settings
-from tests.conftest import COUNTING_HANDLER, ExecutionCounter, function_body
+from tests.helpers import COUNTING_HANDLER, ExecutionCounter, function_body
 
 ACK_WAIT_S = 2.0
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import MakeFunction, function_body
+from tests.helpers import MakeFunction, function_body
 
 ECHO = {"index.js": "exports.handler = async (e) => e;"}
 

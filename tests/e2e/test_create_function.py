@@ -23,7 +23,7 @@ from nats.aio.client import Client
 
 from bus import subjects
 from bus.bundles import BundleStore
-from tests.conftest import (
+from tests.helpers import (
     Fn,
     MakeFunction,
     Stack,

@@ -13,7 +13,7 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from tests.conftest import Fn, MakeFunction, function_body
+from tests.helpers import Fn, MakeFunction, function_body
 
 HANG = {"index.py": "import time\ndef handler(event, context):\n    time.sleep(3600)\n"}
 ECHO = {"index.js": "exports.handler = async (e) => e;"}

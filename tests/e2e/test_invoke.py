@@ -18,7 +18,7 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from tests.conftest import (
+from tests.helpers import (
     Fn,
     MakeFunction,
     Stack,

@@ -22,7 +22,8 @@ import pytest_asyncio
 from nats.aio.client import Client
 
 from executor.runtime.workspace_root import workspace_root
-from tests.conftest import (
+from tests.e2e.attacks import NODE_ATTACKS, PY_ATTACKS
+from tests.helpers import (
     Fn,
     MakeFunction,
     Stack,
@@ -31,7 +32,6 @@ from tests.conftest import (
     second_api,
     wait_for_record,
 )
-from tests.e2e.attacks import NODE_ATTACKS, PY_ATTACKS
 
 NORMAL = {"index.js": "exports.handler = async (e) => ({ ok: e });"}
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from bus.bundles import BundleStore
 from executor.api import functions, invocations, lifecycle, ops
-from tests.conftest import Fn, MakeFunction, b64
+from tests.helpers import Fn, MakeFunction, b64
 
 VERSION = (
     "const TOKEN = Math.random().toString(36);\n"

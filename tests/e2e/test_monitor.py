@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from bus import subjects
-from tests.conftest import MakeFunction, wait_for_record
+from tests.helpers import MakeFunction, wait_for_record
 
 NODE = {
     "index.js": r"""

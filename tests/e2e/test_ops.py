@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.conftest import MakeFunction
+from tests.helpers import MakeFunction
 
 NODE_OK = "exports.handler = async (event) => ({ got: event });"
 

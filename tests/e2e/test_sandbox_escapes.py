@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Fn, MakeFunction, Stack, living_descendants
 from tests.e2e.attacks import NODE_ATTACKS, PY_ATTACKS
+from tests.helpers import Fn, MakeFunction, Stack, living_descendants
 
 Invoke = Callable[..., Awaitable[httpx.Response]]
 SOURCES = {"python": {"index.py": PY_ATTACKS}, "nodejs": {"index.js": NODE_ATTACKS}}

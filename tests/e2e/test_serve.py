@@ -16,7 +16,7 @@ import pytest
 
 from bus.embedded import EmbeddedNats
 from executor.serve import parse_ready_line
-from tests.conftest import alive, descendants, function_body
+from tests.helpers import alive, descendants, function_body
 
 
 async def start_serve(

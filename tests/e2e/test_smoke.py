@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import MakeFunction, wait_for_record
+from tests.helpers import MakeFunction, wait_for_record
 
 
 async def test_node_function_answers_over_http(

@@ -21,7 +21,6 @@ import pytest_asyncio
 from bus.embedded import start_embedded_nats
 from executor.api.server import run_api
 from executor.settings import Settings
-from tests.conftest import Stack, reachable_dir
 from tests.e2e.test_sandbox_escapes import (
     test_a_handler_cannot_answer_with_a_platform_error,
     test_a_handler_cannot_change_host_kernel_settings,
@@ -34,6 +33,7 @@ from tests.e2e.test_sandbox_escapes import (
     test_the_workers_open_files_never_reach_a_handler,
     test_threads_a_handler_leaves_behind_get_no_cpu,
 )
+from tests.helpers import Stack, reachable_dir
 
 __all__ = [  # collected again here, against the unprivileged worker's stack
     "test_a_handler_cannot_answer_with_a_platform_error",

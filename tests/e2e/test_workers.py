@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import MakeFunction, Stack
+from tests.helpers import MakeFunction, Stack
 
 NOOP = {"index.py": "def handler(event, context):\n    return 1\n"}
 SLOW = {

@@ -13,7 +13,7 @@ from executor.runtime.pool import InstancePool, Spawner
 from executor.runtime.process import HandlerProcess
 from executor.runtime.sandbox import Sandbox
 from schemas.errors import Overloaded
-from tests.conftest import handler_request, spawn_python_handler
+from tests.helpers import handler_request, spawn_python_handler
 
 PID_HANDLER = "import os\ndef handler(event, context):\n    return os.getpid()\n"
 

@@ -17,14 +17,14 @@ from executor.runtime.launch import open_sandbox
 from executor.runtime.process import ProcessGone
 from executor.runtime.sandbox import Sandbox, SandboxUnusable
 from executor.settings import Settings
-from tests.conftest import (
+from tests.e2e.attacks import PY_ATTACKS
+from tests.helpers import (
     handler_request,
     living_descendants,
     reachable_dir,
     spawn_python_handler,
     world_python,
 )
-from tests.e2e.attacks import PY_ATTACKS
 
 
 @pytest.fixture
