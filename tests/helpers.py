@@ -23,8 +23,9 @@ import msgspec
 
 from executor.api.server import run_api
 from executor.runtime.launch import launch, launch_plan
+from executor.runtime.limits import Limits
 from executor.runtime.process import HandlerProcess
-from executor.runtime.sandbox import Limits, Sandbox
+from executor.runtime.sandbox import Sandbox
 from executor.settings import Settings
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext

@@ -18,8 +18,9 @@ from pathlib import Path
 import msgspec
 
 from executor.runtime.launch import launch, launch_plan, open_sandbox
+from executor.runtime.limits import Limits
 from executor.runtime.process import HandlerProcess
-from executor.runtime.sandbox import Limits, Sandbox
+from executor.runtime.sandbox import Sandbox
 from executor.settings import Settings
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -33,3 +36,33 @@ def handler_argv(
 def base_env(tmp_dir: str) -> dict[str, str]:
     """What every handler process starts with, before the function's own ``env_vars``."""
     return {"PATH": BASE_PATH, "HOME": tmp_dir, "TMPDIR": tmp_dir, "LANG": "C.UTF-8"}
+
+
+_STAGED_PREFIX = "computebus-bootstraps-"
+
+
+def stage_bootstraps() -> Path:
+    """A copy of the bootstraps that every sandbox uid can read (the installed package may live
+    where only root can look, as under /root). Named by the worker's pid, so that the next
+    worker removes what one that was killed outright left behind."""
+    _remove_stale_stages()
+    staged = Path(tempfile.mkdtemp(prefix=f"{_STAGED_PREFIX}{os.getpid()}-"))
+    for source in BOOTSTRAPS:
+        target = staged / source.name
+        shutil.copyfile(source, target)
+        target.chmod(0o444)
+    staged.chmod(0o755)
+    return staged
+
+
+def _remove_stale_stages() -> None:
+    for path in Path(tempfile.gettempdir()).glob(f"{_STAGED_PREFIX}*-*"):
+        pid = path.name[len(_STAGED_PREFIX) :].split("-", 1)[0]
+        try:
+            if path.lstat().st_uid != os.geteuid() or not pid.isdigit():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue

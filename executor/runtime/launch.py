@@ -11,8 +11,9 @@ from pathlib import Path
 
 from executor.runtime.commands import base_env, handler_argv
 from executor.runtime.interpreters import find_interpreters
+from executor.runtime.limits import Limits
 from executor.runtime.process import HandlerProcess
-from executor.runtime.sandbox import LEVELS, LaunchPlan, Limits, Sandbox, SandboxUnusable
+from executor.runtime.sandbox import LEVELS, LaunchPlan, Sandbox, SandboxUnusable
 from executor.runtime.sandbox_users import SandboxUsers
 from executor.runtime.workspace_root import workspace_root
 from executor.settings import Settings

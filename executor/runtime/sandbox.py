@@ -21,21 +21,28 @@ a user namespace that maps uid 65534 inside to its own uid.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import resource
 import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from executor.runtime.cgroups import PIDS_MAX, Cgroups, ProcessCgroup
-from executor.runtime.commands import BOOTSTRAPS
+from executor.runtime.bwrap import (
+    BOOTSTRAPS_INSIDE,
+    ENVIRONMENT_INSIDE,
+    SEAL,
+    WORKSPACE_INSIDE,
+    namespace_args,
+    sandbox_view,
+    working_bwrap,
+)
+from executor.runtime.cgroups import Cgroups
+from executor.runtime.child_setup import child_setup
+from executor.runtime.commands import stage_bootstraps
 from executor.runtime.confinement import Confinement
 from executor.runtime.interpreters import Interpreter
+from executor.runtime.limits import Limits
 from executor.runtime.sandbox_users import SandboxUsers
 from executor.runtime.syscall_filter import compile_filter
 from executor.settings import ISOLATION_LEVELS
@@ -44,36 +51,6 @@ from schemas.errors import SetupError
 log = logging.getLogger("computebus.sandbox")
 
 LEVELS = ISOLATION_LEVELS[1:]  # strongest first
-MIB = 1024 * 1024
-WORKSPACE_INSIDE = "/workspace"
-BOOTSTRAPS_INSIDE = "/opt/computebus"
-INTERPRETERS_INSIDE = {"python": "/opt/python", "nodejs": "/opt/node"}
-# The function's env_vars inside the sandbox, and the variable that tells the bootstrap where.
-ENVIRONMENT_INSIDE = "/opt/environment"
-ENVIRONMENT_VARIABLE = "COMPUTEBUS_ENVIRONMENT"
-UNPRIVILEGED_ID = "65534"  # nobody, as the handler sees itself under bubblewrap
-TMP_BYTES = 64 * MIB
-FSIZE_BYTES = 64 * MIB
-NOFILE = 1024
-# Runtime paths that exist on most systems; only the ones present are bound (read-only).
-_SYSTEM_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives")
-# Extra read-only files a function with network needs to resolve names and trust certificates.
-_NETWORK_PATHS = (
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/nsswitch.conf",
-    "/etc/ssl",
-    "/etc/ca-certificates",
-)
-# Kernel interfaces under /proc: read-only (as Docker's readonlyPaths), or masked with /dev/null.
-_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
-_PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
-# Last: /dev stays usable (/dev/null, /dev/urandom) but nothing can be created there (/dev/shm),
-# and nothing anywhere.
-_SEAL = ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKSPACE_INSIDE]
-_PR_SET_NO_NEW_PRIVS = 38
-_PR_SET_SECCOMP = 22
-_SECCOMP_MODE_FILTER = 2
 
 
 class SandboxUnusable(SetupError):
@@ -82,15 +59,6 @@ class SandboxUnusable(SetupError):
 
 class RuntimeMissing(SetupError):
     """A function's runtime is not installed on this worker."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one handler process may use: memory, a writable workspace or not, the network."""
-
-    memory_mb: int
-    read_only_fs: bool = True
-    network: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,7 +108,7 @@ class Sandbox:
         self.interpreters = interpreters
         self.setpriv = setpriv
         self.capped = capped
-        self.bootstraps = _stage_bootstraps()
+        self.bootstraps = stage_bootstraps()
 
     @classmethod
     def detect(
@@ -157,7 +125,7 @@ class Sandbox:
         setpriv = shutil.which("setpriv") if users.switches else None
         bwrap = None
         if any(level.startswith("bwrap") for level in allowed):
-            bwrap = _working_bwrap(users.switches)
+            bwrap = working_bwrap(users.switches)
             if bwrap is not None and users.switches and setpriv is None:
                 log.warning("bwrap is not used: a root worker needs setpriv (util-linux)")
                 bwrap = None
@@ -246,61 +214,15 @@ class Sandbox:
             argv = command(str(interp.executable), str(self.bootstraps), str(workspace))
             everything = {**env, **dict(item.split("=", 1) for item in env_vars)}
             return LaunchPlan(argv, None, everything, str(workspace), limits, python, b"")
-        args = self._namespaces(limits)
-        # bubblewrap (root on the host) and setpriv (root until it drops to the uid) never see
-        # the function's env_vars: the bootstrap reads them from a file only the sandbox has
-        # and sets them before it loads the handler. Options travel in a memfd, not on the
-        # command line, which anyone can read through ps.
-        args.append("--clearenv")
-        for name, value in {**env, ENVIRONMENT_VARIABLE: ENVIRONMENT_INSIDE}.items():
-            args += ["--setenv", name, value]
-        # Directories bwrap makes on the way to a mount point are 0700 when it runs as root.
-        for parent in ("/etc", "/opt"):
-            args += ["--perms", "0755", "--dir", parent]
-        for path in _SYSTEM_PATHS:
-            args += _bind_as_is(path)
-        if limits.network:
-            for path in _NETWORK_PATHS:
-                args += _bind_as_is(path)
-        exe = str(interp.executable)
-        if not interp.in_system_dirs:
-            inside = INTERPRETERS_INSIDE[runtime]
-            args += ["--ro-bind", str(interp.prefix), inside]
-            exe = inside + "/" + str(interp.executable.relative_to(interp.prefix))
-            if python:  # a relocated build still finds its libpython
-                args += ["--setenv", "LD_LIBRARY_PATH", inside + "/lib"]
-        args += ["--ro-bind", str(self.bootstraps), BOOTSTRAPS_INSIDE]
-        args += ["--ro-bind", str(workspace), WORKSPACE_INSIDE, "--proc", "/proc", "--dev", "/dev"]
-        for path in _PROC_READ_ONLY:
-            args += ["--ro-bind-try", path, path]
-        for path in _PROC_MASKED:
-            if os.path.exists(path):
-                args += ["--ro-bind", "/dev/null", path]
-        if not limits.read_only_fs:
-            args += ["--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
+        args, exe = sandbox_view(
+            self._namespaces(limits), runtime, interp, self.bootstraps, workspace, env, limits
+        )
         argv = command(exe, BOOTSTRAPS_INSIDE, WORKSPACE_INSIDE)
         function_env = b"".join(item.encode() + b"\0" for item in env_vars)
         return LaunchPlan(argv, args, {}, str(workspace), limits, python, function_env)
 
     def _namespaces(self, limits: Limits) -> list[str]:
-        args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-        if not limits.network:
-            args.append("--unshare-net")
-        args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-        if self.users.switches:
-            # Root, no user namespace: setpriv needs these to drop to the sandbox's uid.
-            for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
-                args += ["--cap-add", cap]
-            return args
-        return [
-            "--unshare-user",
-            "--disable-userns",  # no nested user namespace: it would grant mount rights inside
-            "--uid",
-            UNPRIVILEGED_ID,
-            "--gid",
-            UNPRIVILEGED_ID,
-            *args,
-        ]
+        return namespace_args(network=limits.network, root=self.users.switches)
 
     def confine(self, limits: Limits) -> Confinement:
         """A fresh cgroup and uid for one process; raises OSError (or NoSandboxUser) rather than
@@ -318,7 +240,14 @@ class Sandbox:
     def spawn(self, plan: LaunchPlan, confinement: Confinement) -> Spawn:
         """The argv and setup fds of one process (its uid is only known now)."""
         uid = confinement.uid.uid
-        preexec = self._preexec(plan, confinement.cgroup, uid)
+        preexec = child_setup(
+            cgroup=confinement.cgroup,
+            uid=uid if self.bwrap is None and self.users.switches else None,
+            own_uid=self.users.switches,
+            memory_mb=plan.limits.memory_mb if plan.python else None,
+            seccomp=self.seccomp if self.bwrap is None else None,
+            no_new_privs=self.bwrap is None,
+        )
         if plan.bwrap_args is None or self.bwrap is None:
             return Spawn(plan.command, (), preexec)
         args = list(plan.bwrap_args)
@@ -329,7 +258,7 @@ class Sandbox:
                 args += ["--seccomp", str(fds[-1])]
             fds.append(_fd_holding(plan.function_env))
             args += ["--perms", "0444", "--ro-bind-data", str(fds[-1]), ENVIRONMENT_INSIDE]
-            args += _SEAL
+            args += SEAL
             fds.append(_fd_holding(b"\0".join(a.encode() for a in args) + b"\0"))
         except BaseException:
             for fd in fds:
@@ -350,57 +279,10 @@ class Sandbox:
             ]
         return Spawn([self.bwrap, "--args", str(fds[-1]), "--", *command], tuple(fds), preexec)
 
-    def _preexec(
-        self, plan: LaunchPlan, cgroup: ProcessCgroup | None, uid: int
-    ) -> Callable[[], None]:
-        """What the child does between fork and exec: enter its cgroup, set its rlimits, and
-        where no bubblewrap does it, drop to its uid and load the seccomp filter."""
-        rlimits = [
-            (resource.RLIMIT_CORE, 0),
-            (resource.RLIMIT_NOFILE, NOFILE),
-            (resource.RLIMIT_FSIZE, FSIZE_BYTES),
-        ]
-        if self.users.switches:  # the uid is the sandbox's alone: this bounds its processes
-            rlimits.append((resource.RLIMIT_NPROC, PIDS_MAX))
-        if cgroup is None and plan.python:
-            # Without a memory cgroup, bound Python by address space (Node's V8 reserves far more
-            # address space than it uses; it is bounded by --max-old-space-size instead).
-            rlimits.append((resource.RLIMIT_AS, (plan.limits.memory_mb + 64) * MIB))
-        drop = self.bwrap is None and self.users.switches
-        program = _sock_fprog(self.seccomp) if self.bwrap is None and self.seccomp else None
-        libc = ctypes.CDLL(None, use_errno=True)
-
-        def run() -> None:
-            if cgroup is not None:
-                cgroup.enter()
-            for which, value in rlimits:
-                resource.setrlimit(which, (value, value))
-            if drop:
-                os.setgroups([])
-                os.setresgid(uid, uid, uid)
-                os.setresuid(uid, uid, uid)
-            if self.bwrap is None:
-                if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-                    raise OSError(ctypes.get_errno(), "no_new_privs")
-                if program is not None and (
-                    libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(program)) != 0
-                ):
-                    raise OSError(ctypes.get_errno(), "seccomp")
-
-        return run
-
     def close(self) -> None:
         if self.cgroups is not None:
             self.cgroups.remove()
         shutil.rmtree(self.bootstraps, ignore_errors=True)
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
-
-
-def _sock_fprog(program: bytes) -> _SockFprog:
-    return _SockFprog(len(program) // 8, program)  # each BPF instruction is 8 bytes
 
 
 def _fd_holding(data: bytes) -> int:
@@ -414,64 +296,3 @@ def _fd_holding(data: bytes) -> int:
         os.close(fd)
         raise
     return fd
-
-
-_STAGED_PREFIX = "computebus-bootstraps-"
-
-
-def _stage_bootstraps() -> Path:
-    """A copy of the bootstraps that every sandbox uid can read (the installed package may live
-    where only root can look, as under /root). Named by the worker's pid, so that the next
-    worker removes what one that was killed outright left behind."""
-    _remove_stale_stages()
-    staged = Path(tempfile.mkdtemp(prefix=f"{_STAGED_PREFIX}{os.getpid()}-"))
-    for source in BOOTSTRAPS:
-        target = staged / source.name
-        shutil.copyfile(source, target)
-        target.chmod(0o444)
-    staged.chmod(0o755)
-    return staged
-
-
-def _remove_stale_stages() -> None:
-    for path in Path(tempfile.gettempdir()).glob(f"{_STAGED_PREFIX}*-*"):
-        pid = path.name[len(_STAGED_PREFIX) :].split("-", 1)[0]
-        try:
-            if path.lstat().st_uid != os.geteuid() or not pid.isdigit():
-                continue
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except OSError:
-            continue
-
-
-def _bind_as_is(path: str) -> list[str]:
-    """Bind ``path`` read-only at the same place; a symlink (``/lib -> usr/lib``) stays one."""
-    p = Path(path)
-    if p.is_symlink():
-        return ["--symlink", os.readlink(p), path]
-    if p.exists():
-        return ["--ro-bind", path, path]
-    return []
-
-
-def _working_bwrap(as_root: bool) -> str | None:
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        return None
-    probe = [bwrap, "--unshare-pid", "--unshare-net", "--die-with-parent", "--cap-drop", "ALL"]
-    if not as_root:
-        probe += ["--unshare-user", "--uid", UNPRIVILEGED_ID, "--gid", UNPRIVILEGED_ID]
-    for path in _SYSTEM_PATHS:
-        probe += _bind_as_is(path)
-    probe += ["--proc", "/proc", "--dev", "/dev", "--", "/bin/sh", "-c", "exit 0"]
-    try:
-        done = subprocess.run(probe, capture_output=True, timeout=10, check=False, env={})
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("bwrap does not start here: %s", exc)
-        return None
-    if done.returncode != 0:
-        log.warning("bwrap does not work here: %s", done.stderr.decode(errors="replace").strip())
-        return None
-    return bwrap

@@ -11,9 +11,10 @@ from bus.bundles import BundleStore
 from bus.registry_view import RegistryView
 from executor.bundle.handlers import handler_file
 from executor.runtime.launch import launch, launch_plan
+from executor.runtime.limits import Limits
 from executor.runtime.pool import InstancePool, RevisionKey, RevisionPool
 from executor.runtime.process import HandlerProcess, ProcessGone
-from executor.runtime.sandbox import Limits, RuntimeMissing, Sandbox
+from executor.runtime.sandbox import RuntimeMissing, Sandbox
 from executor.runtime.workspace_cache import WorkspaceCache
 from executor.worker.reply_errors import reply_error
 from schemas.control import RUNTIME_UNAVAILABLE, Blocker
