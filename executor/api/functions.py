@@ -12,7 +12,7 @@ from bus.workers import ping_workers
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.metrics import FUNCTIONS_CREATED
 from executor.api.responses import body, query_int, read_body, results
-from executor.functions.service import function_view
+from executor.functions.views import function_view
 from schemas import ids
 from schemas.errors import FunctionNotFound, InvalidRequest, detail
 from schemas.functions import RUNTIMES, FunctionRecord, FunctionView, RuntimeView

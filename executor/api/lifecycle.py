@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from executor.api.context import ctx_of, function_ref
 from executor.api.responses import body, read_body, results
-from executor.functions.service import compute_asset_view
+from executor.functions.views import compute_asset_view
 from schemas.errors import InvalidRequest, NotFound, detail
 from schemas.functions import Revision
 from schemas.ids import DEFAULT_ALIAS

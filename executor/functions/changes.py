@@ -17,7 +17,9 @@ from bus import subjects
 from bus.registry_view import RegistryView
 from bus.workers import probe_revision, sync_workers
 from executor.bundle.rules import check_asset_count
-from executor.functions.service import FunctionService, RevisionDraft, function_view, unpublishable
+from executor.functions.rules import unpublishable
+from executor.functions.service import FunctionService, RevisionDraft
+from executor.functions.views import function_view
 from schemas.codec import decode_as, encode
 from schemas.compatibility import incompatibilities
 from schemas.control import Blocker

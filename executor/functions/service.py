@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -22,29 +20,28 @@ from bus.workers import probe_revision
 from executor.bundle.handlers import check_handler_present, handler_file
 from executor.bundle.rules import check_asset_count, decode_assets
 from executor.bundle.unpack import materialize, remove_tree
+from executor.functions.rules import (
+    CONTROL_CHARS,
+    MAX_NAME_CHARS,
+    check_env_vars,
+    invalid,
+    memory_mb,
+    unpublishable,
+)
+from executor.functions.views import asset_meta, asset_of, function_view
 from executor.settings import Settings
 from schemas import ids
-from schemas.bundles import Bundle, BundleFile
+from schemas.bundles import Bundle
 from schemas.codec import decode_as, encode
-from schemas.control import RUNTIME_UNAVAILABLE, Blocker
 from schemas.errors import (
     FunctionExists,
     FunctionFailed,
-    HandlerNotFound,
-    InvalidRequest,
     PayloadTooLarge,
-    Timeout,
     detail,
 )
 from schemas.functions import (
-    RESERVED_ENV_NAMES,
-    RESERVED_ENV_PREFIXES,
     Asset,
-    AssetMeta,
-    AsyncConfig,
-    ComputeAssetView,
     CreateFunctionRequest,
-    FunctionLimits,
     FunctionRecord,
     FunctionSchema,
     FunctionView,
@@ -56,16 +53,6 @@ from schemas.functions import (
     check_monitor_config,
 )
 from schemas.validation import check_schema
-
-MEMORY_TIERS_MB = (128, 256, 512, 1024, 2048, 4096)
-_SIZE = re.compile(r"^([1-9][0-9]*)MB$")
-# Far below what exec accepts (128 KiB per string, the argv and environment together a quarter
-# of the stack limit), so every handler process can start with them.
-MAX_ENV_VAR_BYTES = 32 * 1024
-MAX_ENV_BYTES = 128 * 1024
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_NAME_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -82,42 +69,6 @@ class RevisionDraft:
     schema: FunctionSchema
     assets: list[Asset] | None = None
     base: Revision | None = None
-
-
-def memory_mb(size: str) -> int:
-    found = _SIZE.fullmatch(size)
-    if not found or int(found.group(1)) not in MEMORY_TIERS_MB:
-        tiers = ", ".join(f"{t}MB" for t in MEMORY_TIERS_MB)
-        raise InvalidRequest(
-            f"/size: {size!r} is not a memory tier ({tiers})",
-            [detail("/size", f"must be one of {tiers}")],
-        )
-    return int(found.group(1))
-
-
-def check_env_vars(env_vars: list[str], where: str) -> None:
-    total = 0
-    for i, item in enumerate(env_vars):
-        name, eq, _ = item.partition("=")
-        size = len(item.encode())
-        total += size + 1
-        reason = None
-        if not eq or not _ENV_NAME.fullmatch(name):
-            reason = "must be NAME=VALUE with NAME a letter or _ then letters, digits or _"
-        elif name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
-            reason = f"{name} is reserved for the runtime and cannot be set"
-        elif "\x00" in item:
-            reason = "must not contain NUL"
-        elif size > MAX_ENV_VAR_BYTES:
-            reason = f"is {size} bytes, over the {MAX_ENV_VAR_BYTES}-byte limit of one variable"
-        elif total > MAX_ENV_BYTES:
-            reason = f"takes the variables over {MAX_ENV_BYTES} bytes in all"
-        if reason:
-            raise InvalidRequest(f"{where}/{i}: {reason}", [detail(f"{where}/{i}", reason)])
-
-
-def _invalid(path: str, reason: str) -> InvalidRequest:
-    return InvalidRequest(f"{path}: {reason}", [detail(path, reason)])
 
 
 class FunctionService:
@@ -140,9 +91,9 @@ class FunctionService:
         self.collection_stores = collection_stores
 
     def check_name(self, name: str) -> None:
-        if not name.strip() or len(name) > MAX_NAME_CHARS or _CONTROL.search(name):
+        if not name.strip() or len(name) > MAX_NAME_CHARS or CONTROL_CHARS.search(name):
             reason = f"must be 1 to {MAX_NAME_CHARS} characters, not blank, no control characters"
-            raise _invalid("/name", reason)
+            raise invalid("/name", reason)
 
     async def check_bundle_budget(self, ct: str, revision: Revision) -> None:
         """A new bundle must fit in what is left of its collection's bundle budget."""
@@ -166,12 +117,12 @@ class FunctionService:
         reused, and is unpacked only to check a changed handler. Nothing is stored.
         """
         if not 0 < draft.timeout <= self.settings.max_timeout_ms:
-            raise _invalid(
+            raise invalid(
                 "/compute_asset/timeout", f"must be between 1 and {self.settings.max_timeout_ms} ms"
             )
         memory = memory_mb(draft.size)
         if draft.network and not self.settings.allow_network:
-            raise _invalid(
+            raise invalid(
                 "/compute_asset/network",
                 "outbound network is off on this installation (COMPUTEBUS_ALLOW_NETWORK)",
             )
@@ -185,7 +136,7 @@ class FunctionService:
             await asyncio.to_thread(self._check_bundle, bundle, draft.handler, draft.runtime)
             encoded = encoded_bundle(bundle)
             digest = encoded.digest
-            metas = [_meta(a, f) for a, f in zip(draft.assets, bundle.files, strict=True)]
+            metas = [asset_meta(a, f) for a, f in zip(draft.assets, bundle.files, strict=True)]
         else:
             assert draft.base is not None
             digest, metas = draft.base.bundle, draft.base.assets
@@ -216,7 +167,7 @@ class FunctionService:
         ct = spec.collection_topic
         self.check_name(req.name)
         if not ids.COLLECTION_TOPIC.fullmatch(ct):
-            raise _invalid(
+            raise invalid(
                 "/compute_asset/collection_topic",
                 f"{ct!r} must match {ids.COLLECTION_TOPIC.pattern}",
             )
@@ -323,89 +274,6 @@ class FunctionService:
 
     async def assets_of(self, revision: Revision) -> list[Asset]:
         bundle = await self.bundles.get(revision.bundle)
-        return [_asset(meta, f.data) for meta, f in zip(revision.assets, bundle.files, strict=True)]
-
-
-def _meta(asset: Asset, file: BundleFile) -> AssetMeta:
-    return AssetMeta(
-        asset_name=asset.asset_name,
-        asset_type=asset.asset_type,
-        link=asset.link,
-        size=len(file.data),
-    )
-
-
-def _asset(meta: AssetMeta, data: bytes) -> Asset:
-    return Asset(
-        asset_name=meta.asset_name,
-        asset_value=base64.b64encode(data).decode(),
-        asset_type=meta.asset_type,
-        link=meta.link,
-    )
-
-
-def compute_asset_view(
-    ct: str, ft: str, revision: Revision, assets: list[Asset] | None = None
-) -> ComputeAssetView:
-    """The compute asset as shown; ``assets`` (with ``env_vars``) only when asked for."""
-    view = ComputeAssetView(
-        collection_topic=ct,
-        service=ft,
-        runtime=revision.runtime,
-        handler=revision.handler,
-        timeout=revision.timeout,
-        read_only_fs=revision.read_only_fs,
-    )
-    if revision.network:
-        view.network = True
-    if assets is not None:
-        view.env_vars = revision.env_vars
-        view.assets = assets
-    return view
-
-
-def function_view(
-    record: FunctionRecord, revision: Revision, kind: str, assets: list[Asset] | None = None
-) -> FunctionView:
-    ct, ft = record.collection_topic, record.service
-    compute_asset = compute_asset_view(ct, ft, revision, assets)
-    view = FunctionView(
-        description=record.description,
-        name=record.name,
-        runtime=revision.runtime,
-        subject=subjects.function_subject(ct, ft),
-        type=kind,
-        modified=record.modified,
-        compute_asset=compute_asset,
-        monitor_config=record.monitor_config,
-        schema=revision.schema,
-    )
-    if assets is not None or record.async_config != AsyncConfig():
-        view.async_config = record.async_config
-    if assets is not None or record.limits != FunctionLimits():
-        view.limits = record.limits
-    if assets is not None:
-        view.size = revision.size
-        view.revision = revision.number
-        view.aliases = record.aliases
-        view.created = record.created
-    return view
-
-
-_BLOCKER_FIELDS = {
-    HandlerNotFound.code: "/compute_asset/handler",
-    RUNTIME_UNAVAILABLE: "/compute_asset/runtime",
-    FunctionFailed.code: "/compute_asset/assets",
-    Timeout.code: "/compute_asset/timeout",
-}
-
-
-def unpublishable(what: str, blockers: list[Blocker]) -> InvalidRequest:
-    reasons = "; ".join(b.message for b in blockers)
-    return InvalidRequest(
-        f"{what} cannot serve invocations: {reasons}",
-        [
-            {"path": _BLOCKER_FIELDS.get(b.reason, "/"), "message": b.message, "reason": b.reason}
-            for b in blockers
-        ],
-    )
+        return [
+            asset_of(meta, f.data) for meta, f in zip(revision.assets, bundle.files, strict=True)
+        ]
