@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -72,10 +73,14 @@ def nested_too_deeply(where: str) -> InvalidRequest:
     )
 
 
+def pointer_of(parts: Iterable[object]) -> str:
+    """The JSON pointer (RFC 6901) of a path of keys and indexes: ``a/b``, 0 -> ``/a~1b/0``."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
 def json_pointer(msgspec_path: str) -> str:
     """``$.a.b[0].c`` -> ``/a/b/0/c``."""
-    parts = [m.group(1) or m.group(2) or "" for m in _PATH_PART.finditer(msgspec_path)]
-    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return pointer_of(m.group(1) or m.group(2) or "" for m in _PATH_PART.finditer(msgspec_path))
 
 
 def _describe(message: str, where: str, kind: Any) -> tuple[str, list[dict[str, Any]]]:

@@ -52,7 +52,7 @@ from schemas.functions import (
     check_limits,
     check_monitor_config,
 )
-from schemas.validation import check_schema
+from schemas.schema_checks import check_schema
 
 
 @dataclass(frozen=True)

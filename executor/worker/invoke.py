@@ -37,7 +37,8 @@ from schemas.handler_protocol import (
 )
 from schemas.headers import Call
 from schemas.invocations import HandlerContext, MonitorRecord
-from schemas.validation import CompiledSchema, ValidationTooSlow
+from schemas.validation import CompiledSchema
+from schemas.validation_guards import ValidationTooSlow
 
 
 @dataclass

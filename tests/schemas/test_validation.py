@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from schemas.validation import CompiledSchema, ValidationTooSlow
+from schemas.validation import CompiledSchema
+from schemas.validation_guards import ValidationTooSlow
 
 UNIQUE = {"type": "array", "uniqueItems": True}
 
