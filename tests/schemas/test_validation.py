@@ -55,3 +55,29 @@ def test_a_fan_out_of_references_stops_at_the_deadline() -> None:
         schema.errors({}, deadline=started + 0.2)
     assert time.monotonic() - started < 1.0
     assert CompiledSchema(fan_out(3)).errors({}) == []  # a small one still validates
+
+
+def test_a_backtracking_pattern_stops_at_the_deadline_instead_of_holding_the_worker() -> None:
+    schema = CompiledSchema({"type": "string", "pattern": "(x+x+)+y"})
+    started = time.monotonic()
+    with pytest.raises(ValidationTooSlow, match="did not finish matching"):
+        schema.errors("x" * 1000 + "!", deadline=time.monotonic() + 0.2)
+    assert time.monotonic() - started < 5  # not the hours the backtracking would take
+
+
+def test_a_remote_ref_is_refused_at_create_and_never_fetched() -> None:
+    from schemas.errors import InvalidRequest
+    from schemas.schema_checks import check_schema
+
+    with pytest.raises(InvalidRequest) as info:
+        check_schema({"$ref": "http://127.0.0.1:9/schema.json"}, "/schema/input")
+    assert info.value.details[0]["path"].startswith("/schema/input")
+
+
+def test_errors_name_each_failing_location_as_a_json_pointer() -> None:
+    schema = CompiledSchema(
+        {"type": "object", "properties": {"a/b": {"type": "integer"}, "c": {"type": "array"}}}
+    )
+    found = schema.errors({"a/b": "x", "c": 1})
+    assert sorted(d["path"] for d in found) == ["/a~1b", "/c"]
+    assert CompiledSchema({}).errors(object()) == []  # an empty schema checks nothing
