@@ -8,6 +8,8 @@ import importlib.metadata
 import os
 from pathlib import Path
 
+from schemas.ids import DEFAULT_ALIAS
+
 DEFAULT_API = "http://127.0.0.1:8080"
 
 
@@ -106,11 +108,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     pr = verb("promote", "point an alias (production) at a revision")
     pr.add_argument("ref", help="COLLECTION/NAME")
     pr.add_argument("revision", type=int, help="the revision number")
-    pr.add_argument("--alias", default="production", help="default production")
+    pr.add_argument("--alias", default=DEFAULT_ALIAS, help=f"default {DEFAULT_ALIAS}")
     pr.add_argument("--force", action="store_true", help="past the schema compatibility gate")
     rb = verb("rollback", "point an alias back at the revision before the one it names")
     rb.add_argument("ref", help="COLLECTION/NAME")
-    rb.add_argument("--alias", default="production", help="default production")
+    rb.add_argument("--alias", default=DEFAULT_ALIAS, help=f"default {DEFAULT_ALIAS}")
     st = verb("status", "show one invocation's record (exit 1 if it failed)")
     st.add_argument("ref", help="COLLECTION/NAME")
     st.add_argument("invocation_id", help="as the invoke answered (X-Invocation-Id)")

@@ -16,6 +16,7 @@ from executor.functions.views import function_view
 from schemas import ids
 from schemas.errors import FunctionNotFound, InvalidRequest, detail
 from schemas.functions import RUNTIMES, FunctionRecord, FunctionView, RuntimeView
+from schemas.ids import DEFAULT_ALIAS
 
 
 async def create_function(request: Request) -> Response:
@@ -28,7 +29,7 @@ async def create_function(request: Request) -> Response:
 
 def _production(record: FunctionRecord) -> int:
     """The revision a plain GET shows: the one plain invokes run."""
-    return record.aliases.get("production", record.latest_revision)
+    return record.aliases.get(DEFAULT_ALIAS, record.latest_revision)
 
 
 async def _views(ctx: ApiContext, records: list[FunctionRecord]) -> list[FunctionView]:

@@ -52,6 +52,7 @@ from schemas.functions import (
     check_limits,
     check_monitor_config,
 )
+from schemas.ids import DEFAULT_ALIAS
 from schemas.schema_checks import check_schema
 
 
@@ -211,7 +212,7 @@ class FunctionService:
                 created=now,
                 modified=now,
                 latest_revision=1,
-                aliases={"production": 1},
+                aliases={DEFAULT_ALIAS: 1},
             )
             seq = await self.registry.create_function(record)
         except BaseException:
