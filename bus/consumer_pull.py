@@ -65,15 +65,20 @@ class ConsumerPull:
             self._sub = None
 
     async def pull(self, batch: int, wait_s: float) -> int:
-        """Ask for up to ``batch`` messages, the server holding the request up to ``wait_s`` for
-        them; returns how many came before the pull ended. Raises ``PullFailed``. One at a
-        time."""
+        """Up to ``batch`` messages: what is there now, or else what comes within ``wait_s``;
+        returns how many came before the pull ended. Raises ``PullFailed``. One at a time."""
+        got = await self._request(batch, {"batch": batch, "no_wait": True}, 0.0)
+        if got:
+            return got
+        return await self._request(batch, {"batch": batch, "expires": int(wait_s * 1e9)}, wait_s)
+
+    async def _request(self, batch: int, request: dict[str, object], wait_s: float) -> int:
         token = str(next(self._tokens))
         waiting = _Waiting(token, batch, asyncio.get_running_loop().create_future())
         self._waiting = waiting
-        request = json.dumps({"batch": batch, "expires": int(wait_s * 1e9)}).encode()
         try:
-            await self.nc.publish(self._next_subject, request, reply=f"{self._inbox}.{token}")
+            reply = f"{self._inbox}.{token}"
+            await self.nc.publish(self._next_subject, json.dumps(request).encode(), reply=reply)
             refused = await asyncio.wait_for(asyncio.shield(waiting.ended), wait_s + _GRACE_S)
         except TimeoutError:
             if waiting.got == 0:  # not even a status: the consumer may be gone

@@ -44,7 +44,8 @@ class _Lane:
     key: Key
     pull: ConsumerPull | None = None
     running: int = 0
-    fetching: int = 0
+    fetching: int = 0  # slots its pull under way holds for messages still to come
+    pulling: bool = False  # a pull is under way (one at a time)
     ready: bool = True
     quiet_until: float = 0.0
     empty_pulls: int = 0
@@ -137,12 +138,13 @@ class AsyncDispatcher:
         free = self.slots - sum(held.values())
         if free <= 0 or not self._pulling:
             return
-        waiting = [k for k in self._order if self._lanes[k].ready and not self._lanes[k].fetching]
+        waiting = [k for k in self._order if self._lanes[k].ready and not self._lanes[k].pulling]
         grants = share_out(free, held, waiting, self.slots)
         self._order.rotate(-1)  # ties go to another lane next time
         for key, count in grants.items():
             lane = self._lanes[key]
-            lane.fetching = count  # counted now: the next grant may come before the pull starts
+            # Counted now: the next grant may come before the pull starts.
+            lane.fetching, lane.pulling = count, True
             self._fetches.spawn(self._fetch(lane, count))
 
     async def _fetch(self, lane: _Lane, count: int) -> None:
@@ -159,7 +161,7 @@ class AsyncDispatcher:
                 self._naks.spawn(_close(lane.pull))
             lane.pull = None
         finally:
-            lane.fetching = 0
+            lane.fetching, lane.pulling = 0, False
             self._wake.set()
         if got:
             lane.empty_pulls = 0
@@ -173,6 +175,7 @@ class AsyncDispatcher:
     def _take(self, lane: _Lane, msg: Msg) -> None:
         """Run ``msg``, or hand it straight back when stopping or full (a message can come after
         its pull ended, or while the worker stops)."""
+        lane.fetching = max(0, lane.fetching - 1)  # a slot its pull held is now running
         if not self._pulling or len(self._tasks) >= self.slots:
             self._hand_back(msg)
             return
@@ -217,7 +220,7 @@ class AsyncDispatcher:
 
 
 def _idle(lane: _Lane) -> bool:
-    return not lane.ready and lane.running == 0 and lane.fetching == 0
+    return not lane.ready and lane.running == 0 and not lane.pulling
 
 
 async def _close(pull: ConsumerPull) -> None:
