@@ -93,7 +93,7 @@ async def start_embedded_nats(
     try:
         user, password = _load_or_create_credentials(data_dir / CREDENTIALS_FILE)
         config = _render_config(data_dir, host, port, max_payload, user, password)
-        _write_private(data_dir / CONFIG_FILE, config)
+        write_private(data_dir / CONFIG_FILE, config)
         log_path = data_dir / LOG_FILE
         log_start = log_path.stat().st_size if log_path.exists() else 0
         with log_path.open("ab") as log_file:
@@ -203,7 +203,7 @@ def _load_or_create_credentials(path: Path) -> tuple[str, str]:
             raise NatsServerFailed(f"NATS credentials in {path} must be non-empty strings")
         return user, password
     password = secrets.token_urlsafe(24)
-    _write_private(path, json.dumps({"user": USER, "password": password}) + "\n")
+    write_private(path, json.dumps({"user": USER, "password": password}) + "\n")
     return USER, password
 
 
@@ -235,7 +235,7 @@ def _lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write atomically with mode 0600 from the first byte."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

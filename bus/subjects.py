@@ -17,6 +17,7 @@ DEAD_LETTER_PREFIX = "computebus.dead"
 SHARED_DEAD_LETTER_STREAM = "COMPUTEBUS_DEAD_LETTERS"  # before one stream per collection
 
 FUNCTIONS_BUCKET = "computebus_functions"
+TOKENS_BUCKET = "computebus_tokens"
 BUNDLES_BUCKET = "computebus_bundles"
 MONITOR_PREFIX = "computebus.monitor"
 SHARED_MONITOR_STREAM = "COMPUTEBUS_MONITOR"  # before one stream per collection

@@ -16,7 +16,7 @@ import uvloop
 from executor.cli_args import parse_args
 from executor.client import deploy
 from executor.client import verbs as commands
-from executor.client.api import Api, ClientError, FunctionFailed
+from executor.client.api import Api, ClientError, FunctionFailed, find_token
 from executor.settings import Settings, SettingsError, unknown_settings
 from executor.signals import stop_on_signals
 from schemas.errors import SetupError
@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_bench(seconds=args.seconds, concurrency=args.concurrency, samples=args.samples)
             )
         if args.command in _CLIENT_VERBS:
-            with Api(args.api, timeout=None if args.command == "invoke" else 120) as api:
+            token = find_token(args.token, os.environ)
+            timeout = None if args.command == "invoke" else 120
+            with Api(args.api, token=token, timeout=timeout) as api:
                 _client_verb(api, args)
     except FunctionFailed as exc:
         print(f"computebus: {exc}", file=sys.stderr)
@@ -118,6 +120,7 @@ _CLIENT_VERBS = (
     "dead-letters",
     "retry",
     "logs",
+    "token",
 )
 
 
@@ -174,6 +177,8 @@ def _client_verb(api: Api, args: argparse.Namespace) -> None:
             _emit(commands.dead_letters(api, args.ref, args.limit))
         case "retry":
             _emit(commands.retry(api, args.ref, args.invocation_id))
+        case "token":
+            _emit(commands.token(api, args.action, args.name_or_id, args.scopes, args.expires_in))
         case "logs":
             follow = args.follow
             lines = commands.logs(

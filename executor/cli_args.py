@@ -53,6 +53,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         default=os.environ.get("COMPUTEBUS_API", DEFAULT_API),
         help=f"the computebus API (default $COMPUTEBUS_API or {DEFAULT_API})",
     )
+    api_flag.add_argument(
+        "--token",
+        help="API token (default $COMPUTEBUS_TOKEN, else .computebus/admin-token if present)",
+    )
 
     def verb(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, parents=[api_flag])
@@ -130,6 +134,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "--follow", "-f", action="store_true", help="keep printing new ones (Ctrl-C stops)"
     )
 
+    tk = verb("token", "create, list or revoke API tokens (needs an admin token)")
+    tk.add_argument("action", choices=["create", "ls", "revoke"], help="what to do")
+    tk.add_argument("name_or_id", nargs="?", help="create: the new token's name; revoke: its id")
+    tk.add_argument(
+        "--scope",
+        action="append",
+        dest="scopes",
+        help="create: admin, or read|invoke|deploy:COLLECTIONS (team-*, *); repeatable",
+    )
+    tk.add_argument("--expires-in", type=int, help="create: seconds until it expires")
     b = sub.add_parser("bench", help="invoke throughput and latency beside bare baselines")
     b.add_argument("--seconds", type=float, default=5.0, help="length of each throughput phase")
     b.add_argument("--concurrency", type=int, default=32, help="calls in flight at once")

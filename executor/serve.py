@@ -11,12 +11,14 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import nats.errors
 
 from bus import subjects
 from bus.connect import connect
 from bus.embedded import EmbeddedNats, start_embedded_nats
+from executor.api.admin_token import admin_token_path
 from executor.api.server import run_api
 from executor.settings import Settings
 from executor.signals import ForceHooks, killer
@@ -35,9 +37,11 @@ _PR_SET_PDEATHSIG = 1
 READY = "computebus ready"
 
 
-def ready_line(api: str, nats: str) -> str:
-    """The one line ``serve`` prints when it takes work."""
-    return f"{READY} api={api} nats={nats}"
+def ready_line(api: str, nats: str, token_file: Path | None = None) -> str:
+    """The one line ``serve`` prints when it takes work (where the admin token is, never the
+    token itself)."""
+    line = f"{READY} api={api} nats={nats}"
+    return f"{line} token-file={token_file}" if token_file is not None else line
 
 
 def parse_ready_line(line: str) -> dict[str, str]:
@@ -127,7 +131,9 @@ async def serve(settings: Settings, stop: asyncio.Event, on_force: ForceHooks) -
         await _wait_for_worker(url, worker)
 
         def ready(api_url: str) -> None:
-            print(ready_line(api_url, url), flush=True)
+            token_file = admin_token_path(settings.data_dir).resolve()
+            shown = token_file if token_file.exists() else None
+            print(ready_line(api_url, url, shown), flush=True)
 
         await run_api(url, settings, stop, on_ready=ready)
         return 0

@@ -68,6 +68,11 @@ class Settings:
     python: str | None = None
     node: str | None = None
     sandbox_uids: tuple[int, int] = (1_500_000_000, 1_500_065_535)
+    # Access: whether /metrics and /openapi.json answer without a token (unset: only when the
+    # API listens on loopback), and the browser origins allowed to call the API (CORS;
+    # comma-separated, "*" for any).
+    ops_public: bool | None = None
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -80,6 +85,13 @@ class Settings:
                 continue
             values[field.name] = _parse(name, raw, _PARSERS[field.name])
         return cls(**values).checked()
+
+    @property
+    def ops_open(self) -> bool:
+        """Whether /metrics and /openapi.json answer without a token."""
+        if self.ops_public is not None:
+            return self.ops_public
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
 
     def store_limits(self) -> StoreLimits:
         return StoreLimits(
@@ -145,9 +157,9 @@ def env_name(field: str) -> str:
     return "NATS_URL" if field == "nats_url" else f"COMPUTEBUS_{field.upper()}"
 
 
-# COMPUTEBUS_ variables that are not settings of a server role: the CLI's API address, the
-# log level (read before settings), and what the test suite reads.
-_NOT_SETTINGS = ("COMPUTEBUS_API", "COMPUTEBUS_LOG_LEVEL")
+# COMPUTEBUS_ variables that are not settings of a server role: the CLI's API address and
+# token, the log level (read before settings), and what the test suite reads.
+_NOT_SETTINGS = ("COMPUTEBUS_API", "COMPUTEBUS_LOG_LEVEL", "COMPUTEBUS_TOKEN")
 _NOT_SETTINGS_PREFIXES = ("COMPUTEBUS_TEST_",)
 
 
@@ -176,6 +188,10 @@ def _uid_range(raw: str) -> tuple[int, int]:
     return int(first), int(last)
 
 
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _boolean(raw: str) -> bool:
     if raw.lower() in ("1", "true", "yes", "on"):
         return True
@@ -199,6 +215,7 @@ _BY_TYPE: dict[Any, Callable[[str], Any]] = {
     Path: Path,
     bool: _boolean,
     tuple[int, int]: _uid_range,
+    tuple[str, ...]: _comma_list,
 }
 
 

@@ -38,6 +38,10 @@ class ComputeError(ComputebusError):
     def to_body(self) -> dict[str, Any]:
         return {"error": self.message, "code": self.code, "details": self.details}
 
+    def http_headers(self) -> dict[str, str]:
+        """Headers an HTTP answer with this error carries."""
+        return {}
+
 
 class InvalidRequest(ComputeError):
     code = "invalid_request"
@@ -86,6 +90,42 @@ class Overloaded(ComputeError):
     status = 429
     retryable = True
     retry_after_s: ClassVar[int] = 1
+
+    def http_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class RateLimited(ComputeError):
+    """Over the function's ``limits.rps`` (with its ``burst``)."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(
+        self, message: str, details: list[dict[str, Any]] | None = None, retry_after_s: int = 1
+    ) -> None:
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+    def http_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class Unauthorized(ComputeError):
+    """No token, or one that is malformed, unknown, expired or revoked."""
+
+    code = "unauthorized"
+    status = 401
+
+    def http_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="computebus"'}
+
+
+class Forbidden(ComputeError):
+    """A valid token without the scope the request needs."""
+
+    code = "forbidden"
+    status = 403
 
 
 class FunctionFailed(ComputeError):

@@ -163,14 +163,38 @@ class FunctionLimits(Struct):
     ``COMPUTEBUS_FUNCTION_CONCURRENCY``."""
 
     max_concurrency: int | None = None
+    # Invocations per second over HTTP, across every API process, with bursts of ``burst``
+    # (default: one second's worth); past it 429 rate_limited with Retry-After.
+    rps: float | UnsetType = UNSET
+    burst: int | UnsetType = UNSET
+
+
+MAX_RPS = 100_000.0
 
 
 def check_limits(limits: FunctionLimits) -> None:
     value = limits.max_concurrency
     if value is not None and not 1 <= value <= MAX_CONCURRENCY_LIMIT:
-        reason = f"must be 1 to {MAX_CONCURRENCY_LIMIT}, got {value}"
-        problem = {"path": "/limits/max_concurrency", "message": reason}
-        raise InvalidRequest(f"/limits/max_concurrency: {reason}", [problem])
+        _bad_limit("max_concurrency", f"must be 1 to {MAX_CONCURRENCY_LIMIT}, got {value}")
+    if limits.rps is not UNSET and not 0 < limits.rps <= MAX_RPS:
+        _bad_limit("rps", f"must be above 0 and at most {MAX_RPS:g}, got {limits.rps:g}")
+    if limits.burst is not UNSET:
+        if limits.rps is UNSET:
+            _bad_limit("burst", "needs rps beside it")
+        if not 1 <= limits.burst <= MAX_RPS:
+            _bad_limit("burst", f"must be 1 to {MAX_RPS:g}, got {limits.burst}")
+
+
+def _bad_limit(name: str, reason: str) -> None:
+    problem = {"path": f"/limits/{name}", "message": reason}
+    raise InvalidRequest(f"/limits/{name}: {reason}", [problem])
+
+
+class FunctionAccess(Struct):
+    """``access``: ``public_invoke`` lets anyone invoke the function over HTTP without a token
+    (like a function URL with no auth); everything else about it still needs one."""
+
+    public_invoke: bool = False
 
 
 class CreateFunctionRequest(Struct):
@@ -184,6 +208,8 @@ class CreateFunctionRequest(Struct):
     async_config: AsyncConfig = msgspec.field(default_factory=AsyncConfig)
     # Extension: a function's share of each worker.
     limits: FunctionLimits = msgspec.field(default_factory=FunctionLimits)
+    # Extension: who may invoke it without a token.
+    access: FunctionAccess = msgspec.field(default_factory=FunctionAccess)
 
 
 class ComputeAssetPatch(Struct):
@@ -208,6 +234,7 @@ class FunctionPatch(Struct):
     monitor_config: MonitorConfig | UnsetType = UNSET
     async_config: AsyncConfigPatch | UnsetType = UNSET
     limits: FunctionLimits | UnsetType = UNSET
+    access: FunctionAccess | UnsetType = UNSET
     schema: FunctionSchema | UnsetType = UNSET
     size: str | UnsetType = UNSET
 
@@ -248,6 +275,7 @@ class FunctionRecord(StoredStruct):
     aliases: dict[str, int]
     async_config: AsyncConfig = msgspec.field(default_factory=AsyncConfig)
     limits: FunctionLimits = msgspec.field(default_factory=FunctionLimits)
+    access: FunctionAccess = msgspec.field(default_factory=FunctionAccess)
 
 
 class ComputeAssetView(Struct):
@@ -277,6 +305,7 @@ class FunctionView(Struct):
     # Shown on GET; in the create answer only when not the defaults (its shape is Quiva's).
     async_config: AsyncConfig | UnsetType = UNSET
     limits: FunctionLimits | UnsetType = UNSET
+    access: FunctionAccess | UnsetType = UNSET
     size: str | UnsetType = UNSET
     revision: int | UnsetType = UNSET
     aliases: dict[str, int] | UnsetType = UNSET

@@ -20,6 +20,7 @@ from executor.runtime.interpreters import find_interpreters
 from executor.runtime.sandbox import Sandbox
 from executor.settings import Settings
 from executor.worker.start import run_worker
+from schemas.tokens import ADMIN_TOKEN_FILE
 from tests.helpers import (
     ExecutionCounter,
     Fn,
@@ -82,7 +83,8 @@ async def stack(
     await asyncio.wait_for(ready, 30)
     url = await asyncio.wait_for(api_url, 30)
     try:
-        yield Stack(api=url, nats_url=nats_server.url, settings=settings)
+        token = (settings.data_dir / ADMIN_TOKEN_FILE).read_text().strip()
+        yield Stack(api=url, nats_url=nats_server.url, settings=settings, token=token)
     finally:
         stop.set()
         await asyncio.gather(worker, api)
@@ -90,7 +92,7 @@ async def stack(
 
 @pytest_asyncio.fixture
 async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.api, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=stack.api, timeout=60, headers=stack.auth) as client:
         yield client
 
 

@@ -39,6 +39,11 @@ class Stack:
     api: str
     nats_url: str
     settings: Settings
+    token: str = ""  # the admin token the API made at its first start
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 def b64(data: str | bytes) -> str:
@@ -161,7 +166,8 @@ async def second_api(stack: Stack, **changes: Any) -> AsyncIterator[httpx.AsyncC
         done, _ = await asyncio.wait([task, url], timeout=30, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             task.result()  # raises what made it stop
-        async with httpx.AsyncClient(base_url=await asyncio.wait_for(url, 30), timeout=30) as c:
+        base_url = await asyncio.wait_for(url, 30)
+        async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=stack.auth) as c:
             yield c
     finally:
         stop.set()

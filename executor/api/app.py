@@ -10,8 +10,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from executor.api import functions, invocations, lifecycle, ops
+from executor.api import functions, invocations, lifecycle, ops, tokens
+from executor.api.access import Access
 from executor.api.context import ApiContext, ctx_of
+from executor.api.cors import cors_middleware
 from executor.api.responses import error_response
 from schemas.errors import ComputeError, InternalError, InvalidRequest, NotFound, Unavailable
 
@@ -56,8 +58,10 @@ def build_app(ctx: ApiContext) -> Starlette:
             *invocations.routes,
             *functions.routes,
             *lifecycle.routes,
+            *tokens.routes,
             *ops.routes,
         ],  # hot route first
+        middleware=cors_middleware(ctx.settings.cors_origins),
         exception_handlers={
             ComputeError: _compute_error,
             HTTPException: _http_error,
@@ -66,4 +70,5 @@ def build_app(ctx: ApiContext) -> Starlette:
         },
     )
     app.state.ctx = ctx
+    app.state.access = Access(ctx.tokens, ctx.view, ops_public=ctx.settings.ops_open)
     return app

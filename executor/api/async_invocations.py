@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from executor.api.access import DEPLOY, READ, guard
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.responses import body, query_int, results
 from schemas.errors import (
@@ -274,6 +275,14 @@ async def _restore(
 
 
 routes = [
-    Route("/compute/functions/{ct}/{ft}/dead-letters", list_dead_letters, methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/invocations/{id}/retry", retry, methods=["POST"]),
+    Route(
+        "/compute/functions/{ct}/{ft}/dead-letters",
+        guard(READ, list_dead_letters),
+        methods=["GET"],
+    ),
+    Route(
+        "/compute/functions/{ct}/{ft}/invocations/{id}/retry",
+        guard(DEPLOY, retry),
+        methods=["POST"],
+    ),
 ]

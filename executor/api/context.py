@@ -13,6 +13,7 @@ from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from bus.registry import Registry
 from bus.registry_view import RegistryView
+from bus.tokens import TokenStore
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
@@ -33,6 +34,7 @@ class ApiContext:
     dead_letters: DeadLetters
     functions: FunctionService
     updates: FunctionUpdates
+    tokens: TokenStore
     settings: Settings
 
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from bus.workers import ping_workers
+from executor.api.access import ANY_TOKEN, READ, caller_of, guard
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.metrics import FUNCTIONS_CREATED
 from executor.api.responses import body, query_int, read_body, results
 from executor.functions.views import function_view
 from schemas import ids
-from schemas.errors import FunctionNotFound, InvalidRequest, detail
+from schemas.errors import Forbidden, FunctionNotFound, InvalidRequest, detail
 from schemas.functions import RUNTIMES, FunctionRecord, FunctionView, RuntimeView
 from schemas.ids import DEFAULT_ALIAS
 
@@ -22,7 +24,13 @@ from schemas.ids import DEFAULT_ALIAS
 async def create_function(request: Request) -> Response:
     ctx = ctx_of(request)
     data = await read_body(request, ctx.settings.max_body_bytes)
-    view = await ctx.functions.create(data)
+    caller = caller_of(request)
+
+    def may_deploy(ct: str) -> None:
+        if caller is None or not caller.grants.allows("deploy", ct):
+            raise Forbidden(f"the token may not deploy in collection {ct}")
+
+    view = await ctx.functions.create(data, authorize=may_deploy)
     FUNCTIONS_CREATED.inc()
     return body(view, 201)
 
@@ -47,8 +55,18 @@ async def _page(request: Request, ct: str | None) -> Response:
     ctx = ctx_of(request)
     limit = query_int(request, "limit", 100, lo=1, hi=1000)
     offset = query_int(request, "offset", 0, lo=0, hi=1_000_000)
-    records = await ctx.registry.list_functions(ct)
+    readable = _readable(request)
+    records = [r for r in await ctx.registry.list_functions(ct) if readable(r.collection_topic)]
     return results(await _views(ctx, records[offset : offset + limit]), len(records))
+
+
+def _readable(request: Request) -> Callable[[str], bool]:
+    """Whether the caller may read a collection (listings show only those)."""
+    caller = caller_of(request)
+    if caller is None:
+        return lambda ct: False
+    grants = caller.grants
+    return lambda ct: grants.allows("read", ct)
 
 
 async def list_functions(request: Request) -> Response:
@@ -86,7 +104,8 @@ async def get_function(request: Request) -> Response:
 
 async def list_collections(request: Request) -> Response:
     records = await ctx_of(request).registry.list_functions()
-    counts = Counter(r.collection_topic for r in records)
+    readable = _readable(request)
+    counts = Counter(r.collection_topic for r in records if readable(r.collection_topic))
     items = [{"collection_topic": ct, "functions": n} for ct, n in sorted(counts.items())]
     return results(items, len(items))
 
@@ -105,10 +124,14 @@ async def list_runtimes(request: Request) -> Response:
 
 
 routes = [
-    Route("/compute/functions", create_function, methods=["POST"]),
-    Route("/compute/functions", list_functions, methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}", get_function, methods=["GET"]),
-    Route("/compute/collections", list_collections, methods=["GET"]),
-    Route("/compute/collections/{ct}/functions", collection_functions, methods=["GET"]),
-    Route("/compute/runtimes", list_runtimes, methods=["GET"]),
+    Route("/compute/functions", guard(ANY_TOKEN, create_function), methods=["POST"]),
+    Route("/compute/functions", guard(ANY_TOKEN, list_functions), methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}", guard(READ, get_function), methods=["GET"]),
+    Route("/compute/collections", guard(ANY_TOKEN, list_collections), methods=["GET"]),
+    Route(
+        "/compute/collections/{ct}/functions",
+        guard(ANY_TOKEN, collection_functions),
+        methods=["GET"],
+    ),
+    Route("/compute/runtimes", guard(ANY_TOKEN, list_runtimes), methods=["GET"]),
 ]

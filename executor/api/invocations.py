@@ -13,6 +13,7 @@ from starlette.routing import Route
 from bus import subjects
 from bus.streams import REPLY_HEADROOM
 from executor.api import async_invocations
+from executor.api.access import INVOKE, READ, guard
 from executor.api.context import ctx_of, function_ref
 from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
@@ -172,8 +173,16 @@ async def get_invocation(request: Request) -> Response:
 
 
 routes = [
-    Route("/compute/functions/{ct}/{ft}/invoke", invoke, methods=["POST"]),
-    Route("/compute/functions/{ct}/{ft}/invocations", list_invocations, methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/invocations/{id}", get_invocation, methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/invoke", guard(INVOKE, invoke), methods=["POST"]),
+    Route(
+        "/compute/functions/{ct}/{ft}/invocations",
+        guard(READ, list_invocations),
+        methods=["GET"],
+    ),
+    Route(
+        "/compute/functions/{ct}/{ft}/invocations/{id}",
+        guard(READ, get_invocation),
+        methods=["GET"],
+    ),
     *async_invocations.routes,
 ]

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from executor.api.access import DEPLOY, READ, guard
 from executor.api.context import ctx_of, function_ref
 from executor.api.responses import body, read_body, results
 from executor.functions.views import compute_asset_view
@@ -149,14 +150,26 @@ def _number(raw: str) -> int:
 
 
 routes = [
-    Route("/compute/functions/{ct}/{ft}", patch_function, methods=["PATCH"]),
-    Route("/compute/functions/{ct}/{ft}", delete_function, methods=["DELETE"]),
-    Route("/compute/compute-assets/{ct}/{ft}", get_compute_asset, methods=["GET"]),
-    Route("/compute/compute-assets/{ct}/{ft}", patch_compute_asset, methods=["PATCH"]),
-    Route("/compute/compute-assets/{ct}/{ft}/history", compute_asset_history, methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/revisions", list_revisions, methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/revisions/{n}", get_revision, methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/aliases", list_aliases, methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/aliases/{alias}", get_alias, methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/aliases/{alias}", put_alias, methods=["PUT"]),
+    Route("/compute/functions/{ct}/{ft}", guard(DEPLOY, patch_function), methods=["PATCH"]),
+    Route("/compute/functions/{ct}/{ft}", guard(DEPLOY, delete_function), methods=["DELETE"]),
+    Route("/compute/compute-assets/{ct}/{ft}", guard(READ, get_compute_asset), methods=["GET"]),
+    Route(
+        "/compute/compute-assets/{ct}/{ft}",
+        guard(DEPLOY, patch_compute_asset),
+        methods=["PATCH"],
+    ),
+    Route(
+        "/compute/compute-assets/{ct}/{ft}/history",
+        guard(READ, compute_asset_history),
+        methods=["GET"],
+    ),
+    Route("/compute/functions/{ct}/{ft}/revisions", guard(READ, list_revisions), methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/revisions/{n}", guard(READ, get_revision), methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/aliases", guard(READ, list_aliases), methods=["GET"]),
+    Route("/compute/functions/{ct}/{ft}/aliases/{alias}", guard(READ, get_alias), methods=["GET"]),
+    Route(
+        "/compute/functions/{ct}/{ft}/aliases/{alias}",
+        guard(DEPLOY, put_alias),
+        methods=["PUT"],
+    ),
 ]

@@ -18,6 +18,7 @@ from schemas.functions import (
     RuntimeView,
 )
 from schemas.invocations import Accepted, DeadLetterView, InvokeRequest, MonitorRecord
+from schemas.tokens import CreatedToken, CreateTokenRequest, TokenView
 
 _TYPES = (
     Accepted,
@@ -32,7 +33,15 @@ _TYPES = (
     MonitorRecord,
     Revision,
     RuntimeView,
+    CreateTokenRequest,
+    CreatedToken,
+    TokenView,
 )
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "an API token (cbt_...)"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+}
+_PUBLIC: list[dict[str, list[str]]] = []  # an operation's security: no token needed
 _ALIAS = {
     "type": "object",
     "properties": {"alias": {"type": "string"}, "revision_number": {"type": "integer"}},
@@ -245,16 +254,38 @@ def openapi_document() -> bytes:
             ),
         },
         "/compute/runtimes": {"get": _op("Runtimes", 200, _list(_ref("RuntimeView")))},
-        "/healthz": {"get": _op("Liveness", 200, None)},
-        "/readyz": {"get": _op("Readiness: bus, workers, isolation level", 200, None)},
+        "/compute/tokens": {
+            "post": _op(
+                "Create an API token (admin); the answer shows its secret, this once",
+                201,
+                _envelope(_ref("CreatedToken")),
+                request="CreateTokenRequest",
+            ),
+            "get": _op("API tokens, without secrets (admin)", 200, _list(_ref("TokenView"))),
+        },
+        "/compute/tokens/{id}": {
+            "delete": _op("Revoke an API token (admin)", 200, None, params=("id",)),
+        },
+        "/healthz": {"get": {**_op("Liveness", 200, None), "security": _PUBLIC}},
+        "/readyz": {
+            "get": {
+                **_op("Readiness: bus, workers, isolation level", 200, None),
+                "security": _PUBLIC,
+            }
+        },
         "/metrics": {
-            "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}
+            "get": {
+                "summary": "Prometheus metrics (without a token when COMPUTEBUS_OPS_PUBLIC)",
+                "responses": {"200": {"description": "text"}},
+            }
         },
     }
+    invoke["description"] = "Without a token when the function has access.public_invoke."
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "computebus", "version": "0.1.0"},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
+        "security": [{"bearer": []}, {"apiKey": []}],
     }
     return msgspec.json.encode(doc)

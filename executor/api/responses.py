@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from schemas.codec import encode
-from schemas.errors import ComputeError, InvalidRequest, Overloaded, PayloadTooLarge, detail
+from schemas.errors import ComputeError, InvalidRequest, PayloadTooLarge, detail
 
 JSON = "application/json"
 
@@ -33,9 +33,7 @@ def results(items: list[Any], total: int, *, complete: bool = True) -> Response:
 
 
 def error_response(error: ComputeError, headers: dict[str, str] | None = None) -> Response:
-    headers = dict(headers or {})
-    if isinstance(error, Overloaded):
-        headers.setdefault("Retry-After", str(error.retry_after_s))
+    headers = {**error.http_headers(), **(headers or {})}
     return Response(encode(error.to_body()), error.status, headers, JSON)
 
 

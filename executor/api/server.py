@@ -11,6 +11,8 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from bus.stores import Stores
+from bus.tokens import TokenStore
+from executor.api.admin_token import ensure_admin_token
 from executor.api.app import build_app
 from executor.api.context import ApiContext
 from executor.functions.changes import FunctionUpdates
@@ -47,6 +49,8 @@ async def run_api(
         settings,
         collection_stores=(bus.monitor.streams, bus.dead_letters.streams),
     )
+    tokens = await TokenStore.open(bus.nc.jetstream())
+    await ensure_admin_token(tokens, settings.data_dir)
     ctx = ApiContext(
         nc=bus.nc,
         registry=bus.registry,
@@ -57,6 +61,7 @@ async def run_api(
         dead_letters=bus.dead_letters,
         functions=functions,
         updates=FunctionUpdates(functions, bus.view),
+        tokens=tokens,
         settings=settings,
     )
     sock = bind(settings.host, settings.port)
@@ -85,4 +90,5 @@ async def run_api(
         server.should_exit = True
         await serving
         sock.close()
+        await tokens.close()
         await bus.close()

@@ -121,11 +121,11 @@ async def run_async_bench(*, count: int, workers: int = 1) -> int:
             await server.stop()
 
         async with (
-            serve_child(Path(tmp) / "cb") as (api, nats_url),
-            extra_workers(nats_url, workers - 1, Path(tmp)),
+            serve_child(Path(tmp) / "cb") as served,
+            extra_workers(served.nats, workers - 1, Path(tmp)),
         ):
-            ct, ft = await create_noop(api)
-            nc = await nats.connect(nats_url)
+            ct, ft = await create_noop(served)
+            nc = await nats.connect(served.nats)
             subject = f"ms.compute.{ct}.function.{ft}"
             ours = await _publish_and_count(
                 nc, f"{subject}.async", f"{subject}.result.succeeded", count

@@ -27,7 +27,7 @@ import httpx
 from bus import subjects
 from bus.connect import connect
 from executor.bench import BenchFailed
-from executor.bench.invoke import RawHttp, child, http_request, serve_child
+from executor.bench.invoke import RawHttp, Served, child, http_request, serve_child
 
 VICTIM = ("nodejs", "index.js", "exports.handler = async (e) => e;\n")
 HOG = ("python", "index.py", "import time\ndef handler(event, context):\n    time.sleep(3600)\n")
@@ -37,20 +37,21 @@ FLOOD_MAX_S = 120  # the flood stops by itself even if this process is gone
 FLOOD = """
 import asyncio, sys, time
 import httpx
-async def main(api, path, clients, seconds):
+async def main(api, token, path, clients, seconds):
     limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as client:
+    auth = {"Authorization": "Bearer " + token}
+    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits, headers=auth) as client:
         end = time.monotonic() + seconds
         async def loop():
             while time.monotonic() < end:
                 await client.post(path, json={"payload": 0})
         print("flooding", flush=True)
         await asyncio.gather(*(loop() for _ in range(clients)))
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])))
 """
 
 
-async def _create(api: str, name: str, spec: tuple[str, str, str], timeout: int) -> str:
+async def _create(served: Served, name: str, spec: tuple[str, str, str], timeout: int) -> str:
     """The function's HTTP path."""
     runtime, file, source = spec
     body = {
@@ -66,17 +67,17 @@ async def _create(api: str, name: str, spec: tuple[str, str, str], timeout: int)
         },
         "monitor_config": {"ttl": 60_000, "store_payload": False},
     }
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=served.api, timeout=30, headers=served.auth) as client:
         response = await client.post("/compute/functions", json=body)
         response.raise_for_status()
         return f"/compute/functions/bench/{response.json()['body']['compute_asset']['service']}"
 
 
-async def _latencies(api: str, path: str, samples: int) -> list[float]:
-    parts = urlsplit(api)
+async def _latencies(served: Served, path: str, samples: int) -> list[float]:
+    parts = urlsplit(served.api)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     conn = await RawHttp.open(host, port)
-    request = http_request(host, port, f"{path}/invoke", b'{"payload": 1}')
+    request = http_request(host, port, f"{path}/invoke", b'{"payload": 1}', served.token)
     try:
         for _ in range(20):
             await conn.post(request)
@@ -92,15 +93,17 @@ async def _latencies(api: str, path: str, samples: int) -> list[float]:
         conn.close()
 
 
-async def _async_latencies(api: str, nats_url: str, path: str, samples: int) -> list[float]:
+async def _async_latencies(served: Served, path: str, samples: int) -> list[float]:
     """Submit one Async invocation at a time; each takes until its result event arrives."""
     ft = path.rsplit("/", 1)[1]
-    nc = await connect(nats_url, name="computebus-bench")
+    nc = await connect(served.nats, name="computebus-bench")
     results = await nc.subscribe(subjects.result_subject("bench", ft, "*"))
     body = {"payload": 1, "invocation_type": "Async"}
     found = []
     try:
-        async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=served.api, timeout=30, headers=served.auth
+        ) as client:
             for i in range(samples + 10):
                 t = time.perf_counter()
                 accepted = await client.post(f"{path}/invoke", json=body)
@@ -116,9 +119,9 @@ async def _async_latencies(api: str, nats_url: str, path: str, samples: int) -> 
     return sorted(found)
 
 
-async def _async_flood(api: str, path: str, count: int) -> None:
+async def _async_flood(served: Served, path: str, count: int) -> None:
     body = {"payload": 0, "invocation_type": "Async"}
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=served.api, timeout=30, headers=served.auth) as client:
         for start in range(0, count, 50):
             size = min(50, count - start)
             burst = [client.post(f"{path}/invoke", json=body) for _ in range(size)]
@@ -136,23 +139,25 @@ def _figures(latencies: list[float]) -> dict[str, float]:
 
 async def run_flood_bench(*, clients: int = 300, samples: int = 300) -> int:
     with tempfile.TemporaryDirectory(prefix="computebus-bench-flood-") as tmp:
-        async with serve_child(Path(tmp)) as (api, nats_url):
-            victim = await _create(api, "bench-victim", VICTIM, 5000)
-            hog = await _create(api, "bench-hog", HOG, HOG_TIMEOUT_MS)
-            alone = _figures(await _latencies(api, victim, samples))
+        async with serve_child(Path(tmp)) as served:
+            victim = await _create(served, "bench-victim", VICTIM, 5000)
+            hog = await _create(served, "bench-hog", HOG, HOG_TIMEOUT_MS)
+            alone = _figures(await _latencies(served, victim, samples))
             started = time.monotonic()
-            argv = (sys.executable, "-c", FLOOD, api, hog, str(clients), str(FLOOD_MAX_S))
-            async with child(*argv, ready=b"flooding"):
+            flood = (served.api, served.token, hog, str(clients), str(FLOOD_MAX_S))
+            async with child(sys.executable, "-c", FLOOD, *flood, ready=b"flooding"):
                 await asyncio.sleep(1.0)  # the hog's processes are full and its waiters queued
-                flooded = _figures(await _latencies(api, victim, samples))
+                flooded = _figures(await _latencies(served, victim, samples))
                 seconds = time.monotonic() - started
             async_samples = max(20, samples // 5)
-            async_alone = _figures(await _async_latencies(api, nats_url, victim, async_samples))
-            await _async_flood(api, hog, clients)
+            async_alone = _figures(await _async_latencies(served, victim, async_samples))
+            await _async_flood(served, hog, clients)
             await asyncio.sleep(1.0)  # the hog holds every Async slot it may take
-            async_flooded = _figures(await _async_latencies(api, nats_url, victim, async_samples))
+            async_flooded = _figures(await _async_latencies(served, victim, async_samples))
             with contextlib.suppress(httpx.HTTPError):  # its queued flood goes with it
-                async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+                async with httpx.AsyncClient(
+                    base_url=served.api, timeout=30, headers=served.auth
+                ) as client:
                     await client.delete(hog)
     ratio = flooded["p50_ms"] / alone["p50_ms"]
     async_ratio = async_flooded["p50_ms"] / async_alone["p50_ms"]

@@ -57,6 +57,9 @@ uvloop.run(main())
 NOOP = "exports.handler = async () => null;\n"
 
 
+BARE_TOKEN = "cbt_0000000000000000_bare-echo-ignores-it"
+
+
 @dataclass
 class Figures:
     rps: float
@@ -95,10 +98,11 @@ class RawHttp:
         self.writer.close()
 
 
-def http_request(host: str, port: int, path: str, body: bytes) -> bytes:
+def http_request(host: str, port: int, path: str, body: bytes, token: str) -> bytes:
+    """A POST with a bearer token (the bare echo gets one too, so both read the same bytes)."""
     return (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
@@ -139,11 +143,11 @@ async def measure(call: Callable[[], Awaitable[object]], load: Load) -> Figures:
 
 
 async def http_caller(
-    host: str, port: int, path: str, body: bytes, pool_size: int
+    host: str, port: int, path: str, body: bytes, pool_size: int, token: str
 ) -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
     conns = [await RawHttp.open(host, port) for _ in range(pool_size)]
     idle = list(conns)
-    request = http_request(host, port, path, body)
+    request = http_request(host, port, path, body, token)
 
     async def call() -> None:
         conn = idle.pop()
@@ -186,14 +190,28 @@ async def child(
                 await proc.wait()
 
 
+@dataclass(frozen=True)
+class Served:
+    """A ``computebus serve`` of the bench's own: where its API and NATS are, its admin token."""
+
+    api: str
+    nats: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
 @contextlib.asynccontextmanager
-async def serve_child(data_dir: Path) -> AsyncIterator[tuple[str, str]]:
-    """``computebus serve`` in its own processes, on a free port: its API and NATS URLs."""
+async def serve_child(data_dir: Path) -> AsyncIterator[Served]:
+    """``computebus serve`` in its own processes, on a free port, with a fresh data dir."""
     env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
     argv = (sys.executable, "-m", "executor.cli", "serve", "--port", "0", "--data-dir")
     async with child(*argv, str(data_dir), env=env, ready=READY.encode()) as (_, line):
         fields = parse_ready_line(line.decode().strip())
-        yield fields["api"], fields["nats"]
+        token = Path(fields["token-file"]).read_text().strip()
+        yield Served(fields["api"], fields["nats"], token)
 
 
 def free_port() -> int:
@@ -219,7 +237,9 @@ async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         ):
             await _wait_http(port)
-            call, close = await http_caller("127.0.0.1", port, "/echo", b"null", concurrency)
+            call, close = await http_caller(
+                "127.0.0.1", port, "/echo", b"null", concurrency, BARE_TOKEN
+            )
             results["bare starlette echo"] = await measure(call, load)
             close()
 
@@ -234,16 +254,16 @@ async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
         finally:
             await server.stop()
 
-        async with serve_child(Path(tmp) / "cb") as (api, nats_url):
-            ct, ft = await create_noop(api)
-            api_port = int(api.rsplit(":", 1)[1])
+        async with serve_child(Path(tmp) / "cb") as served:
+            ct, ft = await create_noop(served)
+            api_port = int(served.api.rsplit(":", 1)[1])
             path = f"/compute/functions/{ct}/{ft}/invoke"
             call, close = await http_caller(
-                "127.0.0.1", api_port, path, b'{"payload":null}', concurrency
+                "127.0.0.1", api_port, path, b'{"payload":null}', concurrency, served.token
             )
             results["computebus http invoke"] = await measure(call, load)
             close()
-            nc = await nats.connect(nats_url)
+            nc = await nats.connect(served.nats)
             subject = f"ms.compute.{ct}.function.{ft}"
             results["computebus nats invoke"] = await measure(
                 lambda: nc.request(subject, b"null", timeout=10), load
@@ -278,7 +298,7 @@ async def _wait_http(port: int) -> None:
     raise BenchFailed("the bare starlette echo did not start")
 
 
-async def create_noop(api: str) -> tuple[str, str]:
+async def create_noop(served: Served) -> tuple[str, str]:
     body = {
         "name": "bench-noop",
         "compute_asset": {
@@ -290,7 +310,7 @@ async def create_noop(api: str) -> tuple[str, str]:
         },
         "monitor_config": {"ttl": 60_000, "store_payload": False},
     }
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=served.api, timeout=30, headers=served.auth) as client:
         response = await client.post("/compute/functions", json=body)
         response.raise_for_status()
         return "bench", response.json()["body"]["compute_asset"]["service"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from schemas.errors import ComputebusError
+from schemas.tokens import ADMIN_TOKEN_FILE
 
 # Failures of the function itself (as opposed to a mistake in the request): the CLI exits 1.
 FUNCTION_FAILURES = frozenset(
@@ -33,14 +36,16 @@ class FunctionFailed(ClientError):
 class Api:
     """The computebus HTTP API for the CLI: one client; every failure is a ``ClientError``."""
 
-    def __init__(self, url: str, *, timeout: float | None = 60.0) -> None:
+    def __init__(self, url: str, *, token: str | None = None, timeout: float | None = 60.0) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ClientError(
                 f"--api {url!r} is not an http:// or https:// URL (say http://127.0.0.1:8080)"
             )
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.has_token = bool(token)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def __enter__(self) -> Api:
         return self
@@ -77,7 +82,26 @@ class Api:
             raise ClientError(f"talking to {self.url}: {exc}") from None
         if missing_ok and response.status_code == 404:
             return None
+        if response.status_code == 401 and not self.has_token:
+            raise ClientError(
+                f"the API at {self.url} wants a token: pass --token, set COMPUTEBUS_TOKEN, or run"
+                " where `computebus serve` wrote .computebus/admin-token"
+            )
         return _body(response)
+
+
+def find_token(given: str | None, env: Mapping[str, str]) -> str | None:
+    """The token to send: ``--token``, else ``COMPUTEBUS_TOKEN``, else the admin token that
+    ``serve`` wrote to its data dir (``COMPUTEBUS_DATA_DIR``, default ``.computebus``)."""
+    if given:
+        return given.strip()
+    if env.get("COMPUTEBUS_TOKEN"):
+        return env["COMPUTEBUS_TOKEN"].strip()
+    path = Path(env.get("COMPUTEBUS_DATA_DIR") or ".computebus") / ADMIN_TOKEN_FILE
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def function_path(ref: str) -> str:

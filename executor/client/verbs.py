@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from executor.client.api import Api, ClientError, FunctionFailed, function_path
 
@@ -152,6 +153,26 @@ def dead_letters(api: Api, ref: str, limit: int) -> Any:
 
 def retry(api: Api, ref: str, invocation_id: str) -> Any:
     return api.call("POST", f"{function_path(ref)}/invocations/{invocation_id}/retry")
+
+
+def token(
+    api: Api, action: str, name_or_id: str | None, scopes: list[str] | None, expires_in: int | None
+) -> Any:
+    """``create NAME --scope S...`` (the secret is shown this once), ``ls``, ``revoke ID``."""
+    if action == "ls":
+        return api.call("GET", "/compute/tokens")
+    if not name_or_id:
+        raise ClientError(
+            f"token {action}: give the token's {'name' if action == 'create' else 'id'}"
+        )
+    if action == "revoke":
+        return api.call("DELETE", f"/compute/tokens/{quote(name_or_id, safe='')}")
+    if not scopes:
+        raise ClientError("token create: give at least one --scope (admin, or read:COLLECTION ...)")
+    ask: dict[str, Any] = {"name": name_or_id, "scopes": scopes}
+    if expires_in is not None:
+        ask["expires_in_s"] = expires_in
+    return api.call("POST", "/compute/tokens", json=ask)
 
 
 def logs(

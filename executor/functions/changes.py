@@ -123,6 +123,7 @@ class FunctionUpdates:
             and patch.monitor_config is UNSET
             and patch.async_config is UNSET
             and patch.limits is UNSET
+            and patch.access is UNSET
         ):
             return view or await self._view(ct, ft, "updated")
         _, current = await self._current(ct, ft)
@@ -142,6 +143,7 @@ class FunctionUpdates:
                     else patch.async_config.applied_to(record.async_config)
                 ),
                 limits=_or(patch.limits, record.limits),
+                access=_or(patch.access, record.access),
                 modified=int(time.time()),
             )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +161,10 @@ class FunctionService:
         )
         return revision, encoded
 
-    async def create(self, body: bytes) -> FunctionView:
+    async def create(
+        self, body: bytes, authorize: Callable[[str], None] | None = None
+    ) -> FunctionView:
+        """``authorize(collection)`` raises if the caller may not deploy there."""
         check_asset_count(body)
         req = decode_as(CreateFunctionRequest, body)
         spec = req.compute_asset
@@ -172,6 +175,8 @@ class FunctionService:
                 "/compute_asset/collection_topic",
                 f"{ct!r} must match {ids.COLLECTION_TOPIC.pattern}",
             )
+        if authorize is not None:
+            authorize(ct)
         check_monitor_config(req.monitor_config)
         check_description(req.description)
         check_async_config(req.async_config)
@@ -209,6 +214,7 @@ class FunctionService:
                 monitor_config=req.monitor_config,
                 async_config=req.async_config,
                 limits=req.limits,
+                access=req.access,
                 created=now,
                 modified=now,
                 latest_revision=1,

@@ -11,6 +11,7 @@ from schemas.functions import (
     AssetMeta,
     AsyncConfig,
     ComputeAssetView,
+    FunctionAccess,
     FunctionLimits,
     FunctionRecord,
     FunctionView,
@@ -76,6 +77,8 @@ def function_view(
         view.async_config = record.async_config
     if assets is not None or record.limits != FunctionLimits():
         view.limits = record.limits
+    if assets is not None or record.access != FunctionAccess():
+        view.access = record.access
     if assets is not None:
         view.size = revision.size
         view.revision = revision.number

@@ -350,6 +350,8 @@ async def test_cli_invoke_async_with_an_idempotency_key(
             "cli-1",
             "--api",
             str(http.base_url),
+            "--token",
+            http.headers["authorization"].split()[1],
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )

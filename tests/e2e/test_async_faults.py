@@ -28,6 +28,7 @@ from bus.monitor import MonitorStore
 from bus.workers import ping_workers
 from executor.api.server import run_api
 from executor.settings import Settings
+from schemas.tokens import ADMIN_TOKEN_FILE
 from tests.helpers import COUNTING_HANDLER, ExecutionCounter, function_body
 
 ACK_WAIT_S = 2.0
@@ -113,6 +114,8 @@ async def cluster(tmp_path: Path, workers: int) -> AsyncIterator[Cluster]:
     made = Cluster(tmp_path, server, httpx.AsyncClient(timeout=30), [])
     try:
         made.http.base_url = httpx.URL(await asyncio.wait_for(url, 30))
+        token = (settings.data_dir / ADMIN_TOKEN_FILE).read_text().strip()
+        made.http.headers["Authorization"] = f"Bearer {token}"
         for _ in range(workers):
             await made.start_worker()
         await made.wait_for_workers(workers)

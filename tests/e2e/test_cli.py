@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import sys
@@ -24,11 +25,14 @@ async def cli(
     *args: str, api: str | None, cwd: Path | None = None, stdin: bytes | None = None
 ) -> tuple[int, str, str]:
     argv = [sys.executable, "-m", "executor.cli", *args]
+    env = dict(os.environ)
     if api is not None:
         argv += ["--api", api]
+        env["COMPUTEBUS_TOKEN"] = _TOKENS.get(api, "")
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,
+        env=env,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -38,8 +42,14 @@ async def cli(
     return proc.returncode, out.decode(), err.decode()
 
 
+_TOKENS: dict[str, str] = {}  # API url -> the token its test client sends
+
+
 def api_of(http: httpx.AsyncClient) -> str:
-    return str(http.base_url).rstrip("/")
+    """The API the client talks to; the CLI gets its token through COMPUTEBUS_TOKEN."""
+    url = str(http.base_url).rstrip("/")
+    _TOKENS[url] = http.headers["authorization"].split()[1]
+    return url
 
 
 def collection() -> str:

@@ -218,7 +218,7 @@ Shared = Callable[[str], Awaitable[Fn]]
 async def shared(stack: Stack) -> AsyncIterator[Callable[..., Awaitable[Fn]]]:
     """``await shared(key, files, **options)``: a function created once per module and key."""
     made: dict[str, Fn] = {}
-    async with httpx.AsyncClient(base_url=stack.api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=stack.api, timeout=30, headers=stack.auth) as client:
 
         async def get(key: str, files: dict[str, str | bytes], **options: Any) -> Fn:
             if key not in made:

@@ -38,7 +38,7 @@ NORMAL = {"index.js": "exports.handler = async (e) => ({ ok: e });"}
 
 @pytest_asyncio.fixture
 async def level(stack: Stack) -> str:
-    async with httpx.AsyncClient(base_url=stack.api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=stack.api, timeout=30, headers=stack.auth) as client:
         isolation: str = (await client.get("/readyz")).json()["isolation"]
     return isolation
 

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from starlette.routing import Route
 
 from bus.bundles import BundleStore
-from executor.api import functions, invocations, lifecycle, ops
+from executor.api import functions, invocations, lifecycle, ops, tokens
 from tests.helpers import Fn, MakeFunction, b64
 
 VERSION = (
@@ -240,7 +240,7 @@ async def test_bad_lifecycle_input(http: httpx.AsyncClient, make_function: MakeF
 async def test_openapi_and_the_route_table_agree(http: httpx.AsyncClient) -> None:
     paths = (await http.get("/openapi.json")).json()["paths"]
     routed: set[tuple[str, str]] = set()
-    for module in (functions, invocations, lifecycle, ops):
+    for module in (functions, invocations, lifecycle, ops, tokens):
         for route in module.routes:
             assert isinstance(route, Route)
             if route.path == "/openapi.json":

@@ -65,6 +65,12 @@ async def test_openapi_document_describes_the_routes(http: httpx.AsyncClient) ->
     ref = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert set(schema["required"]) == {"name", "compute_asset", "monitor_config"}
+    # Every operation needs a bearer token (or X-Api-Key) but the probes.
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert {"bearer": []} in doc["security"]
+    assert paths["/healthz"]["get"]["security"] == []
+    assert "security" not in paths["/compute/functions"]["post"]  # the document's default
+    assert "delete" in paths["/compute/tokens/{id}"]
 
 
 async def test_metrics_are_prometheus_text(

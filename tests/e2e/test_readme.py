@@ -115,6 +115,8 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         forced = os.environ.get("COMPUTEBUS_ISOLATION", "auto")
         assert forced in ("auto", ready["isolation"]), ready  # a forced level is the level used
         env["COMPUTEBUS_API"] = fields["api"]
+        # As after the first minute's `export TOKEN=...` (each block runs in a shell of its own).
+        env["TOKEN"] = Path(fields["token-file"]).read_text().strip()
         yield Served(fields["api"], fields["nats"], tmp_path, env)
     finally:
         if proc.returncode is None:
@@ -146,7 +148,8 @@ async def run_block(served: Served, block: Block) -> str:
 async def learn(served: Served, output: str) -> None:
     """The ids later blocks stand for with placeholders."""
     if README_SERVICE not in served.seen:
-        async with httpx.AsyncClient(base_url=served.api) as http:
+        auth = {"Authorization": f"Bearer {served.env['TOKEN']}"}
+        async with httpx.AsyncClient(base_url=served.api, headers=auth) as http:
             found = await http.get("/compute/functions/demo/hello")
             if found.status_code == 200:
                 served.seen[README_SERVICE] = found.json()["body"]["compute_asset"]["service"]

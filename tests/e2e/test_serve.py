@@ -40,6 +40,12 @@ async def start_serve(
     return proc, fields
 
 
+def token_of(fields: dict[str, str]) -> dict[str, str]:
+    """The Authorization header with the admin token whose file the ready line names."""
+    token = Path(fields["token-file"]).read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 async def served(
     tmp_path: Path,
@@ -63,7 +69,9 @@ async def test_serve_runs_a_function_and_stops_cleanly_on_sigterm(
     assert (nats_dir / "jetstream").is_dir()
     password = fields["nats"].split("//", 1)[1].split("@", 1)[0].split(":", 1)[1]
     assert password in (nats_dir / "nats-credentials.json").read_text()
-    async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=fields["api"], timeout=30, headers=token_of(fields)
+    ) as http:
         ready = await http.get("/readyz")
         assert ready.status_code == 200 and ready.json()["workers"] >= 1
         body = function_body(
@@ -100,7 +108,9 @@ async def test_sigterm_lets_a_running_invocation_finish(
     served: tuple[asyncio.subprocess.Process, dict[str, str]],
 ) -> None:
     proc, fields = served
-    async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=fields["api"], timeout=30, headers=token_of(fields)
+    ) as http:
         body = function_body(
             {"index.py": "import time\n\ndef handler(e, c):\n    time.sleep(2.5)\n    return 1\n"},
             runtime="python",
@@ -135,7 +145,7 @@ async def test_serve_uses_an_existing_nats_when_given_one(
         assert fields["nats"] == nats_server.url
         assert not (tmp_path / "d" / "nats").exists()
         async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
-            assert (await http.get("/readyz")).status_code == 200
+            assert (await http.get("/readyz")).status_code == 200  # open without a token
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
@@ -145,7 +155,9 @@ async def test_a_restarted_serve_still_knows_its_functions(tmp_path: Path) -> No
     data = str(tmp_path / "data")
     proc, fields = await start_serve("--data-dir", data)
     try:
-        async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=fields["api"], timeout=30, headers=token_of(fields)
+        ) as http:
             body = function_body(
                 {"index.js": "exports.handler = async () => 'kept';"}, collection="keep"
             )
@@ -158,7 +170,9 @@ async def test_a_restarted_serve_still_knows_its_functions(tmp_path: Path) -> No
 
     proc, fields = await start_serve("--data-dir", data)
     try:
-        async with httpx.AsyncClient(base_url=fields["api"], timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=fields["api"], timeout=30, headers=token_of(fields)
+        ) as http:
             answer = await http.post(f"/compute/functions/keep/{service}/invoke", json={})
             assert answer.json() == {"body": "kept"}
     finally:

@@ -21,6 +21,7 @@ import pytest_asyncio
 from bus.embedded import start_embedded_nats
 from executor.api.server import run_api
 from executor.settings import Settings
+from schemas.tokens import ADMIN_TOKEN_FILE
 from tests.e2e.test_sandbox_escapes import (
     test_a_handler_cannot_answer_with_a_platform_error,
     test_a_handler_cannot_change_host_kernel_settings,
@@ -136,7 +137,8 @@ async def _stack_with_worker(
         worker.stdin.write(b"go\n")
         worker.stdin.close()
         await _wait_for_workers(await asyncio.wait_for(url, 30), worker)
-        yield Stack(api=await url, nats_url=nats_url, settings=settings)
+        token = (data_dir / ADMIN_TOKEN_FILE).read_text().strip()
+        yield Stack(api=await url, nats_url=nats_url, settings=settings, token=token)
     finally:
         stop.set()
         await api
@@ -165,7 +167,7 @@ async def _wait_for_workers(api: str, worker: subprocess.Popen[bytes]) -> None:
 async def test_the_unprivileged_worker_has_the_strongest_level(stack: Stack) -> None:
     import httpx
 
-    async with httpx.AsyncClient(base_url=stack.api, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=stack.api, timeout=10, headers=stack.auth) as client:
         ready = (await client.get("/readyz")).json()
     assert ready["isolation"] == "bwrap+cgroup", ready
     assert any("not root" in gap for gap in ready["isolation_gaps"]), ready

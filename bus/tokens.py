@@ -1,0 +1,156 @@
+"""The API tokens bucket, and a copy of it fed by a KV watch on every API process, so that a
+token check never waits on the bus and a revoke or an expiry holds everywhere within moments.
+
+A token reads ``cbt_<id>_<secret>``: the id names its record, the secret (32 random bytes) is
+kept only as its SHA-256 and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from bus import subjects
+from schemas.codec import decoder_for, encode
+from schemas.tokens import TOKEN_PREFIX, CreatedToken, TokenRecord
+
+log = logging.getLogger("computebus.tokens")
+
+_ID_BYTES = 8
+_SECRET_BYTES = 32
+_MAX_TOKEN_CHARS = 128
+
+
+def new_token() -> tuple[str, str, str]:
+    """A fresh ``(id, token, sha256 of its secret)``."""
+    token_id = secrets.token_hex(_ID_BYTES)
+    secret = secrets.token_urlsafe(_SECRET_BYTES)
+    return token_id, f"{TOKEN_PREFIX}{token_id}_{secret}", _digest(secret)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """``(id, secret)`` of a well-formed token, else None."""
+    if len(token) > _MAX_TOKEN_CHARS or not token.startswith(TOKEN_PREFIX):
+        return None
+    token_id, sep, secret = token[len(TOKEN_PREFIX) :].partition("_")
+    if not sep or len(token_id) != 2 * _ID_BYTES or not secret:
+        return None
+    return token_id, secret
+
+
+class TokenStore:
+    """Tokens by id in a KV bucket, and the watch-fed copy that checks use."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+        self._records: dict[str, TokenRecord] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> TokenStore:
+        try:
+            kv = await js.key_value(subjects.TOKENS_BUCKET)
+        except nats.js.errors.BucketNotFoundError:
+            kv = await js.create_key_value(
+                KeyValueConfig(bucket=subjects.TOKENS_BUCKET, history=1, storage=StorageType.FILE)
+            )
+        store = cls(kv)
+        await store._start()
+        return store
+
+    async def _start(self) -> None:
+        watcher = await self.kv.watchall()
+        first = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._follow(watcher, first))
+        await first
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher, first: asyncio.Future[None]) -> None:
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    if not first.done():
+                        first.set_result(None)
+                    continue
+                if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+                    self._records.pop(entry.key, None)
+                    continue
+                try:
+                    self._records[entry.key] = decoder_for(TokenRecord).decode(entry.value)
+                except Exception:
+                    log.exception("ignoring unreadable token record %s", entry.key)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def verify(self, token: str) -> TokenRecord | None:
+        """The record of a token that exists, matches and has not expired; else None."""
+        parts = split_token(token)
+        if parts is None:
+            return None
+        record = self._records.get(parts[0])
+        if record is None or not hmac.compare_digest(record.secret_sha256, _digest(parts[1])):
+            return None
+        return record if live(record) else None
+
+    def get(self, token_id: str) -> TokenRecord | None:
+        """The current record of ``token_id`` (None once revoked): for what a check cached."""
+        return self._records.get(token_id)
+
+    def all(self) -> list[TokenRecord]:
+        return sorted(self._records.values(), key=lambda r: (r.created, r.id))
+
+    async def issue(self, name: str, scopes: list[str], expires_in_s: int | None) -> CreatedToken:
+        """Make a token and store its record; the secret leaves only in the answer."""
+        now = int(time.time() * 1000)
+        token_id, token, digest = new_token()
+        record = TokenRecord(
+            id=token_id,
+            name=name,
+            scopes=scopes,
+            secret_sha256=digest,
+            created=now,
+            expires=now + expires_in_s * 1000 if expires_in_s else 0,
+        )
+        await self.put(record)
+        return CreatedToken(
+            token=token,
+            id=record.id,
+            name=record.name,
+            scopes=record.scopes,
+            created=record.created,
+            expires=record.expires,
+            last_used=record.last_used,
+        )
+
+    async def put(self, record: TokenRecord) -> None:
+        await self.kv.put(record.id, encode(record))
+        self._records[record.id] = record  # our own reads see our write at once
+
+    async def revoke(self, token_id: str) -> None:
+        await self.kv.delete(token_id)
+        self._records.pop(token_id, None)
+
+
+def live(record: TokenRecord, now_ms: int | None = None) -> bool:
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    return record.expires == 0 or now < record.expires

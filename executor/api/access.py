@@ -1,0 +1,191 @@
+"""Who is calling and whether they may: every ``/compute`` route is wrapped by ``guard`` with the
+rule it needs, and ``PUBLIC_PATHS`` lists the routes that take no token (a test walks the route
+table, so a new route cannot slip through unguarded).
+
+A token comes as ``Authorization: Bearer <token>`` or ``X-Api-Key: <token>``. Missing,
+malformed, unknown, expired or revoked: 401 with ``WWW-Authenticate: Bearer``. Valid without
+the scope: 403, except that a collection the token has no scope on at all answers 404, as if
+the function did not exist. A token is verified (hashed and compared) once; later calls find
+it in a cache that still asks the watch-fed store whether it was revoked or has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bus.registry_view import RegistryView
+from bus.tokens import TokenStore, live
+from schemas import ids
+from schemas.errors import Forbidden, FunctionNotFound, Unauthorized
+from schemas.tokens import Action, Grants, TokenRecord
+
+log = logging.getLogger("computebus.access")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+CALLER = "computebus.caller"  # where a guarded request keeps its Caller (in the ASGI scope)
+ALWAYS_PUBLIC = frozenset({"/healthz", "/readyz"})
+OPS_PATHS = frozenset({"/metrics", "/openapi.json"})  # public when settings.ops_public
+
+_VERIFIED_MAX = 10_000
+_FAILURES_FREE = 5  # failed checks per address per window before each further one is slowed
+_FAILURE_WINDOW_S = 60.0
+_FAILURE_DELAY_MAX_S = 2.0
+_ADDRESSES_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The token a request came with."""
+
+    token_id: str
+    name: str
+    grants: Grants
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a route needs: ``admin``; ``any`` valid token (the route filters what it shows);
+    or ``action`` on the path's collection, ``public_invoke`` letting a function opt out."""
+
+    need: Literal["admin", "any", "ops", "on_collection"]
+    action: Action = "read"
+    public_invoke: bool = False
+
+
+ADMIN = Rule("admin")
+ANY_TOKEN = Rule("any")
+OPS = Rule("ops")  # open when settings.ops_public says so, else any token
+READ = Rule("on_collection", "read")
+INVOKE = Rule("on_collection", "invoke", public_invoke=True)
+DEPLOY = Rule("on_collection", "deploy")
+
+
+class Access:
+    """Token checks for one API process: the verified-token cache and the failure slowdown."""
+
+    def __init__(self, tokens: TokenStore, view: RegistryView, *, ops_public: bool) -> None:
+        self.tokens = tokens
+        self.view = view
+        self.ops_public = ops_public
+        self._verified: OrderedDict[str, Caller] = OrderedDict()
+        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def presented(self, request: Request) -> str | None:
+        """The token the request carries, or None; a malformed header is a 401."""
+        headers = request.headers
+        given = headers.getlist("authorization")
+        keys = headers.getlist("x-api-key")
+        if len(given) + len(keys) > 1:
+            raise Unauthorized("send one token, in Authorization or X-Api-Key, not several")
+        if keys:
+            return keys[0].strip()
+        if not given:
+            return None
+        scheme, _, token = given[0].strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+            raise Unauthorized("Authorization must be 'Bearer <token>'")
+        return token.strip()
+
+    def caller(self, token: str) -> Caller | None:
+        cached = self._verified.get(token)
+        if cached is not None:
+            record = self.tokens.get(cached.token_id)
+            if record is not None and live(record):
+                return cached
+            del self._verified[token]
+            return None
+        found = self.tokens.verify(token)
+        if found is None:
+            return None
+        caller = _caller(found)
+        self._verified[token] = caller
+        if len(self._verified) > _VERIFIED_MAX:
+            self._verified.popitem(last=False)
+        return caller
+
+    async def check(self, request: Request, rule: Rule) -> Caller | None:
+        """The caller a request may go on as (None: a public invoke); raises 401, 403 or 404."""
+        token = self.presented(request)
+        if token is None and (
+            (rule.need == "ops" and self.ops_public)
+            or (rule.public_invoke and await self._is_public(request))
+        ):
+            return None
+        if token is None:
+            raise Unauthorized("a token is required (Authorization: Bearer <token>)")
+        caller = self.caller(token)
+        if caller is None:
+            await self._failed(request)  # a guess, perhaps: slowed past a few
+            raise Unauthorized("the token is not valid (unknown, expired or revoked)")
+        if rule.need == "admin" and not caller.grants.admin:
+            raise Forbidden("only an admin token may do this")
+        if rule.need == "on_collection":
+            ct = request.path_params["ct"]
+            if not caller.grants.allows(rule.action, ct):
+                if not caller.grants.sees(ct):
+                    ft = request.path_params.get("ft", "")
+                    raise FunctionNotFound(
+                        f"function {ct}/{ft} does not exist (no such name or service id)"
+                    )
+                raise Forbidden(f"the token may not {rule.action} in collection {ct}")
+        return caller
+
+    async def _is_public(self, request: Request) -> bool:
+        """Whether the function of the path opted in to invocation without a token."""
+        ct, ft = request.path_params["ct"], request.path_params["ft"]
+        if not ids.COLLECTION_TOPIC.fullmatch(ct):
+            return False
+        if not ids.SERVICE_ID.fullmatch(ft):
+            named = await self.view.service_named(ct, ft)
+            if named is None:
+                return False
+            ft = named
+        record = await self.view.function(ct, ft)
+        return record is not None and record.access.public_invoke
+
+    async def _failed(self, request: Request) -> None:
+        """Count a failed check for the client's address; past a few, answer more slowly."""
+        address = request.client.host if request.client else "?"
+        now = time.monotonic()
+        started, count = self._failures.pop(address, (now, 0))
+        if now - started > _FAILURE_WINDOW_S:
+            started, count = now, 0
+        count += 1
+        self._failures[address] = (started, count)
+        if len(self._failures) > _ADDRESSES_MAX:
+            self._failures.popitem(last=False)
+        if count > _FAILURES_FREE:
+            log.debug("failed token check %d from %s", count, address)
+            await asyncio.sleep(min(_FAILURE_DELAY_MAX_S, 0.05 * 2 ** (count - _FAILURES_FREE)))
+
+
+def _caller(record: TokenRecord) -> Caller:
+    return Caller(record.id, record.name, Grants.of(record.scopes))
+
+
+def guard(rule: Rule, endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` behind ``rule``; the caller is kept in the request's scope."""
+
+    async def guarded(request: Request) -> Response:
+        access: Access = request.app.state.access
+        request.scope[CALLER] = await access.check(request, rule)
+        return await endpoint(request)
+
+    guarded.__name__ = endpoint.__name__
+    guarded.__doc__ = endpoint.__doc__
+    guarded.rule = rule  # type: ignore[attr-defined]
+    return guarded
+
+
+def caller_of(request: Request) -> Caller | None:
+    caller: Caller | None = request.scope.get(CALLER)
+    return caller

@@ -1,0 +1,68 @@
+"""Routes: create, list and revoke API tokens (admin only; the secret is shown once, at create)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bus.tokens import live
+from executor.api.access import ADMIN, caller_of, guard
+from executor.api.context import ctx_of
+from executor.api.responses import body, read_body, results
+from schemas.codec import decode_as
+from schemas.errors import Conflict, InvalidRequest, NotFound, detail
+from schemas.tokens import (
+    ADMIN as ADMIN_SCOPE,
+)
+from schemas.tokens import (
+    MAX_EXPIRES_IN_S,
+    MAX_NAME_CHARS,
+    CreateTokenRequest,
+    check_scopes,
+    token_view,
+)
+
+_MAX_BODY = 64 * 1024
+
+
+async def create_token(request: Request) -> Response:
+    ctx = ctx_of(request)
+    ask = decode_as(CreateTokenRequest, await read_body(request, _MAX_BODY))
+    if not ask.name.strip() or len(ask.name) > MAX_NAME_CHARS:
+        reason = f"must be 1 to {MAX_NAME_CHARS} characters, not blank"
+        raise InvalidRequest(f"/name {reason}", [detail("/name", reason)])
+    check_scopes(ask.scopes)
+    expires_in = ask.expires_in_s
+    if expires_in is not None and not 0 < expires_in <= MAX_EXPIRES_IN_S:
+        reason = f"must be between 1 and {MAX_EXPIRES_IN_S} seconds (ten years), or left out"
+        raise InvalidRequest(f"/expires_in_s {reason}", [detail("/expires_in_s", reason)])
+    created = await ctx.tokens.issue(ask.name, ask.scopes, expires_in)
+    return body(created, 201)
+
+
+async def list_tokens(request: Request) -> Response:
+    items = [token_view(r) for r in ctx_of(request).tokens.all()]
+    return results(items, len(items))
+
+
+async def revoke_token(request: Request) -> Response:
+    tokens = ctx_of(request).tokens
+    token_id = request.path_params["id"]
+    record = tokens.get(token_id)
+    if record is None:
+        raise NotFound(f"no token {token_id!r}")
+    admins = [r for r in tokens.all() if ADMIN_SCOPE in r.scopes and live(r)]
+    if ADMIN_SCOPE in record.scopes and [r.id for r in admins] == [token_id]:
+        raise Conflict("this is the last admin token: create another admin token first")
+    await tokens.revoke(token_id)
+    caller = caller_of(request)
+    revoked_self = caller is not None and caller.token_id == token_id
+    return body({"id": token_id, "revoked": True, "was_caller": revoked_self})
+
+
+routes = [
+    Route("/compute/tokens", guard(ADMIN, create_token), methods=["POST"]),
+    Route("/compute/tokens", guard(ADMIN, list_tokens), methods=["GET"]),
+    Route("/compute/tokens/{id}", guard(ADMIN, revoke_token), methods=["DELETE"]),
+]
