@@ -8,6 +8,7 @@ INVOKE_WILDCARD = f"{PREFIX}.*.function.*"
 WORKER_PING = "computebus.workers.ping"
 WORKER_PROBE = "computebus.workers.probe"  # load a revision's handler without running it
 WORKER_SYNC = "computebus.workers.sync"  # take this function record now (after a change)
+API_PING = "computebus.apis.ping"  # the API processes answer (they share rate limits out)
 
 ASYNC_STREAM = "COMPUTEBUS_ASYNC"
 ASYNC_WILDCARD = f"{PREFIX}.*.function.*.async"

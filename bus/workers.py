@@ -44,13 +44,31 @@ async def sync_workers(nc: Client, ct: str, ft: str, seq: int, record: bytes) ->
     return len(acks)
 
 
+async def count_answers(nc: Client, subject: str, wait_s: float = PING_WAIT_S) -> int:
+    """How many answer a broadcast on ``subject`` (the API processes answer ``API_PING``)."""
+    return len(await _replies(nc, subject, b"", wait_s, quiet_s=0.05))
+
+
 async def _gather(
     nc: Client, subject: str, body: bytes, kind: type[T], wait_s: float, quiet_s: float | None
 ) -> list[T]:
+    """The replies to one broadcast, read as ``kind`` (an unreadable one is skipped)."""
+    decoder = decoder_for(kind)
+    found: list[T] = []
+    for data in await _replies(nc, subject, body, wait_s, quiet_s):
+        try:
+            found.append(decoder.decode(data))
+        except msgspec.DecodeError as exc:
+            log.warning("ignoring an unreadable answer on %s: %s", subject, exc)
+    return found
+
+
+async def _replies(
+    nc: Client, subject: str, body: bytes, wait_s: float, quiet_s: float | None
+) -> list[bytes]:
     """Replies to one broadcast: until ``wait_s``, or ``quiet_s`` after the last reply."""
     inbox = nc.new_inbox()
-    replies: list[T] = []
-    decoder = decoder_for(kind)
+    replies: list[bytes] = []
     sub = await nc.subscribe(inbox)
     try:
         await nc.publish(subject, body, reply=inbox)
@@ -63,12 +81,8 @@ async def _gather(
                 msg = await sub.next_msg(timeout=left)
             except nats.errors.TimeoutError:
                 break
-            if not msg.data:  # a status message (no responders), not a worker's answer
-                continue
-            try:
-                replies.append(decoder.decode(msg.data))
-            except msgspec.DecodeError as exc:
-                log.warning("ignoring an unreadable answer on %s: %s", subject, exc)
+            if msg.data:  # else a status message (no responders), not an answer
+                replies.append(msg.data)
     finally:
         await sub.unsubscribe()
     return replies

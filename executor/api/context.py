@@ -14,6 +14,7 @@ from bus.monitor import MonitorStore
 from bus.registry import Registry
 from bus.registry_view import RegistryView
 from bus.tokens import TokenStore
+from executor.api.rate_limits import RateLimits
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
@@ -35,6 +36,7 @@ class ApiContext:
     functions: FunctionService
     updates: FunctionUpdates
     tokens: TokenStore
+    rate_limits: RateLimits
     settings: Settings
 
 

@@ -99,6 +99,9 @@ async def _invoke(
 ) -> tuple[Response, str]:
     ctx = ctx_of(request)
     ct, ft = await function_ref(request)
+    limited = ctx.view.cached_function(ct, ft)
+    if limited is not None:
+        ctx.rate_limits.take(ct, ft, limited.limits)
     data = await read_body(request, ctx.settings.max_payload_bytes + REPLY_HEADROOM)
     req = _invoke_request(data)
     payload = payload_bytes(req.payload)

@@ -15,6 +15,7 @@ from bus.tokens import TokenStore
 from executor.api.admin_token import ensure_admin_token
 from executor.api.app import build_app
 from executor.api.context import ApiContext
+from executor.api.rate_limits import RateLimits
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
@@ -51,6 +52,8 @@ async def run_api(
     )
     tokens = await TokenStore.open(bus.nc.jetstream())
     await ensure_admin_token(tokens, settings.data_dir)
+    rate_limits = RateLimits(bus.nc)
+    await rate_limits.start()
     ctx = ApiContext(
         nc=bus.nc,
         registry=bus.registry,
@@ -62,6 +65,7 @@ async def run_api(
         functions=functions,
         updates=FunctionUpdates(functions, bus.view),
         tokens=tokens,
+        rate_limits=rate_limits,
         settings=settings,
     )
     sock = bind(settings.host, settings.port)
@@ -90,5 +94,6 @@ async def run_api(
         server.should_exit = True
         await serving
         sock.close()
+        await rate_limits.close()
         await tokens.close()
         await bus.close()

@@ -329,3 +329,57 @@ async def test_a_browser_on_an_allowed_origin_can_invoke_with_a_token(
         assert refused.headers.get("access-control-allow-origin") != stranger
         other = await api.post(f"{fn.path}/invoke", json={}, headers={"Origin": stranger})
         assert "access-control-allow-origin" not in other.headers
+
+
+async def test_a_function_over_its_rate_is_429_with_retry_after(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(NODE_ECHO, limits={"rps": 1, "burst": 2})
+    codes = [
+        (await http.post(f"{fn.path}/invoke", json={"payload": i})).status_code for i in range(2)
+    ]
+    assert codes == [200, 200]
+    refused = await http.post(f"{fn.path}/invoke", json={"payload": 3})
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+    other = await make_function(NODE_ECHO)  # another function is not touched
+    assert (await http.post(f"{other.path}/invoke", json={})).status_code == 200
+    await asyncio.sleep(1.1)
+    assert (await http.post(f"{fn.path}/invoke", json={})).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("limits", "field"),
+    [
+        ({"rps": 0}, "/limits/rps"),
+        ({"rps": -3}, "/limits/rps"),
+        ({"rps": 5, "burst": -1}, "/limits/burst"),
+        ({"rps": 5, "burst": 0}, "/limits/burst"),
+        ({"burst": 5}, "/limits/burst"),
+    ],
+)
+async def test_bad_rate_limits_are_400_naming_the_field(
+    http: httpx.AsyncClient, limits: dict[str, Any], field: str
+) -> None:
+    answer = await http.post("/compute/functions", json=function_body(NODE_ECHO, limits=limits))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["details"][0]["path"] == field
+
+
+async def test_two_apis_share_a_functions_rate(
+    stack: Stack, http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(NODE_ECHO, limits={"rps": 4, "burst": 4})
+    async with second_api(stack) as other:
+        await asyncio.sleep(2.5)  # both APIs have counted each other
+        started = time.monotonic()
+        answers = []
+        for i in range(40):
+            client = http if i % 2 else other
+            answers.append((await client.post(f"{fn.path}/invoke", json={})).status_code)
+        elapsed = time.monotonic() - started
+    accepted = answers.count(200)
+    assert set(answers) == {200, 429}
+    # The burst (4, two on each API) and what 4/s refills meanwhile; not 4 on each.
+    assert 4 <= accepted <= 4 + 4 * elapsed + 1, (accepted, elapsed)
