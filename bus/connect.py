@@ -15,7 +15,13 @@ log = logging.getLogger("computebus.bus")
 PENDING_SIZE = 64 * 1024 * 1024
 
 
-async def connect(url: str, *, name: str, first_connect_timeout: float | None = 30) -> Client:
+async def connect(
+    url: str,
+    *,
+    name: str,
+    first_connect_timeout: float | None = 30,
+    inbox_prefix: str | None = None,
+) -> Client:
     """Connect with retry-forever reconnects and callbacks that log instead of printing.
 
     nats-py applies `max_reconnect_attempts=-1` to the very first connect too, so a wrong
@@ -56,6 +62,8 @@ async def connect(url: str, *, name: str, first_connect_timeout: float | None = 
         "reconnected_cb": on_reconnected,
         "closed_cb": on_closed,
     }
+    if inbox_prefix is not None:
+        options["inbox_prefix"] = inbox_prefix
     try:
         await asyncio.wait_for(nc.connect(url, **options), first_connect_timeout)
     except TimeoutError:

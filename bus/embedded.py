@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import nats
 
+from bus.nats_users import ROLES, render_users
 from schemas.errors import SetupError
 
 log = logging.getLogger("computebus.bus")
@@ -57,7 +58,8 @@ def nats_server_binary() -> Path:
 
 @dataclass
 class EmbeddedNats:
-    """A nats-server child process this process started: where to reach it, and how to stop it."""
+    """A nats-server child process this process started: where to reach it, and how to stop it.
+    ``url`` is the operator's user (everything); ``urls`` has one per role (``nats_users``)."""
 
     url: str = field(repr=False)
     port: int
@@ -65,6 +67,7 @@ class EmbeddedNats:
     password: str = field(repr=False)
     data_dir: Path
     process: asyncio.subprocess.Process
+    urls: dict[str, str] = field(repr=False, default_factory=dict)
 
     async def stop(self, timeout: float = 10) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds; the process is always reaped."""
@@ -91,8 +94,9 @@ async def start_embedded_nats(
     data_dir.mkdir(parents=True, exist_ok=True)
     lock_fd = _lock_data_dir(data_dir)
     try:
-        user, password = _load_or_create_credentials(data_dir / CREDENTIALS_FILE)
-        config = _render_config(data_dir, host, port, max_payload, user, password)
+        passwords = _load_or_create_credentials(data_dir / CREDENTIALS_FILE)
+        user, password = USER, passwords[USER]
+        config = _render_config(data_dir, host, port, max_payload, passwords)
         write_private(data_dir / CONFIG_FILE, config)
         log_path = data_dir / LOG_FILE
         log_start = log_path.stat().st_size if log_path.exists() else 0
@@ -131,6 +135,7 @@ async def start_embedded_nats(
         password=password,
         data_dir=data_dir,
         process=process,
+        urls={role: _client_url(host, bound, role, pw) for role, pw in passwords.items()},
     )
 
 
@@ -192,23 +197,34 @@ def _read_ports_file(data_dir: Path, pid: int) -> int | None:
     return None
 
 
-def _load_or_create_credentials(path: Path) -> tuple[str, str]:
+def _load_or_create_credentials(path: Path) -> dict[str, str]:
+    """A password per user (``nats_users.ROLES``); made, or completed, on first use."""
+    passwords: dict[str, str] = {}
     if path.exists():
         try:
             data = json.loads(path.read_text())
-            user, password = data["user"], data["password"]
-        except (ValueError, KeyError, TypeError) as exc:
+            found = data.get("users", {})  # before roles, the file held one user and password
+        except (ValueError, AttributeError) as exc:
             raise NatsServerFailed(f"unreadable NATS credentials in {path}: {exc!r}") from None
-        if not (isinstance(user, str) and isinstance(password, str) and user and password):
+        if not isinstance(found, dict) or not all(isinstance(v, str) and v for v in found.values()):
             raise NatsServerFailed(f"NATS credentials in {path} must be non-empty strings")
-        return user, password
-    password = secrets.token_urlsafe(24)
-    write_private(path, json.dumps({"user": USER, "password": password}) + "\n")
-    return USER, password
+        passwords = {k: v for k, v in found.items() if k in ROLES}
+    if set(passwords) != set(ROLES):
+        for role in ROLES:
+            passwords.setdefault(role, secrets.token_urlsafe(24))
+        write_private(path, json.dumps({"users": passwords}, indent=2) + "\n")
+    return passwords
+
+
+def role_url(data_dir: Path, host: str, port: int, role: str) -> str:
+    """The URL of ``role``'s user of the embedded server whose store is ``data_dir``."""
+    return _client_url(
+        host, port, role, _load_or_create_credentials(data_dir / CREDENTIALS_FILE)[role]
+    )
 
 
 def _render_config(
-    data_dir: Path, host: str, port: int, max_payload: int, user: str, password: str
+    data_dir: Path, host: str, port: int, max_payload: int, passwords: dict[str, str]
 ) -> str:
     # nats-server appends "jetstream/" to store_dir itself: data lands in data_dir/jetstream.
     q = json.dumps
@@ -218,7 +234,7 @@ def _render_config(
             f"ports_file_dir: {q(str(data_dir))}",
             f"max_payload: {max_payload}",
             f"jetstream {{ store_dir: {q(str(data_dir))} }}",
-            f"authorization {{ user: {q(user)}, password: {q(password)} }}",
+            render_users(passwords),
             "",
         ]
     )

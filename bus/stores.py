@@ -15,6 +15,7 @@ from bus.bundles import BundleStore
 from bus.connect import connect
 from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
+from bus.nats_users import INTERNAL_INBOX
 from bus.registry import Registry
 from bus.registry_view import RegistryView
 
@@ -48,7 +49,8 @@ class Stores:
 
     @classmethod
     async def open(cls, url: str, name: str, limits: StoreLimits) -> Stores:
-        nc = await connect(url, name=name)
+        # Replies to the roles go to inboxes a client user may not read (nats_users).
+        nc = await connect(url, name=name, inbox_prefix=INTERNAL_INBOX)
         js = nc.jetstream()
         registry = await Registry.open(js, nc.max_payload)
         view = RegistryView(registry)

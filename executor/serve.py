@@ -119,23 +119,25 @@ async def _stop_worker(worker: asyncio.subprocess.Process, drain_s: float) -> No
 async def serve(settings: Settings, stop: asyncio.Event, on_force: ForceHooks) -> int:
     """``on_force``: what a second Ctrl-C runs before it exits; the children go with it."""
     embedded: EmbeddedNats | None = None
-    url = settings.nats_url
-    if not url:
+    given = settings.nats_url
+    if given:
+        urls = {"api": given, "worker": given, "client": given}
+    else:
         embedded = await start_embedded_nats(settings.data_dir / "nats")
         on_force.append(killer(embedded.process.pid, signal.SIGTERM))
-        url = embedded.url
+        urls = embedded.urls  # each role its own user; the client's is the one printed
     worker: asyncio.subprocess.Process | None = None
     try:
-        worker = await _start_worker(url, settings)
+        worker = await _start_worker(urls["worker"], settings)
         on_force.insert(0, killer(worker.pid, signal.SIGKILL))
-        await _wait_for_worker(url, worker)
+        await _wait_for_worker(urls["api"], worker)
 
         def ready(api_url: str) -> None:
             token_file = admin_token_path(settings.data_dir).resolve()
             shown = token_file if token_file.exists() else None
-            print(ready_line(api_url, url, shown), flush=True)
+            print(ready_line(api_url, urls["client"], shown), flush=True)
 
-        await run_api(url, settings, stop, on_ready=ready)
+        await run_api(urls["api"], settings, stop, on_ready=ready)
         return 0
     finally:
         if worker is not None:

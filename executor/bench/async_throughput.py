@@ -122,7 +122,7 @@ async def run_async_bench(*, count: int, workers: int = 1) -> int:
 
         async with (
             serve_child(Path(tmp) / "cb") as served,
-            extra_workers(served.nats, workers - 1, Path(tmp)),
+            extra_workers(served.worker_nats, workers - 1, Path(tmp)),
         ):
             ct, ft = await create_noop(served)
             nc = await nats.connect(served.nats)

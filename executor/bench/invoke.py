@@ -19,11 +19,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import nats
 
-from bus.embedded import start_embedded_nats
+from bus.embedded import role_url, start_embedded_nats
 from executor.bench import BenchFailed
 from executor.serve import READY, parse_ready_line
 
@@ -195,7 +196,8 @@ class Served:
     """A ``computebus serve`` of the bench's own: where its API and NATS are, its admin token."""
 
     api: str
-    nats: str
+    nats: str  # the client user's, as serve prints it
+    worker_nats: str  # the worker user's, from the data dir, for more workers
     token: str
 
     @property
@@ -211,7 +213,10 @@ async def serve_child(data_dir: Path) -> AsyncIterator[Served]:
     async with child(*argv, str(data_dir), env=env, ready=READY.encode()) as (_, line):
         fields = parse_ready_line(line.decode().strip())
         token = Path(fields["token-file"]).read_text().strip()
-        yield Served(fields["api"], fields["nats"], token)
+        where = urlsplit(fields["nats"])
+        host, port = where.hostname or "127.0.0.1", where.port or 4222
+        worker = role_url(data_dir / "nats", host, port, "worker")
+        yield Served(fields["api"], fields["nats"], worker, token)
 
 
 def free_port() -> int:

@@ -108,15 +108,29 @@ async def test_restart_keeps_data_and_credentials(tmp_path: Path) -> None:
 
     second = await start_embedded_nats(tmp_path, port=first.port)
     try:
-        assert (second.port, second.url) == (first.port, first.url)
+        assert (second.port, second.url, second.urls) == (first.port, first.url, first.urls)
         credentials = json.loads((tmp_path / CREDENTIALS_FILE).read_text())
-        assert credentials == {"user": first.user, "password": first.password}
+        assert credentials["users"][first.user] == first.password
+        assert set(credentials["users"]) == {"computebus", "api", "worker", "client"}
         client = await connect(second.url, name="after-restart")
         msg = await client.jetstream().get_last_msg("SURVIVES", "test.survives")
         assert msg.data == b"kept"
         await client.drain()
     finally:
         await second.stop()
+
+
+async def test_a_credentials_file_of_one_user_gains_the_role_users(tmp_path: Path) -> None:
+    (tmp_path / CREDENTIALS_FILE).write_text('{"user": "computebus", "password": "old"}\n')
+    server = await start_embedded_nats(tmp_path)
+    try:
+        client = await connect(server.urls["client"], name="after-upgrade")
+        await client.drain()
+        kept = json.loads((tmp_path / CREDENTIALS_FILE).read_text())["users"]
+        assert set(kept) == {"computebus", "api", "worker", "client"}
+        assert _mode(tmp_path / CREDENTIALS_FILE) == 0o600
+    finally:
+        await server.stop()
 
 
 async def test_busy_port_fails_clearly(nats_server: EmbeddedNats, tmp_path: Path) -> None:

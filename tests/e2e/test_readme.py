@@ -27,7 +27,7 @@ SECTIONS = (
     "Async invocations",
 )
 README_API = "http://127.0.0.1:8080"
-README_NATS = "nats://computebus:<password>@127.0.0.1:40123"
+README_NATS = "nats://client:<password>@127.0.0.1:40123"
 README_SERVICE = "123456789"
 README_INVOCATION = "5c0f..."
 BLOCK_TIMEOUT_S = 60
@@ -159,6 +159,7 @@ async def learn(served: Served, output: str) -> None:
 
 
 async def test_the_readme_examples_run_as_written(served: Served) -> None:
+    assert README_NATS in README.read_text(), "the NATS examples' placeholder changed"
     blocks = readme_blocks()
     assert {b.section for b in blocks} == set(SECTIONS), "a section lost its examples"
     checked = 0
