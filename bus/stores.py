@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 
 from bus.async_queue import AsyncQueue
 from bus.bundles import BundleStore
+from bus.caller_seal import CallerSeal
 from bus.connect import connect
 from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
@@ -46,6 +47,7 @@ class Stores:
     view: RegistryView
     queue: AsyncQueue
     dead_letters: DeadLetters
+    seal: CallerSeal
 
     @classmethod
     async def open(cls, url: str, name: str, limits: StoreLimits) -> Stores:
@@ -74,6 +76,7 @@ class Stores:
                 max_age_s=limits.dead_letter_max_age_s,
                 max_bytes=limits.dead_letter_max_bytes,
             ),
+            seal=await CallerSeal.open(js),
         )
 
     async def close(self) -> None:

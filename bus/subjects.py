@@ -19,6 +19,7 @@ SHARED_DEAD_LETTER_STREAM = "COMPUTEBUS_DEAD_LETTERS"  # before one stream per c
 
 FUNCTIONS_BUCKET = "computebus_functions"
 TOKENS_BUCKET = "computebus_tokens"
+INTERNAL_BUCKET = "computebus_internal"  # what only the roles share (the caller seal key)
 BUNDLES_BUCKET = "computebus_bundles"
 MONITOR_PREFIX = "computebus.monitor"
 SHARED_MONITOR_STREAM = "COMPUTEBUS_MONITOR"  # before one stream per collection

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from schemas.errors import ComputeError, InvalidRequest, Overloaded
 from schemas.ids import INVOCATION_ID, is_invocation_id
-from schemas.invocations import InvocationType
+from schemas.invocations import CallerInfo, InvocationType
 
 H_ALIAS = "Compute-Alias"
 H_REVISION = "Compute-Revision"
@@ -20,6 +20,8 @@ H_DEADLINE = "Compute-Deadline"  # Async: unix ms after which a still-queued inv
 H_INVOCATION_ID = "Compute-Invocation-Id"
 H_RECORDED = "Compute-Recorded"  # Async: the API wrote a queued record for it (read it first)
 H_PAYLOAD_SHA256 = "Compute-Payload-Sha256"  # Async with an Idempotency-Key: what the key named
+H_CALLER = "Compute-Caller"  # who called (set by the API), and its seal (bus/caller_seal.py)
+H_CALLER_SEAL = "Compute-Caller-Seal"
 H_MSG_ID = "Nats-Msg-Id"
 H_ERROR = "Nats-Service-Error"
 H_ERROR_CODE = "Nats-Service-Error-Code"
@@ -38,6 +40,7 @@ class Call:
     revision: int | None = None
     timeout_ms: int | None = None
     invocation_type: InvocationType = "RequestResponse"
+    caller: CallerInfo | None = None
 
 
 # The options an Async invocation keeps when it is dead-lettered and sent again.
@@ -75,6 +78,7 @@ def call_from_headers(
     headers: dict[str, str],
     invocation_id: str,
     invocation_type: InvocationType = "RequestResponse",
+    caller: CallerInfo | None = None,
 ) -> Call:
     return Call(
         collection_topic=ct,
@@ -85,6 +89,7 @@ def call_from_headers(
         revision=positive_int(headers, H_REVISION),
         timeout_ms=positive_int(headers, H_TIMEOUT),
         invocation_type=invocation_type,
+        caller=caller,
     )
 
 

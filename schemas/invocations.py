@@ -28,6 +28,16 @@ class HandlerContext(Struct):
     memory_mb: int
 
 
+class CallerInfo(StoredStruct):
+    """Who made an invocation: an API token (its id and name), anyone (a function open to
+    ``public_invoke``), or a NATS client (``nats``: the bus user it connected as is not known
+    to the worker)."""
+
+    via: Literal["token", "public", "nats"]
+    token_id: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+
+
 class MonitorRecord(StoredStruct):
     invocation_id: str
     collection_topic: str
@@ -53,6 +63,7 @@ class MonitorRecord(StoredStruct):
     deadline: int | UnsetType = UNSET
     # Async with an Idempotency-Key: the payload's sha256, so the key cannot name another one.
     payload_sha256: str | UnsetType = UNSET
+    caller: CallerInfo | UnsetType = UNSET
 
     @property
     def finished(self) -> bool:

@@ -26,6 +26,7 @@ from bus.registry_view import RegistryView
 from bus.tokens import TokenStore, live
 from schemas import ids
 from schemas.errors import Forbidden, FunctionNotFound, Unauthorized
+from schemas.invocations import CallerInfo
 from schemas.tokens import Action, Grants, TokenRecord
 
 log = logging.getLogger("computebus.access")
@@ -35,6 +36,7 @@ CALLER = "computebus.caller"  # where a guarded request keeps its Caller (in the
 ALWAYS_PUBLIC = frozenset({"/healthz", "/readyz"})
 OPS_PATHS = frozenset({"/metrics", "/openapi.json"})  # public when settings.ops_public
 
+_PUBLIC = CallerInfo(via="public")
 _VERIFIED_MAX = 10_000
 _FAILURES_FREE = 5  # failed checks per address per window before each further one is slowed
 _FAILURE_WINDOW_S = 60.0
@@ -189,3 +191,11 @@ def guard(rule: Rule, endpoint: Endpoint) -> Endpoint:
 def caller_of(request: Request) -> Caller | None:
     caller: Caller | None = request.scope.get(CALLER)
     return caller
+
+
+def caller_info(request: Request) -> CallerInfo:
+    """Who called, as the invocation's record says it."""
+    caller = caller_of(request)
+    if caller is None:
+        return _PUBLIC
+    return CallerInfo(via="token", token_id=caller.token_id, name=caller.name)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from executor.api.access import DEPLOY, READ, guard
+from executor.api.access import DEPLOY, READ, caller_info, guard
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.responses import body, query_int, results
 from schemas.errors import (
@@ -101,7 +101,10 @@ async def submit(
         if known is not None:
             _same_payload(known, digest, key)
             return Accepted(invocation_id=invocation_id, status=known.status), invocation_id
+    caller = caller_info(request)
+    options.update(ctx.seal.headers(invocation_id, caller))
     queued = async_record(invocation_id, ct, ft, rev.number, "queued", int(time.time() * 1000))
+    queued.caller = caller
     if H_DEADLINE in options:
         queued.deadline = int(options[H_DEADLINE])
     if digest is not None:
@@ -225,6 +228,7 @@ async def retry(request: Request) -> Response:
     # Queued before it is sent: a worker skips an invocation whose record is final.
     revision = previous.revision if previous is not None else 0
     queued = async_record(invocation_id, ct, ft, revision, "queued", int(time.time() * 1000))
+    queued.caller = caller_info(request)
     if function.monitor_config.store_payload:
         queued.input = letter.payload
     if digest := letter.headers.get(H_PAYLOAD_SHA256):
@@ -239,6 +243,7 @@ async def retry(request: Request) -> Response:
         H_INVOCATION_ID: invocation_id,
         H_MSG_ID: f"{invocation_id}.redrive.{written[1]}",
         H_RECORDED: "1",
+        **ctx.seal.headers(invocation_id, caller_info(request)),  # the redrive's caller
     }
     try:
         await _enqueue(ctx, ct, ft, payload, headers)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from bus.async_queue import AsyncQueue
 from bus.bundles import BundleStore
+from bus.caller_seal import CallerSeal
 from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from bus.registry import Registry
@@ -37,6 +38,7 @@ class ApiContext:
     updates: FunctionUpdates
     tokens: TokenStore
     rate_limits: RateLimits
+    seal: CallerSeal
     settings: Settings
 
 

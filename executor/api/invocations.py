@@ -13,7 +13,7 @@ from starlette.routing import Route
 from bus import subjects
 from bus.streams import REPLY_HEADROOM
 from executor.api import async_invocations
-from executor.api.access import INVOKE, READ, guard
+from executor.api.access import INVOKE, READ, caller_info, guard
 from executor.api.context import ctx_of, function_ref
 from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
@@ -125,7 +125,11 @@ async def _invoke(
     _, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
     # The resolved number, not the alias: this API's view already has its own alias moves, so
     # a promote or a rollback made here takes effect on the very next invocation.
-    call_headers = {H_INVOCATION_ID: invocation_id, H_REVISION: str(rev.number)}
+    call_headers = {
+        H_INVOCATION_ID: invocation_id,
+        H_REVISION: str(rev.number),
+        **ctx.seal.headers(invocation_id, caller_info(request)),
+    }
     timeout_ms = request.headers.get(H_TIMEOUT)
     if timeout_ms:
         call_headers[H_TIMEOUT] = timeout_ms

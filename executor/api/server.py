@@ -66,6 +66,7 @@ async def run_api(
         updates=FunctionUpdates(functions, bus.view),
         tokens=tokens,
         rate_limits=rate_limits,
+        seal=bus.seal,
         settings=settings,
     )
     sock = bind(settings.host, settings.port)

@@ -233,6 +233,8 @@ class Invoker:
             logs_truncated=logs.truncated,
             worker=self.worker_id,
         )
+        if call.caller is not None:
+            record.caller = call.caller
         if function.monitor_config.store_payload:
             record.input = msgspec.Raw(call.payload)
             if result is not None:

@@ -31,6 +31,7 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from bus.async_queue import AsyncQueue
+from bus.caller_seal import CallerSeal
 from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
 from executor.settings import Settings
@@ -101,7 +102,9 @@ class AsyncConsumer:
         invoker: Invoker,
         settings: Settings,
         worker_id: str,
+        seal: CallerSeal,
     ) -> None:
+        self.seal = seal
         self.records = records
         self.view = view
         self.monitor = monitor
@@ -181,13 +184,16 @@ class AsyncConsumer:
         now_ms = int(time.time() * 1000)
         base = async_record(delivery.invocation_id, ct, ft, 0, "running", now_ms)
         base.worker, base.attempts = self.worker_id, done
+        base.caller = caller = self.seal.caller(headers, delivery.invocation_id)
         if digest := headers.get(H_PAYLOAD_SHA256):
             base.payload_sha256 = digest
         try:
             deadline = deadline_ms(headers)
             if deadline is not None:
                 base.deadline = deadline
-            call = call_from_headers(ct, ft, msg.data, headers, delivery.invocation_id, "Async")
+            call = call_from_headers(
+                ct, ft, msg.data, headers, delivery.invocation_id, "Async", caller=caller
+            )
             function, revision = await self.view.resolve(
                 ct, ft, alias=call.alias, revision=call.revision
             )

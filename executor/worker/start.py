@@ -53,9 +53,9 @@ async def run_worker(
     invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id)
     records = AsyncRecords(bus.nc, bus.monitor, bus.dead_letters, bus.view)
     consumer = AsyncConsumer(
-        bus.nc, bus.queue, records, bus.view, bus.monitor, invoker, settings, worker_id
+        bus.nc, bus.queue, records, bus.view, bus.monitor, invoker, settings, worker_id, bus.seal
     )
-    worker = Worker(bus.nc, bus.view, invoker, revisions, settings, consumer, worker_id)
+    worker = Worker(bus.nc, bus.view, invoker, revisions, settings, consumer, worker_id, bus.seal)
     instances.start()
     await worker.start()
     log.info("worker %s ready", worker.id)

@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from bus import subjects
+from bus.caller_seal import CallerSeal
 from bus.registry_view import RegistryView
 from executor.settings import Settings
 from executor.tasks import TaskSet
@@ -68,8 +69,10 @@ class Worker:
         settings: Settings,
         consumer: AsyncConsumer,
         worker_id: str,
+        seal: CallerSeal,
     ) -> None:
         self.nc = nc
+        self.seal = seal
         self.view = view
         self.consumer = consumer
         self.invoker = invoker
@@ -213,7 +216,10 @@ class Worker:
         parsed = subjects.parse_function_subject(msg.subject)
         if parsed is None:
             raise InvalidRequest(f"{msg.subject} is not a function subject")
-        return call_from_headers(parsed[0], parsed[1], msg.data, headers, invocation_id)
+        caller = self.seal.caller(headers, invocation_id)
+        return call_from_headers(
+            parsed[0], parsed[1], msg.data, headers, invocation_id, caller=caller
+        )
 
     async def _reply_error(self, msg: Msg, error: ComputeError, invocation_id: str) -> None:
         await self.nc.publish(

@@ -20,7 +20,7 @@ from bus import subjects
 from executor.api.access import ALWAYS_PUBLIC, OPS_PATHS
 from executor.api.app import build_app
 from schemas.tokens import ADMIN_TOKEN_FILE
-from tests.helpers import MakeFunction, Stack, function_body, second_api
+from tests.helpers import MakeFunction, Stack, function_body, second_api, wait_for_record
 
 NODE_ECHO = {"index.js": "exports.handler = async (event) => ({ got: event });\n"}
 
@@ -383,3 +383,38 @@ async def test_two_apis_share_a_functions_rate(
     assert set(answers) == {200, 429}
     # The burst (4, two on each API) and what 4/s refills meanwhile; not 4 on each.
     assert 4 <= accepted <= 4 + 4 * elapsed + 1, (accepted, elapsed)
+
+
+async def test_records_say_who_called_and_a_nats_caller_cannot_pose_as_a_token(
+    stack: Stack, http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function(NODE_ECHO, access={"public_invoke": True})
+    secret = await token(http, "invoke:*", "read:*")
+    token_id = secret.split("_")[1]
+    ran = await http.post(f"{fn.path}/invoke", json={"payload": 1}, headers=bearer(secret))
+    record = await wait_for_record(http, fn, ran.headers["x-invocation-id"])
+    assert record["caller"]["via"] == "token" and record["caller"]["token_id"] == token_id
+    assert record["caller"]["name"].startswith("t-")
+
+    async with httpx.AsyncClient(base_url=stack.api, timeout=30) as anonymous:
+        ran = await anonymous.post(f"{fn.path}/invoke", json={"payload": 2})
+    assert (await wait_for_record(http, fn, ran.headers["x-invocation-id"]))["caller"] == {
+        "via": "public"
+    }
+
+    forged = {"Compute-Caller": '{"via":"token","token_id":"0123456789abcdef","name":"admin"}'}
+    reply = await nc.request(fn.subject, b"3", timeout=10, headers=forged)
+    invocation_id = (reply.headers or {})["Compute-Invocation-Id"]
+    assert (await wait_for_record(http, fn, invocation_id))["caller"] == {"via": "nats"}
+
+    queued = await http.post(
+        f"{fn.path}/invoke",
+        json={"payload": 4, "invocation_type": "Async"},
+        headers=bearer(secret),
+    )
+    async_id = queued.json()["body"]["invocation_id"]
+    deadline = time.monotonic() + 10
+    while (done := await wait_for_record(http, fn, async_id))["status"] != "succeeded":
+        assert time.monotonic() < deadline, done
+        await asyncio.sleep(0.05)
+    assert done["caller"]["token_id"] == token_id

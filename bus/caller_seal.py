@@ -1,0 +1,70 @@
+"""Who called, carried from the API to the worker so that an invocation's record can say: the API
+puts the caller (the token's id and name) in ``Compute-Caller`` and seals it with an HMAC over
+the invocation id under a key that only the API and worker users can read (the client user may
+not touch JetStream). A header that is missing or not sealed by that key means the call came
+over NATS straight from a client, and the record says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+
+import msgspec
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+
+from bus import subjects
+from schemas.codec import decoder_for, encode
+from schemas.headers import H_CALLER, H_CALLER_SEAL
+from schemas.invocations import CallerInfo
+
+_KEY = "caller-seal-key"
+_NATS = CallerInfo(via="nats")
+
+
+class CallerSeal:
+    """Seals and opens the caller header of invocations with the bus's shared key."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> CallerSeal:
+        """The shared key, made by whichever role starts first."""
+        try:
+            kv = await js.key_value(subjects.INTERNAL_BUCKET)
+        except nats.js.errors.BucketNotFoundError:
+            kv = await js.create_key_value(
+                KeyValueConfig(bucket=subjects.INTERNAL_BUCKET, history=1, storage=StorageType.FILE)
+            )
+        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+            await kv.create(_KEY, secrets.token_bytes(32))  # unless another role made it first
+        entry = await kv.get(_KEY)
+        assert entry.value is not None
+        return cls(entry.value)
+
+    def _mac(self, invocation_id: str, caller: bytes) -> str:
+        message = invocation_id.encode() + b"\n" + caller
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def headers(self, invocation_id: str, caller: CallerInfo) -> dict[str, str]:
+        """The two headers that carry ``caller`` with an invocation."""
+        data = encode(caller)
+        return {H_CALLER: data.decode(), H_CALLER_SEAL: self._mac(invocation_id, data)}
+
+    def caller(self, headers: dict[str, str] | None, invocation_id: str) -> CallerInfo:
+        """The caller the headers were sealed with; a NATS client's call without them."""
+        if not headers or H_CALLER not in headers:
+            return _NATS
+        data = headers[H_CALLER].encode()
+        given = headers.get(H_CALLER_SEAL, "")
+        if not hmac.compare_digest(given, self._mac(invocation_id, data)):
+            return _NATS
+        try:
+            return decoder_for(CallerInfo).decode(data)
+        except msgspec.DecodeError:  # sealed by a newer version in a shape this one cannot read
+            return _NATS
