@@ -15,9 +15,9 @@ import secrets
 import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 
 from bus import subjects
+from bus.kv import open_bucket
 from schemas.codec import decoder_for, encode
 from schemas.headers import H_CALLER, H_CALLER_SEAL
 from schemas.invocations import CallerInfo
@@ -35,12 +35,7 @@ class CallerSeal:
     @classmethod
     async def open(cls, js: JetStreamContext) -> CallerSeal:
         """The shared key, made by whichever role starts first."""
-        try:
-            kv = await js.key_value(subjects.INTERNAL_BUCKET)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(bucket=subjects.INTERNAL_BUCKET, history=1, storage=StorageType.FILE)
-            )
+        kv = await open_bucket(js, subjects.INTERNAL_BUCKET)
         with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
             await kv.create(_KEY, secrets.token_bytes(32))  # unless another role made it first
         entry = await kv.get(_KEY)

@@ -14,10 +14,10 @@ import secrets
 import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from bus import subjects
+from bus.kv import open_bucket
 from bus.scan import scan_last_per_subject
 from schemas.codec import decoder_for, encode
 from schemas.errors import FunctionExists, InternalError, PayloadTooLarge
@@ -45,15 +45,7 @@ class Registry:
 
     @classmethod
     async def open(cls, js: JetStreamContext, max_payload: int) -> Registry:
-        try:
-            kv = await js.key_value(subjects.FUNCTIONS_BUCKET)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=subjects.FUNCTIONS_BUCKET, history=8, storage=StorageType.FILE
-                )
-            )
-        return cls(js, kv, max_payload)
+        return cls(js, await open_bucket(js, subjects.FUNCTIONS_BUCKET, history=8), max_payload)
 
     def _encode(self, record: Revision | FunctionRecord) -> bytes:
         """The record as stored; one the bus cannot carry is refused (413), not retried."""

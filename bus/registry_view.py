@@ -7,13 +7,11 @@ function exists.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
-
+from bus import subjects
+from bus.kv import KvFollower
 from bus.registry import Registry, name_hash
 from schemas.codec import decoder_for
 from schemas.errors import FunctionNotFound, NotFound
@@ -33,41 +31,22 @@ class RegistryView:
         self._functions: dict[FunctionKey, tuple[int, FunctionRecord]] = {}
         self._revisions: dict[tuple[str, str, int], Revision] = {}
         self._names: dict[tuple[str, str], str] = {}  # (ct, name hash) -> service id
-        self._task: asyncio.Task[None] | None = None
+        self._follower: KvFollower | None = None
         self.on_function_gone: list[Callable[[str, str], None]] = []
         self.on_function_changed: list[Callable[[str, str, FunctionRecord], None]] = []
         self.on_revision_gone: list[Callable[[str, str, int], None]] = []
 
     async def start(self) -> None:
-        watcher = await self.registry.kv.watchall()
-        first = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._follow(watcher, first))
-        await first
+        self._follower = KvFollower(self.registry.kv, subjects.FUNCTIONS_BUCKET, self._apply)
+        await self._follower.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._follower is not None:
+            await self._follower.close()
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher, first: asyncio.Future[None]) -> None:
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    if not first.done():
-                        first.set_result(None)
-                    continue
-                try:
-                    self._apply(entry.key, entry.value, entry.revision or 0, entry.operation)
-                except Exception:
-                    log.exception("ignoring unreadable registry entry %s", entry.key)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-    def _apply(self, key: str, value: bytes | None, seq: int, op: str | None) -> None:
+    def _apply(self, key: str, value: bytes | None, seq: int) -> None:
         parts = key.split(".")
-        deleted = op in (KV_DEL, KV_PURGE) or not value
+        deleted = value is None
         if parts[0] == "fn" and len(parts) == 3:
             fkey = (parts[1], parts[2])
             if deleted:

@@ -7,22 +7,20 @@ kept only as its SHA-256 and compared in constant time.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
 import secrets
 import time
 
-import nats.js.errors
+import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 
 from bus import subjects
+from bus.kv import KvFollower, open_bucket
 from schemas.codec import decoder_for, encode
-from schemas.tokens import TOKEN_PREFIX, CreatedToken, TokenRecord
+from schemas.tokens import TOKEN_PREFIX, CreatedToken, TokenRecord, token_view
 
 log = logging.getLogger("computebus.tokens")
 
@@ -58,49 +56,22 @@ class TokenStore:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
         self._records: dict[str, TokenRecord] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._follower = KvFollower(kv, subjects.TOKENS_BUCKET, self._apply)
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> TokenStore:
-        try:
-            kv = await js.key_value(subjects.TOKENS_BUCKET)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(bucket=subjects.TOKENS_BUCKET, history=1, storage=StorageType.FILE)
-            )
-        store = cls(kv)
-        await store._start()
+        store = cls(await open_bucket(js, subjects.TOKENS_BUCKET))
+        await store._follower.start()
         return store
 
-    async def _start(self) -> None:
-        watcher = await self.kv.watchall()
-        first = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._follow(watcher, first))
-        await first
-
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._follower.close()
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher, first: asyncio.Future[None]) -> None:
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    if not first.done():
-                        first.set_result(None)
-                    continue
-                if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-                    self._records.pop(entry.key, None)
-                    continue
-                try:
-                    self._records[entry.key] = decoder_for(TokenRecord).decode(entry.value)
-                except Exception:
-                    log.exception("ignoring unreadable token record %s", entry.key)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+    def _apply(self, key: str, value: bytes | None, seq: int) -> None:
+        if value is None:
+            self._records.pop(key, None)
+        else:
+            self._records[key] = decoder_for(TokenRecord).decode(value)
 
     def verify(self, token: str) -> TokenRecord | None:
         """The record of a token that exists, matches and has not expired; else None."""
@@ -132,15 +103,7 @@ class TokenStore:
             expires=now + expires_in_s * 1000 if expires_in_s else 0,
         )
         await self.put(record)
-        return CreatedToken(
-            token=token,
-            id=record.id,
-            name=record.name,
-            scopes=record.scopes,
-            created=record.created,
-            expires=record.expires,
-            last_used=record.last_used,
-        )
+        return CreatedToken(token=token, **msgspec.structs.asdict(token_view(record)))
 
     async def put(self, record: TokenRecord) -> None:
         await self.kv.put(record.id, encode(record))
