@@ -7,6 +7,7 @@ kept only as its SHA-256 and compared in constant time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -14,6 +15,7 @@ import secrets
 import time
 
 import msgspec
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
@@ -56,6 +58,7 @@ class TokenStore:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
         self._records: dict[str, TokenRecord] = {}
+        self._seqs: dict[str, int] = {}  # each record's KV sequence, for touch's compare-and-set
         self._follower = KvFollower(kv, subjects.TOKENS_BUCKET, self._apply)
 
     @classmethod
@@ -70,8 +73,10 @@ class TokenStore:
     def _apply(self, key: str, value: bytes | None, seq: int) -> None:
         if value is None:
             self._records.pop(key, None)
+            self._seqs.pop(key, None)
         else:
             self._records[key] = decoder_for(TokenRecord).decode(value)
+            self._seqs[key] = seq
 
     def verify(self, token: str) -> TokenRecord | None:
         """The record of a token that exists, matches and has not expired; else None."""
@@ -106,8 +111,17 @@ class TokenStore:
         return CreatedToken(token=token, **msgspec.structs.asdict(token_view(record)))
 
     async def put(self, record: TokenRecord) -> None:
-        await self.kv.put(record.id, encode(record))
+        self._seqs[record.id] = await self.kv.put(record.id, encode(record))
         self._records[record.id] = record  # our own reads see our write at once
+
+    async def touch(self, token_id: str) -> None:
+        """Note that the token was just used; never brings back a token revoked meanwhile."""
+        record, seq = self._records.get(token_id), self._seqs.get(token_id)
+        if record is None or seq is None:
+            return
+        used = msgspec.structs.replace(record, last_used=int(time.time() * 1000))
+        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+            await self.kv.update(token_id, encode(used), last=seq)
 
     async def revoke(self, token_id: str) -> None:
         await self.kv.delete(token_id)

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from bus.registry_view import RegistryView
 from bus.tokens import TokenStore, live
+from executor.tasks import TaskSet
 from schemas import ids
 from schemas.errors import Forbidden, FunctionNotFound, Unauthorized
 from schemas.invocations import CallerInfo
@@ -38,6 +39,7 @@ OPS_PATHS = frozenset({"/metrics", "/openapi.json"})  # public when settings.ops
 
 _PUBLIC = CallerInfo(via="public")
 _VERIFIED_MAX = 10_000
+_TOUCH_EVERY_S = 60.0
 _FAILURES_FREE = 5  # failed checks per address per window before each further one is slowed
 _FAILURE_WINDOW_S = 60.0
 _FAILURE_DELAY_MAX_S = 2.0
@@ -80,6 +82,8 @@ class Access:
         self.ops_public = ops_public
         self._verified: OrderedDict[str, Caller] = OrderedDict()
         self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._touched: dict[str, float] = {}  # token id -> when last_used was last written
+        self._touches = TaskSet("token last-used write")
 
     def presented(self, request: Request) -> str | None:
         """The token the request carries, or None; a malformed header is a 401."""
@@ -102,6 +106,7 @@ class Access:
         if cached is not None:
             record = self.tokens.get(cached.token_id)
             if record is not None and live(record):
+                self._used(cached.token_id)
                 return cached
             del self._verified[token]
             return None
@@ -109,10 +114,21 @@ class Access:
         if found is None:
             return None
         caller = _caller(found)
+        self._used(found.id)
         self._verified[token] = caller
         if len(self._verified) > _VERIFIED_MAX:
             self._verified.popitem(last=False)
         return caller
+
+    def _used(self, token_id: str) -> None:
+        """Write the token's last_used, at most once a minute per API process."""
+        now = time.monotonic()
+        if now - self._touched.get(token_id, -_TOUCH_EVERY_S) < _TOUCH_EVERY_S:
+            return
+        self._touched[token_id] = now
+        if len(self._touched) > _VERIFIED_MAX:
+            self._touched.clear()
+        self._touches.spawn(self.tokens.touch(token_id))
 
     async def check(self, request: Request, rule: Rule) -> Caller | None:
         """The caller a request may go on as (None: a public invoke); raises 401, 403 or 404."""

@@ -418,3 +418,21 @@ async def test_records_say_who_called_and_a_nats_caller_cannot_pose_as_a_token(
         assert time.monotonic() < deadline, done
         await asyncio.sleep(0.05)
     assert done["caller"]["token_id"] == token_id
+
+
+async def test_a_tokens_last_use_is_listed(http: httpx.AsyncClient) -> None:
+    secret = await token(http, "read:*")
+    token_id = secret.split("_")[1]
+
+    async def listed() -> dict[str, Any]:
+        found = (await http.get("/compute/tokens")).json()["body"]["results"]
+        return next(t for t in found if t["id"] == token_id)
+
+    assert (await listed())["last_used"] == 0
+    before = int(time.time() * 1000)
+    assert (await http.get("/compute/functions", headers=bearer(secret))).status_code == 200
+    deadline = time.monotonic() + 5
+    while (used := (await listed())["last_used"]) == 0:
+        assert time.monotonic() < deadline, "last_used was never written"
+        await asyncio.sleep(0.05)
+    assert used >= before - 1000
