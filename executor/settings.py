@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from bus.stores import StoreLimits
 from schemas.errors import SetupError
 
 MIB = 1024 * 1024
+_ORIGIN = re.compile(r"^https?://[^/\s:]+(:[0-9]{1,5})?$")
 MIN_COLLECTION_BUDGET = 16 * MIB
 # Kept beside executor.runtime.sandbox.LEVELS (settings must not import the runtime).
 ISOLATION_LEVELS = ("auto", "bwrap+cgroup", "bwrap", "cgroup", "rlimit")
@@ -149,6 +151,12 @@ class Settings:
             )
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"{env_name('port')} must be 0-65535, got {self.port}")
+        for origin in self.cors_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise SettingsError(
+                    f"{env_name('cors_origins')}: {origin!r} is not an origin "
+                    "(scheme://host[:port], no path) nor *"
+                )
         return self
 
 

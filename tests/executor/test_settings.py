@@ -21,14 +21,20 @@ def test_values_are_parsed_by_their_fields_type() -> None:
             "COMPUTEBUS_PYTHON": "/usr/bin/python3",
             "NATS_URL": "nats://127.0.0.1:4222",
             "COMPUTEBUS_NODE": "",  # empty is unset
+            "COMPUTEBUS_CORS_ORIGINS": "https://app.example.com, http://127.0.0.1:3000",
+            "COMPUTEBUS_OPS_PUBLIC": "false",
         }
     )
+    assert settings.cors_origins == ("https://app.example.com", "http://127.0.0.1:3000")
+    assert settings.ops_public is False and settings.ops_open is False
     assert settings.port == 9000 and settings.idle_s == 2.5 and settings.allow_network is True
     assert settings.data_dir == Path("/var/lib/computebus")
     assert settings.sandbox_uids == (2000, 2999)
     assert settings.python == "/usr/bin/python3" and settings.node is None
     assert settings.nats_url == "nats://127.0.0.1:4222"
     assert Settings.from_env({}) == Settings()
+    assert Settings().ops_open is True  # loopback: /metrics and /openapi.json need no token
+    assert Settings(host="0.0.0.0").ops_open is False
 
 
 @pytest.mark.parametrize(
@@ -42,6 +48,8 @@ def test_values_are_parsed_by_their_fields_type() -> None:
         ("COMPUTEBUS_ISOLATION", "max", "COMPUTEBUS_ISOLATION must be one of auto, bwrap+cgroup"),
         ("COMPUTEBUS_MONITOR_MAX_BYTES", "1024", "COMPUTEBUS_MONITOR_MAX_BYTES must be at least"),
         ("COMPUTEBUS_COLLECTION_BUNDLE_MAX_BYTES", "1", "COMPUTEBUS_COLLECTION_BUNDLE_MAX_BYTES"),
+        ("COMPUTEBUS_CORS_ORIGINS", "https://a.example/path", "is not an origin"),
+        ("COMPUTEBUS_OPS_PUBLIC", "sometimes", "not a boolean"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(name: str, raw: str, said: str) -> None:
