@@ -172,7 +172,9 @@ def _client_verb(api: Api, args: argparse.Namespace) -> None:
         case "rollback":
             _emit(commands.rollback(api, args.ref, alias=args.alias))
         case "status":
-            _emit(commands.status(api, args.ref, args.invocation_id))
+            record = commands.status(api, args.ref, args.invocation_id)
+            _emit(record)  # with its logs and error: what a failure is looked up for
+            commands.raise_if_failed(record, args.invocation_id)
         case "dead-letters":
             _emit(commands.dead_letters(api, args.ref, args.limit))
         case "retry":

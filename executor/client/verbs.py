@@ -138,13 +138,16 @@ def rollback(api: Api, ref: str, *, alias: str) -> Any:
 
 
 def status(api: Api, ref: str, invocation_id: str) -> Any:
-    record = api.call("GET", f"{function_path(ref)}/invocations/{invocation_id}")
+    return api.call("GET", f"{function_path(ref)}/invocations/{invocation_id}")
+
+
+def raise_if_failed(record: dict[str, Any], invocation_id: str) -> None:
+    """A failed record, once shown, still exits 1 (with its error on stderr)."""
     if record.get("status") == "failed":
         raise FunctionFailed(
             f"{record.get('error_code')}: {record.get('error_message')}\n"
             f"  invocation {invocation_id}"
         )
-    return record
 
 
 def dead_letters(api: Api, ref: str, limit: int) -> Any:

@@ -23,9 +23,10 @@ from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
 from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
+from schemas import ids
 from schemas.codec import decoder_for, encode
 from schemas.control import Blocker, ProbeReply, ProbeRequest, RegistrySync, SyncAck, WorkerInfo
-from schemas.errors import ComputeError, InternalError, InvalidRequest, Overloaded
+from schemas.errors import ComputeError, FunctionNotFound, InternalError, InvalidRequest, Overloaded
 from schemas.functions import FunctionRecord
 from schemas.headers import (
     H_INVOCATION_ID,
@@ -216,6 +217,11 @@ class Worker:
         parsed = subjects.parse_function_subject(msg.subject)
         if parsed is None:
             raise InvalidRequest(f"{msg.subject} is not a function subject")
+        if not ids.SERVICE_ID.fullmatch(parsed[1]):
+            raise FunctionNotFound(
+                f"no function {parsed[0]}/{parsed[1]}: a function's subject names its service id "
+                "(compute_asset.service, nine digits), not its name"
+            )
         caller = self.seal.caller(headers, invocation_id)
         return call_from_headers(
             parsed[0], parsed[1], msg.data, headers, invocation_id, caller=caller

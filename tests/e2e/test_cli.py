@@ -267,8 +267,10 @@ async def test_a_failed_function_exits_1_and_names_its_invocation(
     assert "function_error (500)" in err and "no such order" in err
     invocation_id = re.search(r"invocation ([0-9a-f]{32})", err)
     assert invocation_id is not None, err
-    code, _, err = await cli("status", f"{ct}/bad", invocation_id.group(1), api=api)
+    code, out, err = await cli("status", f"{ct}/bad", invocation_id.group(1), api=api)
     assert code == 1 and "no such order" in err
+    shown = json.loads(out)  # the failed record itself, logs and all
+    assert shown["status"] == "failed" and shown["error_code"] == "function_error"
     code, out, _ = await cli("logs", f"{ct}/bad", "--status", "failed", api=api)
     assert code == 0 and f"{invocation_id.group(1)} rev 1 function_error" in out
     assert "ValueError: no such order" in out

@@ -865,3 +865,14 @@ async def test_result_over_the_limit_is_413_and_recorded(
     assert record["error_code"] == "payload_too_large"
     assert "output" not in record
     assert (await ok(http, fn, False)) == "small"  # the process is still fine
+
+
+async def test_a_function_subject_with_a_name_says_it_takes_the_service_id(
+    nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function({"index.js": "exports.handler = async (e) => e;\n"})
+    reply = await nc.request(
+        f"ms.compute.{fn.collection}.function.{fn.body['name']}", b"1", timeout=10
+    )
+    assert (reply.headers or {})["Nats-Service-Error-Code"] == "404"
+    assert "service id" in json.loads(reply.data)["error"]
