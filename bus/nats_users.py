@@ -23,6 +23,9 @@ from bus import subjects
 
 ROLES = ("computebus", "api", "worker", "client")
 INTERNAL_INBOX = "_CB_INBOX"  # the inbox prefix of the API and worker connections
+# The only subjects a role answers a request on: inboxes, never a subject of the caller's choice
+# (a role publishes with its own, wider rights).
+REPLY_PREFIXES = ("_INBOX.", f"{INTERNAL_INBOX}.")
 
 _FUNCTION = f"{subjects.PREFIX}.*.function.*"
 _TOKENS_STREAM = f"KV_{subjects.TOKENS_BUCKET}"

@@ -17,6 +17,7 @@ from nats.aio.subscription import Subscription
 
 from bus import subjects
 from bus.caller_seal import CallerSeal
+from bus.nats_users import REPLY_PREFIXES
 from bus.registry_view import RegistryView
 from executor.settings import Settings
 from executor.tasks import TaskSet
@@ -148,6 +149,11 @@ class Worker:
         if not msg.reply:
             log.warning("dropping an invocation on %s without a reply subject", msg.subject)
             return
+        if not msg.reply.startswith(REPLY_PREFIXES):
+            # The worker publishes with its own rights: answering any subject the caller
+            # names would let a client write JetStream's API or internal buckets through it.
+            log.debug("dropping an invocation on %s: its reply is not an inbox", msg.subject)
+            return
         parsed = subjects.parse_function_subject(msg.subject)
         function = (parsed[0], parsed[1]) if parsed is not None else ("", "")
         refused = self._admission(function)
@@ -183,7 +189,7 @@ class Worker:
 
     async def _handle(self, msg: Msg, function: tuple[str, str]) -> None:
         headers = msg.headers or {}
-        invocation_id = headers.get(H_INVOCATION_ID) or new_invocation_id()
+        invocation_id = self._invocation_id(headers)
         try:
             try:
                 call = self._call_from(msg, headers, invocation_id)
@@ -212,6 +218,14 @@ class Worker:
             failure = InternalError("the worker could not send the reply")
             with contextlib.suppress(Exception):
                 await self._reply_error(msg, failure, invocation_id)
+
+    def _invocation_id(self, headers: dict[str, str]) -> str:
+        """The API's id for the call when it sealed it; a fresh one for a call straight over NATS
+        (a client naming an id could otherwise overwrite that invocation's record)."""
+        given = headers.get(H_INVOCATION_ID)
+        if given and self.seal.caller(headers, given).via != "nats":
+            return given
+        return new_invocation_id()
 
     def _call_from(self, msg: Msg, headers: dict[str, str], invocation_id: str) -> Call:
         parsed = subjects.parse_function_subject(msg.subject)

@@ -5,6 +5,7 @@ on every API process, public functions, and each bad credential a caller can sen
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import stat
 import time
@@ -12,6 +13,7 @@ import uuid
 from typing import Any
 
 import httpx
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 from starlette.routing import Route
@@ -436,3 +438,26 @@ async def test_a_tokens_last_use_is_listed(http: httpx.AsyncClient) -> None:
         assert time.monotonic() < deadline, "last_used was never written"
         await asyncio.sleep(0.05)
     assert used >= before - 1000
+
+
+async def test_a_nats_caller_cannot_make_the_worker_publish_elsewhere_or_reuse_an_id(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function(NODE_ECHO)
+    js = nc.jetstream()
+    config = {"name": "EVIL", "subjects": ["evil.>"], "storage": "memory"}
+    await nc.publish(fn.subject, json.dumps(config).encode(), reply="$JS.API.STREAM.CREATE.EVIL")
+    await nc.flush()
+    await asyncio.sleep(0.5)
+    with pytest.raises(nats.js.errors.NotFoundError):
+        await js.stream_info("EVIL")
+
+    ran = await http.post(f"{fn.path}/invoke", json={"payload": {"v": "mine"}})
+    victim = ran.headers["x-invocation-id"]
+    await wait_for_record(http, fn, victim)
+    reply = await nc.request(
+        fn.subject, b'"theirs"', timeout=10, headers={"Compute-Invocation-Id": victim}
+    )
+    assert (reply.headers or {})["Compute-Invocation-Id"] != victim
+    kept = await wait_for_record(http, fn, victim)
+    assert kept["output"] == {"got": {"v": "mine"}} and kept["caller"]["via"] == "token"
