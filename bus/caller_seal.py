@@ -1,4 +1,6 @@
-"""Who called, carried from the API to the worker so that an invocation's record can say: the API
+"""The roles' shared secret (a key only the API and worker users can read), and what it is for.
+
+Who called, carried from the API to the worker so that an invocation's record can say: the API
 puts the caller (the token's id and name) in ``Compute-Caller`` and seals it with an HMAC over
 the invocation id under a key that only the API and worker users can read (the client user may
 not touch JetStream). A header that is missing or not sealed by that key means the call came
@@ -45,6 +47,13 @@ class CallerSeal:
     def _mac(self, invocation_id: str, caller: bytes) -> str:
         message = invocation_id.encode() + b"\n" + caller
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def keyed_id(self, *parts: str) -> str:
+        """An id derived from ``parts`` that only holders of the key can compute (an
+        Idempotency-Key's invocation id)."""
+        message = "\0".join(parts).encode()
+        digest = hmac.new(self._key, b"id\0" + message, hashlib.sha256).hexdigest()
+        return digest[:32]
 
     def headers(self, invocation_id: str, caller: CallerInfo) -> dict[str, str]:
         """The two headers that carry ``caller`` with an invocation."""

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bus.caller_seal import CallerSeal
 from executor.api.access import DEPLOY, READ, caller_info, guard
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.responses import body, query_int, results
@@ -57,14 +58,15 @@ _RECORD_WAITS = 20
 _RECORD_WAIT_S = 0.05
 
 
-def idempotent_id(ct: str, ft: str, key: str) -> str:
-    """The invocation id that ``key`` names for this function (the same key, the same id)."""
+def idempotent_id(seal: CallerSeal, ct: str, ft: str, key: str) -> str:
+    """The invocation id that ``key`` names for this function (the same key, the same id),
+    keyed with the roles' secret so that no NATS client can take the id first."""
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidRequest(
             f"header {IDEMPOTENCY_KEY} must be 1 to {MAX_KEY_LENGTH} printable characters",
             [detail(IDEMPOTENCY_KEY, f"1 to {MAX_KEY_LENGTH} printable characters")],
         )
-    return hashlib.sha256(f"{ct}\0{ft}\0{key}".encode()).hexdigest()[:32]
+    return seal.keyed_id(ct, ft, key)
 
 
 async def submit(
@@ -81,7 +83,7 @@ async def submit(
     ctx = ctx_of(request)
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is not None:
-        invocation_id = idempotent_id(ct, ft, key)
+        invocation_id = idempotent_id(ctx.seal, ct, ft, key)
     function, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
     options = {H_INVOCATION_ID: invocation_id, H_MSG_ID: invocation_id, H_RECORDED: "1"}
     if alias is not None:

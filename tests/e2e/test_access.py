@@ -5,6 +5,7 @@ on every API process, public functions, and each bad credential a caller can sen
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import stat
@@ -461,3 +462,28 @@ async def test_a_nats_caller_cannot_make_the_worker_publish_elsewhere_or_reuse_a
     assert (reply.headers or {})["Compute-Invocation-Id"] != victim
     kept = await wait_for_record(http, fn, victim)
     assert kept["output"] == {"got": {"v": "mine"}} and kept["caller"]["via"] == "token"
+
+
+async def test_an_idempotency_keys_invocation_id_cannot_be_taken_first_over_nats(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function(NODE_ECHO)
+    guessable = hashlib.sha256(f"{fn.collection}\0{fn.service}\0order-9".encode()).hexdigest()
+    await nc.jetstream().publish(
+        f"{fn.subject}.async",
+        b'"theirs"',
+        headers={"Nats-Msg-Id": guessable[:32], "Compute-Invocation-Id": guessable[:32]},
+    )
+    queued = await http.post(
+        f"{fn.path}/invoke",
+        json={"payload": {"v": "mine"}, "invocation_type": "Async"},
+        headers={"Idempotency-Key": "order-9"},
+    )
+    assert queued.status_code == 202 and queued.json()["body"]["status"] == "queued"
+    invocation_id = queued.json()["body"]["invocation_id"]
+    assert invocation_id != guessable[:32]
+    deadline = time.monotonic() + 10
+    while (record := await wait_for_record(http, fn, invocation_id))["status"] != "succeeded":
+        assert time.monotonic() < deadline, record
+        await asyncio.sleep(0.05)
+    assert record["output"] == {"got": {"v": "mine"}}
