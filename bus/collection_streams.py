@@ -30,14 +30,24 @@ class CollectionStreams:
         self.config_for = config_for
         self._made: set[str] = set()
 
-    async def ready(self, ct: str) -> None:
-        """Make sure the collection's stream exists (once per process, unless ``forget``).
+    async def ready(self, ct: str, *, make: bool = True) -> bool:
+        """Make sure the collection's stream exists (once per process, unless ``forget``);
+        with ``make=False`` only whether it does (a collection that never had a function gets
+        no stream, and so no share of the disk).
 
         Raises ``StorageFull`` when the server cannot reserve its ``max_bytes``: every
         collection's budget is set aside on the server's disk when its stream is made."""
         if ct in self._made:
-            return
+            return True
         config = self.config_for(ct)
+        if not make:
+            assert config.name is not None
+            try:
+                await self.js.stream_info(config.name)
+            except nats.js.errors.NotFoundError:
+                return False
+            self._made.add(ct)
+            return True
         try:
             await ensure_stream(self.js, config)
         except nats.js.errors.APIError as exc:
@@ -50,6 +60,7 @@ class CollectionStreams:
                 "lower them or give the bus more disk"
             ) from None
         self._made.add(ct)
+        return True
 
     def forget(self, ct: str) -> None:
         """The stream was not there after all (removed by an operator): make it again."""

@@ -133,18 +133,21 @@ class MonitorStore:
         return StoredRecord(data, ack)
 
     async def write_expecting(
-        self, record: MonitorRecord, ttl_ms: int, last_seq: int
+        self, record: MonitorRecord, ttl_ms: int, last_seq: int, *, make: bool = True
     ) -> tuple[bytes, int] | None:
         """Store ``record`` only if its subject's last message is still ``last_seq`` (0: none).
 
         Returns the bytes written and the new sequence, or None when another writer came first:
         this compare-and-set is what keeps a redelivered Async invocation to one final record.
+        With ``make=False`` a collection without a stream is not given one: raises
+        ``NoStreamResponseError``.
         """
         ct = record.collection_topic
         data = self._encoded(record)
         subject = subjects.monitor_subject(ct, record.service, record.invocation_id)
         for _ in range(2):  # a second time if the collection's stream was removed under us
-            await self.streams.ready(ct)
+            if not await self.streams.ready(ct, make=make):
+                break
             try:
                 ack = await self.js.publish(
                     subject,

@@ -8,9 +8,11 @@ makes recording exactly once while running is at least once.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import msgspec
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -23,6 +25,8 @@ from schemas.errors import ComputebusError, ComputeError, FunctionNotFound, Inte
 from schemas.functions import FunctionRecord
 from schemas.headers import CALL_OPTIONS
 from schemas.invocations import DeadLetter, MonitorRecord
+
+log = logging.getLogger("computebus.async")
 
 # Records of invocations whose function is gone are kept this long (there is no monitor_config).
 _ORPHAN_TTL_MS = 24 * 3600 * 1000
@@ -52,14 +56,20 @@ class AsyncRecords:
         self.view = view
 
     async def write(
-        self, record: MonitorRecord, ttl_ms: int, seq: int, *, final: bool = False
+        self,
+        record: MonitorRecord,
+        ttl_ms: int,
+        seq: int,
+        *,
+        final: bool = False,
+        make: bool = True,
     ) -> tuple[bytes, int] | None:
         """Write ``record`` over the one at ``seq`` (re-reading it if it moved); None if the
         invocation was finished meanwhile."""
         if not final:
             ttl_ms = in_flight_ttl(ttl_ms)
         for _ in range(_CAS_TRIES):
-            written = await self.monitor.write_expecting(record, ttl_ms, seq)
+            written = await self.monitor.write_expecting(record, ttl_ms, seq, make=make)
             if written is not None:
                 return written
             current, seq = await self.monitor.current(
@@ -83,7 +93,13 @@ class AsyncRecords:
         lost in between leaves a failed record whose redelivery adds the dead letter."""
         record = record.settled(error)
         ttl_ms = function.monitor_config.ttl if function is not None else _ORPHAN_TTL_MS
-        written = await self.write(record, ttl_ms, seq, final=True)
+        try:
+            # No function: its collection keeps its stream if it had one; one that never had a
+            # function (a message published for an invented name) is not given one.
+            written = await self.write(record, ttl_ms, seq, final=True, make=function is not None)
+        except nats.js.errors.NoStreamResponseError:
+            log.debug("dropping Async %s: no function, no collection", record.invocation_id)
+            return
         if written is None:
             return
         not_dead_lettered: Exception | None = None

@@ -487,3 +487,23 @@ async def test_an_idempotency_keys_invocation_id_cannot_be_taken_first_over_nats
         assert time.monotonic() < deadline, record
         await asyncio.sleep(0.05)
     assert record["output"] == {"got": {"v": "mine"}}
+
+
+async def test_async_messages_for_invented_collections_get_no_stream_and_leave_the_queue(
+    stack: Stack, nc: Client
+) -> None:
+    js = nc.jetstream()
+    ghosts = [f"ghost{uuid.uuid4().hex[:8]}" for _ in range(5)]
+    for ct in ghosts:
+        await js.publish(f"ms.compute.{ct}.function.111111111.async", b"{}")
+    deadline = time.monotonic() + 15
+    while True:
+        info = await js.stream_info(subjects.ASYNC_STREAM, subjects_filter=subjects.ASYNC_WILDCARD)
+        left = [s for s in (info.state.subjects or {}) if s.split(".")[2] in ghosts]
+        if not left:
+            break
+        assert time.monotonic() < deadline, left
+        await asyncio.sleep(0.1)
+    for ct in ghosts:
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.stream_info(subjects.monitor_stream(ct))
