@@ -22,7 +22,8 @@ from nats.js.kv import KeyValue
 from bus import subjects
 from bus.kv import KvFollower, open_bucket
 from schemas.codec import decoder_for, encode
-from schemas.tokens import TOKEN_PREFIX, CreatedToken, TokenRecord, token_view
+from schemas.errors import ComputebusError
+from schemas.tokens import ADMIN, TOKEN_PREFIX, CreatedToken, TokenRecord, token_view
 
 log = logging.getLogger("computebus.tokens")
 
@@ -124,8 +125,39 @@ class TokenStore:
             await self.kv.update(token_id, encode(used), last=seq)
 
     async def revoke(self, token_id: str) -> None:
+        """Revoke; refused (``LastAdmin``) for the last admin token that does not expire.
+
+        Checked again on the bus after the delete, and undone if no such admin is left: two
+        revokes at once on two APIs, each seeing the other's token, leave one of them."""
+        record = self._records.get(token_id)
+        keep = record is not None and lasting_admin(record)
+        if keep and not any(lasting_admin(r) and r.id != token_id for r in self.all()):
+            raise LastAdmin(token_id)
         await self.kv.delete(token_id)
         self._records.pop(token_id, None)
+        if keep and record is not None and not await self._lasting_admin_on_bus():
+            await self.put(record)
+            raise LastAdmin(token_id)
+
+    async def _lasting_admin_on_bus(self) -> bool:
+        try:
+            keys = await self.kv.keys()
+        except nats.js.errors.NoKeysError:
+            return False
+        for key in keys:
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError, msgspec.DecodeError):
+                entry = await self.kv.get(key)
+                if entry.value and lasting_admin(decoder_for(TokenRecord).decode(entry.value)):
+                    return True
+        return False
+
+
+class LastAdmin(ComputebusError):
+    """Revoking this token would leave no admin token that does not expire: no way in."""
+
+
+def lasting_admin(record: TokenRecord) -> bool:
+    return ADMIN in record.scopes and record.expires == 0
 
 
 def live(record: TokenRecord, now_ms: int | None = None) -> bool:

@@ -170,14 +170,15 @@ class FunctionLimits(Struct):
 
 
 MAX_RPS = 100_000.0
+MIN_RPS = 0.01  # one call every 100 s
 
 
 def check_limits(limits: FunctionLimits) -> None:
     value = limits.max_concurrency
     if value is not None and not 1 <= value <= MAX_CONCURRENCY_LIMIT:
         _bad_limit("max_concurrency", f"must be 1 to {MAX_CONCURRENCY_LIMIT}, got {value}")
-    if limits.rps is not UNSET and not 0 < limits.rps <= MAX_RPS:
-        _bad_limit("rps", f"must be above 0 and at most {MAX_RPS:g}, got {limits.rps:g}")
+    if limits.rps is not UNSET and not MIN_RPS <= limits.rps <= MAX_RPS:
+        _bad_limit("rps", f"must be {MIN_RPS:g} to {MAX_RPS:g}, got {limits.rps:g}")
     if limits.burst is not UNSET:
         if limits.rps is UNSET:
             _bad_limit("burst", "needs rps beside it")

@@ -149,6 +149,8 @@ class Access:
         if rule.need == "on_collection":
             ct = request.path_params["ct"]
             if not caller.grants.allows(rule.action, ct):
+                if rule.public_invoke and await self._is_public(request):
+                    return caller  # open to anyone: a token of elsewhere takes nothing away
                 if not caller.grants.sees(ct):
                     ft = request.path_params.get("ft", "")
                     raise FunctionNotFound(

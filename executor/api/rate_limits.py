@@ -29,6 +29,7 @@ from schemas.functions import FunctionLimits
 log = logging.getLogger("computebus.api")
 
 _COUNT_EVERY_S = 2.0
+_MAX_WAIT_S = 3600
 
 
 @dataclass
@@ -86,7 +87,7 @@ class RateLimits:
         bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rps)
         bucket.updated = now
         if bucket.tokens < 1:
-            wait_s = math.ceil((1 - bucket.tokens) / rps)
+            wait_s = min(_MAX_WAIT_S, math.ceil((1 - bucket.tokens) / rps))
             raise RateLimited(
                 f"{ct}/{ft} is limited to {limits.rps:g} invocations a second; retry in {wait_s} s",
                 retry_after_s=wait_s,

@@ -6,15 +6,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bus.tokens import live
+from bus.tokens import LastAdmin
 from executor.api.access import ADMIN, caller_of, guard
 from executor.api.context import ctx_of
 from executor.api.responses import body, read_body, results
+from executor.functions.rules import CONTROL_CHARS
 from schemas.codec import decode_as
 from schemas.errors import Conflict, InvalidRequest, NotFound, detail
-from schemas.tokens import (
-    ADMIN as ADMIN_SCOPE,
-)
 from schemas.tokens import (
     MAX_EXPIRES_IN_S,
     MAX_NAME_CHARS,
@@ -29,8 +27,8 @@ _MAX_BODY = 64 * 1024
 async def create_token(request: Request) -> Response:
     ctx = ctx_of(request)
     ask = decode_as(CreateTokenRequest, await read_body(request, _MAX_BODY))
-    if not ask.name.strip() or len(ask.name) > MAX_NAME_CHARS:
-        reason = f"must be 1 to {MAX_NAME_CHARS} characters, not blank"
+    if not ask.name.strip() or len(ask.name) > MAX_NAME_CHARS or CONTROL_CHARS.search(ask.name):
+        reason = f"must be 1 to {MAX_NAME_CHARS} characters, not blank, no control characters"
         raise InvalidRequest(f"/name {reason}", [detail("/name", reason)])
     check_scopes(ask.scopes)
     expires_in = ask.expires_in_s
@@ -52,10 +50,12 @@ async def revoke_token(request: Request) -> Response:
     record = tokens.get(token_id)
     if record is None:
         raise NotFound(f"no token {token_id!r}")
-    admins = [r for r in tokens.all() if ADMIN_SCOPE in r.scopes and live(r)]
-    if ADMIN_SCOPE in record.scopes and [r.id for r in admins] == [token_id]:
-        raise Conflict("this is the last admin token: create another admin token first")
-    await tokens.revoke(token_id)
+    try:
+        await tokens.revoke(token_id)
+    except LastAdmin:
+        raise Conflict(
+            "this is the last admin token that does not expire: create another one first"
+        ) from None
     caller = caller_of(request)
     revoked_self = caller is not None and caller.token_id == token_id
     return body({"id": token_id, "revoked": True, "was_caller": revoked_self})
