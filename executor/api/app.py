@@ -69,6 +69,8 @@ def build_app(ctx: ApiContext) -> Starlette:
             Exception: _unexpected,
         },
     )
+    # A trailing slash is a 404 like any unknown path, not a redirect built from the Host header.
+    app.router.redirect_slashes = False
     app.state.ctx = ctx
     app.state.access = Access(ctx.tokens, ctx.view, ops_public=ctx.settings.ops_open)
     return app

@@ -516,3 +516,10 @@ async def test_async_messages_for_invented_collections_get_no_stream_and_leave_t
     for ct in ghosts:
         with pytest.raises(nats.js.errors.NotFoundError):
             await js.stream_info(subjects.monitor_stream(ct))
+
+
+async def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_host_header(
+    http: httpx.AsyncClient,
+) -> None:
+    answer = await http.get("/compute/functions/", headers={"Host": "evil.test"})
+    assert answer.status_code == 404 and "location" not in answer.headers
