@@ -20,12 +20,12 @@ from executor.runtime.interpreters import find_interpreters
 from executor.runtime.sandbox import Sandbox
 from executor.settings import Settings
 from executor.worker.start import run_worker
-from schemas.tokens import ADMIN_TOKEN_FILE
 from tests.helpers import (
     ExecutionCounter,
     Fn,
     MakeFunction,
     Stack,
+    admin_token,
     function_body,
 )
 
@@ -83,7 +83,7 @@ async def stack(
     await asyncio.wait_for(ready, 30)
     url = await asyncio.wait_for(api_url, 30)
     try:
-        token = (settings.data_dir / ADMIN_TOKEN_FILE).read_text().strip()
+        token = await admin_token(nats_server.url, settings.data_dir)
         yield Stack(api=url, nats_url=nats_server.url, settings=settings, token=token)
     finally:
         stop.set()

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import msgspec
 
+from bus.connect import connect
+from bus.tokens import TokenStore
 from executor.api.server import run_api
 from executor.runtime.launch import launch, launch_plan
 from executor.runtime.limits import Limits
@@ -29,6 +31,7 @@ from executor.runtime.sandbox import Sandbox
 from executor.settings import Settings
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext
+from schemas.tokens import ADMIN, ADMIN_TOKEN_FILE
 
 
 @dataclass
@@ -151,6 +154,23 @@ def alive(pid: int) -> bool:
 def living_descendants() -> set[int]:
     """Processes under this test process (the in-process worker's handlers and sandboxes)."""
     return {pid for pid in descendants(os.getpid()) if alive(pid)}
+
+
+async def admin_token(nats_url: str, data_dir: Path) -> str:
+    """The admin token the API wrote to ``data_dir``, or, when another API on the bus made the
+    first one (tests share the session's nats-server), a fresh admin token."""
+    path = data_dir / ADMIN_TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    nc = await connect(nats_url, name="computebus-test-token")
+    try:
+        store = await TokenStore.open(nc.jetstream())
+        try:
+            return (await store.issue("test admin", [ADMIN], None)).token
+        finally:
+            await store.close()
+    finally:
+        await nc.close()
 
 
 @asynccontextmanager
