@@ -13,6 +13,7 @@ from collections.abc import Callable
 from bus import subjects
 from bus.kv import KvFollower
 from bus.registry import Registry, name_hash
+from schemas import ids
 from schemas.codec import decoder_for
 from schemas.errors import FunctionNotFound, NotFound
 from schemas.functions import FunctionRecord, Revision
@@ -106,6 +107,10 @@ class RegistryView:
         if service is None:
             service = await self.registry.service_named(ct, name)
         return service
+
+    async def service_of(self, ct: str, ref: str) -> str | None:
+        """``ref`` as a service id: one already (nine digits win), or a function's name."""
+        return ref if ids.SERVICE_ID.fullmatch(ref) else await self.service_named(ct, ref)
 
     async def revision(self, ct: str, ft: str, number: int) -> Revision | None:
         rev = self._revisions.get((ct, ft, number))

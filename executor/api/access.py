@@ -53,6 +53,7 @@ class Caller:
     token_id: str
     name: str
     grants: Grants
+    info: CallerInfo  # as invocation records show it, made once per verified token
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,8 @@ class Access:
         ct, ft = request.path_params["ct"], request.path_params["ft"]
         if not ids.COLLECTION_TOPIC.fullmatch(ct):
             return False
-        if not ids.SERVICE_ID.fullmatch(ft):
-            named = await self.view.service_named(ct, ft)
-            if named is None:
-                return False
-            ft = named
-        record = await self.view.function(ct, ft)
+        service = await self.view.service_of(ct, ft)
+        record = await self.view.function(ct, service) if service is not None else None
         return record is not None and record.access.public_invoke
 
     async def _failed(self, request: Request) -> None:
@@ -189,7 +186,8 @@ class Access:
 
 
 def _caller(record: TokenRecord) -> Caller:
-    return Caller(record.id, record.name, Grants.of(record.scopes))
+    info = CallerInfo(via="token", token_id=record.id, name=record.name)
+    return Caller(record.id, record.name, Grants.of(record.scopes), info)
 
 
 def guard(rule: Rule, endpoint: Endpoint) -> Endpoint:
@@ -214,6 +212,4 @@ def caller_of(request: Request) -> Caller | None:
 def caller_info(request: Request) -> CallerInfo:
     """Who called, as the invocation's record says it."""
     caller = caller_of(request)
-    if caller is None:
-        return _PUBLIC
-    return CallerInfo(via="token", token_id=caller.token_id, name=caller.name)
+    return _PUBLIC if caller is None else caller.info

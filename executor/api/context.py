@@ -57,9 +57,7 @@ async def function_ref(request: Request) -> tuple[str, str]:
         raise InvalidRequest(
             f"collection_topic {ct!r} {reason}", [detail("collection_topic", reason)]
         )
-    if ids.SERVICE_ID.fullmatch(ft):
-        return ct, ft
-    service = await ctx_of(request).view.service_named(ct, ft)
+    service = await ctx_of(request).view.service_of(ct, ft)
     if service is None:
         raise FunctionNotFound(f"function {ct}/{ft} does not exist (no such name or service id)")
     return ct, service

@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from executor.settings import Settings, env_name
 from schemas.errors import ComputebusError
 from schemas.tokens import ADMIN_TOKEN_FILE
 
@@ -97,7 +98,7 @@ def find_token(given: str | None, env: Mapping[str, str]) -> str | None:
         return given.strip()
     if env.get("COMPUTEBUS_TOKEN"):
         return env["COMPUTEBUS_TOKEN"].strip()
-    path = Path(env.get("COMPUTEBUS_DATA_DIR") or ".computebus") / ADMIN_TOKEN_FILE
+    path = Path(env.get(env_name("data_dir")) or Settings.data_dir) / ADMIN_TOKEN_FILE
     try:
         return path.read_text().strip() or None
     except OSError:
