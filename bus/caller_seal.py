@@ -4,7 +4,9 @@ Who called, carried from the API to the worker so that an invocation's record ca
 puts the caller (the token's id and name) in ``Compute-Caller`` and seals it with an HMAC over
 the invocation id under a key that only the API and worker users can read (the client user may
 not touch JetStream). A header that is missing or not sealed by that key means the call came
-over NATS straight from a client, and the record says so.
+over NATS straight from a client, and the record says so, with the user nats-server stamped on
+the request as it crossed from the APP account (``Nats-Request-Info``, which the server writes
+over whatever a client sent).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from nats.js import JetStreamContext
 from bus import subjects
 from bus.kv import open_bucket
 from schemas.codec import decoder_for, encode
-from schemas.headers import H_CALLER, H_CALLER_SEAL
+from schemas.headers import H_CALLER, H_CALLER_SEAL, H_NATS_CLIENT
 from schemas.invocations import CallerInfo
+from schemas.tokens import TOKEN_PREFIX
 
 _KEY = "caller-seal-key"
 _NATS = CallerInfo(via="nats")
@@ -62,13 +65,35 @@ class CallerSeal:
 
     def caller(self, headers: dict[str, str] | None, invocation_id: str) -> CallerInfo:
         """The caller the headers were sealed with; a NATS client's call without them."""
-        if not headers or H_CALLER not in headers:
+        if not headers:
             return _NATS
+        if H_CALLER not in headers:
+            return nats_caller(headers)
         data = headers[H_CALLER].encode()
         given = headers.get(H_CALLER_SEAL, "")
         if not hmac.compare_digest(given, self._mac(invocation_id, data)):
-            return _NATS
+            return nats_caller(headers)
         try:
             return decoder_for(CallerInfo).decode(data)
         except msgspec.DecodeError:  # sealed by a newer version in a shape this one cannot read
             return _NATS
+
+
+def nats_caller(headers: dict[str, str]) -> CallerInfo:
+    """The NATS user the server says sent a request from the APP account, if it says."""
+    stamped = headers.get(H_NATS_CLIENT)
+    if not stamped:
+        return _NATS
+    try:
+        user = decoder_for(_StampedClient).decode(stamped).user
+    except msgspec.DecodeError:
+        return _NATS
+    if not user:
+        return _NATS
+    if user.startswith(TOKEN_PREFIX):
+        return CallerInfo(via="nats", user=user, token_id=user[len(TOKEN_PREFIX) :])
+    return CallerInfo(via="nats", user=user)
+
+
+class _StampedClient(msgspec.Struct):
+    user: str = ""

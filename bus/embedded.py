@@ -19,7 +19,9 @@ from urllib.parse import quote, urlsplit
 
 import nats
 
-from bus.nats_users import ROLES, render_users
+from bus.nats_callout import CalloutKeys, store_callout_keys
+from bus.nats_jwt import new_account_seed, public_key
+from bus.nats_users import COMPUTEBUS_ACCOUNT, ROLES, render_accounts
 from schemas.errors import SetupError
 
 log = logging.getLogger("computebus.bus")
@@ -31,6 +33,7 @@ class NatsServerFailed(SetupError):
 
 
 CREDENTIALS_FILE = "nats-credentials.json"
+CALLOUT_SEED_FILE = "nats-callout.seed"  # the auth callout's issuer (an account nkey seed)
 CONFIG_FILE = "nats.conf"
 LOG_FILE = "nats-server.log"
 LOCK_FILE = "nats.lock"
@@ -89,14 +92,17 @@ async def start_embedded_nats(
     port: int = 0,
     max_payload: int = 8 * 1024 * 1024,
 ) -> EmbeddedNats:
-    """Start nats-server with JetStream and password auth; return once JetStream answers."""
+    """Start nats-server with JetStream, its accounts and users (``nats_users``) and the auth
+    callout; return once JetStream answers and the callout's keys are on the bus."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     lock_fd = _lock_data_dir(data_dir)
     try:
         passwords = _load_or_create_credentials(data_dir / CREDENTIALS_FILE)
+        seed = _load_or_create_seed(data_dir / CALLOUT_SEED_FILE)
         user, password = USER, passwords[USER]
-        config = _render_config(data_dir, host, port, max_payload, passwords)
+        _move_store_to_account(data_dir)
+        config = _render_config(data_dir, host, port, max_payload, passwords, public_key(seed))
         write_private(data_dir / CONFIG_FILE, config)
         log_path = data_dir / LOG_FILE
         log_start = log_path.stat().st_size if log_path.exists() else 0
@@ -118,6 +124,8 @@ async def start_embedded_nats(
         os.close(lock_fd)
     try:
         bound = await _wait_ready(process, data_dir, host, user, password)
+        keys = CalloutKeys(issuer_seed=seed.decode(), system_password=passwords["system"])
+        await _store_keys(_client_url(host, bound, user, password), keys)
     except BaseException as exc:
         await _kill(process)
         if isinstance(exc, NatsServerFailed):
@@ -186,6 +194,14 @@ async def _probe_jetstream(url: str) -> None:
         await nc.close()
 
 
+async def _store_keys(url: str, keys: CalloutKeys) -> None:
+    nc = await nats.connect(url, name="computebus-embedded-keys", allow_reconnect=False)
+    try:
+        await store_callout_keys(nc.jetstream(timeout=5), keys)
+    finally:
+        await nc.close()
+
+
 def _read_ports_file(data_dir: Path, pid: int) -> int | None:
     for path in data_dir.glob(f"*_{pid}.ports"):
         try:
@@ -216,6 +232,29 @@ def _load_or_create_credentials(path: Path) -> dict[str, str]:
     return passwords
 
 
+def _load_or_create_seed(path: Path) -> bytes:
+    if path.exists():
+        seed = path.read_bytes().strip()
+        try:
+            public_key(seed)
+        except Exception as exc:
+            raise NatsServerFailed(f"unreadable auth callout seed in {path}: {exc!r}") from None
+        return seed
+    seed = new_account_seed()
+    write_private(path, seed.decode() + "\n")
+    return seed
+
+
+def _move_store_to_account(data_dir: Path) -> None:
+    """Move a store of before the accounts (nats-server's global account ``$G``) to the
+    computebus account, where the roles now connect: functions and records stay."""
+    accounts = data_dir / "jetstream"
+    old, new = accounts / "$G", accounts / COMPUTEBUS_ACCOUNT
+    if old.is_dir() and not new.exists():
+        log.info("moving the JetStream store of %s to the %s account", data_dir, new.name)
+        old.rename(new)
+
+
 def role_url(data_dir: Path, host: str, port: int, role: str) -> str:
     """The URL of ``role``'s user of the embedded server whose store is ``data_dir``."""
     return _client_url(
@@ -224,7 +263,12 @@ def role_url(data_dir: Path, host: str, port: int, role: str) -> str:
 
 
 def _render_config(
-    data_dir: Path, host: str, port: int, max_payload: int, passwords: dict[str, str]
+    data_dir: Path,
+    host: str,
+    port: int,
+    max_payload: int,
+    passwords: dict[str, str],
+    callout_issuer: str,
 ) -> str:
     # nats-server appends "jetstream/" to store_dir itself: data lands in data_dir/jetstream.
     q = json.dumps
@@ -234,7 +278,7 @@ def _render_config(
             f"ports_file_dir: {q(str(data_dir))}",
             f"max_payload: {max_payload}",
             f"jetstream {{ store_dir: {q(str(data_dir))} }}",
-            render_users(passwords),
+            render_accounts(passwords, callout_issuer),
             "",
         ]
     )

@@ -13,6 +13,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 import msgspec
 import nats.js.errors
@@ -61,6 +62,7 @@ class TokenStore:
         self._records: dict[str, TokenRecord] = {}
         self._seqs: dict[str, int] = {}  # each record's KV sequence, for touch's compare-and-set
         self._follower = KvFollower(kv, subjects.TOKENS_BUCKET, self._apply)
+        self.on_removed: list[Callable[[str], None]] = []  # called with a revoked token's id
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> TokenStore:
@@ -73,11 +75,16 @@ class TokenStore:
 
     def _apply(self, key: str, value: bytes | None, seq: int) -> None:
         if value is None:
-            self._records.pop(key, None)
-            self._seqs.pop(key, None)
+            self._forget(key)
         else:
             self._records[key] = decoder_for(TokenRecord).decode(value)
             self._seqs[key] = seq
+
+    def _forget(self, token_id: str) -> None:
+        self._seqs.pop(token_id, None)
+        if self._records.pop(token_id, None) is not None:
+            for callback in self.on_removed:
+                callback(token_id)
 
     def verify(self, token: str) -> TokenRecord | None:
         """The record of a token that exists, matches and has not expired; else None."""
@@ -134,7 +141,7 @@ class TokenStore:
         if keep and not any(lasting_admin(r) and r.id != token_id for r in self.all()):
             raise LastAdmin(token_id)
         await self.kv.delete(token_id)
-        self._records.pop(token_id, None)
+        self._forget(token_id)
         if keep and record is not None and not await self._lasting_admin_on_bus():
             await self.put(record)
             raise LastAdmin(token_id)

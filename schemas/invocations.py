@@ -29,13 +29,16 @@ class HandlerContext(Struct):
 
 
 class CallerInfo(StoredStruct):
-    """Who made an invocation: an API token (its id and name), anyone (a function open to
-    ``public_invoke``), or a NATS client (``nats``: the bus user it connected as is not known
-    to the worker)."""
+    """Who made an invocation: an API token over HTTP (its id and name), anyone (a function
+    open to ``public_invoke``), or a NATS client (``nats``) with the bus user it connected as
+    when the server said so: ``client``, or a token's ``cbt_<id>`` with ``token_id``. A call
+    from inside the computebus account, and an Async one over NATS (JetStream does not keep the
+    server's caller header), name no user."""
 
     via: Literal["token", "public", "nats"]
     token_id: str | UnsetType = UNSET
     name: str | UnsetType = UNSET
+    user: str | UnsetType = UNSET
 
 
 class MonitorRecord(StoredStruct):

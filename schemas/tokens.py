@@ -62,6 +62,16 @@ class CreatedToken(TokenView):
     token: str
 
 
+def nats_user_of(token_id: str) -> str:
+    """The NATS user name of a token's connections (its id, never its secret)."""
+    return f"{TOKEN_PREFIX}{token_id}"
+
+
+def inbox_prefix_of(token_id: str) -> str:
+    """The inbox a token's NATS connection must use: the only one it may subscribe to."""
+    return f"_INBOX.{token_id}"
+
+
 def token_view(record: TokenRecord) -> TokenView:
     return TokenView(
         id=record.id,

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Callable, Generator
 
 import uvicorn
 
+from bus.nats_callout import load_callout_keys
 from bus.stores import Stores
 from bus.tokens import TokenStore
 from executor.api.admin_token import ensure_admin_token
 from executor.api.app import build_app
 from executor.api.context import ApiContext
+from executor.api.nats_auth import NatsAuth
 from executor.api.rate_limits import RateLimits
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
+
+log = logging.getLogger("computebus.api")
 
 
 class _Server(uvicorn.Server):
@@ -39,6 +44,16 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def _answer_auth_callout(bus: Stores, tokens: TokenStore, url: str) -> NatsAuth | None:
+    keys = await load_callout_keys(bus.nc.jetstream())
+    if keys is None:
+        log.info("no auth callout keys on the bus: NATS clients cannot connect with API tokens")
+        return None
+    nats_auth = NatsAuth(bus.nc, tokens, bus.view, keys, url)
+    await nats_auth.start()
+    return nats_auth
+
+
 async def run_api(
     url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None
 ) -> None:
@@ -52,6 +67,7 @@ async def run_api(
     )
     tokens = await TokenStore.open(bus.nc.jetstream())
     await ensure_admin_token(tokens, settings.data_dir)
+    nats_auth = await _answer_auth_callout(bus, tokens, url)
     rate_limits = RateLimits(bus.nc)
     await rate_limits.start()
     ctx = ApiContext(
@@ -96,5 +112,7 @@ async def run_api(
         await serving
         sock.close()
         await rate_limits.close()
+        if nats_auth is not None:
+            await nats_auth.close()
         await tokens.close()
         await bus.close()
