@@ -105,7 +105,10 @@ class NatsAuth:
         else:
             answer["jwt"] = nats_jwt.encode(self._user_claims(record, user_nkey), self._seed)
         response = {"sub": user_nkey, "aud": server_id, "nats": answer}
-        await msg.respond(nats_jwt.encode(response, self._seed).encode())
+        try:
+            await msg.respond(nats_jwt.encode(response, self._seed).encode())
+        except Exception as exc:  # the connection is refused when the server hears nothing
+            log.warning("could not answer an auth callout request: %s", exc)
 
     def _user_claims(self, record: TokenRecord, user_nkey: str) -> dict[str, Any]:
         collections = {f.collection_topic for f in self.view.cached_functions()}

@@ -28,6 +28,7 @@ SECTIONS = (
 )
 README_API = "http://127.0.0.1:8080"
 README_NATS = "nats://client:<password>@127.0.0.1:40123"
+README_NATS_ADDRESS = "nats://127.0.0.1:40123"  # where a token connects
 README_SERVICE = "123456789"
 README_INVOCATION = "5c0f..."
 BLOCK_TIMEOUT_S = 60
@@ -126,6 +127,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
 
 async def run_block(served: Served, block: Block) -> str:
     code = block.code.replace(README_API, served.api).replace(README_NATS, served.nats)
+    code = code.replace(README_NATS_ADDRESS, _without_user(served.nats))
     for placeholder, value in served.seen.items():
         code = code.replace(placeholder, value)
     if block.lang == "sh":
@@ -143,6 +145,11 @@ async def run_block(served: Served, block: Block) -> str:
     output = out.decode()
     assert proc.returncode == 0, f"{block.section} block failed:\n{code}\n--- output ---\n{output}"
     return output
+
+
+def _without_user(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
 
 
 async def learn(served: Served, output: str) -> None:
