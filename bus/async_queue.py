@@ -59,6 +59,7 @@ class AsyncQueue:
         dedupe_window_s: float,
         ack_wait_s: float,
         max_bytes: int,
+        replicas: int = 1,
     ) -> AsyncQueue:
         """Create the stream, or bring its settings up to date."""
         config = StreamConfig(
@@ -69,6 +70,7 @@ class AsyncQueue:
             discard=DiscardPolicy.NEW,
             max_bytes=max_bytes,
             duplicate_window=dedupe_window_s,
+            num_replicas=replicas,
         )
         await ensure_stream(js, config)
         # A work queue allows no overlapping consumers: the old shared one must go.

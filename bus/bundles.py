@@ -14,6 +14,7 @@ from nats.js.object_store import ObjectStore
 
 from bus import subjects
 from bus.scan import scan_last_per_subject
+from bus.streams import ensure_replicas
 from schemas.bundles import Bundle, bundle_digest, decode_bundle, encode_bundle
 from schemas.codec import json_decoder
 
@@ -39,14 +40,16 @@ class BundleStore:
         self.store = store
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> BundleStore:
+    async def open(cls, js: JetStreamContext, *, replicas: int = 1) -> BundleStore:
         try:
             store = await js.object_store(subjects.BUNDLES_BUCKET)
         except nats.js.errors.BucketNotFoundError:
             store = await js.create_object_store(
                 subjects.BUNDLES_BUCKET,
-                config=ObjectStoreConfig(storage=StorageType.FILE),
+                config=ObjectStoreConfig(storage=StorageType.FILE, replicas=replicas),
             )
+        else:
+            await ensure_replicas(js, f"OBJ_{subjects.BUNDLES_BUCKET}", replicas)
         return cls(js, store)
 
     async def put(self, encoded: EncodedBundle) -> None:

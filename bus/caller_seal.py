@@ -38,9 +38,9 @@ class CallerSeal:
         self._key = key
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> CallerSeal:
+    async def open(cls, js: JetStreamContext, *, replicas: int = 1) -> CallerSeal:
         """The shared key, made by whichever role starts first."""
-        kv = await open_bucket(js, subjects.INTERNAL_BUCKET)
+        kv = await open_bucket(js, subjects.INTERNAL_BUCKET, replicas=replicas)
         with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
             await kv.create(_KEY, secrets.token_bytes(32))  # unless another role made it first
         entry = await kv.get(_KEY)

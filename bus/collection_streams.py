@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import nats.js.errors
 from nats.js import JetStreamContext
@@ -25,9 +26,16 @@ _INSUFFICIENT_RESOURCES = 10047  # JetStream: the stream's max_bytes cannot be r
 class CollectionStreams:
     """The streams of one kind (records or dead letters), one per collection, made on first use."""
 
-    def __init__(self, js: JetStreamContext, config_for: Callable[[str], StreamConfig]) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        config_for: Callable[[str], StreamConfig],
+        *,
+        replicas: int = 1,
+    ) -> None:
         self.js = js
-        self.config_for = config_for
+        self._config_for = config_for
+        self.replicas = replicas
         self._made: set[str] = set()
 
     async def ready(self, ct: str, *, make: bool = True) -> bool:
@@ -61,6 +69,9 @@ class CollectionStreams:
             ) from None
         self._made.add(ct)
         return True
+
+    def config_for(self, ct: str) -> StreamConfig:
+        return replace(self._config_for(ct), num_replicas=self.replicas)
 
     def forget(self, ct: str) -> None:
         """The stream was not there after all (removed by an operator): make it again."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from nats.aio.client import Client
 
@@ -64,8 +64,10 @@ async def connect(
     }
     if inbox_prefix is not None:
         options["inbox_prefix"] = inbox_prefix
+    servers, credentials = seed_servers(url)
+    options.update(credentials)
     try:
-        await asyncio.wait_for(nc.connect(url, **options), first_connect_timeout)
+        await asyncio.wait_for(nc.connect(servers, **options), first_connect_timeout)
     except TimeoutError:
         last = nc.last_error
         await nc.close()
@@ -78,6 +80,28 @@ async def connect(
         raise
     established = True
     return nc
+
+
+def seed_servers(url: str) -> tuple[list[str], dict[str, str]]:
+    """A comma-separated list of seed URLs as nats-py's servers, and the credentials of the
+    first URL that has any, given as options: nats-py applies those to every server, also the
+    ones it learns of later, where a URL's own user and password stay with that URL (a role
+    given one seed of a cluster could not fail over to the others: "Authorization Violation")."""
+    servers: list[str] = []
+    credentials: dict[str, str] = {}
+    for part in (p.strip() for p in url.split(",")):
+        if not part:
+            continue
+        parts = urlsplit(part if "://" in part else f"nats://{part}")
+        userinfo, at, hostinfo = parts.netloc.rpartition("@")
+        if at and not credentials:
+            user, colon, password = userinfo.partition(":")
+            if colon:
+                credentials = {"user": unquote(user), "password": unquote(password)}
+            else:
+                credentials = {"token": unquote(user)}
+        servers.append(urlunsplit(parts._replace(netloc=hostinfo)))
+    return servers, credentials
 
 
 def redact(url: str) -> str:

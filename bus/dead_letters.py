@@ -24,22 +24,40 @@ class DeadLetters:
     """Dead letters: add, read, list and remove them, in each collection's own stream."""
 
     def __init__(
-        self, js: JetStreamContext, max_letter_bytes: int, *, max_age_s: float, max_bytes: int
+        self,
+        js: JetStreamContext,
+        max_letter_bytes: int,
+        *,
+        max_age_s: float,
+        max_bytes: int,
+        replicas: int = 1,
     ) -> None:
         self.js = js
         self.max_letter_bytes = max_letter_bytes
         self.streams = CollectionStreams(
-            js, lambda ct: _stream_config(ct, max_age_s=max_age_s, max_bytes=max_bytes)
+            js,
+            lambda ct: _stream_config(ct, max_age_s=max_age_s, max_bytes=max_bytes),
+            replicas=replicas,
         )
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, max_message_bytes: int, *, max_age_s: float, max_bytes: int
+        cls,
+        js: JetStreamContext,
+        max_message_bytes: int,
+        *,
+        max_age_s: float,
+        max_bytes: int,
+        replicas: int = 1,
     ) -> DeadLetters:
         """``max_bytes``: each collection's budget for its dead letters."""
         await drop_shared_stream(js, subjects.SHARED_DEAD_LETTER_STREAM)
         return cls(
-            js, max_message_bytes - MESSAGE_HEADROOM, max_age_s=max_age_s, max_bytes=max_bytes
+            js,
+            max_message_bytes - MESSAGE_HEADROOM,
+            max_age_s=max_age_s,
+            max_bytes=max_bytes,
+            replicas=replicas,
         )
 
     async def add(self, letter: DeadLetter) -> None:

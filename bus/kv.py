@@ -13,19 +13,29 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from bus.streams import ensure_replicas
+
 log = logging.getLogger("computebus.bus")
 
 # (key, value or None when deleted, the entry's sequence)
 OnEntry = Callable[[str, bytes | None, int], None]
 
 
-async def open_bucket(js: JetStreamContext, bucket: str, *, history: int = 1) -> KeyValue:
-    """The bucket, made (file storage) if it is not there yet."""
+async def open_bucket(
+    js: JetStreamContext, bucket: str, *, history: int = 1, replicas: int | None = None
+) -> KeyValue:
+    """The bucket, made (file storage) if it is not there yet; with ``replicas``, also brought
+    to that many copies if it has another count (None: as it is, or 1 when made here)."""
     try:
-        return await js.key_value(bucket)
+        kv = await js.key_value(bucket)
     except nats.js.errors.BucketNotFoundError:
-        config = KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE)
+        config = KeyValueConfig(
+            bucket=bucket, history=history, storage=StorageType.FILE, replicas=replicas or 1
+        )
         return await js.create_key_value(config)
+    if replicas is not None:
+        await ensure_replicas(js, f"KV_{bucket}", replicas)
+    return kv
 
 
 class KvFollower:

@@ -93,18 +93,27 @@ class StoredRecord(NamedTuple):
 class MonitorStore:
     """Monitor records: writes (plain and compare-and-set), reads and listings, per collection."""
 
-    def __init__(self, js: JetStreamContext, max_record_bytes: int, max_bytes: int) -> None:
+    def __init__(
+        self, js: JetStreamContext, max_record_bytes: int, max_bytes: int, replicas: int = 1
+    ) -> None:
         self.js = js
         self.max_record_bytes = max_record_bytes
-        self.streams = CollectionStreams(js, lambda ct: monitor_stream_config(ct, max_bytes))
+        self.streams = CollectionStreams(
+            js, lambda ct: monitor_stream_config(ct, max_bytes), replicas=replicas
+        )
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, max_message_bytes: int, *, max_bytes: int = 256 << 20
+        cls,
+        js: JetStreamContext,
+        max_message_bytes: int,
+        *,
+        max_bytes: int = 256 << 20,
+        replicas: int = 1,
     ) -> MonitorStore:
         """``max_bytes``: each collection's budget for its records."""
         await drop_shared_stream(js, subjects.SHARED_MONITOR_STREAM)
-        return cls(js, max_message_bytes - MESSAGE_HEADROOM, max_bytes)
+        return cls(js, max_message_bytes - MESSAGE_HEADROOM, max_bytes, replicas)
 
     def _encoded(self, record: MonitorRecord) -> bytes:
         data = encode(record)

@@ -44,8 +44,9 @@ class Registry:
         self._max_record = max_payload - _KV_HEADROOM
 
     @classmethod
-    async def open(cls, js: JetStreamContext, max_payload: int) -> Registry:
-        return cls(js, await open_bucket(js, subjects.FUNCTIONS_BUCKET, history=8), max_payload)
+    async def open(cls, js: JetStreamContext, max_payload: int, *, replicas: int = 1) -> Registry:
+        kv = await open_bucket(js, subjects.FUNCTIONS_BUCKET, history=8, replicas=replicas)
+        return cls(js, kv, max_payload)
 
     def _encode(self, record: Revision | FunctionRecord) -> bytes:
         """The record as stored; one the bus cannot carry is refused (413), not retried."""

@@ -33,6 +33,7 @@ class StoreLimits:
     async_dedupe_window_s: float
     async_ack_wait_s: float
     async_max_bytes: int
+    replicas: int = 1
 
 
 @dataclass
@@ -54,29 +55,34 @@ class Stores:
         # Replies to the roles go to inboxes a client user may not read (nats_users).
         nc = await connect(url, name=name, inbox_prefix=INTERNAL_INBOX)
         js = nc.jetstream()
-        registry = await Registry.open(js, nc.max_payload)
+        replicas = limits.replicas
+        registry = await Registry.open(js, nc.max_payload, replicas=replicas)
         view = RegistryView(registry)
         await view.start()
         return cls(
             nc=nc,
             js=js,
             registry=registry,
-            bundles=await BundleStore.open(js),
-            monitor=await MonitorStore.open(js, nc.max_payload, max_bytes=limits.monitor_max_bytes),
+            bundles=await BundleStore.open(js, replicas=replicas),
+            monitor=await MonitorStore.open(
+                js, nc.max_payload, max_bytes=limits.monitor_max_bytes, replicas=replicas
+            ),
             view=view,
             queue=await AsyncQueue.open(
                 js,
                 dedupe_window_s=limits.async_dedupe_window_s,
                 ack_wait_s=limits.async_ack_wait_s,
                 max_bytes=limits.async_max_bytes,
+                replicas=replicas,
             ),
             dead_letters=await DeadLetters.open(
                 js,
                 nc.max_payload,
                 max_age_s=limits.dead_letter_max_age_s,
                 max_bytes=limits.dead_letter_max_bytes,
+                replicas=replicas,
             ),
-            seal=await CallerSeal.open(js),
+            seal=await CallerSeal.open(js, replicas=replicas),
         )
 
     async def close(self) -> None:

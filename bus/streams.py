@@ -3,6 +3,11 @@ read the last message on one subject."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
@@ -13,16 +18,55 @@ MESSAGE_HEADROOM = 4096
 # What an invocation's reply or request needs beside its payload (headers, the error envelope).
 REPLY_HEADROOM = 64 * 1024
 
+REPLICAS_WAIT_S = 15.0
+
+log = logging.getLogger("computebus.bus")
+
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     """Create the stream, or bring an existing one's settings up to ``config``."""
     assert config.name is not None
     try:
-        await js.stream_info(config.name)
+        info = await js.stream_info(config.name)
     except nats.js.errors.NotFoundError:
         await js.add_stream(config)
-    else:
-        await js.update_stream(config)
+        return
+    wanted, found = config.num_replicas or 1, info.config.num_replicas or 1
+    if wanted != found:
+        log.info("stream %s has %d replica(s); bringing it to %d", config.name, found, wanted)
+    await js.update_stream(config)
+    if wanted != found:
+        await wait_for_replicas(js, config.name, wanted)
+
+
+async def ensure_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """Bring ``stream`` (a bucket's or object store's too) to ``replicas`` copies in place."""
+    info = await js.stream_info(stream)
+    found = info.config.num_replicas or 1
+    if found == replicas:
+        return
+    log.info("stream %s has %d replica(s); bringing it to %d", stream, found, replicas)
+    await js.update_stream(replace(info.config, num_replicas=replicas))
+    await wait_for_replicas(js, stream, replicas)
+
+
+async def wait_for_replicas(
+    js: JetStreamContext, stream: str, replicas: int, timeout_s: float = REPLICAS_WAIT_S
+) -> None:
+    """Until the stream has a leader and ``replicas - 1`` current followers: after a change of
+    its replica count JetStream moves it, and it answers nothing meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        with contextlib.suppress(nats.errors.TimeoutError, nats.js.errors.APIError):
+            cluster = (await js.stream_info(stream)).cluster
+            followers = [p for p in (cluster.replicas or []) if p.current] if cluster else []
+            if replicas == 1 or (cluster and cluster.leader and len(followers) >= replicas - 1):
+                return
+        if loop.time() > deadline:
+            log.warning("stream %s has not reached %d current replicas yet", stream, replicas)
+            return
+        await asyncio.sleep(0.1)
 
 
 async def last_message(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:

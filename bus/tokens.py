@@ -65,8 +65,8 @@ class TokenStore:
         self.on_removed: list[Callable[[str], None]] = []  # called with a revoked token's id
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> TokenStore:
-        store = cls(await open_bucket(js, subjects.TOKENS_BUCKET))
+    async def open(cls, js: JetStreamContext, *, replicas: int | None = None) -> TokenStore:
+        store = cls(await open_bucket(js, subjects.TOKENS_BUCKET, replicas=replicas))
         await store._follower.start()
         return store
 

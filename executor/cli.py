@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvloop
 
@@ -20,6 +20,9 @@ from executor.client.api import Api, ClientError, FunctionFailed, find_token
 from executor.settings import Settings, SettingsError, unknown_settings
 from executor.signals import stop_on_signals
 from schemas.errors import SetupError
+
+if TYPE_CHECKING:
+    from executor.cluster import ClusterShape
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -37,18 +40,23 @@ def _run(main: Coroutine[Any, Any, int | None]) -> int:
     return uvloop.run(main) or 0
 
 
-async def _with_stop(role: str, settings: Settings) -> int:
+async def _with_stop(role: str, settings: Settings, shape: ClusterShape | None = None) -> int:
     from executor.api.server import run_api
     from executor.serve import ensure_port_free, serve
     from executor.worker.start import run_worker
 
-    if role in ("serve", "api"):
+    if role in ("serve", "api", "cluster"):
         ensure_port_free(settings.host, settings.port)
 
     stop = asyncio.Event()
     on_force = stop_on_signals(stop, role)
     if role == "serve":
         return await serve(settings, stop, on_force)
+    if role == "cluster":
+        from executor.cluster import run_cluster
+
+        assert shape is not None
+        return await run_cluster(shape, settings, stop, on_force)
     if not settings.nats_url:
         raise SettingsError(f"`computebus {role}` needs --nats-url or NATS_URL")
     if role == "api":
@@ -73,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("serve", "api", "worker"):
             return _run(_with_stop(args.command, _settings(args)))
+        if args.command == "cluster":
+            from executor.cluster import ClusterShape
+
+            shape = ClusterShape(args.servers, args.apis, args.workers, args.nats_port)
+            return _run(_with_stop("cluster", _settings(args), shape))
         if args.command == "bench" and args.async_:
             from executor.bench.async_throughput import run_async_bench
 

@@ -46,6 +46,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     server_flags(sub.add_parser("serve", help="embedded NATS + API + worker, all in one"), True)
     server_flags(sub.add_parser("api", help="the HTTP API alone, against --nats-url"), True)
     server_flags(sub.add_parser("worker", help="a worker alone, against --nats-url"), False)
+    c = sub.add_parser(
+        "cluster", help="N nats-servers in one cluster, M APIs and K workers, on this machine"
+    )
+    c.add_argument("--servers", type=int, default=3, help="nats-servers (default 3)")
+    c.add_argument("--apis", type=int, default=2, help="computebus api processes (default 2)")
+    c.add_argument("--workers", type=int, default=2, help="computebus workers (default 2)")
+    c.add_argument(
+        "--nats-port", type=int, default=0, help="first server's client port (default: free)"
+    )
+    c.add_argument("--data-dir", type=Path, help="state directory (default ./.computebus)")
+    c.add_argument("--host", help="HTTP listen address of the APIs (default 127.0.0.1)")
+    c.add_argument("--port", type=int, help="first API's HTTP port (default 8080, 0 = free)")
 
     api_flag = argparse.ArgumentParser(add_help=False)
     api_flag.add_argument(

@@ -59,6 +59,9 @@ class Settings:
     async_ack_wait_s: float = 30.0
     async_concurrency: int = 32
     async_max_bytes: int = 1024 * MIB
+    # How many copies JetStream keeps of every bucket, object store and stream (a cluster's
+    # servers; 1 on a single server).
+    replicas: int = 1
     dead_letter_max_age_s: float = 14 * 24 * 3600.0
     # Whether functions may ask for compute_asset.network (then they share the host's network,
     # loopback services included): off unless the operator turns it on.
@@ -103,6 +106,7 @@ class Settings:
             async_dedupe_window_s=self.async_dedupe_window_s,
             async_ack_wait_s=self.async_ack_wait_s,
             async_max_bytes=self.async_max_bytes,
+            replicas=self.replicas,
         )
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -124,6 +128,7 @@ class Settings:
             "async_concurrency",
             "async_max_bytes",
             "dead_letter_max_age_s",
+            "replicas",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")

@@ -65,7 +65,7 @@ async def run_api(
         settings,
         collection_stores=(bus.monitor.streams, bus.dead_letters.streams),
     )
-    tokens = await TokenStore.open(bus.nc.jetstream())
+    tokens = await TokenStore.open(bus.nc.jetstream(), replicas=settings.replicas)
     await ensure_admin_token(tokens, settings.data_dir)
     nats_auth = await _answer_auth_callout(bus, tokens, url)
     rate_limits = RateLimits(bus.nc)
