@@ -22,6 +22,7 @@ from bus.registry_view import RegistryView
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
+from executor.worker.overflow import MAX_HOPS, Intake, hops_of, pass_on
 from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
 from schemas import ids
@@ -43,6 +44,7 @@ _RECORD_ACK_S = 10.0
 # Invocations a worker holds at most, waiting or running, per slot of WORKER_CONCURRENCY (a bound
 # on the payloads it keeps in memory, whatever the number of functions).
 _WAITING_PER_SLOT = 8
+_HAND_OVER_GRACE_S = 5.0
 
 
 def max_concurrency(record: FunctionRecord | None, settings: Settings) -> int:
@@ -85,19 +87,13 @@ class Worker:
         self._tasks = TaskSet("invocation")  # waiting or running
         self._in_flight: dict[tuple[str, str], int] = {}  # per function: its share of _tasks
         self._chores = TaskSet("worker chore")  # load checks, retiring processes
+        self._handovers = TaskSet("hand-over")  # invocations passed to other workers
+        self.intake = Intake(nc, self._on_invoke)
         self._accepting = False
 
     async def start(self) -> None:
         self._accepting = True
-        self._subs.append(
-            await self.nc.subscribe(
-                subjects.INVOKE_WILDCARD,
-                queue=subjects.WORKER_QUEUE,
-                cb=self._on_invoke,
-                pending_msgs_limit=65536,
-                pending_bytes_limit=512 * 1024 * 1024,
-            )
-        )
+        await self.intake.open()
         self._subs.append(await self.nc.subscribe(subjects.WORKER_PING, cb=self._on_ping))
         self._subs.append(
             await self.nc.subscribe(
@@ -158,11 +154,38 @@ class Worker:
         function = (parsed[0], parsed[1]) if parsed is not None else ("", "")
         refused = self._admission(function)
         if refused is not None:
+            if not self._has_room():
+                self.intake.full()
+            hops = hops_of(msg)
+            if hops < MAX_HOPS and len(self._handovers) < self._max_held():
+                self._handovers.spawn(self._hand_over(msg, hops + 1, refused))
+                return
             invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
             await self._reply_error(msg, refused, invocation_id)
             return
         self._in_flight[function] = self._in_flight.get(function, 0) + 1
         self._tasks.spawn(self._handle(msg, function))
+
+    def _max_held(self) -> int:
+        return self.settings.worker_concurrency * _WAITING_PER_SLOT
+
+    def _has_room(self) -> bool:
+        return (
+            self._accepting
+            and self.invoker.running < self.settings.worker_concurrency
+            and len(self._tasks) < self._max_held()
+        )
+
+    async def _hand_over(self, msg: Msg, hops: int, refused: Overloaded) -> None:
+        """Another worker's answer, or ``refused`` when none has room either."""
+        timeout_s = self.settings.max_timeout_ms / 1000 + _HAND_OVER_GRACE_S
+        answer = await pass_on(self.nc, msg, hops, timeout_s)
+        if answer is None:
+            invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
+            await self._reply_error(msg, refused, invocation_id)
+            return
+        assert msg.reply
+        await self.nc.publish(msg.reply, answer.data, headers=answer.headers)
 
     def _admission(self, function: tuple[str, str]) -> Overloaded | None:
         """Why this invocation cannot be taken now, if it cannot. Calls that only wait for one of
@@ -171,7 +194,7 @@ class Worker:
             return Overloaded("the worker is shutting down; retry shortly")
         if self.invoker.running >= self.settings.worker_concurrency:
             return Overloaded("the worker is at capacity; retry shortly")
-        if len(self._tasks) >= self.settings.worker_concurrency * _WAITING_PER_SLOT:
+        if len(self._tasks) >= self._max_held():
             return Overloaded("the worker holds too many waiting invocations; retry shortly")
         limit = max_concurrency(self.view.cached_function(*function), self.settings)
         if self._in_flight.get(function, 0) >= limit:
@@ -202,6 +225,8 @@ class Worker:
             await self._reply(msg, outcome, invocation_id)
         finally:  # once answered it is no longer in flight (its record is stored after)
             self._leave(function)
+            if self._has_room():
+                self.intake.room()
         await self._finish_record(outcome)
 
     async def _reply(self, msg: Msg, outcome: Outcome, invocation_id: str) -> None:
@@ -279,11 +304,16 @@ class Worker:
         Draining the subscriptions first still runs the messages already delivered to us; Async
         invocations still running at the deadline are handed back to the queue.
         """
+        await self.intake.close()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.drain()  # type: ignore[no-untyped-call]
         self._accepting = False
         stopping = asyncio.create_task(self.consumer.stop(deadline_s))
-        await asyncio.gather(self._tasks.drain(deadline_s), self._chores.drain(deadline_s))
+        await asyncio.gather(
+            self._tasks.drain(deadline_s),
+            self._chores.drain(deadline_s),
+            self._handovers.drain(deadline_s),
+        )
         await stopping
         await self.revisions.instances.close()

@@ -98,3 +98,44 @@ async def test_a_warm_process_runs_one_invocation_at_a_time(
         spans.sort()
         for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end
+
+
+async def test_a_full_worker_hands_invocations_to_one_with_room(
+    http: httpx.AsyncClient, stack: Stack, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    """With a function's max_concurrency reached on one worker, a call that lands there runs on
+    the other instead of being refused: no caller hears ``overloaded`` while a worker has room."""
+    fn = await make_function(SLOW, runtime="python", limits={"max_concurrency": 3})
+    before = await workers_ready(http)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "worker",
+        "--nats-url",
+        stack.nats_url,
+        "--data-dir",
+        str(tmp_path / "second"),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            if await workers_ready(http) > before:
+                break
+            await asyncio.sleep(0.1)
+        for _ in range(3):  # both warm, so that a hand-over costs no cold start
+            await asyncio.gather(
+                *(http.post(f"{fn.path}/invoke", json={"payload": i}) for i in range(6))
+            )
+        responses = await asyncio.gather(
+            *(http.post(f"{fn.path}/invoke", json={"payload": i}) for i in range(6))
+        )
+        assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
+        ids = {r.headers["x-invocation-id"] for r in responses}
+        listed = await http.get(f"{fn.path}/invocations", params={"limit": 1000})
+        ran_by = {r["invocation_id"]: r["worker"] for r in listed.json()["body"]["results"]}
+        assert ids <= set(ran_by)
+        assert len({ran_by[i] for i in ids}) == 2  # three each: the limit on each worker
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 30) == 0

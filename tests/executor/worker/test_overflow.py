@@ -1,0 +1,68 @@
+"""The invoke intake against a real nats-server: a full worker gives up its place in the queue
+group (what was delivered is still taken), so new invocations reach only workers with room, and
+takes it again when it has room."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from bus.connect import connect
+from bus.embedded import EmbeddedNats
+from executor.worker.overflow import MAX_HOPS, Intake, hops_of
+
+FN = "ms.compute.overflow.function.123456789"
+
+
+async def test_a_full_intake_leaves_the_invocations_to_the_others(
+    nats_server: EmbeddedNats, nc: Client
+) -> None:
+    seen: Counter[str] = Counter()
+
+    def taker(name: str) -> object:
+        async def take(msg: Msg) -> None:
+            seen[name] += 1
+            await msg.respond(name.encode())
+
+        return take
+
+    a_nc = await connect(nats_server.url, name="intake-a")
+    b_nc = await connect(nats_server.url, name="intake-b")
+    a, b = Intake(a_nc, taker("a")), Intake(b_nc, taker("b"))  # type: ignore[arg-type]
+    try:
+        await a.open()
+        await b.open()
+        a.full()
+        for _ in range(50):
+            if not a.taking:
+                break
+            await asyncio.sleep(0.02)
+        await a_nc.flush()
+        answers = [(await nc.request(FN, b"", timeout=5)).data for _ in range(20)]
+        assert answers == [b"b"] * 20
+        a.room()
+        for _ in range(50):
+            if a.taking:
+                break
+            await asyncio.sleep(0.02)
+        await a_nc.flush()
+        answers = [(await nc.request(FN, b"", timeout=5)).data for _ in range(60)]
+        assert set(answers) == {b"a", b"b"}  # both take work again
+    finally:
+        await a.close()
+        await b.close()
+        await a_nc.close()
+        await b_nc.close()
+
+
+def test_hops_are_counted_and_a_bad_count_stops_the_hand_over() -> None:
+    def msg(value: str | None) -> Msg:
+        headers = {} if value is None else {"Compute-Hops": value}
+        return Msg(_client=None, subject=FN, headers=headers)  # type: ignore[arg-type]
+
+    assert hops_of(msg(None)) == 0
+    assert hops_of(msg("2")) == 2
+    assert hops_of(msg("-1")) == hops_of(msg("x")) == hops_of(msg("999")) == MAX_HOPS
