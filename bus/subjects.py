@@ -6,6 +6,7 @@ PREFIX = "ms.compute"
 WORKER_QUEUE = "computebus-workers"
 INVOKE_WILDCARD = f"{PREFIX}.*.function.*"
 WORKER_PING = "computebus.workers.ping"
+WORKER_ALIVE = "computebus.workers.alive"  # each worker's heartbeat (the API's worker watch)
 WORKER_PROBE = "computebus.workers.probe"  # load a revision's handler without running it
 WORKER_SYNC = "computebus.workers.sync"  # take this function record now (after a change)
 API_PING = "computebus.apis.ping"  # the API processes answer (they share rate limits out)

@@ -12,6 +12,14 @@ import msgspec
 
 from schemas.base import StoredStruct
 
+HEARTBEAT_S = 0.5  # how often a worker says it is alive (the API's worker watch waits 3 of them)
+
+
+class Alive(StoredStruct):
+    """A worker's heartbeat, and its note that it took a sync invocation."""
+
+    worker: str
+
 
 class WorkerInfo(StoredStruct):
     """A worker's answer to a ping."""

@@ -157,10 +157,11 @@ class InvalidOutput(ComputeError):
 
 
 class WorkerLost(ComputeError):
-    """An Async run whose worker vanished (killed, or cut off from the bus) before it recorded."""
+    """The worker running an invocation vanished (killed, or cut off from the bus): a sync
+    caller hears it within seconds; an Async run is retried, or recorded so."""
 
     code = "worker_lost"
-    status = 500
+    status = 503
     retryable = True
 
 

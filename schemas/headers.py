@@ -22,6 +22,7 @@ H_RECORDED = "Compute-Recorded"  # Async: the API wrote a queued record for it (
 H_PAYLOAD_SHA256 = "Compute-Payload-Sha256"  # Async with an Idempotency-Key: what the key named
 H_CALLER = "Compute-Caller"  # who called (set by the API), and its seal (bus/caller_seal.py)
 H_CALLER_SEAL = "Compute-Caller-Seal"
+H_TAKEN = "Compute-Taken"  # sync: where the worker that takes the call says so (api/worker_watch)
 H_HOPS = "Compute-Hops"  # how many full workers handed a sync invocation on (worker/overflow.py)
 H_NATS_CLIENT = "Nats-Request-Info"  # nats-server's, on a request from another account
 H_MSG_ID = "Nats-Msg-Id"

@@ -16,6 +16,7 @@ from bus.registry import Registry
 from bus.registry_view import RegistryView
 from bus.tokens import TokenStore
 from executor.api.rate_limits import RateLimits
+from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
@@ -38,6 +39,7 @@ class ApiContext:
     updates: FunctionUpdates
     tokens: TokenStore
     rate_limits: RateLimits
+    workers: WorkerWatch
     seal: CallerSeal
     settings: Settings
 

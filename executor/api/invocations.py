@@ -134,11 +134,11 @@ async def _invoke(
     if timeout_ms:
         call_headers[H_TIMEOUT] = timeout_ms
     try:
-        reply = await ctx.nc.request(
+        reply = await ctx.workers.request(
             subjects.function_subject(ct, ft),
             payload,
-            timeout=rev.timeout / 1000 + REPLY_GRACE_S,
-            headers=call_headers,
+            call_headers,
+            timeout_s=rev.timeout / 1000 + REPLY_GRACE_S,
         )
     except nats.errors.NoRespondersError:
         raise Unavailable("no worker is running; start one with `computebus worker`") from None

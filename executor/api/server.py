@@ -19,6 +19,7 @@ from executor.api.app import build_app
 from executor.api.context import ApiContext
 from executor.api.nats_auth import NatsAuth
 from executor.api.rate_limits import RateLimits
+from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
@@ -70,6 +71,8 @@ async def run_api(
     nats_auth = await _answer_auth_callout(bus, tokens, url)
     rate_limits = RateLimits(bus.nc)
     await rate_limits.start()
+    workers = WorkerWatch(bus.nc)
+    await workers.start()
     ctx = ApiContext(
         nc=bus.nc,
         registry=bus.registry,
@@ -82,6 +85,7 @@ async def run_api(
         updates=FunctionUpdates(functions, bus.view),
         tokens=tokens,
         rate_limits=rate_limits,
+        workers=workers,
         seal=bus.seal,
         settings=settings,
     )
@@ -112,6 +116,7 @@ async def run_api(
         await serving
         sock.close()
         await rate_limits.close()
+        await workers.close()
         if nats_auth is not None:
             await nats_auth.close()
         await tokens.close()

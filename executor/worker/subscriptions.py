@@ -27,11 +27,21 @@ from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
 from schemas import ids
 from schemas.codec import decoder_for, encode
-from schemas.control import Blocker, ProbeReply, ProbeRequest, RegistrySync, SyncAck, WorkerInfo
+from schemas.control import (
+    HEARTBEAT_S,
+    Alive,
+    Blocker,
+    ProbeReply,
+    ProbeRequest,
+    RegistrySync,
+    SyncAck,
+    WorkerInfo,
+)
 from schemas.errors import ComputeError, FunctionNotFound, InternalError, InvalidRequest, Overloaded
 from schemas.functions import FunctionRecord
 from schemas.headers import (
     H_INVOCATION_ID,
+    H_TAKEN,
     Call,
     call_from_headers,
     error_headers,
@@ -89,11 +99,14 @@ class Worker:
         self._chores = TaskSet("worker chore")  # load checks, retiring processes
         self._handovers = TaskSet("hand-over")  # invocations passed to other workers
         self.intake = Intake(nc, self._on_invoke)
+        self._alive = encode(Alive(worker=worker_id))
+        self._heartbeat: asyncio.Task[None] | None = None
         self._accepting = False
 
     async def start(self) -> None:
         self._accepting = True
         await self.intake.open()
+        self._heartbeat = asyncio.create_task(self._beat())
         self._subs.append(await self.nc.subscribe(subjects.WORKER_PING, cb=self._on_ping))
         self._subs.append(
             await self.nc.subscribe(
@@ -210,9 +223,19 @@ class Worker:
         if left > 0:
             self._in_flight[function] = left
 
+    async def _beat(self) -> None:
+        alive = encode(Alive(worker=self.id))
+        while True:
+            with contextlib.suppress(Exception):
+                await self.nc.publish(subjects.WORKER_ALIVE, alive)
+            await asyncio.sleep(HEARTBEAT_S)
+
     async def _handle(self, msg: Msg, function: tuple[str, str]) -> None:
         headers = msg.headers or {}
         invocation_id = self._invocation_id(headers)
+        taken = headers.get(H_TAKEN)
+        if taken and taken.startswith(REPLY_PREFIXES):  # the caller watches this worker now
+            await self.nc.publish(taken, self._alive)
         try:
             try:
                 call = self._call_from(msg, headers, invocation_id)
@@ -317,3 +340,5 @@ class Worker:
         )
         await stopping
         await self.revisions.instances.close()
+        if self._heartbeat is not None:  # beating to the end: the API watches what still runs
+            self._heartbeat.cancel()

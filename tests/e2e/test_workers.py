@@ -139,3 +139,48 @@ async def test_a_full_worker_hands_invocations_to_one_with_room(
     finally:
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(worker.wait(), 30) == 0
+
+
+HANG = {"index.py": "import time\ndef handler(event, context):\n    time.sleep(3600)\n"}
+
+
+async def test_callers_of_a_killed_worker_hear_worker_lost_within_seconds(
+    http: httpx.AsyncClient, stack: Stack, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    fn = await make_function(HANG, runtime="python", timeout=8000, limits={"max_concurrency": 3})
+    before = await workers_ready(http)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "worker",
+        "--nats-url",
+        stack.nats_url,
+        "--data-dir",
+        str(tmp_path / "doomed"),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            if await workers_ready(http) > before:
+                break
+            await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+
+        async def call() -> tuple[int, str, float]:
+            answer = await http.post(f"{fn.path}/invoke", json={"payload": None})
+            return answer.status_code, answer.json()["code"], loop.time()
+
+        calls = [asyncio.create_task(call()) for _ in range(6)]  # three on each worker
+        await asyncio.sleep(1.5)
+        killed = loop.time()
+        worker.kill()
+        results = await asyncio.gather(*calls)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+        await worker.wait()
+    lost = [r for r in results if r[1] == "worker_lost"]
+    assert len(lost) == 3, results
+    assert all(status == 503 and at - killed < 3.0 for status, _, at in lost), results
+    assert sorted(code for _, code, _ in results if code != "worker_lost") == ["timeout"] * 3

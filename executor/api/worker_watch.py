@@ -1,0 +1,120 @@
+"""Sync calls to the workers that end early when the worker that took one goes silent.
+
+The API sends each sync invocation with ``Compute-Taken``: the worker that takes it says so
+there at once, and every worker says it is alive every ``HEARTBEAT_S`` on
+``computebus.workers.alive``. A call whose worker has not been heard of for ``LOST_AFTER_S``
+ends with ``worker_lost`` (503), so a caller of a worker that was killed learns it within
+seconds instead of at the end of its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from bus import subjects
+from schemas.codec import decoder_for
+from schemas.control import HEARTBEAT_S, Alive
+from schemas.errors import WorkerLost
+from schemas.headers import H_TAKEN
+
+LOST_AFTER_S = 3 * HEARTBEAT_S
+_CHECK_S = HEARTBEAT_S / 2
+_NO_RESPONDERS = "503"
+
+
+@dataclass
+class _Call:
+    answer: asyncio.Future[Msg]
+    worker: str = ""
+
+
+class WorkerWatch:
+    """Sends sync invocations and waits for their answers, watching the workers that run them."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self._prefix = nc.new_inbox()
+        self._ids = itertools.count()
+        self._calls: dict[str, _Call] = {}
+        self._heard: dict[str, float] = {}  # worker -> when it was last heard of (monotonic)
+        self._alive = decoder_for(Alive)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._subs = [
+            await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_answer),
+            await self.nc.subscribe(subjects.WORKER_ALIVE, cb=self._on_alive),
+        ]
+        self._task = asyncio.create_task(self._watch())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def request(
+        self, subject: str, payload: bytes, headers: dict[str, str], timeout_s: float
+    ) -> Msg:
+        """The worker's answer; raises NoRespondersError, TimeoutError or WorkerLost."""
+        n = str(next(self._ids))
+        call = _Call(asyncio.get_running_loop().create_future())
+        self._calls[n] = call
+        headers[H_TAKEN] = f"{self._prefix}.t{n}"
+        try:
+            await self.nc.publish(subject, payload, reply=f"{self._prefix}.r{n}", headers=headers)
+            return await asyncio.wait_for(call.answer, timeout_s)
+        except TimeoutError:
+            raise nats.errors.TimeoutError from None
+        finally:
+            self._calls.pop(n, None)
+
+    async def _on_answer(self, msg: Msg) -> None:
+        kind, n = msg.subject.rpartition(".")[2][:1], msg.subject.rpartition(".")[2][1:]
+        call = self._calls.get(n)
+        if call is None or call.answer.done():
+            return
+        if kind == "t":
+            with contextlib.suppress(msgspec.DecodeError):
+                call.worker = self._alive.decode(msg.data).worker
+                self._heard.setdefault(call.worker, asyncio.get_running_loop().time())
+        elif msg.headers and msg.headers.get("Status") == _NO_RESPONDERS and not msg.data:
+            call.answer.set_exception(nats.errors.NoRespondersError())
+        else:
+            call.answer.set_result(msg)
+
+    async def _on_alive(self, msg: Msg) -> None:
+        with contextlib.suppress(msgspec.DecodeError):
+            self._heard[self._alive.decode(msg.data).worker] = asyncio.get_running_loop().time()
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_CHECK_S)
+            now = loop.time()
+            for call in list(self._calls.values()):
+                if not call.worker or call.answer.done():
+                    continue
+                silent = now - self._heard.get(call.worker, now)
+                if silent > LOST_AFTER_S:
+                    call.answer.set_exception(
+                        WorkerLost(
+                            f"worker {call.worker} running this invocation has not been heard "
+                            f"of for {silent:.1f}s (killed, or cut off from the bus); "
+                            "it may or may not have finished: retry if the function allows"
+                        )
+                    )
+            for worker, heard in list(self._heard.items()):  # forget workers long gone
+                if now - heard > 60 and not any(c.worker == worker for c in self._calls.values()):
+                    del self._heard[worker]
