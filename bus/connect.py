@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from nats.aio.client import Client
 
@@ -102,6 +102,15 @@ def seed_servers(url: str) -> tuple[list[str], dict[str, str]]:
                 credentials = {"token": unquote(user)}
         servers.append(urlunsplit(parts._replace(netloc=hostinfo)))
     return servers, credentials
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """``url`` (one server or a seed list) with ``user`` and ``password`` on its first server,
+    which ``connect`` applies to every server."""
+    servers, _ = seed_servers(url)
+    scheme, _, rest = servers[0].partition("://")
+    first = f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{rest}"
+    return ",".join([first, *servers[1:]])
 
 
 def redact(url: str) -> str:

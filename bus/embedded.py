@@ -38,6 +38,7 @@ CONFIG_FILE = "nats.conf"
 LOG_FILE = "nats-server.log"
 LOCK_FILE = "nats.lock"
 USER = "computebus"
+MAX_PAYLOAD = 8 * 1024 * 1024
 READY_TIMEOUT = 10.0
 CLUSTER_READY_TIMEOUT = 30.0  # JetStream answers once the cluster has elected its meta leader
 _POLL = 0.05
@@ -102,7 +103,7 @@ async def start_embedded_nats(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    max_payload: int = 8 * 1024 * 1024,
+    max_payload: int = MAX_PAYLOAD,
     peering: Peering | None = None,
     secrets_dir: Path | None = None,
 ) -> EmbeddedNats:
@@ -116,11 +117,11 @@ async def start_embedded_nats(
     secrets_dir = (secrets_dir or data_dir).resolve()
     lock_fd = _lock_data_dir(data_dir)
     try:
-        passwords = _load_or_create_credentials(secrets_dir / CREDENTIALS_FILE)
-        seed = _load_or_create_seed(secrets_dir / CALLOUT_SEED_FILE)
+        passwords = load_or_create_credentials(secrets_dir / CREDENTIALS_FILE)
+        seed = load_or_create_seed(secrets_dir / CALLOUT_SEED_FILE)
         user, password = USER, passwords[USER]
         _move_store_to_account(data_dir)
-        config = _render_config(
+        config = render_config(
             data_dir, host, port, max_payload, passwords, public_key(seed), peering
         )
         write_private(data_dir / CONFIG_FILE, config)
@@ -239,7 +240,7 @@ def _read_ports_file(data_dir: Path, pid: int) -> int | None:
     return None
 
 
-def _load_or_create_credentials(path: Path) -> dict[str, str]:
+def load_or_create_credentials(path: Path) -> dict[str, str]:
     """A password per user (``nats_users.ROLES``); made, or completed, on first use."""
     passwords: dict[str, str] = {}
     if path.exists():
@@ -258,7 +259,17 @@ def _load_or_create_credentials(path: Path) -> dict[str, str]:
     return passwords
 
 
-def _load_or_create_seed(path: Path) -> bytes:
+def callout_keys_beside(credentials: Path) -> CalloutKeys | None:
+    """The callout's keys from a credentials file and the seed file beside it, if both exist."""
+    seed_path = credentials.with_name(CALLOUT_SEED_FILE)
+    if not credentials.exists() or not seed_path.exists():
+        return None
+    passwords = load_or_create_credentials(credentials)
+    seed = load_or_create_seed(seed_path)
+    return CalloutKeys(issuer_seed=seed.decode(), system_password=passwords["system"])
+
+
+def load_or_create_seed(path: Path) -> bytes:
     if path.exists():
         seed = path.read_bytes().strip()
         try:
@@ -284,11 +295,11 @@ def _move_store_to_account(data_dir: Path) -> None:
 def role_url(data_dir: Path, host: str, port: int, role: str) -> str:
     """The URL of ``role``'s user of the embedded server whose store is ``data_dir``."""
     return _client_url(
-        host, port, role, _load_or_create_credentials(data_dir / CREDENTIALS_FILE)[role]
+        host, port, role, load_or_create_credentials(data_dir / CREDENTIALS_FILE)[role]
     )
 
 
-def _render_config(
+def render_config(
     data_dir: Path,
     host: str,
     port: int,
@@ -296,13 +307,18 @@ def _render_config(
     passwords: dict[str, str],
     callout_issuer: str,
     peering: Peering | None = None,
+    *,
+    ports_file: bool = True,
+    monitor_port: int | None = None,
 ) -> str:
+    """A server's whole config: where it listens and stores, its cluster, accounts and users."""
     # nats-server appends "jetstream/" to store_dir itself: data lands in data_dir/jetstream.
     q = json.dumps
     lines = [
         f"listen: {q(_host_port(host, port if port else -1))}",
-        f"ports_file_dir: {q(str(data_dir))}",
+        *([f"ports_file_dir: {q(str(data_dir))}"] if ports_file else []),
         f"max_payload: {max_payload}",
+        *([f"http: {q(f'127.0.0.1:{monitor_port}')}"] if monitor_port else []),  # /healthz
         f"jetstream {{ store_dir: {q(str(data_dir))} }}",
     ]
     if peering is not None:

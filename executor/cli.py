@@ -17,7 +17,7 @@ from executor.cli_args import parse_args
 from executor.client import deploy
 from executor.client import verbs as commands
 from executor.client.api import Api, ClientError, FunctionFailed, find_token
-from executor.settings import Settings, SettingsError, unknown_settings
+from executor.settings import Settings, SettingsError, role_nats_url, unknown_settings
 from executor.signals import stop_on_signals
 from schemas.errors import SetupError
 
@@ -59,15 +59,16 @@ async def _with_stop(role: str, settings: Settings, shape: ClusterShape | None =
         return await run_cluster(shape, settings, stop, on_force)
     if not settings.nats_url:
         raise SettingsError(f"`computebus {role}` needs --nats-url or NATS_URL")
+    url = role_nats_url(settings, role)
     if role == "api":
         await run_api(
-            settings.nats_url,
+            url,
             settings,
             stop,
             on_ready=lambda url: print(f"computebus api ready api={url}", flush=True),
         )
     else:
-        await run_worker(settings.nats_url, settings, stop)
+        await run_worker(url, settings, stop)
     return 0
 
 
@@ -81,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("serve", "api", "worker"):
             return _run(_with_stop(args.command, _settings(args)))
+        if args.command == "nats-config":
+            from executor.nats_config import server_names, write_cluster_config
+
+            names = server_names(args.servers, args.name)
+            _lines([str(p) for p in write_cluster_config(args.out, names, args.store_dir)])
+            return 0
         if args.command == "cluster":
             from executor.cluster import ClusterShape
 

@@ -46,6 +46,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     server_flags(sub.add_parser("serve", help="embedded NATS + API + worker, all in one"), True)
     server_flags(sub.add_parser("api", help="the HTTP API alone, against --nats-url"), True)
     server_flags(sub.add_parser("worker", help="a worker alone, against --nats-url"), False)
+    nc = sub.add_parser(
+        "nats-config",
+        help="configs, credentials and callout key for nats-servers of a cluster (compose.yaml)",
+    )
+    nc.add_argument("--servers", type=int, default=3, help="how many servers (default 3)")
+    nc.add_argument("--name", default="nats-{}", help="server host names (default nats-{})")
+    nc.add_argument("--out", type=Path, required=True, help="where to write them")
+    nc.add_argument(
+        "--store-dir", type=Path, default=Path("/data"), help="each server's JetStream store"
+    )
     c = sub.add_parser(
         "cluster", help="N nats-servers in one cluster, M APIs and K workers, on this machine"
     )

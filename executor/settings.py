@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import types
 import typing
@@ -11,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bus.connect import with_credentials
 from bus.stores import StoreLimits
 from schemas.errors import SetupError
 
@@ -33,6 +35,9 @@ class Settings:
 
     data_dir: Path = Path(".computebus")
     nats_url: str | None = None
+    # The credentials file of a bus set up by computebus (`computebus nats-config`, or an
+    # embedded server's): each role takes its own user from it, and NATS_URL lists only servers.
+    nats_credentials: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 64 * MIB
@@ -163,6 +168,21 @@ class Settings:
                     "(scheme://host[:port], no path) nor *"
                 )
         return self
+
+
+def role_nats_url(settings: Settings, role: str) -> str:
+    """NATS_URL, with ``role``'s own user from ``nats_credentials`` when that is set."""
+    assert settings.nats_url is not None
+    if settings.nats_credentials is None:
+        return settings.nats_url
+    path = settings.nats_credentials
+    try:
+        password = json.loads(path.read_text())["users"][role]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(
+            f"{env_name('nats_credentials')}: no password for the {role} user in {path} ({exc!r})"
+        ) from None
+    return with_credentials(settings.nats_url, role, password)
 
 
 def env_name(field: str) -> str:

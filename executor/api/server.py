@@ -11,7 +11,8 @@ from collections.abc import Callable, Generator
 
 import uvicorn
 
-from bus.nats_callout import load_callout_keys
+from bus.embedded import callout_keys_beside
+from bus.nats_callout import load_callout_keys, store_callout_keys
 from bus.stores import Stores
 from bus.tokens import TokenStore
 from executor.api.admin_token import ensure_admin_token
@@ -45,7 +46,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _answer_auth_callout(bus: Stores, tokens: TokenStore, url: str) -> NatsAuth | None:
+async def _answer_auth_callout(
+    bus: Stores, tokens: TokenStore, url: str, settings: Settings
+) -> NatsAuth | None:
+    if settings.nats_credentials is not None:  # a bus set up by `computebus nats-config`
+        keys = callout_keys_beside(settings.nats_credentials)
+        if keys is not None:
+            await store_callout_keys(bus.nc.jetstream(), keys)
     keys = await load_callout_keys(bus.nc.jetstream())
     if keys is None:
         log.info("no auth callout keys on the bus: NATS clients cannot connect with API tokens")
@@ -68,7 +75,7 @@ async def run_api(
     )
     tokens = await TokenStore.open(bus.nc.jetstream(), replicas=settings.replicas)
     await ensure_admin_token(tokens, settings.data_dir)
-    nats_auth = await _answer_auth_callout(bus, tokens, url)
+    nats_auth = await _answer_auth_callout(bus, tokens, url, settings)
     rate_limits = RateLimits(bus.nc)
     await rate_limits.start()
     workers = WorkerWatch(bus.nc)

@@ -1,0 +1,138 @@
+"""One real cluster for the session, started by ``computebus cluster``: three nats-servers from
+the wheel on loopback, two APIs and two workers, each worker with its own data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from bus.embedded import CONFIG_FILE, nats_server_binary
+from executor.cluster import READY
+from tests.helpers import descendants
+
+# Short enough that the fault tests wait out an Async ack wait in seconds.
+ACK_WAIT_S = 3
+
+
+@dataclass
+class Cluster:
+    process: asyncio.subprocess.Process
+    data_dir: Path
+    apis: list[str]
+    client_url: str
+    token: str
+    restarted: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """The operator's seed list (everything), for checks the roles' users may not make."""
+        password = json.loads((self.data_dir / "nats" / "nats-credentials.json").read_text())
+        seeds = self.client_url.rpartition("@")[2]
+        return f"nats://computebus:{password['users']['computebus']}@{seeds}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def server_pid(self, name: str) -> int:
+        ports = list((self.data_dir / "nats" / name).glob("*.ports"))
+        pids = [int(p.stem.rpartition("_")[2]) for p in ports]
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        assert len(alive) == 1, (name, pids)
+        return alive[0]
+
+    def kill_server(self, name: str) -> None:
+        pid = self.server_pid(name)
+        os.kill(pid, signal.SIGKILL)
+        for path in (self.data_dir / "nats" / name).glob(f"*_{pid}.ports"):
+            path.unlink()
+
+    async def restart_server(self, name: str) -> None:
+        """Start a killed server again on its store and config (it rejoins the cluster)."""
+        process = await asyncio.create_subprocess_exec(
+            str(nats_server_binary()),
+            "-c",
+            str(self.data_dir / "nats" / name / CONFIG_FILE),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        self.restarted.append(process)
+
+    def worker_pids(self) -> list[int]:
+        found = []
+        for pid in descendants(self.process.pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"executor.cli" in cmdline and b"worker" in cmdline:
+                found.append(pid)
+        return sorted(found)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    data_dir = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "COMPUTEBUS_ASYNC_ACK_WAIT_S": str(ACK_WAIT_S)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "cluster",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    restarted: list[asyncio.subprocess.Process] = []
+    try:
+        assert process.stdout is not None
+        line = ""
+        while not line.startswith(READY):
+            raw = await asyncio.wait_for(process.stdout.readline(), 120)
+            assert raw, "computebus cluster exited before it was ready"
+            line = raw.decode().strip()
+        fields = dict(part.split("=", 1) for part in line[len(READY) :].split())
+        drain = asyncio.create_task(_read_all(process.stdout))
+        token = Path(fields["token-file"]).read_text().strip()
+        found = Cluster(process, data_dir, fields["api"].split(","), fields["nats"], token)
+        restarted = found.restarted
+        yield found
+        drain.cancel()
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            await asyncio.wait_for(process.wait(), 90)
+        for server in restarted:
+            if server.returncode is None:
+                server.terminate()
+                await server.wait()
+
+
+async def _read_all(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+@pytest_asyncio.fixture
+async def apis(cluster: Cluster) -> AsyncIterator[list[httpx.AsyncClient]]:
+    clients = [
+        httpx.AsyncClient(base_url=api, headers=cluster.auth, timeout=60) for api in cluster.apis
+    ]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            await client.aclose()

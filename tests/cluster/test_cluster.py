@@ -1,0 +1,291 @@
+"""computebus on a real three-node cluster: every store is replicated, work spreads over the
+workers through either API, and nothing accepted is lost when a server or a worker dies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from nats.aio.msg import Msg
+from nats.js.api import StreamConfig
+
+from bus import subjects
+from bus.connect import connect
+from tests.cluster.conftest import ACK_WAIT_S, Cluster
+from tests.helpers import function_body
+
+ECHO = {"index.js": "exports.handler = async (e) => ({ got: e });\n"}
+SLEEPY = {
+    "index.py": (
+        "import time\ndef handler(event, context):\n    time.sleep(event)\n    return event\n"
+    )
+}
+
+
+async def make(http: httpx.AsyncClient, files: dict[str, str], **options: Any) -> str:
+    ct = f"cl-{uuid.uuid4().hex[:8]}"
+    created = await http.post(
+        "/compute/functions", json=function_body(files, collection=ct, **options)
+    )
+    assert created.status_code == 201, created.text
+    return f"/compute/functions/{ct}/{created.json()['body']['compute_asset']['service']}"
+
+
+async def records(http: httpx.AsyncClient, path: str) -> list[dict[str, object]]:
+    listed = await http.get(f"{path}/invocations", params={"limit": 10000})
+    assert listed.status_code == 200, listed.text
+    found: list[dict[str, object]] = listed.json()["body"]["results"]
+    return found
+
+
+async def settled(
+    http: httpx.AsyncClient, path: str, ids: set[str], timeout: float = 90
+) -> dict[str, list[dict[str, object]]]:
+    """Every record of ``ids`` once all are final (succeeded or failed), by id."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        by_id: dict[str, list[dict[str, object]]] = {}
+        for record in await records(http, path):
+            by_id.setdefault(str(record["invocation_id"]), []).append(record)
+        final = {
+            i for i in ids if by_id.get(i) and by_id[i][-1]["status"] in ("succeeded", "failed")
+        }
+        if final == ids:
+            return by_id
+        assert loop.time() < deadline, f"{len(ids - final)} of {len(ids)} not final"
+        await asyncio.sleep(0.5)
+
+
+async def test_every_store_has_three_replicas(
+    cluster: Cluster, apis: list[httpx.AsyncClient]
+) -> None:
+    path = await make(apis[0], ECHO)
+    assert (await apis[1].post(f"{path}/invoke", json={"payload": 1})).status_code == 200
+    queued = await apis[1].post(f"{path}/invoke", json={"payload": 2, "invocation_type": "Async"})
+    assert queued.status_code == 202
+    nc = await connect(cluster.url, name="test-replicas")
+    try:
+        streams = {
+            s.config.name: s.config.num_replicas for s in await nc.jetstream().streams_info()
+        }
+    finally:
+        await nc.close()
+    ct = path.split("/")[3]
+    for name in (
+        f"KV_{subjects.FUNCTIONS_BUCKET}",
+        f"KV_{subjects.TOKENS_BUCKET}",
+        f"KV_{subjects.INTERNAL_BUCKET}",
+        f"OBJ_{subjects.BUNDLES_BUCKET}",
+        subjects.ASYNC_STREAM,
+        subjects.monitor_stream(ct),
+        subjects.dead_letter_stream(ct),
+    ):
+        assert streams.get(name) == 3, (name, streams)
+
+
+async def test_a_stream_made_with_one_replica_is_brought_to_three(
+    cluster: Cluster, apis: list[httpx.AsyncClient]
+) -> None:
+    ct = f"cl-{uuid.uuid4().hex[:8]}"
+    nc = await connect(cluster.url, name="test-r1")
+    try:
+        js = nc.jetstream()
+        await js.add_stream(
+            StreamConfig(
+                name=subjects.monitor_stream(ct),
+                subjects=[subjects.monitor_filter(ct)],
+                num_replicas=1,
+            )
+        )
+        created = await apis[0].post("/compute/functions", json=function_body(ECHO, collection=ct))
+        assert created.status_code == 201, created.text
+        assert (await js.stream_info(subjects.monitor_stream(ct))).config.num_replicas == 3
+    finally:
+        await nc.close()
+
+
+async def test_work_spreads_over_both_workers_through_either_api(
+    cluster: Cluster, apis: list[httpx.AsyncClient]
+) -> None:
+    path = await make(apis[0], ECHO)
+    sync = await asyncio.gather(
+        *(apis[i % 2].post(f"{path}/invoke", json={"payload": i}) for i in range(40))
+    )
+    assert [r.status_code for r in sync] == [200] * 40
+    queued = await asyncio.gather(
+        *(
+            apis[i % 2].post(f"{path}/invoke", json={"payload": i, "invocation_type": "Async"})
+            for i in range(40)
+        )
+    )
+    assert [r.status_code for r in queued] == [202] * 40
+    ids = {r.headers["x-invocation-id"] for r in queued}
+    by_id = await settled(apis[1], path, ids)
+    sync_workers = {
+        r["worker"]
+        for r in await records(apis[0], path)
+        if r["invocation_type"] == "RequestResponse"
+    }
+    async_workers = {by_id[i][-1]["worker"] for i in ids}
+    assert len(sync_workers) == 2 and len(async_workers) == 2, (sync_workers, async_workers)
+
+
+async def test_killing_the_async_streams_leader_loses_nothing(
+    cluster: Cluster, apis: list[httpx.AsyncClient]
+) -> None:
+    path = await make(apis[0], ECHO)
+    ct, ft = path.split("/")[3:5]
+    nc = await connect(cluster.url, name="test-leader-kill")
+    results: Counter[str] = Counter()
+
+    async def on_result(msg: Msg) -> None:
+        results[msg.data.decode()] += 1
+
+    try:
+        await nc.subscribe(f"{subjects.function_subject(ct, ft)}.result.>", cb=on_result)
+        placed = (await nc.jetstream().stream_info(subjects.ASYNC_STREAM)).cluster
+        assert placed is not None and placed.leader
+        leader = placed.leader
+        accepted: set[str] = set()
+        refused = Counter[int]()
+        total = 2000
+
+        async def submit(i: int) -> None:
+            try:
+                answer = await apis[i % 2].post(
+                    f"{path}/invoke",
+                    json={"payload": i, "invocation_type": "Async"},
+                    headers={"Idempotency-Key": f"k-{i}"},
+                )
+            except httpx.HTTPError:
+                refused[0] += 1
+                return
+            if answer.status_code == 202:
+                accepted.add(answer.headers["x-invocation-id"])
+            else:
+                refused[answer.status_code] += 1
+
+        gate = asyncio.Semaphore(32)
+
+        async def gated(i: int) -> None:
+            async with gate:
+                await submit(i)
+                if i == total // 3:
+                    cluster.kill_server(leader)
+
+        await asyncio.gather(*(gated(i) for i in range(total)))
+        assert len(accepted) > total // 2, refused
+        by_id = await settled(apis[1], path, accepted, timeout=180)
+        assert all(len(by_id[i]) == 1 for i in accepted)  # one record each, final
+        assert all(by_id[i][0]["status"] == "succeeded" for i in accepted)
+        await asyncio.sleep(1)
+        heard: Counter[str] = Counter()
+        for data, n in results.items():
+            heard[json.loads(data)["invocation_id"]] += n
+        assert {i: heard[i] for i in accepted} == dict.fromkeys(accepted, 1)
+        await cluster.restart_server(leader)
+        for _ in range(120):  # it rejoins and catches up
+            info = (await nc.jetstream().stream_info(subjects.ASYNC_STREAM)).cluster
+            assert info is not None
+            peers = {p.name: p.current for p in info.replicas or []}
+            if info.leader and len(peers) == 2 and all(peers.values()):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"{leader} did not catch up: {info}")
+        print(f"leader kill: {len(accepted)} accepted, refused {dict(refused)}")
+    finally:
+        await nc.close()
+
+
+async def test_a_server_kill_under_sync_load_answers_every_caller(
+    cluster: Cluster, apis: list[httpx.AsyncClient]
+) -> None:
+    path = await make(apis[0], ECHO, timeout=5000)
+    codes: Counter[int] = Counter()
+    loop = asyncio.get_running_loop()
+    stop_at = loop.time() + 6
+
+    async def caller(i: int) -> None:
+        while loop.time() < stop_at:
+            try:
+                answer = await apis[i % 2].post(
+                    f"{path}/invoke", json={"payload": i}, timeout=5 + 10
+                )
+                codes[answer.status_code] += 1
+            except httpx.ConnectError:
+                codes[0] += 1
+
+    load = [asyncio.create_task(caller(i)) for i in range(8)]
+    await asyncio.sleep(1.5)
+    victim = "n2"
+    cluster.kill_server(victim)
+    await asyncio.gather(*load)  # none hangs: each answered within its timeout
+    assert set(codes) <= {200, 503}, codes
+    assert codes[200] > 0
+    await cluster.restart_server(victim)
+    print(f"server kill under sync load: {dict(codes)}")
+
+
+async def test_a_stopped_worker_s_async_work_is_redelivered_and_recorded_once(
+    cluster: Cluster, apis: list[httpx.AsyncClient]
+) -> None:
+    path = await make(apis[0], SLEEPY, runtime="python", timeout=10_000)
+    queued = await asyncio.gather(
+        *(
+            apis[i % 2].post(f"{path}/invoke", json={"payload": 0.5, "invocation_type": "Async"})
+            for i in range(8)
+        )
+    )
+    ids = {r.headers["x-invocation-id"] for r in queued}
+    await asyncio.sleep(0.3)
+    stopped = cluster.worker_pids()[0]
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(ACK_WAIT_S * 2)
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    by_id = await settled(apis[1], path, ids)
+    assert all(len(by_id[i]) == 1 and by_id[i][0]["status"] == "succeeded" for i in ids), by_id
+
+
+async def test_a_worker_with_an_empty_data_dir_serves_every_function(
+    cluster: Cluster, apis: list[httpx.AsyncClient], tmp_path: Path
+) -> None:
+    path = await make(apis[0], ECHO)
+    password = json.loads((cluster.data_dir / "nats" / "nats-credentials.json").read_text())
+    worker_url = (
+        f"nats://worker:{password['users']['worker']}@{cluster.client_url.rpartition('@')[2]}"
+    )
+    third = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "worker",
+        env={**os.environ, "NATS_URL": worker_url, "COMPUTEBUS_DATA_DIR": str(tmp_path / "empty")},
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            ready = (await apis[0].get("/readyz")).json()
+            if ready["workers"] >= 3:
+                break
+            await asyncio.sleep(0.2)
+        answers = await asyncio.gather(
+            *(apis[i % 2].post(f"{path}/invoke", json={"payload": i}) for i in range(30))
+        )
+        assert [a.status_code for a in answers] == [200] * 30
+        workers = Counter(r["worker"] for r in await records(apis[0], path))
+        assert len(workers) == 3, workers
+    finally:
+        third.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(third.wait(), 30) == 0
