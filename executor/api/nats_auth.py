@@ -24,13 +24,13 @@ import json
 import logging
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from bus import nats_jwt, subjects
+from bus.connect import connect, with_credentials
 from bus.nats_callout import AUTH_QUEUE, AUTH_SUBJECT, CalloutKeys
 from bus.nats_users import APP_ACCOUNT
 from bus.registry_view import RegistryView
@@ -54,7 +54,7 @@ class NatsAuth:
         self.tokens = tokens
         self.view = view
         self._seed = keys.issuer_seed.encode()
-        self._system_url = _with_user(url, "system", keys.system_password)
+        self._system_url = with_credentials(url, "system", keys.system_password)
         self._system: Client | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -170,7 +170,7 @@ class NatsAuth:
 
     async def _system_connection(self) -> Client:
         if self._system is None or self._system.is_closed:
-            self._system = await nats.connect(self._system_url, name="computebus-api-system")
+            self._system = await connect(self._system_url, name="computebus-api-system")
         return self._system
 
 
@@ -189,10 +189,3 @@ def collections_granted(grants: Grants, collections: set[str]) -> dict[Action, l
 
 def _fn(ct: str) -> str:
     return f"{subjects.PREFIX}.{ct}.function.*"
-
-
-def _with_user(url: str, user: str, password: str) -> str:
-    parts = urlsplit(url.split(",")[0])
-    host = parts.netloc.rpartition("@")[2]
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -4,6 +4,7 @@ workers through either API, and nothing accepted is lost when a server or a work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from nats.js.api import StreamConfig
 from bus import subjects
 from bus.connect import connect
 from tests.cluster.conftest import ACK_WAIT_S, Cluster
-from tests.helpers import function_body
+from tests.helpers import descendants, function_body
 
 ECHO = {"index.js": "exports.handler = async (e) => ({ got: e });\n"}
 SLEEPY = {
@@ -289,3 +290,98 @@ async def test_a_worker_with_an_empty_data_dir_serves_every_function(
     finally:
         third.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(third.wait(), 30) == 0
+
+
+async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
+    cluster: Cluster, apis: list[httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """SIGTERM each worker and then an API in turn, starting a replacement each time, while
+    callers keep invoking through both APIs: every answer is a 200. A call the stopping API
+    never took (connection refused or closed before it read the request) goes to the other."""
+    path = await make(apis[0], ECHO)
+    password = json.loads((cluster.data_dir / "nats" / "nats-credentials.json").read_text())
+    seeds = cluster.client_url.rpartition("@")[2]
+
+    def url(role: str) -> str:
+        return f"nats://{role}:{password['users'][role]}@{seeds}"
+
+    codes: Counter[int] = Counter()
+    not_taken = 0
+    bases = list(cluster.apis)
+    stopping = asyncio.Event()
+
+    async def caller(i: int) -> None:
+        nonlocal not_taken
+        async with httpx.AsyncClient(headers=cluster.auth, timeout=30) as http:
+            n = i
+            while not stopping.is_set():
+                base = bases[n % len(bases)]
+                n += 1
+                try:
+                    answer = await http.post(f"{base}{path}/invoke", json={"payload": n})
+                except (httpx.ConnectError, httpx.RemoteProtocolError):
+                    not_taken += 1
+                    continue
+                codes[answer.status_code] += 1
+
+    async def start(role: str, data_dir: Path) -> asyncio.subprocess.Process:
+        env = {**os.environ, "NATS_URL": url(role), "COMPUTEBUS_DATA_DIR": str(data_dir)}
+        env.update({"COMPUTEBUS_REPLICAS": "3", "COMPUTEBUS_PORT": "0"})
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "executor.cli",
+            role,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    started: list[asyncio.subprocess.Process] = []
+    load = [asyncio.create_task(caller(i)) for i in range(6)]
+    try:
+        await asyncio.sleep(1)
+        for n, pid in enumerate(cluster.worker_pids()):
+            started.append(await start("worker", tmp_path / f"replacement-{n}"))
+            await asyncio.sleep(2)  # the replacement joins
+            os.kill(pid, signal.SIGTERM)
+            await asyncio.sleep(1)
+        replacement = await start("api", cluster.data_dir)
+        started.append(replacement)
+        assert replacement.stdout is not None
+        line = (await asyncio.wait_for(replacement.stdout.readline(), 60)).decode()
+        bases.append(line.strip().rpartition("=")[2])
+        old = bases.pop(0)
+        api_pid = next(
+            pid
+            for pid in descendants(cluster.process.pid)
+            if b"api" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            and _listens(pid, old)
+        )
+        os.kill(api_pid, signal.SIGTERM)
+        await asyncio.sleep(2)
+    finally:
+        stopping.set()
+        await asyncio.gather(*load)
+        for process in started:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 40)
+    assert set(codes) == {200}, codes
+    print(f"rolling restart: {dict(codes)} answered, {not_taken} not taken")
+
+
+def _listens(pid: int, base: str) -> bool:
+    """Whether process ``pid`` owns the listening socket of ``base`` (http://host:port)."""
+    port = int(base.rpartition(":")[2])
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rpartition(":")[2], 16) == port and fields[3] == "0A":
+            return fields[9] in inodes
+    return False

@@ -6,20 +6,32 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from pathlib import Path
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from bus.connect import connect
-from bus.embedded import EmbeddedNats
+from bus.embedded import EmbeddedNats, start_embedded_nats
 from executor.worker.overflow import MAX_HOPS, Intake, hops_of
 
 FN = "ms.compute.overflow.function.123456789"
 
 
-async def test_a_full_intake_leaves_the_invocations_to_the_others(
-    nats_server: EmbeddedNats, nc: Client
-) -> None:
+async def test_a_full_intake_leaves_the_invocations_to_the_others(tmp_path: Path) -> None:
+    # A server of its own: the session's has the stack's worker in the queue group.
+    server = await start_embedded_nats(tmp_path / "nats")
+    try:
+        nc = await connect(server.url, name="caller")
+        try:
+            await _full_then_room(server, nc)
+        finally:
+            await nc.close()
+    finally:
+        await server.stop()
+
+
+async def _full_then_room(nats_server: EmbeddedNats, nc: Client) -> None:
     seen: Counter[str] = Counter()
 
     def taker(name: str) -> object:
