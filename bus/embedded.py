@@ -18,7 +18,10 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import nats
+import nats.errors
+import nats.js.errors
 
+from bus.connect import connect
 from bus.nats_callout import CalloutKeys, store_callout_keys
 from bus.nats_jwt import new_account_seed, public_key
 from bus.nats_users import COMPUTEBUS_ACCOUNT, ROLES, render_accounts
@@ -146,8 +149,9 @@ async def start_embedded_nats(
     try:
         timeout = READY_TIMEOUT if peering is None else CLUSTER_READY_TIMEOUT
         bound = await _wait_ready(process, data_dir, host, user, password, timeout)
-        keys = CalloutKeys(issuer_seed=seed.decode(), system_password=passwords["system"])
-        await _store_keys(_client_url(host, bound, user, password), keys)
+        if peering is None:  # a cluster's keys are stored once it is whole (embedded_cluster)
+            keys = CalloutKeys(issuer_seed=seed.decode(), system_password=passwords["system"])
+            await store_keys(_client_url(host, bound, user, password), keys)
     except BaseException as exc:
         await _kill(process)
         if isinstance(exc, NatsServerFailed):
@@ -221,10 +225,21 @@ async def _probe_jetstream(url: str) -> None:
         await nc.close()
 
 
-async def _store_keys(url: str, keys: CalloutKeys) -> None:
-    nc = await nats.connect(url, name="computebus-embedded-keys", allow_reconnect=False)
+async def store_keys(url: str, keys: CalloutKeys, within_s: float = READY_TIMEOUT) -> None:
+    """Put the callout's keys on the bus, retrying while JetStream settles (a new cluster
+    answers its first requests slowly)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    nc = await connect(url, name="computebus-embedded-keys", first_connect_timeout=within_s)
     try:
-        await store_callout_keys(nc.jetstream(timeout=5), keys)
+        while True:
+            try:
+                await store_callout_keys(nc.jetstream(timeout=5), keys)
+                return
+            except (nats.errors.TimeoutError, nats.js.errors.APIError) as exc:
+                if loop.time() > deadline:
+                    raise NatsServerFailed(f"could not store the callout's keys: {exc!r}") from None
+                await asyncio.sleep(0.2)
     finally:
         await nc.close()
 

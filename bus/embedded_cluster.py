@@ -10,7 +10,16 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bus.embedded import EmbeddedNats, NatsServerFailed, Peering, start_embedded_nats
+from bus.embedded import (
+    CLUSTER_READY_TIMEOUT,
+    CREDENTIALS_FILE,
+    EmbeddedNats,
+    NatsServerFailed,
+    Peering,
+    callout_keys_beside,
+    start_embedded_nats,
+    store_keys,
+)
 from bus.nats_users import ROLES
 
 SERVER_NAME = "n{}"  # n1, n2, ...
@@ -98,9 +107,15 @@ async def start_embedded_cluster(
         *(cluster.start_server(p.name) for p in cluster.plan), return_exceptions=True
     )
     failed = [r for r in started if isinstance(r, BaseException)]
-    if failed:
+    try:
+        if failed:
+            raise failed[0]
+        keys = callout_keys_beside(data_dir / CREDENTIALS_FILE)
+        assert keys is not None
+        await store_keys(cluster.url(), keys, within_s=CLUSTER_READY_TIMEOUT)
+    except BaseException:
         await cluster.stop()
-        raise failed[0]
+        raise
     return cluster
 
 

@@ -48,7 +48,8 @@ def _without_payloads(record: MonitorRecord, max_bytes: int) -> MonitorRecord:
 
 
 _EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
-_WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when that expectation fails
+# JetStream's error codes when that expectation fails: a single server's, a clustered stream's.
+_WRONG_LAST_SEQUENCE = (10071, 10164)
 _CAS_TIMEOUT_S = 10.0
 
 
@@ -169,7 +170,7 @@ class MonitorStore:
                 self.streams.forget(ct)
                 continue
             except nats.js.errors.APIError as exc:
-                if exc.err_code == _WRONG_LAST_SEQUENCE:
+                if exc.err_code in _WRONG_LAST_SEQUENCE:
                     return None
                 raise
             return data, ack.seq

@@ -16,9 +16,11 @@ HEARTBEAT_S = 0.5  # how often a worker says it is alive (the API's worker watch
 
 
 class Alive(StoredStruct):
-    """A worker's heartbeat, and its note that it took a sync invocation."""
+    """A worker's heartbeat, and its note that it took a sync invocation, with how often its
+    connection was lost so far (an answer sent around a reconnect may have been lost)."""
 
     worker: str
+    reconnects: int = 0
 
 
 class WorkerInfo(StoredStruct):

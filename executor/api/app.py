@@ -39,7 +39,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _bus_error(request: Request, exc: Exception) -> Response:
     """NATS did not answer (it is restarting, or the connection is reconnecting): retry later."""
-    log.warning("bus error on %s %s: %r", request.method, request.url.path, exc)
+    log.warning("bus error on %s %s: %r %s", request.method, request.url.path, exc, exc)
     return error_response(Unavailable(f"the bus did not answer ({type(exc).__name__}); retry"))
 
 

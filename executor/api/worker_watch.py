@@ -4,7 +4,9 @@ The API sends each sync invocation with ``Compute-Taken``: the worker that takes
 there at once, and every worker says it is alive every ``HEARTBEAT_S`` on
 ``computebus.workers.alive``. A call whose worker has not been heard of for ``LOST_AFTER_S``
 ends with ``worker_lost`` (503), so a caller of a worker that was killed learns it within
-seconds instead of at the end of its timeout.
+seconds instead of at the end of its timeout; a call under way when this API's own connection
+drops (its server died), or that no worker says it took within ``TAKEN_WITHIN_S``, ends with
+``unavailable`` (503): the answer, or the call itself, may have been lost.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from nats.aio.msg import Msg
 from bus import subjects
 from schemas.codec import decoder_for
 from schemas.control import HEARTBEAT_S, Alive
-from schemas.errors import WorkerLost
+from schemas.errors import Unavailable, WorkerLost
 from schemas.headers import H_TAKEN
 
 LOST_AFTER_S = 3 * HEARTBEAT_S
+# A worker says it took a call as soon as its event loop reads it; one that says nothing this
+# long after the call was sent never got it (it went to a server that died on the way).
+TAKEN_WITHIN_S = 3.0
 _CHECK_S = HEARTBEAT_S / 2
 _NO_RESPONDERS = "503"
 
@@ -33,7 +38,10 @@ _NO_RESPONDERS = "503"
 @dataclass
 class _Call:
     answer: asyncio.Future[Msg]
+    reconnects: int  # the connection's count when the call was sent
+    sent: float
     worker: str = ""
+    worker_reconnects: int = 0  # the worker's count when it took the call
 
 
 class WorkerWatch:
@@ -69,7 +77,8 @@ class WorkerWatch:
     ) -> Msg:
         """The worker's answer; raises NoRespondersError, TimeoutError or WorkerLost."""
         n = str(next(self._ids))
-        call = _Call(asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        call = _Call(loop.create_future(), self._reconnects(), loop.time())
         self._calls[n] = call
         headers[H_TAKEN] = f"{self._prefix}.t{n}"
         try:
@@ -87,7 +96,8 @@ class WorkerWatch:
             return
         if kind == "t":
             with contextlib.suppress(msgspec.DecodeError):
-                call.worker = self._alive.decode(msg.data).worker
+                taken = self._alive.decode(msg.data)
+                call.worker, call.worker_reconnects = taken.worker, taken.reconnects
                 self._heard.setdefault(call.worker, asyncio.get_running_loop().time())
         elif msg.headers and msg.headers.get("Status") == _NO_RESPONDERS and not msg.data:
             call.answer.set_exception(nats.errors.NoRespondersError())
@@ -95,16 +105,54 @@ class WorkerWatch:
             call.answer.set_result(msg)
 
     async def _on_alive(self, msg: Msg) -> None:
-        with contextlib.suppress(msgspec.DecodeError):
-            self._heard[self._alive.decode(msg.data).worker] = asyncio.get_running_loop().time()
+        try:
+            alive = self._alive.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        self._heard[alive.worker] = asyncio.get_running_loop().time()
+        for call in self._calls.values():
+            # Its answer may have gone to a server that died under the worker.
+            cut_off = call.worker == alive.worker and alive.reconnects > call.worker_reconnects
+            if cut_off and not call.answer.done():
+                call.answer.set_exception(
+                    Unavailable(
+                        f"worker {alive.worker} lost its connection to the bus while running "
+                        "the invocation; it may or may not have run: retry if the function "
+                        "allows"
+                    )
+                )
+
+    def _reconnects(self) -> int:
+        return int(self.nc.stats.get("reconnects", 0))
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_CHECK_S)
             now = loop.time()
+            reconnects = self._reconnects()
             for call in list(self._calls.values()):
-                if not call.worker or call.answer.done():
+                if call.answer.done():
+                    continue
+                if not self.nc.is_connected or reconnects != call.reconnects:
+                    # An answer sent while this API was cut off from its server is lost.
+                    call.answer.set_exception(
+                        Unavailable(
+                            "the API lost its connection to the bus while waiting for the "
+                            "answer; the invocation may or may not have run: retry if the "
+                            "function allows"
+                        )
+                    )
+                    continue
+                if not call.worker:
+                    if now - call.sent > TAKEN_WITHIN_S:  # lost on its way to a worker
+                        call.answer.set_exception(
+                            Unavailable(
+                                f"no worker said it took the invocation within {TAKEN_WITHIN_S:g}s "
+                                "(the request was lost, or every worker is stalled); it may "
+                                "still run: retry if the function allows"
+                            )
+                        )
                     continue
                 silent = now - self._heard.get(call.worker, now)
                 if silent > LOST_AFTER_S:

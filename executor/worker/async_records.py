@@ -20,7 +20,8 @@ from bus import subjects
 from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
-from schemas.codec import is_json
+from bus.result_events import ResultEvents
+from schemas.codec import encode, is_json
 from schemas.errors import ComputebusError, ComputeError, FunctionNotFound, InternalError
 from schemas.functions import FunctionRecord
 from schemas.headers import CALL_OPTIONS
@@ -48,9 +49,15 @@ class AsyncRecords:
     """Writes an Async invocation's records, dead letter and result event, in that order."""
 
     def __init__(
-        self, nc: Client, monitor: MonitorStore, dead_letters: DeadLetters, view: RegistryView
+        self,
+        nc: Client,
+        monitor: MonitorStore,
+        dead_letters: DeadLetters,
+        view: RegistryView,
+        events: ResultEvents,
     ) -> None:
         self.nc = nc
+        self.events = events
         self.monitor = monitor
         self.dead_letters = dead_letters
         self.view = view
@@ -108,12 +115,18 @@ class AsyncRecords:
                 await self.dead_letters.add(_dead_letter(record, msg))
             except Exception as exc:  # announced all the same; the redelivery dead-letters it
                 not_dead_lettered = exc
-        await self.nc.publish(
+        await self.events.publish(
             subjects.result_subject(record.collection_topic, record.service, record.status),
             written[0],
         )
         if not_dead_lettered is not None:
             raise not_dead_lettered
+
+    async def announce_again(self, record: MonitorRecord) -> None:
+        """The result event of a record found final on a redelivery: the worker that wrote it
+        was lost before its ack, perhaps before it announced the result too."""
+        subject = subjects.result_subject(record.collection_topic, record.service, record.status)
+        await self.events.publish(subject, encode(record))
 
     async def ensure_dead_letter(self, record: MonitorRecord, msg: Msg) -> None:
         """Dead-letter a failed record whose worker may have been lost before it could."""

@@ -169,6 +169,7 @@ class AsyncConsumer:
                     if meta.num_delivered < record.attempts + _DEAD_LETTER_TRIES:
                         raise  # nak: the next delivery tries again
                     log.exception("giving up dead-lettering %s", invocation_id)
+            await self.records.announce_again(record)
             await msg.ack()
             return
         # Runs made: a lost run always left a ``running`` record (written before it starts), so

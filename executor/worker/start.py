@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from bus.result_events import ResultEvents
 from bus.stores import Stores
 from bus.streams import REPLY_HEADROOM
 from executor.bundle.unpack import remove_tree
@@ -51,11 +52,15 @@ async def run_worker(
         max_result_bytes=min(settings.max_payload_bytes, bus.nc.max_payload - REPLY_HEADROOM),
     )
     invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id)
-    records = AsyncRecords(bus.nc, bus.monitor, bus.dead_letters, bus.view)
+    events = ResultEvents(bus.nc)
+    events.start()
+    records = AsyncRecords(bus.nc, bus.monitor, bus.dead_letters, bus.view, events)
     consumer = AsyncConsumer(
         bus.nc, bus.queue, records, bus.view, bus.monitor, invoker, settings, worker_id, bus.seal
     )
-    worker = Worker(bus.nc, bus.view, invoker, revisions, settings, consumer, worker_id, bus.seal)
+    worker = Worker(
+        bus.nc, bus.view, invoker, revisions, settings, consumer, worker_id, bus.seal, events
+    )
     instances.start()
     await worker.start()
     log.info("worker %s ready", worker.id)
@@ -65,6 +70,7 @@ async def run_worker(
         await stop.wait()
     finally:
         await worker.drain(settings.drain_s)
+        await events.close()
         await asyncio.to_thread(sandbox.close)
         if not workspaces_dir.is_relative_to(settings.data_dir.resolve()):
             await asyncio.to_thread(remove_tree, workspaces_dir)  # this run's own, in $TMPDIR

@@ -19,6 +19,7 @@ from bus import subjects
 from bus.caller_seal import CallerSeal
 from bus.nats_users import REPLY_PREFIXES
 from bus.registry_view import RegistryView
+from bus.result_events import ResultEvents
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
@@ -51,6 +52,8 @@ from schemas.headers import (
 log = logging.getLogger("computebus.worker")
 
 _RECORD_ACK_S = 10.0
+_RECORD_TRIES = 4
+_RECORD_RETRY_S = 0.5
 # Invocations a worker holds at most, waiting or running, per slot of WORKER_CONCURRENCY (a bound
 # on the payloads it keeps in memory, whatever the number of functions).
 _WAITING_PER_SLOT = 8
@@ -84,8 +87,10 @@ class Worker:
         consumer: AsyncConsumer,
         worker_id: str,
         seal: CallerSeal,
+        events: ResultEvents,
     ) -> None:
         self.nc = nc
+        self.events = events
         self.seal = seal
         self.view = view
         self.consumer = consumer
@@ -99,7 +104,6 @@ class Worker:
         self._chores = TaskSet("worker chore")  # load checks, retiring processes
         self._handovers = TaskSet("hand-over")  # invocations passed to other workers
         self.intake = Intake(nc, self._on_invoke)
-        self._alive = encode(Alive(worker=worker_id))
         self._heartbeat: asyncio.Task[None] | None = None
         self._accepting = False
 
@@ -223,11 +227,13 @@ class Worker:
         if left > 0:
             self._in_flight[function] = left
 
+    def _alive(self) -> bytes:
+        return encode(Alive(worker=self.id, reconnects=int(self.nc.stats["reconnects"])))
+
     async def _beat(self) -> None:
-        alive = encode(Alive(worker=self.id))
         while True:
             with contextlib.suppress(Exception):
-                await self.nc.publish(subjects.WORKER_ALIVE, alive)
+                await self.nc.publish(subjects.WORKER_ALIVE, self._alive())
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _handle(self, msg: Msg, function: tuple[str, str]) -> None:
@@ -235,7 +241,7 @@ class Worker:
         invocation_id = self._invocation_id(headers)
         taken = headers.get(H_TAKEN)
         if taken and taken.startswith(REPLY_PREFIXES):  # the caller watches this worker now
-            await self.nc.publish(taken, self._alive)
+            await self.nc.publish(taken, self._alive())
         try:
             try:
                 call = self._call_from(msg, headers, invocation_id)
@@ -297,17 +303,30 @@ class Worker:
     async def _finish_record(self, outcome: Outcome) -> None:
         """Store the record, then announce it on the result subject (readable by then)."""
         record = outcome.record
-        stored = await self.invoker.store(outcome)
-        if record is None or stored is None:
+        data = await self._store_record(outcome)
+        if record is None or data is None:
             return
-        try:
-            await asyncio.wait_for(stored.ack, _RECORD_ACK_S)
-        except Exception as exc:
-            log.error("monitor record %s was not stored: %s", record.invocation_id, exc)
-        await self.nc.publish(
-            subjects.result_subject(record.collection_topic, record.service, record.status),
-            stored.data,
+        await self.events.publish(
+            subjects.result_subject(record.collection_topic, record.service, record.status), data
         )
+
+    async def _store_record(self, outcome: Outcome) -> bytes | None:
+        """The record's bytes once stored; tried again while its server is away (the same
+        record twice is harmless: a record's subject keeps only its last)."""
+        for attempt in range(1, _RECORD_TRIES + 1):
+            try:
+                stored = await self.invoker.store(outcome)
+                if stored is None:
+                    return None
+                await asyncio.wait_for(stored.ack, _RECORD_ACK_S)
+                return stored.data
+            except Exception as exc:
+                if attempt == _RECORD_TRIES:
+                    invocation_id = outcome.record.invocation_id if outcome.record else "?"
+                    log.error("monitor record %s was not stored: %r", invocation_id, exc)
+                    return None
+                await asyncio.sleep(attempt * _RECORD_RETRY_S)
+        return None
 
     def _function_gone(self, ct: str, ft: str) -> None:
         self._background(self.revisions.forget_function(ct, ft))

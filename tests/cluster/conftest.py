@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from nats.js.api import StreamConfig
 
+from bus.connect import connect
 from bus.embedded import CONFIG_FILE, nats_server_binary
 from executor.cluster import READY
 from tests.helpers import descendants
@@ -44,6 +47,12 @@ class Cluster:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def server_url(self, name: str) -> str:
+        """The operator's URL of the one server ``name`` (n1, n2, ...), without the others."""
+        seeds = self.client_url.rpartition("@")[2].split(",")
+        address = seeds[int(name[1:]) - 1].removeprefix("nats://")
+        return f"{self.url.rpartition('@')[0]}@{address}"
+
     def server_pid(self, name: str) -> int:
         ports = list((self.data_dir / "nats" / name).glob("*.ports"))
         pids = [int(p.stem.rpartition("_")[2]) for p in ports]
@@ -67,6 +76,26 @@ class Cluster:
             stderr=asyncio.subprocess.DEVNULL,
         )
         self.restarted.append(process)
+        await self.wait_healthy()
+
+    async def wait_healthy(self, within_s: float = 60) -> None:
+        """Until JetStream can make (and remove) a stream of three replicas again."""
+        nc = await connect(self.url, name="test-health")
+        try:
+            js = nc.jetstream(timeout=5)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + within_s
+            while True:
+                name = f"HEALTH_{uuid.uuid4().hex[:8]}"
+                try:
+                    await js.add_stream(StreamConfig(name=name, subjects=[name], num_replicas=3))
+                    await js.delete_stream(name)
+                    return
+                except Exception:
+                    assert loop.time() < deadline, "the cluster did not recover"
+                    await asyncio.sleep(0.5)
+        finally:
+            await nc.close()
 
     def worker_pids(self) -> list[int]:
         found = []

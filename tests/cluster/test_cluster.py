@@ -33,28 +33,42 @@ SLEEPY = {
 
 async def make(http: httpx.AsyncClient, files: dict[str, str], **options: Any) -> str:
     ct = f"cl-{uuid.uuid4().hex[:8]}"
-    created = await http.post(
-        "/compute/functions", json=function_body(files, collection=ct, **options)
-    )
+    body = function_body(files, collection=ct, **options)
+    for _ in range(10):  # 503 says retry (the cluster may still be settling after a fault)
+        created = await http.post("/compute/functions", json=body)
+        if created.status_code != 503:
+            break
+        await asyncio.sleep(1)
     assert created.status_code == 201, created.text
     return f"/compute/functions/{ct}/{created.json()['body']['compute_asset']['service']}"
 
 
-async def records(http: httpx.AsyncClient, path: str) -> list[dict[str, object]]:
-    listed = await http.get(f"{path}/invocations", params={"limit": 10000})
-    assert listed.status_code == 200, listed.text
-    found: list[dict[str, object]] = listed.json()["body"]["results"]
-    return found
+async def records(http: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
+    """Every record of the function (pages of 1,000)."""
+    found: list[dict[str, Any]] = []
+    while True:
+        params = {"limit": 1000, "offset": len(found)}
+        listed = await http.get(f"{path}/invocations", params=params)
+        assert listed.status_code == 200, listed.text
+        page = listed.json()["body"]
+        found += page["results"]
+        if not page["results"] or len(found) >= page["results_total"]:
+            return found
+
+
+async def workers_ready(http: httpx.AsyncClient) -> int:
+    count: int = (await http.get("/readyz")).json()["workers"]
+    return count
 
 
 async def settled(
     http: httpx.AsyncClient, path: str, ids: set[str], timeout: float = 90
-) -> dict[str, list[dict[str, object]]]:
+) -> dict[str, list[dict[str, Any]]]:
     """Every record of ``ids`` once all are final (succeeded or failed), by id."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        by_id: dict[str, list[dict[str, object]]] = {}
+        by_id: dict[str, list[dict[str, Any]]] = {}
         for record in await records(http, path):
             by_id.setdefault(str(record["invocation_id"]), []).append(record)
         final = {
@@ -145,7 +159,15 @@ async def test_killing_the_async_streams_leader_loses_nothing(
 ) -> None:
     path = await make(apis[0], ECHO)
     ct, ft = path.split("/")[3:5]
-    nc = await connect(cluster.url, name="test-leader-kill")
+    probe = await connect(cluster.url, name="test-find-leader")
+    placed = (await probe.jetstream().stream_info(subjects.ASYNC_STREAM)).cluster
+    await probe.close()
+    assert placed is not None and placed.leader
+    leader = placed.leader
+    # Result events are plain NATS messages: listen on a server that stays up, or the
+    # listener's own reconnect would miss some.
+    survivor = next(name for name in ("n1", "n2", "n3") if name != leader)
+    nc = await connect(cluster.server_url(survivor), name="test-leader-kill")
     results: Counter[str] = Counter()
 
     async def on_result(msg: Msg) -> None:
@@ -153,9 +175,7 @@ async def test_killing_the_async_streams_leader_loses_nothing(
 
     try:
         await nc.subscribe(f"{subjects.function_subject(ct, ft)}.result.>", cb=on_result)
-        placed = (await nc.jetstream().stream_info(subjects.ASYNC_STREAM)).cluster
-        assert placed is not None and placed.leader
-        leader = placed.leader
+        await nc.flush()
         accepted: set[str] = set()
         refused = Counter[int]()
         total = 2000
@@ -192,7 +212,11 @@ async def test_killing_the_async_streams_leader_loses_nothing(
         heard: Counter[str] = Counter()
         for data, n in results.items():
             heard[json.loads(data)["invocation_id"]] += n
-        assert {i: heard[i] for i in accepted} == dict.fromkeys(accepted, 1)
+        # Result events are at least once: one sent to the dead server before it confirmed is
+        # sent again (bus/result_events.py), so a listener may hear a few twice, never none.
+        assert [i for i in accepted if heard[i] == 0] == []
+        twice = sum(1 for i in accepted if heard[i] > 1)
+        assert twice <= len(accepted) // 100, twice
         await cluster.restart_server(leader)
         for _ in range(120):  # it rejoins and catches up
             info = (await nc.jetstream().stream_info(subjects.ASYNC_STREAM)).cluster
@@ -203,7 +227,9 @@ async def test_killing_the_async_streams_leader_loses_nothing(
             await asyncio.sleep(0.5)
         else:
             raise AssertionError(f"{leader} did not catch up: {info}")
-        print(f"leader kill: {len(accepted)} accepted, refused {dict(refused)}")
+        print(
+            f"leader kill: {len(accepted)} accepted, refused {dict(refused)}, {twice} heard twice"
+        )
     finally:
         await nc.close()
 
@@ -306,6 +332,7 @@ async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
         return f"nats://{role}:{password['users'][role]}@{seeds}"
 
     codes: Counter[int] = Counter()
+    odd: list[str] = []
     not_taken = 0
     bases = list(cluster.apis)
     stopping = asyncio.Event()
@@ -323,6 +350,8 @@ async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
                     not_taken += 1
                     continue
                 codes[answer.status_code] += 1
+                if answer.status_code != 200 and len(odd) < 5:
+                    odd.append(f"{base}: {answer.text}")
 
     async def start(role: str, data_dir: Path) -> asyncio.subprocess.Process:
         env = {**os.environ, "NATS_URL": url(role), "COMPUTEBUS_DATA_DIR": str(data_dir)}
@@ -342,10 +371,17 @@ async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
     try:
         await asyncio.sleep(1)
         for n, pid in enumerate(cluster.worker_pids()):
+            before = await workers_ready(apis[1])
             started.append(await start("worker", tmp_path / f"replacement-{n}"))
-            await asyncio.sleep(2)  # the replacement joins
+            for _ in range(300):  # until the replacement answers pings
+                if await workers_ready(apis[1]) > before:
+                    break
+                await asyncio.sleep(0.1)
             os.kill(pid, signal.SIGTERM)
-            await asyncio.sleep(1)
+            for _ in range(300):  # until the old one has drained and left
+                if await workers_ready(apis[1]) == before:
+                    break
+                await asyncio.sleep(0.1)
         replacement = await start("api", cluster.data_dir)
         started.append(replacement)
         assert replacement.stdout is not None
@@ -367,7 +403,7 @@ async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(process.wait(), 40)
-    assert set(codes) == {200}, codes
+    assert set(codes) == {200}, (codes, odd)
     print(f"rolling restart: {dict(codes)} answered, {not_taken} not taken")
 
 
