@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -21,6 +22,8 @@ from bus.registry import Registry
 from bus.registry_view import RegistryView
 
 _PENDING_ACKS_S = 10.0
+
+log = logging.getLogger("computebus.bus")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Stores:
         nc = await connect(url, name=name, inbox_prefix=INTERNAL_INBOX)
         js = nc.jetstream()
         replicas = limits.replicas
+        log.info("stores at %d replica(s) (COMPUTEBUS_REPLICAS)", replicas)
         registry = await Registry.open(js, nc.max_payload, replicas=replicas)
         view = RegistryView(registry)
         await view.start()

@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench" and args.async_:
             from executor.bench.async_throughput import run_async_bench
 
-            return _run(run_async_bench(count=args.count, workers=args.workers))
+            return _run(
+                run_async_bench(count=args.count, workers=args.workers, cluster=args.cluster)
+            )
         if args.command == "bench" and args.flood:
             from executor.bench.flood import run_flood_bench
 
@@ -109,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             from executor.bench.invoke import run_bench
 
             return _run(
-                run_bench(seconds=args.seconds, concurrency=args.concurrency, samples=args.samples)
+                run_bench(
+                    seconds=args.seconds,
+                    concurrency=args.concurrency,
+                    samples=args.samples,
+                    cluster_workers=args.workers if args.cluster else 0,
+                )
             )
         if args.command in _CLIENT_VERBS:
             token = find_token(args.token, os.environ)

@@ -186,7 +186,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     b.add_argument("--clients", type=int, default=300, help="with --flood: flood clients")
     b.add_argument("--count", type=int, default=2000, help="Async invocations to push through")
-    b.add_argument("--workers", type=int, default=1, help="with --async: workers to run")
+    b.add_argument(
+        "--workers", type=int, default=1, help="workers to run (with --async or --cluster)"
+    )
+    b.add_argument(
+        "--cluster",
+        action="store_true",
+        help="computebus on a local 3-node cluster (`computebus cluster`) instead of `serve`",
+    )
 
     return parser, sub.choices
 

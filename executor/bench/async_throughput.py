@@ -23,10 +23,11 @@ import nats
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
+from bus.connect import connect
 from bus.embedded import start_embedded_nats
 from bus.workers import ping_workers
 from executor.bench import BenchFailed
-from executor.bench.invoke import child, create_noop, serve_child
+from executor.bench.invoke import child, create_noop, stack_child
 
 BARE_JS_WORKER = """
 import asyncio, sys, nats, uvloop
@@ -87,7 +88,10 @@ async def extra_workers(nats_url: str, n: int, tmp: Path) -> AsyncIterator[None]
             }
             argv = (sys.executable, "-m", "executor.cli", "worker")
             await stack.enter_async_context(child(*argv, env=env, ready=b""))
-        nc = await nats.connect(nats_url)
+        if n == 0:
+            yield
+            return
+        nc = await connect(nats_url, name="computebus-bench")
         try:
             for _ in range(600):
                 if len(await ping_workers(nc)) >= n + 1:
@@ -99,7 +103,7 @@ async def extra_workers(nats_url: str, n: int, tmp: Path) -> AsyncIterator[None]
         yield
 
 
-async def run_async_bench(*, count: int, workers: int = 1) -> int:
+async def run_async_bench(*, count: int, workers: int = 1, cluster: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="computebus-bench-async-") as tmp:
         server = await start_embedded_nats(Path(tmp) / "bare-nats")
         try:
@@ -121,11 +125,11 @@ async def run_async_bench(*, count: int, workers: int = 1) -> int:
             await server.stop()
 
         async with (
-            serve_child(Path(tmp) / "cb") as served,
-            extra_workers(served.worker_nats, workers - 1, Path(tmp)),
+            stack_child(Path(tmp) / "cb", workers if cluster else 0) as served,
+            extra_workers(served.worker_nats, 0 if cluster else workers - 1, Path(tmp)),
         ):
             ct, ft = await create_noop(served)
-            nc = await nats.connect(served.nats)
+            nc = await connect(served.nats, name="computebus-bench")
             subject = f"ms.compute.{ct}.function.{ft}"
             ours = await _publish_and_count(
                 nc, f"{subject}.async", f"{subject}.result.succeeded", count
@@ -134,13 +138,15 @@ async def run_async_bench(*, count: int, workers: int = 1) -> int:
 
     ratio = ours / bare
     print(f"{'bare jetstream work queue':<28} {bare:>9.0f} invocations/s")
-    print(f"{f'computebus async, {workers} worker(s)':<28} {ours:>9.0f} invocations/s")
+    where = "3-node cluster" if cluster else "one server"
+    print(f"{f'computebus async, {workers} worker(s), {where}':<28} {ours:>9.0f} invocations/s")
     print(f"async throughput vs bare jetstream: {ratio:.2f}x ({count} invocations each)")
     print(
         json.dumps(
             {
                 "count": count,
                 "workers": workers,
+                "cluster": cluster,
                 "bare_jetstream_per_s": round(bare, 1),
                 "computebus_async_per_s": round(ours, 1),
                 "async_throughput_ratio": round(ratio, 3),

@@ -24,8 +24,10 @@ from urllib.parse import urlsplit
 import httpx
 import nats
 
-from bus.embedded import role_url, start_embedded_nats
+from bus.connect import connect, with_credentials
+from bus.embedded import CREDENTIALS_FILE, role_url, start_embedded_nats
 from executor.bench import BenchFailed
+from executor.cluster import READY as CLUSTER_READY
 from executor.serve import READY, parse_ready_line
 
 BARE_HTTP_APP = """
@@ -219,6 +221,28 @@ async def serve_child(data_dir: Path) -> AsyncIterator[Served]:
         yield Served(fields["api"], fields["nats"], worker, token)
 
 
+@contextlib.asynccontextmanager
+async def cluster_child(data_dir: Path, workers: int) -> AsyncIterator[Served]:
+    """``computebus cluster`` (three servers, one API, ``workers`` workers) of the bench's own."""
+    env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
+    argv = (sys.executable, "-m", "executor.cli", "cluster", "--apis", "1", "--port", "0")
+    more = ("--workers", str(workers), "--data-dir", str(data_dir))
+    async with child(*argv, *more, env=env, ready=CLUSTER_READY.encode()) as (_, line):
+        text = line.decode().strip()
+        fields = dict(part.split("=", 1) for part in text[len(CLUSTER_READY) :].split())
+        token = Path(fields["token-file"]).read_text().strip()
+        password = json.loads((data_dir / "nats" / CREDENTIALS_FILE).read_text())["users"]
+        worker = with_credentials(fields["nats"], "worker", password["worker"])
+        yield Served(fields["api"].split(",")[0], fields["nats"], worker, token)
+
+
+def stack_child(
+    data_dir: Path, cluster_workers: int
+) -> contextlib.AbstractAsyncContextManager[Served]:
+    """``serve`` (``cluster_workers`` 0), or a local cluster with that many workers."""
+    return cluster_child(data_dir, cluster_workers) if cluster_workers else serve_child(data_dir)
+
+
 def free_port() -> int:
     import socket
 
@@ -228,7 +252,9 @@ def free_port() -> int:
         return port
 
 
-async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
+async def run_bench(
+    *, seconds: float, concurrency: int, samples: int, cluster_workers: int = 0
+) -> int:
     results: dict[str, Figures] = {}
     load = Load(seconds=seconds, concurrency=concurrency, samples=samples)
     with tempfile.TemporaryDirectory(prefix="computebus-bench-") as tmp:
@@ -259,7 +285,7 @@ async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
         finally:
             await server.stop()
 
-        async with serve_child(Path(tmp) / "cb") as served:
+        async with stack_child(Path(tmp) / "cb", cluster_workers) as served:
             ct, ft = await create_noop(served)
             api_port = int(served.api.rsplit(":", 1)[1])
             path = f"/compute/functions/{ct}/{ft}/invoke"
@@ -268,7 +294,7 @@ async def run_bench(*, seconds: float, concurrency: int, samples: int) -> int:
             )
             results["computebus http invoke"] = await measure(call, load)
             close()
-            nc = await nats.connect(served.nats)
+            nc = await connect(served.nats, name="computebus-bench")
             subject = f"ms.compute.{ct}.function.{ft}"
             results["computebus nats invoke"] = await measure(
                 lambda: nc.request(subject, b"null", timeout=10), load

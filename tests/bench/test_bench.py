@@ -63,3 +63,10 @@ async def test_flood_bench_reports_the_victims_latency_alone_and_flooded() -> No
         assert 0 < figures[phase]["p50_ms"] <= figures[phase]["p95_ms"]
     assert figures["p50_ratio"] > 0 and figures["async_p50_ratio"] > 0
     assert figures["clients"] == 40
+
+
+async def test_async_bench_runs_on_a_local_cluster() -> None:
+    figures = await bench("--async", "--cluster", "--count", "200", "--workers", "2")
+    assert figures["cluster"] is True and figures["workers"] == 2
+    assert figures["computebus_async_per_s"] > 0
+    assert figures["async_throughput_ratio"] > 0

@@ -421,3 +421,58 @@ def _listens(pid: int, base: str) -> bool:
         if int(fields[1].rpartition(":")[2], 16) == port and fields[3] == "0A":
             return fields[9] in inodes
     return False
+
+
+HANG = {"index.py": "import time\ndef handler(event, context):\n    time.sleep(3600)\n"}
+
+
+async def test_callers_of_a_killed_worker_hear_worker_lost_and_the_others_keep_serving(
+    cluster: Cluster, apis: list[httpx.AsyncClient], tmp_path: Path
+) -> None:
+    hanging = await make(
+        apis[0], HANG, runtime="python", timeout=8000, limits={"max_concurrency": 2}
+    )
+    echo = await make(apis[0], ECHO)
+    password = json.loads((cluster.data_dir / "nats" / "nats-credentials.json").read_text())
+    seeds = cluster.client_url.rpartition("@")[2]
+    before = await workers_ready(apis[0])
+    doomed = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "worker",
+        env={
+            **os.environ,
+            "NATS_URL": f"nats://worker:{password['users']['worker']}@{seeds}",
+            "COMPUTEBUS_DATA_DIR": str(tmp_path / "doomed"),
+        },
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            if await workers_ready(apis[0]) > before:
+                break
+            await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+
+        async def call(i: int) -> tuple[str, float]:
+            answer = await apis[i % 2].post(f"{hanging}/invoke", json={"payload": None})
+            return answer.json()["code"], loop.time()
+
+        # Two on each of the three workers (the function's limit is two per worker).
+        calls = [asyncio.create_task(call(i)) for i in range(6)]
+        await asyncio.sleep(2)
+        killed = loop.time()
+        doomed.kill()
+        served = await asyncio.gather(
+            *(apis[i % 2].post(f"{echo}/invoke", json={"payload": i}) for i in range(20))
+        )
+        assert [r.status_code for r in served] == [200] * 20  # the others keep serving
+        results = await asyncio.gather(*calls)
+    finally:
+        if doomed.returncode is None:
+            doomed.kill()
+        await doomed.wait()
+    lost = [at - killed for code, at in results if code == "worker_lost"]
+    assert len(lost) == 2 and max(lost) < 3.0, results
+    assert sorted(code for code, _ in results if code != "worker_lost") == ["timeout"] * 4
