@@ -23,6 +23,7 @@ H_PAYLOAD_SHA256 = "Compute-Payload-Sha256"  # Async with an Idempotency-Key: wh
 H_CALLER = "Compute-Caller"  # who called (set by the API), and its seal (bus/caller_seal.py)
 H_CALLER_SEAL = "Compute-Caller-Seal"
 H_TAKEN = "Compute-Taken"  # sync: where the worker that takes the call says so (api/worker_watch)
+H_REFUSED_BY = "Compute-Refused-By"  # the workers that had no room for it (worker/overflow.py)
 H_HOPS = "Compute-Hops"  # how many full workers handed a sync invocation on (worker/overflow.py)
 H_NATS_CLIENT = "Nats-Request-Info"  # nats-server's, on a request from another account
 H_MSG_ID = "Nats-Msg-Id"

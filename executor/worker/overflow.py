@@ -6,8 +6,13 @@ Two parts:
   the worker is full (a drain: what was delivered is still taken, and handed on), so nats-server
   routes new invocations only to workers with room; it subscribes again once there is room.
 - ``pass_on`` hands one invocation to the queue group as a request of the worker's own and
-  relays the answer to the caller. A ``Compute-Hops`` header counts the hand-overs: past
-  ``MAX_HOPS``, or when no other worker answers, the caller hears ``overloaded`` after all.
+  relays the answer to the caller. nats-server picks a member at random, perhaps a worker that
+  refused it already: ``Compute-Hops`` counts the hand-overs and ``Compute-Refused-By`` names
+  the workers that had no room. Once ``MAX_REFUSALS`` different workers refused it, after
+  ``MAX_HOPS`` hand-overs, or when no worker answers, the caller hears ``overloaded``. (A worker
+  that is full as a whole is not picked at all; one full only for the function may be, so
+  with most workers full for a function a call can still be refused while one has room, with
+  a chance of at most (full share)^16.)
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.client import Client
@@ -23,24 +29,49 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from bus import subjects
-from schemas.headers import H_HOPS
+from schemas.headers import H_HOPS, H_REFUSED_BY
 
 log = logging.getLogger("computebus.worker")
 
-MAX_HOPS = 4
+MAX_HOPS = 16
+MAX_REFUSALS = 4
+_MAX_REFUSED_CHARS = 1024
 _PENDING_MSGS = 65536
 _PENDING_BYTES = 512 * 1024 * 1024
 
 
-def hops_of(msg: Msg) -> int:
-    """How many workers have handed this invocation on already (a bad header counts as many)."""
-    raw = (msg.headers or {}).get(H_HOPS, "0")
-    return int(raw) if raw.isdigit() and len(raw) < 3 else MAX_HOPS
+@dataclass(frozen=True)
+class Route:
+    """How far an invocation has been handed on, and which workers had no room for it."""
+
+    hops: int
+    refused_by: tuple[str, ...]
+
+    def onward(self, worker: str) -> Route | None:
+        """The route after ``worker`` refuses it too; None when it should be refused for good."""
+        refused = self.refused_by if worker in self.refused_by else (*self.refused_by, worker)
+        if self.hops + 1 > MAX_HOPS or len(refused) >= MAX_REFUSALS:
+            return None
+        return Route(self.hops + 1, refused)
 
 
-async def pass_on(nc: Client, msg: Msg, hops: int, timeout_s: float) -> Msg | None:
+def route_of(msg: Msg) -> Route:
+    """The route in the headers (a bad one ends the hand-overs)."""
+    headers = msg.headers or {}
+    raw = headers.get(H_HOPS, "0")
+    refused = headers.get(H_REFUSED_BY, "")
+    if not (raw.isdigit() and len(raw) < 3) or len(refused) > _MAX_REFUSED_CHARS:
+        return Route(MAX_HOPS, ())
+    return Route(int(raw), tuple(w for w in refused.split(",") if w))
+
+
+async def pass_on(nc: Client, msg: Msg, route: Route, timeout_s: float) -> Msg | None:
     """Hand ``msg`` to the queue group again; the answer, or None when no worker took it."""
-    headers = {**(msg.headers or {}), H_HOPS: str(hops)}
+    headers = {
+        **(msg.headers or {}),
+        H_HOPS: str(route.hops),
+        H_REFUSED_BY: ",".join(route.refused_by),
+    }
     try:
         return await nc.request(msg.subject, msg.data, timeout=timeout_s, headers=headers)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):

@@ -23,7 +23,7 @@ from bus.result_events import ResultEvents
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
-from executor.worker.overflow import MAX_HOPS, Intake, hops_of, pass_on
+from executor.worker.overflow import Intake, Route, pass_on, route_of
 from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
 from schemas import ids
@@ -173,9 +173,9 @@ class Worker:
         if refused is not None:
             if not self._has_room():
                 self.intake.full()
-            hops = hops_of(msg)
-            if hops < MAX_HOPS and len(self._handovers) < self._max_held():
-                self._handovers.spawn(self._hand_over(msg, hops + 1, refused))
+            onward = route_of(msg).onward(self.id)
+            if onward is not None and len(self._handovers) < self._max_held():
+                self._handovers.spawn(self._hand_over(msg, onward, refused))
                 return
             invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
             await self._reply_error(msg, refused, invocation_id)
@@ -193,10 +193,10 @@ class Worker:
             and len(self._tasks) < self._max_held()
         )
 
-    async def _hand_over(self, msg: Msg, hops: int, refused: Overloaded) -> None:
+    async def _hand_over(self, msg: Msg, route: Route, refused: Overloaded) -> None:
         """Another worker's answer, or ``refused`` when none has room either."""
         timeout_s = self.settings.max_timeout_ms / 1000 + _HAND_OVER_GRACE_S
-        answer = await pass_on(self.nc, msg, hops, timeout_s)
+        answer = await pass_on(self.nc, msg, route, timeout_s)
         if answer is None:
             invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
             await self._reply_error(msg, refused, invocation_id)

@@ -34,6 +34,8 @@ class Cluster:
     apis: list[str]
     client_url: str
     token: str
+    # Processes the tests started beside the cluster's (servers brought back, replacement
+    # roles), stopped when the session ends.
     restarted: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     @property
@@ -144,10 +146,10 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
             await asyncio.wait_for(process.wait(), 90)
-        for server in restarted:
-            if server.returncode is None:
-                server.terminate()
-                await server.wait()
+        for started in restarted:
+            if started.returncode is None:
+                started.terminate()
+                await asyncio.wait_for(started.wait(), 60)
 
 
 async def _read_all(stream: asyncio.StreamReader) -> None:

@@ -366,7 +366,7 @@ async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
             stderr=asyncio.subprocess.DEVNULL,
         )
 
-    started: list[asyncio.subprocess.Process] = []
+    started = cluster.restarted  # the replacements serve the tests after this one
     load = [asyncio.create_task(caller(i)) for i in range(6)]
     try:
         await asyncio.sleep(1)
@@ -386,8 +386,10 @@ async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
         started.append(replacement)
         assert replacement.stdout is not None
         line = (await asyncio.wait_for(replacement.stdout.readline(), 60)).decode()
-        bases.append(line.strip().rpartition("=")[2])
+        new = line.strip().rpartition("=")[2]
+        bases.append(new)
         old = bases.pop(0)
+        cluster.apis[cluster.apis.index(old)] = new  # for the tests after this one
         api_pid = next(
             pid
             for pid in descendants(cluster.process.pid)
@@ -399,10 +401,6 @@ async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
     finally:
         stopping.set()
         await asyncio.gather(*load)
-        for process in started:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(process.wait(), 40)
     assert set(codes) == {200}, (codes, odd)
     print(f"rolling restart: {dict(codes)} answered, {not_taken} not taken")
 
@@ -429,9 +427,7 @@ HANG = {"index.py": "import time\ndef handler(event, context):\n    time.sleep(3
 async def test_callers_of_a_killed_worker_hear_worker_lost_and_the_others_keep_serving(
     cluster: Cluster, apis: list[httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    hanging = await make(
-        apis[0], HANG, runtime="python", timeout=8000, limits={"max_concurrency": 2}
-    )
+    hanging = await make(apis[0], HANG, runtime="python", timeout=8000)
     echo = await make(apis[0], ECHO)
     password = json.loads((cluster.data_dir / "nats" / "nats-credentials.json").read_text())
     seeds = cluster.client_url.rpartition("@")[2]
@@ -459,8 +455,8 @@ async def test_callers_of_a_killed_worker_hear_worker_lost_and_the_others_keep_s
             answer = await apis[i % 2].post(f"{hanging}/invoke", json={"payload": None})
             return answer.json()["code"], loop.time()
 
-        # Two on each of the three workers (the function's limit is two per worker).
-        calls = [asyncio.create_task(call(i)) for i in range(6)]
+        # Spread at random over the workers: some land on the one about to die.
+        calls = [asyncio.create_task(call(i)) for i in range(30)]
         await asyncio.sleep(2)
         killed = loop.time()
         doomed.kill()
@@ -474,5 +470,5 @@ async def test_callers_of_a_killed_worker_hear_worker_lost_and_the_others_keep_s
             doomed.kill()
         await doomed.wait()
     lost = [at - killed for code, at in results if code == "worker_lost"]
-    assert len(lost) == 2 and max(lost) < 3.0, results
-    assert sorted(code for code, _ in results if code != "worker_lost") == ["timeout"] * 4
+    assert lost and max(lost) < 3.0, results
+    assert {code for code, _ in results} == {"worker_lost", "timeout"}, results

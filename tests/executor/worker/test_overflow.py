@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 
 from bus.connect import connect
 from bus.embedded import EmbeddedNats, start_embedded_nats
-from executor.worker.overflow import MAX_HOPS, Intake, hops_of
+from executor.worker.overflow import MAX_HOPS, Intake, Route, route_of
 
 FN = "ms.compute.overflow.function.123456789"
 
@@ -70,11 +70,21 @@ async def _full_then_room(nats_server: EmbeddedNats, nc: Client) -> None:
         await b_nc.close()
 
 
-def test_hops_are_counted_and_a_bad_count_stops_the_hand_over() -> None:
-    def msg(value: str | None) -> Msg:
-        headers = {} if value is None else {"Compute-Hops": value}
+def test_a_route_ends_after_enough_refusals_or_hops_and_a_bad_one_ends_at_once() -> None:
+    def msg(headers: dict[str, str]) -> Msg:
         return Msg(_client=None, subject=FN, headers=headers)  # type: ignore[arg-type]
 
-    assert hops_of(msg(None)) == 0
-    assert hops_of(msg("2")) == 2
-    assert hops_of(msg("-1")) == hops_of(msg("x")) == hops_of(msg("999")) == MAX_HOPS
+    fresh = route_of(msg({}))
+    assert fresh == Route(0, ())
+    route: Route | None = fresh
+    for _ in range(MAX_HOPS):  # the same worker over and over: only the hops add up
+        assert route is not None
+        route = route.onward("w1")
+    assert route == Route(MAX_HOPS, ("w1",))
+    assert route.onward("w1") is None
+    assert Route(0, ("w1", "w2", "w3")).onward("w4") is None  # MAX_REFUSALS workers said no
+    assert Route(0, ("w1", "w2", "w3")).onward("w2") == Route(1, ("w1", "w2", "w3"))
+    parsed = route_of(msg({"Compute-Hops": "2", "Compute-Refused-By": "a,b"}))
+    assert parsed == Route(2, ("a", "b"))
+    for bad in ({"Compute-Hops": "-1"}, {"Compute-Hops": "x"}, {"Compute-Refused-By": "a" * 5000}):
+        assert route_of(msg(bad)).onward("w") is None
