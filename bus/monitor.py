@@ -179,20 +179,24 @@ class MonitorStore:
     async def current(
         self, ct: str, ft: str, invocation_id: str
     ) -> tuple[MonitorRecord | None, int]:
-        """The record and its stream sequence (0 when there is none), for ``write_expecting``."""
-        msg = await self._last(ct, ft, invocation_id)
+        """The record and its stream sequence (0 when there is none), for ``write_expecting``
+        (read from the stream's leader)."""
+        msg = await self._last(ct, ft, invocation_id, from_leader=True)
         if msg is None:
             return None, 0
         record = _decode_or_none(msg.data) if msg.data else None
         return record, msg.seq or 0
 
     async def get(self, ct: str, ft: str, invocation_id: str) -> MonitorRecord | None:
-        record, _ = await self.current(ct, ft, invocation_id)
-        return record
+        msg = await self._last(ct, ft, invocation_id)
+        return _decode_or_none(msg.data) if msg is not None and msg.data else None
 
-    async def _last(self, ct: str, ft: str, invocation_id: str) -> RawStreamMsg | None:
+    async def _last(
+        self, ct: str, ft: str, invocation_id: str, *, from_leader: bool = False
+    ) -> RawStreamMsg | None:
         subject = subjects.monitor_subject(ct, ft, invocation_id)
-        return await last_message(self.js, subjects.monitor_stream(ct), subject)
+        stream = subjects.monitor_stream(ct)
+        return await last_message(self.js, stream, subject, from_leader=from_leader)
 
     async def list(
         self, ct: str, ft: str, *, status: str | None = None, limit: int = 50, offset: int = 0

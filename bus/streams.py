@@ -69,11 +69,14 @@ async def wait_for_replicas(
         await asyncio.sleep(0.1)
 
 
-async def last_message(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:
-    """The last message on ``subject`` (a direct get, served by any replica), or None (also
-    when there is no such stream: then no replica answers)."""
+async def last_message(
+    js: JetStreamContext, stream: str, subject: str, *, from_leader: bool = False
+) -> RawStreamMsg | None:
+    """The last message on ``subject``, or None (also when there is no such stream). A direct
+    get, served by any replica, unless ``from_leader``: a follower may not have the newest yet,
+    and a compare-and-set needs the sequence the leader checks against."""
     try:
-        msg = await js.get_last_msg(stream, subject, direct=True)
+        msg = await js.get_last_msg(stream, subject, direct=not from_leader)
     except (nats.js.errors.NotFoundError, nats.errors.NoRespondersError):
         return None
     return msg

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -36,7 +37,7 @@ from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
 from executor.settings import Settings
 from executor.worker.async_pull import AsyncDispatcher
-from executor.worker.async_records import AsyncRecords, in_flight_ttl
+from executor.worker.async_records import AsyncRecords, RecordChurn, in_flight_ttl
 from executor.worker.invoke import Invoker
 from schemas.errors import RETRYABLE_CODES, ComputeError, Expired, WorkerLost
 from schemas.functions import AsyncConfig
@@ -128,6 +129,11 @@ class AsyncConsumer:
             with contextlib.suppress(Exception):
                 await msg.nak()
             raise
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, RecordChurn) as exc:
+            # The bus is failing over (a server died): another delivery settles it.
+            log.warning("async invocation on %s handed back: %r", msg.subject, exc)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=1.0)
         except Exception:
             log.exception("async invocation on %s failed inside the worker", msg.subject)
             with contextlib.suppress(Exception):
