@@ -236,7 +236,11 @@ async def store_keys(url: str, keys: CalloutKeys, within_s: float = READY_TIMEOU
             try:
                 await store_callout_keys(nc.jetstream(timeout=5), keys)
                 return
-            except (nats.errors.TimeoutError, nats.js.errors.APIError) as exc:
+            except (
+                nats.errors.TimeoutError,
+                nats.js.errors.APIError,
+                nats.js.errors.NoStreamResponseError,
+            ) as exc:
                 if loop.time() > deadline:
                     raise NatsServerFailed(f"could not store the callout's keys: {exc!r}") from None
                 await asyncio.sleep(0.2)

@@ -14,7 +14,7 @@ from nats.aio.client import Client
 
 log = logging.getLogger("computebus.bus")
 
-_BATCH_S = 0.02  # events are confirmed together, a flush per batch
+_BATCH_S = 0.5  # events are confirmed together, a flush per batch (a PING: not per event)
 _FLUSH_TIMEOUT_S = 2
 _MAX_HELD = 100_000  # unconfirmed events kept for sending again (beyond: the oldest go)
 
