@@ -16,23 +16,9 @@ from nats.aio.client import Client
 
 from bus.embedded import EmbeddedNats
 from schemas.tokens import inbox_prefix_of
+from tests.bus.test_nats_users import Seen
 from tests.e2e.test_access import NODE_ECHO, collection, token
 from tests.helpers import MakeFunction, wait_for_record
-
-
-class Errors:
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    async def record(self, exc: Exception) -> None:
-        self.seen.append(str(exc).lower())
-
-    async def violation(self, what: str) -> None:
-        for _ in range(40):
-            if any("permissions violation" in e and what.lower() in e for e in self.seen):
-                return
-            await asyncio.sleep(0.05)
-        pytest.fail(f"no permissions violation for {what}: {self.seen}")
 
 
 def token_url(server: EmbeddedNats, secret: str) -> str:
@@ -41,12 +27,12 @@ def token_url(server: EmbeddedNats, secret: str) -> str:
 
 @asynccontextmanager
 async def as_token(
-    server: EmbeddedNats, secret: str, errors: Errors | None = None, **options: object
+    server: EmbeddedNats, secret: str, errors: Seen | None = None, **options: object
 ) -> AsyncIterator[Client]:
-    errors = errors or Errors()
+    errors = errors or Seen()
     options.setdefault("inbox_prefix", inbox_prefix_of(secret.split("_")[1]))
     nc = await nats.connect(
-        token_url(server, secret), error_cb=errors.record, allow_reconnect=False, **options
+        token_url(server, secret), error_cb=errors.on_error, allow_reconnect=False, **options
     )
     try:
         yield nc
@@ -62,7 +48,7 @@ async def test_a_token_invokes_its_collection_over_nats_and_the_record_names_it(
     other = await make_function(NODE_ECHO, collection=collection())
     secret = await token(http, f"invoke:{ct}", f"read:{ct}")
     token_id = secret.split("_")[1]
-    errors = Errors()
+    errors = Seen()
     async with as_token(nats_server, secret, errors) as nc:
         results = await nc.subscribe(f"{fn.subject}.result.>")
         # A forged identity header is written over by the server.
@@ -92,7 +78,7 @@ async def test_a_read_token_hears_results_but_cannot_invoke(
     ct = collection()
     fn = await make_function(NODE_ECHO, collection=ct)
     reader = await token(http, f"read:{ct[:6]}*")  # a prefix: the collections of connect time
-    errors = Errors()
+    errors = Seen()
     async with as_token(nats_server, reader, errors) as nc:
         results = await nc.subscribe(f"{fn.subject}.result.>")
         await nc.flush()

@@ -32,10 +32,10 @@ async def workers_ready(http: httpx.AsyncClient) -> int:
     return count
 
 
-async def test_a_second_worker_shares_the_work_and_each_invocation_runs_once(
-    http: httpx.AsyncClient, stack: Stack, make_function: MakeFunction, tmp_path: Path
-) -> None:
-    fn = await make_function(NOOP, runtime="python")
+async def start_worker(
+    http: httpx.AsyncClient, stack: Stack, data_dir: Path
+) -> asyncio.subprocess.Process:
+    """Another ``computebus worker`` process on the stack's bus, once the API counts it."""
     before = await workers_ready(http)
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -45,14 +45,23 @@ async def test_a_second_worker_shares_the_work_and_each_invocation_runs_once(
         "--nats-url",
         stack.nats_url,
         "--data-dir",
-        str(tmp_path / "second"),
+        str(data_dir),
         stderr=asyncio.subprocess.DEVNULL,
     )
+    for _ in range(100):
+        if await workers_ready(http) > before:
+            break
+        await asyncio.sleep(0.1)
+    return worker
+
+
+async def test_a_second_worker_shares_the_work_and_each_invocation_runs_once(
+    http: httpx.AsyncClient, stack: Stack, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    fn = await make_function(NOOP, runtime="python")
+    before = await workers_ready(http)
+    worker = await start_worker(http, stack, tmp_path / "second")
     try:
-        for _ in range(100):
-            if await workers_ready(http) > before:
-                break
-            await asyncio.sleep(0.1)
         assert await workers_ready(http) == before + 1
 
         calls = 60
@@ -106,23 +115,8 @@ async def test_a_full_worker_hands_invocations_to_one_with_room(
     """With a function's max_concurrency reached on one worker, a call that lands there runs on
     the other instead of being refused: no caller hears ``overloaded`` while a worker has room."""
     fn = await make_function(SLOW, runtime="python", limits={"max_concurrency": 3})
-    before = await workers_ready(http)
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "worker",
-        "--nats-url",
-        stack.nats_url,
-        "--data-dir",
-        str(tmp_path / "second"),
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    worker = await start_worker(http, stack, tmp_path / "second")
     try:
-        for _ in range(100):
-            if await workers_ready(http) > before:
-                break
-            await asyncio.sleep(0.1)
         for _ in range(3):  # both warm, so that a hand-over costs no cold start
             await asyncio.gather(
                 *(http.post(f"{fn.path}/invoke", json={"payload": i}) for i in range(6))
@@ -148,23 +142,8 @@ async def test_callers_of_a_killed_worker_hear_worker_lost_within_seconds(
     http: httpx.AsyncClient, stack: Stack, make_function: MakeFunction, tmp_path: Path
 ) -> None:
     fn = await make_function(HANG, runtime="python", timeout=8000, limits={"max_concurrency": 3})
-    before = await workers_ready(http)
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "worker",
-        "--nats-url",
-        stack.nats_url,
-        "--data-dir",
-        str(tmp_path / "doomed"),
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    worker = await start_worker(http, stack, tmp_path / "doomed")
     try:
-        for _ in range(100):
-            if await workers_ready(http) > before:
-                break
-            await asyncio.sleep(0.1)
         loop = asyncio.get_running_loop()
 
         async def call() -> tuple[int, str, float]:
