@@ -50,6 +50,7 @@ class Roles:
     """The role processes this command started, by name (``api-1``, ``worker-2``, ...)."""
 
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    echoes: set[asyncio.Task[None]] = field(default_factory=set)  # their stdout, passed on
 
     async def stop(self, drain_s: float) -> None:
         for process in self.processes.values():
@@ -130,7 +131,9 @@ async def _start_api(
         raise ClusterFailed(f"api-{index} did not become ready in {ROLE_READY_S:g}s") from None
     if not line.startswith(b"computebus api ready api="):
         raise ClusterFailed(f"api-{index} exited at start-up (code {await process.wait()})")
-    asyncio.get_running_loop().create_task(_pass_through(process.stdout))
+    echo = asyncio.get_running_loop().create_task(_pass_through(process.stdout))
+    roles.echoes.add(echo)
+    echo.add_done_callback(roles.echoes.discard)
     return line.decode().strip().rpartition("=")[2]
 
 
