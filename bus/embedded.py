@@ -150,7 +150,7 @@ async def start_embedded_nats(
         timeout = READY_TIMEOUT if peering is None else CLUSTER_READY_TIMEOUT
         bound = await _wait_ready(process, data_dir, host, user, password, timeout)
         if peering is None:  # a cluster's keys are stored once it is whole (embedded_cluster)
-            keys = CalloutKeys(issuer_seed=seed.decode(), system_password=passwords["system"])
+            keys = callout_keys(seed, passwords)
             await store_keys(_client_url(host, bound, user, password), keys)
     except BaseException as exc:
         await _kill(process)
@@ -283,8 +283,11 @@ def callout_keys_beside(credentials: Path) -> CalloutKeys | None:
     seed_path = credentials.with_name(CALLOUT_SEED_FILE)
     if not credentials.exists() or not seed_path.exists():
         return None
-    passwords = load_or_create_credentials(credentials)
-    seed = load_or_create_seed(seed_path)
+    return callout_keys(load_or_create_seed(seed_path), load_or_create_credentials(credentials))
+
+
+def callout_keys(seed: bytes, passwords: dict[str, str]) -> CalloutKeys:
+    """What the API answers the callout with: the issuer's seed, the system user's password."""
     return CalloutKeys(issuer_seed=seed.decode(), system_password=passwords["system"])
 
 

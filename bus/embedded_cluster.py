@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bus.connect import with_credentials
 from bus.embedded import (
     CLUSTER_READY_TIMEOUT,
     CREDENTIALS_FILE,
@@ -17,10 +18,10 @@ from bus.embedded import (
     NatsServerFailed,
     Peering,
     callout_keys_beside,
+    load_or_create_credentials,
     start_embedded_nats,
     store_keys,
 )
-from bus.nats_users import ROLES
 
 SERVER_NAME = "n{}"  # n1, n2, ...
 
@@ -60,14 +61,9 @@ class EmbeddedCluster:
     def url(self, role: str = "computebus") -> str:
         """A seed list of every server, ``role``'s credentials on the first (``connect``
         applies them to all)."""
-        first = next(iter(self.servers.values()))
-        credentials = first.urls[role].rpartition("@")[0]
-        seeds = [f"nats://{self.host}:{server.port}" for server in self.plan]
-        return ",".join([f"{credentials}@{seeds[0].removeprefix('nats://')}", *seeds[1:]])
-
-    @property
-    def urls(self) -> dict[str, str]:
-        return {role: self.url(role) for role in ROLES}
+        seeds = ",".join(f"nats://{self.host}:{server.port}" for server in self.plan)
+        password = load_or_create_credentials(self.data_dir / CREDENTIALS_FILE)[role]
+        return with_credentials(seeds, role, password)
 
     async def start_server(self, name: str) -> EmbeddedNats:
         """Start (or start again, on its store) the server ``name``."""

@@ -31,23 +31,25 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     except nats.js.errors.NotFoundError:
         await js.add_stream(config)
         return
-    wanted, found = config.num_replicas or 1, info.config.num_replicas or 1
-    if wanted != found:
-        log.info("stream %s has %d replica(s); bringing it to %d", config.name, found, wanted)
-    await js.update_stream(config)
-    if wanted != found:
-        await wait_for_replicas(js, config.name, wanted)
+    await _update(js, info.config, config)
 
 
 async def ensure_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
     """Bring ``stream`` (a bucket's or object store's too) to ``replicas`` copies in place."""
-    info = await js.stream_info(stream)
-    found = info.config.num_replicas or 1
-    if found == replicas:
-        return
-    log.info("stream %s has %d replica(s); bringing it to %d", stream, found, replicas)
-    await js.update_stream(replace(info.config, num_replicas=replicas))
-    await wait_for_replicas(js, stream, replicas)
+    found = (await js.stream_info(stream)).config
+    if (found.num_replicas or 1) != replicas:
+        await _update(js, found, replace(found, num_replicas=replicas))
+
+
+async def _update(js: JetStreamContext, found: StreamConfig, wanted: StreamConfig) -> None:
+    """Apply ``wanted``; a change of replica count is logged and waited out."""
+    assert wanted.name is not None
+    before, after = found.num_replicas or 1, wanted.num_replicas or 1
+    if before != after:
+        log.info("stream %s has %d replica(s); bringing it to %d", wanted.name, before, after)
+    await js.update_stream(wanted)
+    if before != after:
+        await wait_for_replicas(js, wanted.name, after)
 
 
 async def wait_for_replicas(

@@ -6,9 +6,7 @@ and for the tests; ``compose.yaml`` runs the same topology in containers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from bus.connect import connect
 from bus.embedded_cluster import EmbeddedCluster, start_embedded_cluster
 from bus.workers import ping_workers
 from executor.api.admin_token import admin_token_path
+from executor.serve import spawn_role, stop_role
 from executor.settings import Settings
 from executor.signals import ForceHooks, killer
 from schemas.errors import SetupError
@@ -53,11 +52,7 @@ class Roles:
     echoes: set[asyncio.Task[None]] = field(default_factory=set)  # their stdout, passed on
 
     async def stop(self, drain_s: float) -> None:
-        for process in self.processes.values():
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        await asyncio.gather(*(_reap(p, drain_s + 5) for p in self.processes.values()))
+        await asyncio.gather(*(stop_role(p, drain_s) for p in self.processes.values()))
 
 
 def role_env(
@@ -95,7 +90,7 @@ async def run_cluster(
         )
         for i in range(1, shape.workers + 1):
             env = role_env("worker", i, cluster.url("worker"), shape, settings)
-            roles.processes[f"worker-{i}"] = process = await _spawn("worker", env)
+            roles.processes[f"worker-{i}"] = process = await spawn_role("worker", env)
             on_force.insert(0, killer(process.pid, signal.SIGKILL))
         await _wait_for_workers(cluster, shape.workers, roles)
         token_file = admin_token_path(settings.data_dir).resolve()
@@ -121,7 +116,7 @@ async def _start_api(
     on_force: ForceHooks,
 ) -> str:
     env = role_env("api", index, cluster.url("api"), shape, settings)
-    process = await _spawn("api", env, stdout=asyncio.subprocess.PIPE)
+    process = await spawn_role("api", env, stdout=asyncio.subprocess.PIPE)
     roles.processes[f"api-{index}"] = process
     on_force.insert(0, killer(process.pid, signal.SIGKILL))
     assert process.stdout is not None
@@ -167,29 +162,6 @@ async def _until_stop_or_exit(stop: asyncio.Event, roles: Roles) -> None:
         task.cancel()
 
 
-async def _spawn(
-    role: str, env: dict[str, str], stdout: int | None = None
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        role,
-        env={**os.environ, **env},
-        stdout=stdout,
-        start_new_session=True,  # a terminal Ctrl-C reaches us; we drain the roles in order
-    )
-
-
 async def _pass_through(stream: asyncio.StreamReader) -> None:
     while line := await stream.readline():
         sys.stdout.write(line.decode(errors="replace"))
-
-
-async def _reap(process: asyncio.subprocess.Process, timeout: float) -> None:
-    try:
-        await asyncio.wait_for(process.wait(), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()

@@ -73,17 +73,34 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-async def _start_worker(url: str, settings: Settings) -> asyncio.subprocess.Process:
-    env = {**os.environ, "NATS_URL": url, "COMPUTEBUS_DATA_DIR": str(settings.data_dir)}
+async def spawn_role(
+    role: str, env: dict[str, str], stdout: int | None = None
+) -> asyncio.subprocess.Process:
+    """``computebus <role>`` as a child: its own session (a terminal Ctrl-C reaches only us,
+    and we drain the children in order), and gone with us if we are killed outright."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "executor.cli",
-        "worker",
-        env=env,
+        role,
+        env={**os.environ, **env},
+        stdout=stdout,
         start_new_session=True,
         preexec_fn=_die_with_parent,
     )
+
+
+async def stop_role(process: asyncio.subprocess.Process, drain_s: float) -> None:
+    """SIGTERM (it drains), then SIGKILL if it has not exited ``drain_s`` + 5 s later."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), drain_s + 5)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
 
 
 async def _wait_for_worker(url: str, worker: asyncio.subprocess.Process) -> None:
@@ -104,18 +121,6 @@ async def _wait_for_worker(url: str, worker: asyncio.subprocess.Process) -> None
         await nc.close()
 
 
-async def _stop_worker(worker: asyncio.subprocess.Process, drain_s: float) -> None:
-    if worker.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            worker.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(worker.wait(), drain_s + 5)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                worker.kill()
-            await worker.wait()
-
-
 async def serve(settings: Settings, stop: asyncio.Event, on_force: ForceHooks) -> int:
     """``on_force``: what a second Ctrl-C runs before it exits; the children go with it."""
     embedded: EmbeddedNats | None = None
@@ -128,7 +133,8 @@ async def serve(settings: Settings, stop: asyncio.Event, on_force: ForceHooks) -
         urls = embedded.urls  # each role its own user; the client's is the one printed
     worker: asyncio.subprocess.Process | None = None
     try:
-        worker = await _start_worker(urls["worker"], settings)
+        env = {"NATS_URL": urls["worker"], "COMPUTEBUS_DATA_DIR": str(settings.data_dir)}
+        worker = await spawn_role("worker", env)
         on_force.insert(0, killer(worker.pid, signal.SIGKILL))
         await _wait_for_worker(urls["api"], worker)
 
@@ -141,7 +147,7 @@ async def serve(settings: Settings, stop: asyncio.Event, on_force: ForceHooks) -
         return 0
     finally:
         if worker is not None:
-            await _stop_worker(worker, settings.drain_s)
+            await stop_role(worker, settings.drain_s)
         if embedded is not None:
             await embedded.stop()
         on_force.clear()  # their pids may be someone else's by now

@@ -105,6 +105,20 @@ class Fn:
 MakeFunction = Callable[..., Awaitable[Fn]]
 
 
+async def workers_ready(http: httpx.AsyncClient) -> int:
+    """How many workers the API hears from (``/readyz``)."""
+    count: int = (await http.get("/readyz")).json()["workers"]
+    return count
+
+
+async def wait_for_workers(http: httpx.AsyncClient, count: int, timeout: float = 30.0) -> None:
+    """Until the API hears from exactly ``count`` workers (one joined, or one drained and left)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (seen := await workers_ready(http)) != count:
+        assert asyncio.get_running_loop().time() < deadline, f"{seen} workers, not {count}"
+        await asyncio.sleep(0.1)
+
+
 async def wait_for_record(
     http: httpx.AsyncClient, fn: Fn, invocation_id: str, timeout: float = 5.0
 ) -> dict[str, Any]:

@@ -18,10 +18,9 @@ import nats.errors
 import nats.js.errors
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from bus.caller_seal import CallerSeal
-from executor.api.access import DEPLOY, READ, caller_info, guard
+from executor.api.access import DEPLOY, READ, caller_info, guarded_route
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.responses import body, query_int, results
 from schemas.errors import (
@@ -282,14 +281,6 @@ async def _restore(
 
 
 routes = [
-    Route(
-        "/compute/functions/{ct}/{ft}/dead-letters",
-        guard(READ, list_dead_letters),
-        methods=["GET"],
-    ),
-    Route(
-        "/compute/functions/{ct}/{ft}/invocations/{id}/retry",
-        guard(DEPLOY, retry),
-        methods=["POST"],
-    ),
+    guarded_route("GET", "/compute/functions/{ct}/{ft}/dead-letters", READ, list_dead_letters),
+    guarded_route("POST", "/compute/functions/{ct}/{ft}/invocations/{id}/retry", DEPLOY, retry),
 ]

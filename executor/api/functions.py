@@ -7,10 +7,9 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from bus.workers import ping_workers
-from executor.api.access import ANY_TOKEN, READ, caller_of, guard
+from executor.api.access import ANY_TOKEN, READ, caller_of, guarded_route
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.metrics import FUNCTIONS_CREATED
 from executor.api.responses import body, query_int, read_body, results
@@ -124,14 +123,10 @@ async def list_runtimes(request: Request) -> Response:
 
 
 routes = [
-    Route("/compute/functions", guard(ANY_TOKEN, create_function), methods=["POST"]),
-    Route("/compute/functions", guard(ANY_TOKEN, list_functions), methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}", guard(READ, get_function), methods=["GET"]),
-    Route("/compute/collections", guard(ANY_TOKEN, list_collections), methods=["GET"]),
-    Route(
-        "/compute/collections/{ct}/functions",
-        guard(ANY_TOKEN, collection_functions),
-        methods=["GET"],
-    ),
-    Route("/compute/runtimes", guard(ANY_TOKEN, list_runtimes), methods=["GET"]),
+    guarded_route("POST", "/compute/functions", ANY_TOKEN, create_function),
+    guarded_route("GET", "/compute/functions", ANY_TOKEN, list_functions),
+    guarded_route("GET", "/compute/functions/{ct}/{ft}", READ, get_function),
+    guarded_route("GET", "/compute/collections", ANY_TOKEN, list_collections),
+    guarded_route("GET", "/compute/collections/{ct}/functions", ANY_TOKEN, collection_functions),
+    guarded_route("GET", "/compute/runtimes", ANY_TOKEN, list_runtimes),
 ]

@@ -8,12 +8,11 @@ import msgspec
 import nats.errors
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from bus import subjects
 from bus.streams import REPLY_HEADROOM
 from executor.api import async_invocations
-from executor.api.access import INVOKE, READ, caller_info, guard
+from executor.api.access import INVOKE, READ, caller_info, guarded_route
 from executor.api.context import ctx_of, function_ref
 from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
@@ -180,16 +179,8 @@ async def get_invocation(request: Request) -> Response:
 
 
 routes = [
-    Route("/compute/functions/{ct}/{ft}/invoke", guard(INVOKE, invoke), methods=["POST"]),
-    Route(
-        "/compute/functions/{ct}/{ft}/invocations",
-        guard(READ, list_invocations),
-        methods=["GET"],
-    ),
-    Route(
-        "/compute/functions/{ct}/{ft}/invocations/{id}",
-        guard(READ, get_invocation),
-        methods=["GET"],
-    ),
+    guarded_route("POST", "/compute/functions/{ct}/{ft}/invoke", INVOKE, invoke),
+    guarded_route("GET", "/compute/functions/{ct}/{ft}/invocations", READ, list_invocations),
+    guarded_route("GET", "/compute/functions/{ct}/{ft}/invocations/{id}", READ, get_invocation),
     *async_invocations.routes,
 ]

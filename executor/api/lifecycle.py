@@ -7,9 +7,8 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from executor.api.access import DEPLOY, READ, guard
+from executor.api.access import DEPLOY, READ, guarded_route
 from executor.api.context import ctx_of, function_ref
 from executor.api.responses import body, read_body, results
 from executor.functions.views import compute_asset_view
@@ -150,26 +149,14 @@ def _number(raw: str) -> int:
 
 
 routes = [
-    Route("/compute/functions/{ct}/{ft}", guard(DEPLOY, patch_function), methods=["PATCH"]),
-    Route("/compute/functions/{ct}/{ft}", guard(DEPLOY, delete_function), methods=["DELETE"]),
-    Route("/compute/compute-assets/{ct}/{ft}", guard(READ, get_compute_asset), methods=["GET"]),
-    Route(
-        "/compute/compute-assets/{ct}/{ft}",
-        guard(DEPLOY, patch_compute_asset),
-        methods=["PATCH"],
-    ),
-    Route(
-        "/compute/compute-assets/{ct}/{ft}/history",
-        guard(READ, compute_asset_history),
-        methods=["GET"],
-    ),
-    Route("/compute/functions/{ct}/{ft}/revisions", guard(READ, list_revisions), methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/revisions/{n}", guard(READ, get_revision), methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/aliases", guard(READ, list_aliases), methods=["GET"]),
-    Route("/compute/functions/{ct}/{ft}/aliases/{alias}", guard(READ, get_alias), methods=["GET"]),
-    Route(
-        "/compute/functions/{ct}/{ft}/aliases/{alias}",
-        guard(DEPLOY, put_alias),
-        methods=["PUT"],
-    ),
+    guarded_route("PATCH", "/compute/functions/{ct}/{ft}", DEPLOY, patch_function),
+    guarded_route("DELETE", "/compute/functions/{ct}/{ft}", DEPLOY, delete_function),
+    guarded_route("GET", "/compute/compute-assets/{ct}/{ft}", READ, get_compute_asset),
+    guarded_route("PATCH", "/compute/compute-assets/{ct}/{ft}", DEPLOY, patch_compute_asset),
+    guarded_route("GET", "/compute/compute-assets/{ct}/{ft}/history", READ, compute_asset_history),
+    guarded_route("GET", "/compute/functions/{ct}/{ft}/revisions", READ, list_revisions),
+    guarded_route("GET", "/compute/functions/{ct}/{ft}/revisions/{n}", READ, get_revision),
+    guarded_route("GET", "/compute/functions/{ct}/{ft}/aliases", READ, list_aliases),
+    guarded_route("GET", "/compute/functions/{ct}/{ft}/aliases/{alias}", READ, get_alias),
+    guarded_route("PUT", "/compute/functions/{ct}/{ft}/aliases/{alias}", DEPLOY, put_alias),
 ]

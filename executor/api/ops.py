@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bus.workers import ping_workers
-from executor.api.access import OPS, guard
+from executor.api.access import OPS, guarded_route
 from executor.api.context import ctx_of
 from executor.api.metrics import REGISTRY
 from executor.api.openapi import openapi_document
@@ -52,6 +52,6 @@ async def openapi(request: Request) -> Response:
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
-    Route("/metrics", guard(OPS, metrics), methods=["GET"]),
-    Route("/openapi.json", guard(OPS, openapi), methods=["GET"]),
+    guarded_route("GET", "/metrics", OPS, metrics),
+    guarded_route("GET", "/openapi.json", OPS, openapi),
 ]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from bus.tokens import LastAdmin
-from executor.api.access import ADMIN, caller_of, guard
+from executor.api.access import ADMIN, caller_of, guarded_route
 from executor.api.context import ctx_of
 from executor.api.responses import body, read_body, results
 from executor.functions.rules import CONTROL_CHARS
@@ -62,7 +61,7 @@ async def revoke_token(request: Request) -> Response:
 
 
 routes = [
-    Route("/compute/tokens", guard(ADMIN, create_token), methods=["POST"]),
-    Route("/compute/tokens", guard(ADMIN, list_tokens), methods=["GET"]),
-    Route("/compute/tokens/{id}", guard(ADMIN, revoke_token), methods=["DELETE"]),
+    guarded_route("POST", "/compute/tokens", ADMIN, create_token),
+    guarded_route("GET", "/compute/tokens", ADMIN, list_tokens),
+    guarded_route("DELETE", "/compute/tokens/{id}", ADMIN, revoke_token),
 ]

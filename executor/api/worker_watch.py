@@ -90,7 +90,8 @@ class WorkerWatch:
             self._calls.pop(n, None)
 
     async def _on_answer(self, msg: Msg) -> None:
-        kind, n = msg.subject.rpartition(".")[2][:1], msg.subject.rpartition(".")[2][1:]
+        last = msg.subject.rpartition(".")[2]  # r<n> (the answer) or t<n> (taken by)
+        kind, n = last[:1], last[1:]
         call = self._calls.get(n)
         if call is None or call.answer.done():
             return

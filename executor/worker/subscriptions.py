@@ -105,6 +105,8 @@ class Worker:
         self._handovers = TaskSet("hand-over")  # invocations passed to other workers
         self.intake = Intake(nc, self._on_invoke)
         self._heartbeat: asyncio.Task[None] | None = None
+        self._alive_for = -1
+        self._alive_bytes = b""
         self._accepting = False
 
     async def start(self) -> None:
@@ -228,7 +230,12 @@ class Worker:
             self._in_flight[function] = left
 
     def _alive(self) -> bytes:
-        return encode(Alive(worker=self.id, reconnects=int(self.nc.stats["reconnects"])))
+        """This worker's heartbeat (made again only after a reconnect: it is sent per call)."""
+        reconnects = int(self.nc.stats["reconnects"])
+        if self._alive_for != reconnects:
+            self._alive_for = reconnects
+            self._alive_bytes = encode(Alive(worker=self.id, reconnects=reconnects))
+        return self._alive_bytes
 
     async def _beat(self) -> None:
         while True:

@@ -18,9 +18,10 @@ import pytest
 import pytest_asyncio
 from nats.js.api import StreamConfig
 
-from bus.connect import connect
-from bus.embedded import CONFIG_FILE, nats_server_binary
+from bus.connect import connect, with_credentials
+from bus.embedded import CONFIG_FILE, CREDENTIALS_FILE, nats_server_binary
 from executor.cluster import READY
+from executor.serve import spawn_role
 from tests.helpers import descendants
 
 # Short enough that the fault tests wait out an Async ack wait in seconds.
@@ -41,9 +42,31 @@ class Cluster:
     @property
     def url(self) -> str:
         """The operator's seed list (everything), for checks the roles' users may not make."""
-        password = json.loads((self.data_dir / "nats" / "nats-credentials.json").read_text())
-        seeds = self.client_url.rpartition("@")[2]
-        return f"nats://computebus:{password['users']['computebus']}@{seeds}"
+        return self.role_url("computebus")
+
+    def role_url(self, role: str) -> str:
+        """The seed list of every server with ``role``'s credentials."""
+        credentials = self.data_dir / "nats" / CREDENTIALS_FILE
+        password = json.loads(credentials.read_text())["users"][role]
+        return with_credentials(self.client_url, role, password)
+
+    async def start_role(
+        self, role: str, data_dir: Path, *, keep: bool = False
+    ) -> asyncio.subprocess.Process:
+        """Another ``computebus <role>`` on the cluster (as a user would add one); with
+        ``keep`` it serves the later tests too and is stopped when the session ends."""
+        env = {
+            "NATS_URL": self.role_url(role),
+            "COMPUTEBUS_DATA_DIR": str(data_dir),
+            "COMPUTEBUS_REPLICAS": "3",
+            "COMPUTEBUS_PORT": "0",
+            "COMPUTEBUS_LOG_LEVEL": "WARNING",
+        }
+        stdout = asyncio.subprocess.PIPE if role == "api" else None
+        process = await spawn_role(role, env, stdout=stdout)
+        if keep:
+            self.restarted.append(process)
+        return process
 
     @property
     def auth(self) -> dict[str, str]:

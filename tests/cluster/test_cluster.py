@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,7 @@ from nats.js.api import StreamConfig
 from bus import subjects
 from bus.connect import connect
 from tests.cluster.conftest import ACK_WAIT_S, Cluster
-from tests.helpers import descendants, function_body
+from tests.helpers import descendants, function_body, wait_for_workers, workers_ready
 
 ECHO = {"index.js": "exports.handler = async (e) => ({ got: e });\n"}
 SLEEPY = {
@@ -54,11 +53,6 @@ async def records(http: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
         found += page["results"]
         if not page["results"] or len(found) >= page["results_total"]:
             return found
-
-
-async def workers_ready(http: httpx.AsyncClient) -> int:
-    count: int = (await http.get("/readyz")).json()["workers"]
-    return count
 
 
 async def settled(
@@ -289,24 +283,10 @@ async def test_a_worker_with_an_empty_data_dir_serves_every_function(
     cluster: Cluster, apis: list[httpx.AsyncClient], tmp_path: Path
 ) -> None:
     path = await make(apis[0], ECHO)
-    password = json.loads((cluster.data_dir / "nats" / "nats-credentials.json").read_text())
-    worker_url = (
-        f"nats://worker:{password['users']['worker']}@{cluster.client_url.rpartition('@')[2]}"
-    )
-    third = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "worker",
-        env={**os.environ, "NATS_URL": worker_url, "COMPUTEBUS_DATA_DIR": str(tmp_path / "empty")},
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    before = await workers_ready(apis[0])
+    third = await cluster.start_role("worker", tmp_path / "empty")
     try:
-        for _ in range(100):
-            ready = (await apis[0].get("/readyz")).json()
-            if ready["workers"] >= 3:
-                break
-            await asyncio.sleep(0.2)
+        await wait_for_workers(apis[0], before + 1)
         answers = await asyncio.gather(
             *(apis[i % 2].post(f"{path}/invoke", json={"payload": i}) for i in range(30))
         )
@@ -325,12 +305,6 @@ async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
     callers keep invoking through both APIs: every answer is a 200. A call the stopping API
     never took (connection refused or closed before it read the request) goes to the other."""
     path = await make(apis[0], ECHO)
-    password = json.loads((cluster.data_dir / "nats" / "nats-credentials.json").read_text())
-    seeds = cluster.client_url.rpartition("@")[2]
-
-    def url(role: str) -> str:
-        return f"nats://{role}:{password['users'][role]}@{seeds}"
-
     codes: Counter[int] = Counter()
     odd: list[str] = []
     not_taken = 0
@@ -353,37 +327,17 @@ async def test_a_rolling_restart_under_steady_load_fails_no_accepted_request(
                 if answer.status_code != 200 and len(odd) < 5:
                     odd.append(f"{base}: {answer.text}")
 
-    async def start(role: str, data_dir: Path) -> asyncio.subprocess.Process:
-        env = {**os.environ, "NATS_URL": url(role), "COMPUTEBUS_DATA_DIR": str(data_dir)}
-        env.update({"COMPUTEBUS_REPLICAS": "3", "COMPUTEBUS_PORT": "0"})
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "executor.cli",
-            role,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-
-    started = cluster.restarted  # the replacements serve the tests after this one
     load = [asyncio.create_task(caller(i)) for i in range(6)]
     try:
         await asyncio.sleep(1)
         for n, pid in enumerate(cluster.worker_pids()):
+            # The replacements serve the tests after this one.
             before = await workers_ready(apis[1])
-            started.append(await start("worker", tmp_path / f"replacement-{n}"))
-            for _ in range(300):  # until the replacement answers pings
-                if await workers_ready(apis[1]) > before:
-                    break
-                await asyncio.sleep(0.1)
+            await cluster.start_role("worker", tmp_path / f"replacement-{n}", keep=True)
+            await wait_for_workers(apis[1], before + 1)
             os.kill(pid, signal.SIGTERM)
-            for _ in range(300):  # until the old one has drained and left
-                if await workers_ready(apis[1]) == before:
-                    break
-                await asyncio.sleep(0.1)
-        replacement = await start("api", cluster.data_dir)
-        started.append(replacement)
+            await wait_for_workers(apis[1], before)  # the old one drained and left
+        replacement = await cluster.start_role("api", cluster.data_dir, keep=True)
         assert replacement.stdout is not None
         line = (await asyncio.wait_for(replacement.stdout.readline(), 60)).decode()
         new = line.strip().rpartition("=")[2]
@@ -429,26 +383,10 @@ async def test_callers_of_a_killed_worker_hear_worker_lost_and_the_others_keep_s
 ) -> None:
     hanging = await make(apis[0], HANG, runtime="python", timeout=8000)
     echo = await make(apis[0], ECHO)
-    password = json.loads((cluster.data_dir / "nats" / "nats-credentials.json").read_text())
-    seeds = cluster.client_url.rpartition("@")[2]
     before = await workers_ready(apis[0])
-    doomed = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "worker",
-        env={
-            **os.environ,
-            "NATS_URL": f"nats://worker:{password['users']['worker']}@{seeds}",
-            "COMPUTEBUS_DATA_DIR": str(tmp_path / "doomed"),
-        },
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    doomed = await cluster.start_role("worker", tmp_path / "doomed")
     try:
-        for _ in range(300):
-            if await workers_ready(apis[0]) > before:
-                break
-            await asyncio.sleep(0.1)
+        await wait_for_workers(apis[0], before + 1)
         loop = asyncio.get_running_loop()
 
         async def call(i: int) -> tuple[str, float]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import MakeFunction, Stack
+from tests.helpers import MakeFunction, Stack, wait_for_workers, workers_ready
 
 NOOP = {"index.py": "def handler(event, context):\n    return 1\n"}
 SLOW = {
@@ -24,12 +24,6 @@ SLOW = {
         "    return {'pid': TOKEN, 'start': start, 'end': time.time()}\n"
     ),
 }
-
-
-async def workers_ready(http: httpx.AsyncClient) -> int:
-    response = await http.get("/readyz")
-    count: int = response.json()["workers"]
-    return count
 
 
 async def start_worker(
@@ -48,10 +42,7 @@ async def start_worker(
         str(data_dir),
         stderr=asyncio.subprocess.DEVNULL,
     )
-    for _ in range(100):
-        if await workers_ready(http) > before:
-            break
-        await asyncio.sleep(0.1)
+    await wait_for_workers(http, before + 1)
     return worker
 
 
