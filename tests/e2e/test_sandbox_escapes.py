@@ -179,7 +179,9 @@ async def test_a_late_frame_never_answers_a_later_caller(
     # The late frame lands during one of the next calls (frozen between calls, its thread runs
     # only while one is under way): that call fails and says why (its handler may have run, so
     # it is not run again); no call gets "STOLEN", and the calls after it get their own results.
-    answers = [await call(http, fn, "echo", x=x) for x in range(2, 6)]
+    # Ten calls: which one meets the late frame depends on a loaded machine's scheduling (it was
+    # once the fourth and last of four).
+    answers = [await call(http, fn, "echo", x=x) for x in range(2, 12)]
     assert all("STOLEN" not in a.text for a in answers), [a.text for a in answers]
     failed = [a for a in answers if a.status_code != 200]
     assert len(failed) <= 1, [a.text for a in answers]
@@ -187,7 +189,7 @@ async def test_a_late_frame_never_answers_a_later_caller(
         assert a.json()["code"] == "function_error", a.text
         assert "nobody asked for" in a.json()["error"]
     assert [result(a) for a in answers if a.status_code == 200] == [
-        x for x, a in zip(range(2, 6), answers, strict=True) if a.status_code == 200
+        x for x, a in zip(range(2, 12), answers, strict=True) if a.status_code == 200
     ]
     assert answers[-1].status_code == 200
 
