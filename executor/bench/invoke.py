@@ -27,6 +27,7 @@ import nats
 from bus.connect import connect, with_credentials
 from bus.embedded import CREDENTIALS_FILE, role_url, start_embedded_nats
 from executor.bench import BenchFailed
+from executor.bench.cpu_split import cpu_by_role, per_call_us
 from executor.cluster import READY as CLUSTER_READY
 from executor.serve import READY, parse_ready_line
 
@@ -68,11 +69,14 @@ class Figures:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us: dict[str, float]  # CPU per call in the throughput phase, by process
 
     def line(self, name: str) -> str:
+        split = ", ".join(f"{role} {us:.0f}" for role, us in self.cpu_us.items())
         return (
             f"{name:<28} {self.rps:>9.0f} req/s   "
-            f"p50 {self.p50_ms:7.3f} ms   p99 {self.p99_ms:7.3f} ms"
+            f"p50 {self.p50_ms:7.3f} ms   p99 {self.p99_ms:7.3f} ms   "
+            f"CPU us/call: {split}"
         )
 
 
@@ -116,7 +120,11 @@ class Load:
     samples: int
 
 
-async def measure(call: Callable[[], Awaitable[object]], load: Load) -> Figures:
+async def measure(
+    call: Callable[[], Awaitable[object]], load: Load, roots: dict[int, str | None]
+) -> Figures:
+    """Latency one call at a time, then throughput with ``load.concurrency`` in flight, and the
+    CPU each process of ``roots`` (and what runs under it) spent per call in that phase."""
     seconds, concurrency, samples = load.seconds, load.concurrency, load.samples
     for _ in range(200):
         await call()
@@ -135,6 +143,7 @@ async def measure(call: Callable[[], Awaitable[object]], load: Load) -> Figures:
             await call()
             done += 1
 
+    cpu_before = cpu_by_role(roots)
     started = time.perf_counter()
     await asyncio.gather(*(loop() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
@@ -142,6 +151,7 @@ async def measure(call: Callable[[], Awaitable[object]], load: Load) -> Figures:
         rps=done / elapsed,
         p50_ms=statistics.median(latencies) * 1000,
         p99_ms=latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        cpu_us=per_call_us(cpu_before, cpu_by_role(roots), done),
     )
 
 
@@ -197,6 +207,7 @@ async def child(
 class Served:
     """A ``computebus serve`` of the bench's own: where its API and NATS are, its admin token."""
 
+    pid: int  # of ``serve`` or ``cluster``: every process of the stack runs under it
     api: str
     nats: str  # the client user's, as serve prints it
     worker_nats: str  # the worker user's, from the data dir, for more workers
@@ -212,13 +223,13 @@ async def serve_child(data_dir: Path) -> AsyncIterator[Served]:
     """``computebus serve`` in its own processes, on a free port, with a fresh data dir."""
     env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
     argv = (sys.executable, "-m", "executor.cli", "serve", "--port", "0", "--data-dir")
-    async with child(*argv, str(data_dir), env=env, ready=READY.encode()) as (_, line):
+    async with child(*argv, str(data_dir), env=env, ready=READY.encode()) as (proc, line):
         fields = parse_ready_line(line.decode().strip())
         token = Path(fields["token-file"]).read_text().strip()
         where = urlsplit(fields["nats"])
         host, port = where.hostname or "127.0.0.1", where.port or 4222
         worker = role_url(data_dir / "nats", host, port, "worker")
-        yield Served(fields["api"], fields["nats"], worker, token)
+        yield Served(proc.pid, fields["api"], fields["nats"], worker, token)
 
 
 @contextlib.asynccontextmanager
@@ -227,13 +238,13 @@ async def cluster_child(data_dir: Path, workers: int) -> AsyncIterator[Served]:
     env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
     argv = (sys.executable, "-m", "executor.cli", "cluster", "--apis", "1", "--port", "0")
     more = ("--workers", str(workers), "--data-dir", str(data_dir))
-    async with child(*argv, *more, env=env, ready=CLUSTER_READY.encode()) as (_, line):
+    async with child(*argv, *more, env=env, ready=CLUSTER_READY.encode()) as (proc, line):
         text = line.decode().strip()
         fields = dict(part.split("=", 1) for part in text[len(CLUSTER_READY) :].split())
         token = Path(fields["token-file"]).read_text().strip()
         password = json.loads((data_dir / "nats" / CREDENTIALS_FILE).read_text())["users"]
         worker = with_credentials(fields["nats"], "worker", password["worker"])
-        yield Served(fields["api"].split(",")[0], fields["nats"], worker, token)
+        yield Served(proc.pid, fields["api"].split(",")[0], fields["nats"], worker, token)
 
 
 def stack_child(
@@ -266,20 +277,25 @@ async def run_bench(
             str(port),
             ready=b"",
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        ):
+        ) as (echo, _):
             await _wait_http(port)
             call, close = await http_caller(
                 "127.0.0.1", port, "/echo", b"null", concurrency, BARE_TOKEN
             )
-            results["bare starlette echo"] = await measure(call, load)
+            results["bare starlette echo"] = await measure(call, load, {echo.pid: "echo"})
             close()
 
         server = await start_embedded_nats(Path(tmp) / "bare-nats")
         try:
-            async with child(sys.executable, "-c", BARE_NATS_ECHO, server.url, ready=b"ready"):
+            async with child(sys.executable, "-c", BARE_NATS_ECHO, server.url, ready=b"ready") as (
+                echo,
+                _,
+            ):
                 nc = await nats.connect(server.url)
                 results["bare nats echo"] = await measure(
-                    lambda: nc.request("bench.echo", b"null", timeout=10), load
+                    lambda: nc.request("bench.echo", b"null", timeout=10),
+                    load,
+                    {echo.pid: "echo", server.process.pid: "nats-server"},
                 )
                 await nc.close()
         finally:
@@ -292,12 +308,13 @@ async def run_bench(
             call, close = await http_caller(
                 "127.0.0.1", api_port, path, b'{"payload":null}', concurrency, served.token
             )
-            results["computebus http invoke"] = await measure(call, load)
+            stack: dict[int, str | None] = {served.pid: None}
+            results["computebus http invoke"] = await measure(call, load, stack)
             close()
             nc = await connect(served.nats, name="computebus-bench")
             subject = f"ms.compute.{ct}.function.{ft}"
             results["computebus nats invoke"] = await measure(
-                lambda: nc.request(subject, b"null", timeout=10), load
+                lambda: nc.request(subject, b"null", timeout=10), load, stack
             )
             await nc.close()
 
@@ -305,8 +322,13 @@ async def run_bench(
         print(figures.line(name))
     http_ratio = results["computebus http invoke"].rps / results["bare starlette echo"].rps
     nats_ratio = results["computebus nats invoke"].p50_ms / results["bare nats echo"].p50_ms
-    print(f"http throughput vs bare starlette: {http_ratio:.2f}x (aim >= 0.4x)")
-    print(f"nats p50 latency vs bare nats echo: {nats_ratio:.2f}x (aim <= 1.5x)")
+    print(f"http throughput vs bare starlette: {http_ratio:.2f}x (target >= 0.35x, aim 0.5x)")
+    print(f"nats p50 latency vs bare nats echo: {nats_ratio:.2f}x (target <= 1.4x, aim 1.3x)")
+    split = results["computebus http invoke"].cpu_us
+    print(
+        f"CPU per sync HTTP invocation: api {split.get('api', 0):.0f} us (target <= 90), "
+        f"worker {split.get('worker', 0):.0f} us (target <= 100)"
+    )
     print(
         json.dumps(
             {k: vars(v) for k, v in results.items()}
