@@ -99,10 +99,25 @@ def main(argv: list[str] | None = None) -> int:
             return _run(
                 run_async_bench(count=args.count, workers=args.workers, cluster=args.cluster)
             )
+        if args.command == "bench" and args.functions is not None:
+            from executor.bench.scale import run_scale_bench
+
+            return _run(
+                run_scale_bench(
+                    functions=args.functions,
+                    samples=min(args.samples, 300),
+                    warm=args.warm,
+                    idle_s=args.idle_s,
+                )
+            )
         if args.command == "bench" and args.flood:
             from executor.bench.flood import run_flood_bench
 
             return _run(run_flood_bench(clients=args.clients, samples=args.samples))
+        if args.command == "bench" and args.cold:
+            from executor.bench.cold_start import run_cold_bench
+
+            return _run(run_cold_bench(rounds=args.rounds))
         if args.command == "bench" and args.sandbox:
             from executor.bench.sandbox_cost import run_sandbox_bench
 

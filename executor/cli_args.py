@@ -174,6 +174,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "--sandbox", action="store_true", help="instead: sandbox cost per process, cold and warm"
     )
     b.add_argument(
+        "--cold",
+        action="store_true",
+        help="instead: cold start (create, then the first invoke) per runtime, whole and parts",
+    )
+    b.add_argument("--rounds", type=int, default=20, help="with --cold: functions per runtime")
+    b.add_argument(
         "--async",
         dest="async_",
         action="store_true",
@@ -183,6 +189,19 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "--flood",
         action="store_true",
         help="instead: a function's latency alone and while another one is flooded",
+    )
+    b.add_argument(
+        "--functions",
+        type=int,
+        metavar="N",
+        help="instead: register N functions (e.g. 10000); invoke p50, listing, new worker, RSS",
+    )
+    b.add_argument("--warm", type=int, default=200, help="with --functions: warm revisions to hold")
+    b.add_argument(
+        "--idle-s",
+        type=float,
+        default=15.0,
+        help="with --functions: the stack's idle timeout, to show reaping (default 15)",
     )
     b.add_argument("--clients", type=int, default=300, help="with --flood: flood clients")
     b.add_argument("--count", type=int, default=2000, help="Async invocations to push through")

@@ -5,6 +5,8 @@ and retiring revisions and functions that are gone."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass, field
 
 from bus.bundles import BundleStore
@@ -23,6 +25,27 @@ from schemas.functions import FunctionRecord, Revision
 from schemas.handler_protocol import PROBE_REQUEST
 from schemas.validation import CompiledSchema
 
+log = logging.getLogger("computebus.coldstart")
+
+
+@dataclass
+class ColdStart:
+    """Where a revision's first process spent its time on this worker (ms), logged once it
+    has loaded its handler: what ``computebus bench --cold`` reads."""
+
+    bundle_ms: float = 0.0  # fetching the bundle from the Object Store (0 when unpacked)
+    unpack_ms: float = 0.0
+    spawn_ms: float = 0.0  # starting the sandboxed process until its bootstrap answers
+    load_ms: float = 0.0  # loading the handler (the load check)
+    logged: bool = False
+
+    def line(self, key: RevisionKey) -> str:
+        parts = ", ".join(
+            f"{name} {getattr(self, name + '_ms'):.3f} ms"
+            for name in ("bundle", "unpack", "spawn", "load")
+        )
+        return f"cold start {key[0]}/{key[1]}/{key[2]}: {parts}"
+
 
 @dataclass(frozen=True)
 class PreparedRevision:
@@ -34,6 +57,7 @@ class PreparedRevision:
     input_schema: CompiledSchema
     output_schema: CompiledSchema
     pool: RevisionPool
+    cold: ColdStart
     # One slow validation of this revision at a time, so one function cannot hold every thread.
     validating: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
@@ -78,10 +102,15 @@ class PreparedRevisions:
         return prepared
 
     async def _build(self, key: RevisionKey, revision: Revision) -> PreparedRevision:
+        cold = ColdStart()
         workspace = self.workspaces.path_for(revision.bundle)
         if workspace is None:
+            t0 = time.perf_counter()
             bundle = await self.bundles.get(revision.bundle)
+            t1 = time.perf_counter()
             workspace = await asyncio.to_thread(self.workspaces.install, revision.bundle, bundle)
+            cold.bundle_ms = (t1 - t0) * 1000
+            cold.unpack_ms = (time.perf_counter() - t1) * 1000
         file, export = handler_file(revision.handler, revision.runtime)
         plan = launch_plan(
             self.sandbox,
@@ -96,7 +125,11 @@ class PreparedRevisions:
         max_reply_bytes = self.max_result_bytes + 1024  # the reply frame's envelope
 
         async def spawn() -> HandlerProcess:
-            return await launch(sandbox, plan, log_cap=log_cap, max_reply_bytes=max_reply_bytes)
+            t0 = time.perf_counter()
+            process = await launch(sandbox, plan, log_cap=log_cap, max_reply_bytes=max_reply_bytes)
+            if not cold.spawn_ms:
+                cold.spawn_ms = (time.perf_counter() - t0) * 1000
+            return process
 
         return PreparedRevision(
             key=key,
@@ -105,6 +138,7 @@ class PreparedRevisions:
             input_schema=CompiledSchema(revision.schema.input),
             output_schema=CompiledSchema(revision.schema.output),
             pool=self.instances.for_revision(key, spawn),
+            cold=cold,
         )
 
     async def probe(self, ct: str, ft: str, number: int) -> list[Blocker]:
@@ -121,8 +155,14 @@ class PreparedRevisions:
             process = await prepared.pool.acquire(revision.timeout / 1000)
         except TimeoutError:
             return [Blocker(reason=Timeout.code, message="no process was free for the load check")]
+        fresh = process.invocations == 0
+        t0 = time.perf_counter()
         try:
             reply, _ = await process.invoke(PROBE_REQUEST, revision.timeout / 1000)
+            if fresh and not prepared.cold.logged:
+                prepared.cold.load_ms = (time.perf_counter() - t0) * 1000
+                prepared.cold.logged = True
+                log.info("%s", prepared.cold.line(prepared.key))
         except TimeoutError:
             return [
                 Blocker(

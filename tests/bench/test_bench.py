@@ -70,3 +70,22 @@ async def test_async_bench_runs_on_a_local_cluster() -> None:
     assert figures["cluster"] is True and figures["workers"] == 2
     assert figures["computebus_async_per_s"] > 0
     assert figures["async_throughput_ratio"] > 0
+
+
+async def test_cold_bench_reports_the_whole_and_every_part_for_both_runtimes() -> None:
+    figures = await bench("--cold", "--rounds", "3")
+    assert figures["rounds"] == 3
+    for runtime in ("python", "nodejs"):
+        row = figures[runtime]
+        for part in (
+            "whole",
+            "create",
+            "first_invoke",
+            "bundle",
+            "unpack",
+            "spawn",
+            "load",
+            "first_call",
+            "bare_spawn_and_first_call",
+        ):
+            assert 0 < row[part]["p50_ms"] <= row[part]["p99_ms"], (runtime, part)

@@ -1,0 +1,202 @@
+"""``computebus bench --cold``: cold start from create to first result, whole and in parts.
+
+For each runtime, ``rounds`` times: an HTTP create of a new no-op function (the API has a worker
+load it, which starts its first process), then its first sync invoke over HTTP. The worker's
+parts come from its ``computebus.coldstart`` log line (bundle fetch, unpack, sandbox spawn,
+handler load) and the first invoke's monitor record (its time inside the worker). A bare
+process (no sandbox, spawn plus first call) is measured in the same run as the baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from executor.bench import BenchFailed
+from executor.bench.sandbox_cost import SOURCES, _measure
+from executor.runtime.interpreters import find_interpreters
+from executor.runtime.sandbox import Sandbox
+from executor.serve import READY, parse_ready_line
+from executor.settings import Settings
+
+_COLD_LINE = re.compile(
+    r"cold start (?P<ct>[^/]+)/(?P<ft>[^/]+)/\d+: bundle (?P<bundle>[\d.]+) ms, "
+    r"unpack (?P<unpack>[\d.]+) ms, spawn (?P<spawn>[\d.]+) ms, load (?P<load>[\d.]+) ms"
+)
+PARTS = ("create", "first_invoke", "bundle", "unpack", "spawn", "load", "first_call")
+
+
+class _WorkerLog:
+    """The serve child's stderr, read all the time; the worker's cold-start lines by service."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self.lines: dict[str, dict[str, float]] = {}
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            found = _COLD_LINE.search(line.decode(errors="replace"))
+            if found:
+                parts = ("bundle", "unpack", "spawn", "load")
+                self.lines[found["ft"]] = {p: float(found[p]) for p in parts}
+                self._arrived.set()
+
+    async def parts_of(self, service: str) -> dict[str, float]:
+        async with asyncio.timeout(10):
+            while service not in self.lines:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.lines.pop(service)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+@dataclass(frozen=True)
+class _Api:
+    url: str
+    token: str
+
+
+@contextlib.asynccontextmanager
+async def _serve(data_dir: Path) -> AsyncIterator[tuple[_Api, _WorkerLog]]:
+    """``computebus serve`` with its worker's INFO lines on a pipe we read."""
+    env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "INFO"}
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "executor.cli", "serve", "--port", "0", "--data-dir"),
+        str(data_dir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    worker_log = _WorkerLog(proc.stderr)
+    try:
+        line = b""
+        while READY.encode() not in line:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if not line:
+                raise BenchFailed("computebus serve exited before it was ready")
+        fields = parse_ready_line(line.decode().strip())
+        token = Path(fields["token-file"]).read_text().strip()
+        yield _Api(fields["api"], token), worker_log
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        await worker_log.close()
+
+
+def _create_body(runtime: str, n: int) -> dict[str, object]:
+    """A no-op of its own bundle (a comment makes it distinct), so every round fetches and
+    unpacks one."""
+    name, source = SOURCES[runtime]
+    source += f"{'#' if runtime == 'python' else '//'} cold start {n}\n"
+    return {
+        "name": f"cold-{runtime}-{n}",
+        "compute_asset": {
+            "collection_topic": "bench",
+            "handler": "index.handler",
+            "runtime": runtime,
+            "assets": [
+                {"asset_name": name, "asset_value": base64.b64encode(source.encode()).decode()}
+            ],
+        },
+        "monitor_config": {"ttl": 60_000, "store_payload": False},
+    }
+
+
+async def _one(
+    client: httpx.AsyncClient, worker_log: _WorkerLog, runtime: str, n: int
+) -> dict[str, float]:
+    t0 = time.perf_counter()
+    created = await client.post("/compute/functions", json=_create_body(runtime, n))
+    t1 = time.perf_counter()
+    if created.status_code != 201:
+        raise BenchFailed(f"create answered {created.status_code}: {created.text[:300]}")
+    ft = created.json()["body"]["compute_asset"]["service"]
+    invoked = await client.post(f"/compute/functions/bench/{ft}/invoke", json={"payload": None})
+    t2 = time.perf_counter()
+    if invoked.status_code != 200:
+        raise BenchFailed(f"the first invoke answered {invoked.status_code}: {invoked.text[:300]}")
+    figures = {"whole": (t2 - t0) * 1000, "create": (t1 - t0) * 1000}
+    figures["first_invoke"] = (t2 - t1) * 1000
+    figures.update(await worker_log.parts_of(ft))
+    invocation = invoked.headers["X-Invocation-Id"]
+    for _ in range(100):  # the record is written once the caller has its answer
+        record = await client.get(f"/compute/functions/bench/{ft}/invocations/{invocation}")
+        if record.status_code == 200:
+            figures["first_call"] = float(record.json()["body"]["duration_ms"])
+            return figures
+        await asyncio.sleep(0.02)
+    raise BenchFailed(f"no monitor record of the first invoke of {ft}")
+
+
+async def _bare(runtimes: list[str], rounds: int, tmp: Path) -> dict[str, list[float]]:
+    """Spawn plus first call of a bare process (no sandbox), per runtime."""
+    settings = Settings.from_env(os.environ)
+    bare = Sandbox.bare(find_interpreters(settings.python, settings.node))
+    found: dict[str, list[float]] = {}
+    try:
+        for runtime in runtimes:
+            name, source = SOURCES[runtime]
+            workspace = tmp / f"bare-{runtime}"
+            workspace.mkdir()
+            (workspace / name).write_text(source)
+            found[runtime] = [
+                (await _measure(bare, runtime, workspace, 0))[0] * 1000 for _ in range(rounds)
+            ]
+    finally:
+        bare.close()
+    return found
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {"p50_ms": round(statistics.median(ordered), 3), "p99_ms": round(p99, 3)}
+
+
+async def run_cold_bench(rounds: int = 20) -> int:
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="computebus-bench-cold-") as tmp:
+        os.chmod(tmp, 0o755)  # the sandbox's uid must reach the workspaces
+        async with _serve(Path(tmp) / "cb") as (api, worker_log):
+            runtimes = ["python", "nodejs"]
+            auth = {"Authorization": f"Bearer {api.token}"}
+            async with httpx.AsyncClient(base_url=api.url, timeout=60, headers=auth) as client:
+                for runtime in runtimes:
+                    rows = [await _one(client, worker_log, runtime, n) for n in range(rounds + 1)]
+                    rows = rows[1:]  # the first warms the API's and the worker's code paths
+                    results[runtime] = {
+                        part: _summary([row[part] for row in rows]) for part in ("whole", *PARTS)
+                    }
+        bare = await _bare(runtimes, rounds, Path(tmp))
+    for runtime, row in results.items():
+        row["bare_spawn_and_first_call"] = _summary(bare[runtime])
+        print(f"{runtime}: whole (create + first invoke) p50 {row['whole']['p50_ms']:.1f} ms")
+        for part, figures in row.items():
+            print(f"  {part:<26} p50 {figures['p50_ms']:8.3f} ms   p99 {figures['p99_ms']:8.3f} ms")
+    print(json.dumps({"rounds": rounds, **results}))
+    return 0
