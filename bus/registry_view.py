@@ -142,5 +142,8 @@ class RegistryView:
         known = self._functions.get((ct, ft))
         return known[1] if known is not None else None
 
+    def function_count(self) -> int:
+        return len(self._functions)
+
     def cached_functions(self) -> list[FunctionRecord]:
         return [record for _, record in self._functions.values()]

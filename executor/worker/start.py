@@ -63,7 +63,9 @@ async def run_worker(
     )
     instances.start()
     await worker.start()
-    log.info("worker %s ready", worker.id)
+    log.info(
+        "worker %s ready: %d functions in its registry view", worker.id, bus.view.function_count()
+    )
     if on_ready:
         on_ready()
     try:

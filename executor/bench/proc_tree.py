@@ -1,0 +1,98 @@
+"""What the benches read from /proc: a process's children and descendants, its command line,
+its resident memory (VmRSS) and its CPU time. A process that is gone reads as empty or zero."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROC = Path("/proc")
+HANDLER_RUNTIMES = {"node": "nodejs", "python": "python"}  # interpreter name prefix -> runtime
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found.extend(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children(child))
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        status = (PROC / str(pid) / "status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages counted once across the processes that share them."""
+    try:
+        rollup = (PROC / str(pid) / "smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of the process so far."""
+    try:
+        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_running(pid: int, *words: str) -> int | None:
+    """The first child of ``pid`` whose command line holds all of ``words`` (a role of serve)."""
+    for child in children(pid):
+        line = cmdline(child)
+        if all(any(word in part for part in line) for word in words):
+            return child
+    return None
+
+
+def handler_processes(worker_pid: int) -> dict[str, list[int]]:
+    """The interpreters under a worker (each a warm handler process, inside its sandbox's
+    bwrap), by runtime."""
+    found: dict[str, list[int]] = {runtime: [] for runtime in HANDLER_RUNTIMES.values()}
+    for pid in descendants(worker_pid):
+        line = cmdline(pid)
+        if not line:
+            continue
+        name = os.path.basename(line[0])
+        for prefix, runtime in HANDLER_RUNTIMES.items():
+            if name.startswith(prefix):
+                found[runtime].append(pid)
+    return found

@@ -1,0 +1,327 @@
+"""``computebus bench --functions N``: what N registered functions cost, in one run.
+
+One ``computebus serve`` of the bench's own (idle timeout ``idle_s``, so reaping shows within
+the run): a probe function's sync invoke p50 (HTTP and NATS, one in flight) first alone, then
+again once N more functions were registered through the API by several connections at once;
+the listing's p50 with N; the API's and worker's RSS; how long a new ``computebus worker``
+takes until it says it is ready, with its registry view synced (its log line counts what the
+view holds); RSS per warm handler process and of a worker holding ``warm`` warm revisions, and
+what is left once the idle timeout has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from bus.connect import connect
+from bus.embedded import role_url
+from executor.bench import BenchFailed
+from executor.bench.invoke import RawHttp, Served, child, http_request
+from executor.bench.proc_tree import (
+    child_running,
+    cpu_seconds,
+    handler_processes,
+    pss_kib,
+    rss_kib,
+)
+from executor.bench.scale_report import report
+from executor.serve import READY, parse_ready_line
+
+COLLECTION = "scale"
+SOURCES = {
+    "nodejs": ("index.js", "exports.handler = async () => null; // {i}\n"),
+    "python": ("index.py", "def handler(event, context):\n    return None  # {i}\n"),
+}
+REGISTER_CONNECTIONS = 16
+WARM_CONNECTIONS = 4
+LISTING_MAX_S = 30.0  # the listing is sampled at most this long (it may be slow at first)
+WORKER_READY_S = 120.0
+_READY_COUNT = re.compile(rb"ready.*?(\d+) functions")
+
+
+def _body(name: str, runtime: str, i: int) -> dict[str, Any]:
+    file, source = SOURCES[runtime]
+    asset = base64.b64encode(source.format(i=i).encode()).decode()
+    return {
+        "name": name,
+        "compute_asset": {
+            "collection_topic": COLLECTION,
+            "handler": "index.handler",
+            "runtime": runtime,
+            "assets": [{"asset_name": file, "asset_value": asset}],
+        },
+        "monitor_config": {"ttl": 60_000, "store_payload": False},
+    }
+
+
+@dataclass(frozen=True)
+class Stack:
+    served: Served
+    api_pid: int  # serve runs the API in its own process
+    worker_pid: int
+
+
+@contextlib.asynccontextmanager
+async def scale_stack(data_dir: Path, idle_s: float, warm: int) -> AsyncIterator[Stack]:
+    env = {
+        **os.environ,
+        "COMPUTEBUS_LOG_LEVEL": "WARNING",
+        "COMPUTEBUS_IDLE_S": str(idle_s),
+        "COMPUTEBUS_WORKER_CONCURRENCY": str(max(256, warm + 16)),
+    }
+    argv = (sys.executable, "-m", "executor.cli", "serve", "--port", "0", "--data-dir")
+    async with child(*argv, str(data_dir), env=env, ready=READY.encode()) as (proc, line):
+        fields = parse_ready_line(line.decode().strip())
+        token = Path(fields["token-file"]).read_text().strip()
+        where = urlsplit(fields["nats"])
+        worker_url = role_url(data_dir / "nats", where.hostname or "", where.port or 0, "worker")
+        worker = child_running(proc.pid, "executor.cli", "worker")
+        if worker is None:
+            raise BenchFailed("serve's worker process was not found")
+        served = Served(proc.pid, fields["api"], fields["nats"], worker_url, token)
+        yield Stack(served, proc.pid, worker)
+
+
+async def register(served: Served, n: int, first: int = 0) -> tuple[list[str], float]:
+    """Create functions ``first``..``first+n-1`` (Node and Python by turns); their service ids
+    in that order, and the seconds it took."""
+    services = [""] * n
+    next_i = 0
+    limits = httpx.Limits(max_connections=REGISTER_CONNECTIONS)
+
+    async with httpx.AsyncClient(
+        base_url=served.api, timeout=120, headers=served.auth, limits=limits
+    ) as client:
+
+        async def loop() -> None:
+            nonlocal next_i
+            while next_i < n:
+                i, next_i = next_i, next_i + 1
+                runtime = "nodejs" if (first + i) % 2 == 0 else "python"
+                body = _body(f"scale-{first + i:06d}", runtime, first + i)
+                answer = await client.post("/compute/functions", json=body)
+                if answer.status_code != 201:
+                    raise BenchFailed(f"create answered {answer.status_code}: {answer.text[:300]}")
+                services[i] = answer.json()["body"]["compute_asset"]["service"]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(min(REGISTER_CONNECTIONS, n))))
+        return services, time.perf_counter() - started
+
+
+async def p50_ms(call: Callable[[], Awaitable[object]], samples: int) -> float:
+    for _ in range(min(50, samples)):
+        await call()
+    found = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        await call()
+        found.append(time.perf_counter() - t)
+    return statistics.median(found) * 1000
+
+
+def _api_address(served: Served) -> tuple[str, int]:
+    parts = urlsplit(served.api)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+async def invoke_p50s(served: Served, service: str, samples: int) -> tuple[float, float]:
+    """Sync invoke p50 of one function over HTTP and over NATS, one call in flight."""
+    host, port = _api_address(served)
+    path = f"/compute/functions/{COLLECTION}/{service}/invoke"
+    request = http_request(host, port, path, b'{"payload":null}', served.token)
+    conn = await RawHttp.open(host, port)
+
+    async def http_call() -> None:
+        if (status := await conn.post(request)) != 200:
+            raise BenchFailed(f"HTTP invoke answered {status}")
+
+    try:
+        http = await p50_ms(http_call, samples)
+    finally:
+        conn.close()
+    nc = await connect(served.nats, name="computebus-bench")
+    try:
+        subject = f"ms.compute.{COLLECTION}.function.{service}"
+        nats_p50 = await p50_ms(lambda: nc.request(subject, b"null", timeout=30), samples)
+    finally:
+        await nc.close()
+    return http, nats_p50
+
+
+async def listing_p50(served: Served, samples: int) -> tuple[float, int, int]:
+    """``GET /compute/functions?limit=50``: p50 ms, samples taken, and the total it reports."""
+    host, port = _api_address(served)
+    path = "/compute/functions?limit=50"
+    async with httpx.AsyncClient(base_url=served.api, timeout=120, headers=served.auth) as client:
+        answer = await client.get(path)
+        answer.raise_for_status()
+        total = int(answer.json()["body"]["results_total"])
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {served.token}\r\n\r\n"
+    ).encode()
+    conn = await RawHttp.open(host, port)
+    found: list[float] = []
+    end = time.perf_counter() + LISTING_MAX_S
+    try:
+        while len(found) < samples and (len(found) < 5 or time.perf_counter() < end):
+            t = time.perf_counter()
+            if (status := await conn.post(request)) != 200:
+                raise BenchFailed(f"the listing answered {status}")
+            found.append(time.perf_counter() - t)
+    finally:
+        conn.close()
+    return statistics.median(found) * 1000, len(found), total
+
+
+async def new_worker_ready(served: Served, data_dir: Path) -> tuple[float, int, int]:
+    """Start ``computebus worker`` against the stack: seconds until its ready line (logged once
+    its registry view has caught up), the functions that view holds, and its RSS then (KiB)."""
+    env = {
+        **os.environ,
+        "NATS_URL": served.worker_nats,
+        "COMPUTEBUS_DATA_DIR": str(data_dir),
+        "COMPUTEBUS_LOG_LEVEL": "INFO",
+    }
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    try:
+        deadline = started + WORKER_READY_S
+        while True:
+            line = await asyncio.wait_for(proc.stderr.readline(), deadline - time.perf_counter())
+            if not line:
+                raise BenchFailed("the new worker exited before it was ready")
+            if (found := _READY_COUNT.search(line)) is not None:
+                return time.perf_counter() - started, int(found[1]), rss_kib(proc.pid)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        with contextlib.suppress(TimeoutError):  # read what it says while it drains
+            await asyncio.wait_for(proc.stderr.read(), 60)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await proc.wait()
+
+
+async def settle(pids: list[int], limit_s: float = 30.0) -> None:
+    """Wait (at most ``limit_s``) until these processes use under 10% of a core each."""
+    end = time.perf_counter() + limit_s
+    while time.perf_counter() < end:
+        before = [cpu_seconds(pid) for pid in pids]
+        await asyncio.sleep(0.5)
+        if all(cpu_seconds(pid) - b < 0.05 for pid, b in zip(pids, before, strict=True)):
+            return
+
+
+def warm_count(worker_pid: int) -> int:
+    return sum(len(pids) for pids in handler_processes(worker_pid).values())
+
+
+async def wait_reaped(worker_pid: int, floor: int, limit_s: float) -> tuple[float, int]:
+    """Until at most ``floor`` handler processes are left under the worker (or ``limit_s``):
+    the seconds it took and how many are left."""
+    started = time.perf_counter()
+    while (left := warm_count(worker_pid)) > floor and time.perf_counter() - started < limit_s:
+        await asyncio.sleep(0.25)
+    return time.perf_counter() - started, left
+
+
+async def warm_up(served: Served, services: list[str]) -> None:
+    """One call each (a few at once), then a second pass: each holds a warm process now."""
+    nc = await connect(served.nats, name="computebus-bench")
+    try:
+        todo = list(services)
+
+        async def loop() -> None:
+            while todo:
+                service = todo.pop()
+                await nc.request(f"ms.compute.{COLLECTION}.function.{service}", b"null", 60)
+
+        await asyncio.gather(*(loop() for _ in range(WARM_CONNECTIONS)))
+        todo = list(services)
+        await loop()
+    finally:
+        await nc.close()
+
+
+def _median_mib(pids: list[int]) -> float:
+    sizes = [rss_kib(pid) for pid in pids]
+    return statistics.median(sizes) / 1024 if sizes else 0.0
+
+
+async def run_scale_bench(
+    *, functions: int, samples: int, warm: int = 200, idle_s: float = 15.0
+) -> int:
+    mib = 1 / 1024
+    fig: dict[str, Any] = {"functions": functions}
+    with tempfile.TemporaryDirectory(prefix="computebus-bench-scale-") as tmp:
+        async with scale_stack(Path(tmp) / "cb", idle_s, warm) as stack:
+            served, worker = stack.served, stack.worker_pid
+            floor = warm_count(worker)  # processes a worker keeps without any invocation
+            (probe,), _ = await register(served, 1)
+            fig["http_p50_ms_one"], fig["nats_p50_ms_one"] = await invoke_p50s(
+                served, probe, samples
+            )
+            services, seconds = await register(served, functions, first=1)
+            fig["register_s"] = seconds
+            fig["register_per_s"] = functions / seconds
+            fig["register_connections"] = REGISTER_CONNECTIONS
+            await settle([stack.api_pid, worker])
+            fig["api_rss_mib"] = rss_kib(stack.api_pid) * mib
+            fig["worker_rss_mib"] = rss_kib(worker) * mib
+            fig["worker_warm_after_register"] = warm_count(worker)
+            fig["list_p50_ms"], fig["list_samples"], fig["list_total"] = await listing_p50(
+                served, samples
+            )
+            ready_s, seen, rss = await new_worker_ready(served, Path(tmp) / "new-worker")
+            fig["new_worker_ready_s"], fig["new_worker_functions"] = ready_s, seen
+            fig["new_worker_rss_mib"] = rss * mib
+            # Back to one warm process (the probe's, below), as when the first figure was taken.
+            await wait_reaped(worker, floor, idle_s * 2 + 10)
+            fig["http_p50_ms_n"], fig["nats_p50_ms_n"] = await invoke_p50s(served, probe, samples)
+            fig["http_p50_ratio"] = fig["http_p50_ms_n"] / fig["http_p50_ms_one"]
+            fig["nats_p50_ratio"] = fig["nats_p50_ms_n"] / fig["nats_p50_ms_one"]
+
+            await warm_up(served, services[: min(warm, functions)])
+            handlers = handler_processes(worker)
+            fig["warm_processes"] = sum(len(p) for p in handlers.values())
+            fig["python_handler_rss_mib"] = _median_mib(handlers["python"])
+            fig["node_handler_rss_mib"] = _median_mib(handlers["nodejs"])
+            fig["worker_rss_warm_mib"] = rss_kib(worker) * mib
+            all_handlers = [pid for pids in handlers.values() for pid in pids]
+            fig["handlers_rss_warm_mib"] = sum(rss_kib(pid) for pid in all_handlers) * mib
+            fig["handlers_pss_warm_mib"] = sum(pss_kib(pid) for pid in all_handlers) * mib
+            fig["idle_s"] = idle_s
+            fig["reaped_after_s"], fig["warm_after_idle"] = await wait_reaped(
+                worker, floor, idle_s * 2 + 10
+            )
+            fig["worker_rss_after_idle_mib"] = rss_kib(worker) * mib
+    report(fig)
+    return 0
