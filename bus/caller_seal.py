@@ -12,7 +12,6 @@ over whatever a client sent).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import secrets
 
@@ -49,14 +48,13 @@ class CallerSeal:
 
     def _mac(self, invocation_id: str, caller: bytes) -> str:
         message = invocation_id.encode() + b"\n" + caller
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, message, "sha256").hex()
 
     def keyed_id(self, *parts: str) -> str:
         """An id derived from ``parts`` that only holders of the key can compute (an
         Idempotency-Key's invocation id)."""
         message = "\0".join(parts).encode()
-        digest = hmac.new(self._key, b"id\0" + message, hashlib.sha256).hexdigest()
-        return digest[:32]
+        return hmac.digest(self._key, b"id\0" + message, "sha256").hex()[:32]
 
     def headers(self, invocation_id: str, caller: CallerInfo) -> dict[str, str]:
         """The two headers that carry ``caller`` with an invocation."""

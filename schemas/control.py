@@ -13,6 +13,9 @@ import msgspec
 from schemas.base import StoredStruct
 
 HEARTBEAT_S = 0.5  # how often a worker says it is alive (the API's worker watch waits 3 of them)
+# A worker says it took a sync call (Compute-Taken) once the call has run this long: most calls
+# are answered sooner, and the answer says it for free.
+TAKEN_AFTER_S = 0.5
 
 
 class Alive(StoredStruct):

@@ -52,6 +52,16 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(InternalError("internal error; see the API log"))
 
 
+async def answer_error(request: Request, exc: Exception) -> Response:
+    """What the application's exception handlers answer for ``exc`` (for the hot path, which
+    runs outside them)."""
+    if isinstance(exc, ComputeError):
+        return await _compute_error(request, exc)
+    if isinstance(exc, nats.errors.Error):
+        return await _bus_error(request, exc)
+    return await _unexpected(request, exc)
+
+
 def build_app(ctx: ApiContext) -> Starlette:
     app = Starlette(
         routes=[

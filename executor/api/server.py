@@ -18,6 +18,7 @@ from bus.tokens import TokenStore
 from executor.api.admin_token import ensure_admin_token
 from executor.api.app import build_app
 from executor.api.context import ApiContext
+from executor.api.hot_path import HotPath
 from executor.api.nats_auth import NatsAuth
 from executor.api.rate_limits import RateLimits
 from executor.api.worker_watch import WorkerWatch
@@ -99,7 +100,7 @@ async def run_api(
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
-        build_app(ctx),
+        HotPath(build_app(ctx), cors=bool(settings.cors_origins)),
         loop="none",
         http="httptools",
         lifespan="off",

@@ -1,7 +1,8 @@
 """Sync calls to the workers that end early when the worker that took one goes silent.
 
 The API sends each sync invocation with ``Compute-Taken``: the worker that takes it says so
-there at once, and every worker says it is alive every ``HEARTBEAT_S`` on
+there once the call has run ``TAKEN_AFTER_S`` (a quicker answer says it for free), and every
+worker says it is alive every ``HEARTBEAT_S`` on
 ``computebus.workers.alive``. A call whose worker has not been heard of for ``LOST_AFTER_S``
 ends with ``worker_lost`` (503), so a caller of a worker that was killed learns it within
 seconds instead of at the end of its timeout; a call under way when this API's own connection
@@ -23,14 +24,14 @@ from nats.aio.msg import Msg
 
 from bus import subjects
 from schemas.codec import decoder_for
-from schemas.control import HEARTBEAT_S, Alive
+from schemas.control import HEARTBEAT_S, TAKEN_AFTER_S, Alive
 from schemas.errors import Unavailable, WorkerLost
 from schemas.headers import H_TAKEN
 
 LOST_AFTER_S = 3 * HEARTBEAT_S
-# A worker says it took a call as soon as its event loop reads it; one that says nothing this
-# long after the call was sent never got it (it went to a server that died on the way).
-TAKEN_WITHIN_S = 3.0
+# A worker says it took a call TAKEN_AFTER_S after it read it; one that says nothing this long
+# after the call was sent never got it (it went to a server that died on the way).
+TAKEN_WITHIN_S = TAKEN_AFTER_S + 2.5
 _CHECK_S = HEARTBEAT_S / 2
 _NO_RESPONDERS = "503"
 

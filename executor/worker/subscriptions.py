@@ -30,6 +30,7 @@ from schemas import ids
 from schemas.codec import decoder_for, encode
 from schemas.control import (
     HEARTBEAT_S,
+    TAKEN_AFTER_S,
     Alive,
     Blocker,
     ProbeReply,
@@ -48,6 +49,7 @@ from schemas.headers import (
     error_headers,
     new_invocation_id,
 )
+from schemas.invocations import CallerInfo
 
 log = logging.getLogger("computebus.worker")
 
@@ -245,13 +247,16 @@ class Worker:
 
     async def _handle(self, msg: Msg, function: tuple[str, str]) -> None:
         headers = msg.headers or {}
-        invocation_id = self._invocation_id(headers)
+        invocation_id, caller = self._invocation_id(headers)
         taken = headers.get(H_TAKEN)
-        if taken and taken.startswith(REPLY_PREFIXES):  # the caller watches this worker now
-            await self.nc.publish(taken, self._alive())
+        saying_taken = None
+        if taken and taken.startswith(REPLY_PREFIXES):  # the caller watches this worker then
+            saying_taken = asyncio.get_running_loop().call_later(
+                TAKEN_AFTER_S, self._say_taken, taken
+            )
         try:
             try:
-                call = self._call_from(msg, headers, invocation_id)
+                call = self._call_from(msg, headers, invocation_id, caller)
                 outcome = await self.invoker.invoke(call)
             except ComputeError as exc:
                 outcome = Outcome(None, exc)
@@ -260,6 +265,8 @@ class Worker:
                 outcome = Outcome(None, InternalError("the worker failed to run the invocation"))
             await self._reply(msg, outcome, invocation_id)
         finally:  # once answered it is no longer in flight (its record is stored after)
+            if saying_taken is not None:
+                saying_taken.cancel()
             self._leave(function)
             if self._has_room():
                 self.intake.room()
@@ -280,15 +287,22 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self._reply_error(msg, failure, invocation_id)
 
-    def _invocation_id(self, headers: dict[str, str]) -> str:
-        """The API's id for the call when it sealed it; a fresh one for a call straight over NATS
-        (a client naming an id could otherwise overwrite that invocation's record)."""
-        given = headers.get(H_INVOCATION_ID)
-        if given and self.seal.caller(headers, given).via != "nats":
-            return given
-        return new_invocation_id()
+    def _say_taken(self, taken: str) -> None:
+        self._chores.spawn(self.nc.publish(taken, self._alive()))
 
-    def _call_from(self, msg: Msg, headers: dict[str, str], invocation_id: str) -> Call:
+    def _invocation_id(self, headers: dict[str, str]) -> tuple[str, CallerInfo]:
+        """The API's id for the call when it sealed it; a fresh one for a call straight over NATS
+        (a client naming an id could otherwise overwrite that invocation's record). And who
+        called, as the seal (or nats-server) says."""
+        given = headers.get(H_INVOCATION_ID, "")
+        caller = self.seal.caller(headers, given)
+        if given and caller.via != "nats":
+            return given, caller
+        return new_invocation_id(), caller
+
+    def _call_from(
+        self, msg: Msg, headers: dict[str, str], invocation_id: str, caller: CallerInfo
+    ) -> Call:
         parsed = subjects.parse_function_subject(msg.subject)
         if parsed is None:
             raise InvalidRequest(f"{msg.subject} is not a function subject")
@@ -297,7 +311,6 @@ class Worker:
                 f"no function {parsed[0]}/{parsed[1]}: a function's subject names its service id "
                 "(compute_asset.service, nine digits), not its name"
             )
-        caller = self.seal.caller(headers, invocation_id)
         return call_from_headers(
             parsed[0], parsed[1], msg.data, headers, invocation_id, caller=caller
         )

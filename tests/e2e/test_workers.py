@@ -10,7 +10,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import msgspec
+import nats
+from nats.aio.msg import Msg
 
+from schemas.control import TAKEN_AFTER_S, Alive
+from schemas.headers import H_TAKEN
 from tests.helpers import MakeFunction, Stack, wait_for_workers, workers_ready
 
 NOOP = {"index.py": "def handler(event, context):\n    return 1\n"}
@@ -154,3 +159,39 @@ async def test_callers_of_a_killed_worker_hear_worker_lost_within_seconds(
     assert len(lost) == 3, results
     assert all(status == 503 and at - killed < 3.0 for status, _, at in lost), results
     assert sorted(code for _, code, _ in results if code != "worker_lost") == ["timeout"] * 3
+
+
+SLEEPS_1S = {"index.py": "import time\ndef handler(event, context):\n    time.sleep(1)\n"}
+
+
+async def test_a_worker_says_it_took_a_call_only_once_the_call_has_run_a_while(
+    stack: Stack, make_function: MakeFunction
+) -> None:
+    quick = await make_function(NOOP, runtime="python")
+    slow = await make_function(SLEEPS_1S, runtime="python", timeout=5000)
+    nc = await nats.connect(stack.nats_url)
+    try:
+        loop = asyncio.get_running_loop()
+        notices: list[tuple[float, bytes]] = []
+
+        async def noted(msg: Msg) -> None:
+            notices.append((loop.time(), msg.data))
+
+        where = nc.new_inbox()
+        await nc.subscribe(where, cb=noted)
+        await nc.request(quick.subject, b"null", headers={H_TAKEN: where}, timeout=30)  # warm
+        answered = await nc.request(quick.subject, b"null", headers={H_TAKEN: where}, timeout=30)
+        assert answered.data == b"1"
+        await asyncio.sleep(TAKEN_AFTER_S + 0.3)
+        assert notices == []  # answered within TAKEN_AFTER_S: the answer says it for free
+
+        await nc.request(slow.subject, b"null", headers={H_TAKEN: where}, timeout=30)  # warm
+        notices.clear()
+        sent = loop.time()
+        await nc.request(slow.subject, b"null", headers={H_TAKEN: where}, timeout=30)
+        assert len(notices) == 1, notices
+        at, data = notices[0]
+        assert TAKEN_AFTER_S - 0.05 <= at - sent < 1.0
+        assert msgspec.json.decode(data, type=Alive).worker  # which worker to watch
+    finally:
+        await nc.close()
