@@ -3,6 +3,7 @@ its host uid lease. Freezing between invocations and the idle-CPU check live her
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from executor.runtime.cgroups import ProcessCgroup
@@ -10,6 +11,10 @@ from executor.runtime.sandbox_users import UidLease
 
 # CPU a process may gain while it should be idle before it is killed (where nothing freezes it).
 IDLE_CPU_SLACK_NS = 50_000_000
+# A process is frozen once it has been idle this long, not at the end of every invocation: a
+# freeze and a thaw cost more than a no-op invocation, and a process in steady use would pay
+# both every time. What a handler leaves running gets at most this much after each invocation.
+FREEZE_AFTER_S = 0.01
 
 
 class Confinement:
@@ -20,24 +25,40 @@ class Confinement:
         self.uid = uid
         self._freezes = freezes and cgroup is not None
         self._frozen = False
+        self._freezing: asyncio.TimerHandle | None = None
         self._idle_since_ns: int | None = None
 
     def pause(self) -> None:
-        """The invocation is over: no CPU until the next one (frozen, or at least watched)."""
+        """The invocation is over: no CPU until the next one (frozen within ``FREEZE_AFTER_S``
+        unless the next one comes first, or at least watched)."""
         if self.cgroup is None:
             return
         if self._freezes:
-            with contextlib.suppress(OSError):
-                self.cgroup.freeze()
-                self._frozen = True
+            self._freezing = asyncio.get_running_loop().call_later(FREEZE_AFTER_S, self._freeze)
         else:
             self._idle_since_ns = self.cgroup.cpu_usage_ns()
 
+    def _freeze(self) -> None:
+        self._freezing = None
+        if self.cgroup is not None:
+            with contextlib.suppress(OSError):
+                self.cgroup.freeze()
+                self._frozen = True
+
     def resume(self) -> None:
-        if self._frozen and self.cgroup is not None:
+        if self._freezing is not None:
+            self._freezing.cancel()
+            self._freezing = None
+        elif self._frozen and self.cgroup is not None:
             self.cgroup.thaw()
             self._frozen = False
         self._idle_since_ns = None
+
+    def cancel_freeze(self) -> None:
+        """Before a kill: nothing is to be frozen any more (call from the event loop)."""
+        if self._freezing is not None:
+            self._freezing.cancel()
+            self._freezing = None
 
     def used_cpu_while_idle(self) -> bool:
         """Did the process run while it had no invocation (threads left behind by a handler)?"""

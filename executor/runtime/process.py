@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -114,15 +115,19 @@ class HandlerProcess:
         preexec: Callable[[], None] | None = None,
         setup_fds: tuple[int, ...] = (),
         max_reply_bytes: int = 64 * 1024 * 1024,
+        in_thread: bool = False,
     ) -> HandlerProcess:
         """Start ``argv`` with the two pipe fds appended; ``setup_fds`` (the sandbox's own setup
-        fds) are passed too and closed here once the child has them."""
+        fds) are passed too and closed here once the child has them. ``in_thread``: fork and
+        wait for the exec in a thread, not blocking the event loop meanwhile (the fork and the
+        child's setup take milliseconds); only for a start nobody cancels."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         log_r, log_w = os.pipe()
         child_fds = (request_r, reply_w)
         try:
-            process = subprocess.Popen(
+            start = functools.partial(
+                subprocess.Popen,
                 [*argv, *(str(fd) for fd in child_fds)],
                 stdin=subprocess.DEVNULL,
                 stdout=log_w,
@@ -134,6 +139,7 @@ class HandlerProcess:
                 start_new_session=True,
                 preexec_fn=preexec,
             )
+            process = await asyncio.to_thread(start) if in_thread else start()
         except BaseException:
             for fd in (request_r, request_w, reply_r, reply_w, log_r, log_w):
                 os.close(fd)
@@ -285,6 +291,7 @@ class HandlerProcess:
         self._closed = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        self.confinement.cancel_freeze()
         await asyncio.to_thread(self.confinement.kill_all)
         await self._wait_exit()
         self.out_of_memory = self.confinement.oom_killed()

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from executor.runtime.confinement import FREEZE_AFTER_S
 from executor.runtime.launch import open_sandbox
 from executor.runtime.process import ProcessGone
 from executor.runtime.sandbox import Sandbox, SandboxUnusable
@@ -128,6 +129,29 @@ async def test_without_a_freezer_cpu_used_while_idle_retires_the_process(
         await process.invoke(handler_request({"op": "threads_then_return"}), 10.0)
         await asyncio.sleep(0.5)
         assert not process.well_behaved  # its threads burned CPU with no invocation
+    finally:
+        await process.kill()
+
+
+async def test_with_a_freezer_what_a_handler_leaves_running_stops_once_it_is_idle(
+    cgroup_only: Sandbox, workspace: Path
+) -> None:
+    assert cgroup_only.cgroups is not None
+    features = cgroup_only.cgroups.features
+    if not (features.freeze and features.cpu_usage):
+        pytest.skip("no freezer or no CPU accounting in these cgroups")
+    process = await spawn_python_handler(cgroup_only, workspace)
+    cgroup = process.confinement.cgroup
+    assert cgroup is not None
+    try:
+        await process.invoke(handler_request({"op": "threads_then_return"}), 10.0)
+        await asyncio.sleep(FREEZE_AFTER_S + 0.2)
+        frozen_at = cgroup.cpu_usage_ns()
+        await asyncio.sleep(0.5)
+        assert frozen_at is not None and cgroup.cpu_usage_ns() == frozen_at  # no CPU at all
+        assert process.well_behaved
+        reply, _ = await process.invoke(handler_request({"op": "ok"}), 10.0)  # thawed for it
+        assert reply.ok
     finally:
         await process.kill()
 
