@@ -18,6 +18,7 @@ from nats.js.kv import KeyValue
 
 from bus import subjects
 from bus.kv import open_bucket
+from bus.registry_index import RegistryIndex
 from bus.scan import scan_last_per_subject
 from schemas.codec import decoder_for, encode
 from schemas.errors import FunctionExists, InternalError, PayloadTooLarge
@@ -25,6 +26,8 @@ from schemas.functions import FunctionRecord, Revision
 
 _ID_ATTEMPTS = 20
 _KV_HEADROOM = 1024  # subject and headers of a KV message
+# How long a listing waits for the index to catch up with the stream before it scans instead.
+_INDEX_WAIT_S = 0.5
 
 
 def name_hash(name: str) -> str:
@@ -42,6 +45,7 @@ class Registry:
         self.js = js
         self.kv = kv
         self._max_record = max_payload - _KV_HEADROOM
+        self.index = RegistryIndex()  # fed by this process's RegistryView, when it has one
 
     @classmethod
     async def open(cls, js: JetStreamContext, max_payload: int, *, replicas: int = 1) -> Registry:
@@ -98,8 +102,20 @@ class Registry:
         found = [decode(data) async for data in scan]
         return sorted(found, key=lambda r: r.number)
 
+    async def _index_current(self) -> bool:
+        """Whether the index holds every write the stream has now (else the caller scans)."""
+        if not self.index.live:
+            return False
+        try:
+            info = await self.js.stream_info(subjects.FUNCTIONS_STREAM)
+        except nats.js.errors.NotFoundError:
+            return False
+        return await self.index.reached(info.state.last_seq, _INDEX_WAIT_S)
+
     async def collection_bundles(self, ct: str) -> dict[str, int]:
         """The bundles the collection's revisions use, each with its decoded size."""
+        if await self._index_current():
+            return self.index.collection_bundles(ct)
         decode = decoder_for(Revision).decode
         keys = subjects.kv_subject(subjects.revision_key_filter(ct))
         found: dict[str, int] = {}
@@ -177,6 +193,9 @@ class Registry:
         return decoder_for(Revision).decode(entry.value) if entry.value else None
 
     async def list_functions(self, ct: str | None = None) -> list[FunctionRecord]:
+        """By collection, then created, then service id."""
+        if await self._index_current():
+            return self.index.functions(ct)
         decode = decoder_for(FunctionRecord).decode
         keys = subjects.kv_subject(subjects.function_key_filter(ct or "*"))
         scan = scan_last_per_subject(self.js, subjects.FUNCTIONS_STREAM, keys)

@@ -40,31 +40,46 @@ class RegistryView:
     async def start(self) -> None:
         self._follower = KvFollower(self.registry.kv, subjects.FUNCTIONS_BUCKET, self._apply)
         await self._follower.start()
+        self.registry.index.live = True
 
     async def close(self) -> None:
+        self.registry.index.live = False
         if self._follower is not None:
             await self._follower.close()
 
     def _apply(self, key: str, value: bytes | None, seq: int) -> None:
+        try:
+            self._take(key, value, seq)
+        finally:
+            self.registry.index.saw(seq)
+
+    def _take(self, key: str, value: bytes | None, seq: int) -> None:
+        index = self.registry.index
         parts = key.split(".")
         deleted = value is None
         if parts[0] == "fn" and len(parts) == 3:
             fkey = (parts[1], parts[2])
             if deleted:
+                index.drop_function(*fkey)
                 self._functions.pop(fkey, None)
                 for callback in self.on_function_gone:
                     callback(*fkey)
             else:
                 assert value is not None
-                self._remember(fkey, seq, decoder_for(FunctionRecord).decode(value))
+                record = decoder_for(FunctionRecord).decode(value)
+                index.put_function(*fkey, record)
+                self._remember(fkey, seq, record)
         elif parts[0] == "rev" and len(parts) == 4:
             rkey = (parts[1], parts[2], int(parts[3]))
             if deleted:
+                index.drop_revision(*rkey)
                 self._revisions.pop(rkey, None)
                 for gone in self.on_revision_gone:
                     gone(*rkey)
             elif value is not None:
-                self._revisions[rkey] = decoder_for(Revision).decode(value)
+                revision = decoder_for(Revision).decode(value)
+                index.put_revision(rkey[0], rkey[1], revision)
+                self._revisions[rkey] = revision
         elif parts[0] == "name" and len(parts) == 3:
             if deleted:
                 self._names.pop((parts[1], parts[2]), None)

@@ -65,7 +65,15 @@ def _readable(request: Request) -> Callable[[str], bool]:
     if caller is None:
         return lambda ct: False
     grants = caller.grants
-    return lambda ct: grants.allows("read", ct)
+    known: dict[str, bool] = {}  # a listing asks once per record, of few collections
+
+    def readable(ct: str) -> bool:
+        allowed = known.get(ct)
+        if allowed is None:
+            allowed = known[ct] = grants.allows("read", ct)
+        return allowed
+
+    return readable
 
 
 async def list_functions(request: Request) -> Response:
