@@ -9,7 +9,10 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from nats.aio.client import Client
 
+from bus import nats_headers
+
 log = logging.getLogger("computebus.bus")
+nats_headers.install()
 
 # Publishes buffer client-side while reconnecting; room for several 8 MiB payloads.
 PENDING_SIZE = 64 * 1024 * 1024
