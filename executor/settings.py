@@ -78,6 +78,9 @@ class Settings:
     python: str | None = None
     node: str | None = None
     sandbox_uids: tuple[int, int] = (1_500_000_000, 1_500_065_535)
+    # Handler processes each worker starts ahead of time per runtime (and limits in use), so a
+    # new revision's first process is already running; 0 turns them off.
+    spares: int = 1
     # Access: whether /metrics and /openapi.json answer without a token (unset: only when the
     # API listens on loopback), and the browser origins allowed to call the API (CORS;
     # comma-separated, "*" for any).
@@ -149,6 +152,8 @@ class Settings:
                     f"{env_name(name)} must be at least {MIN_COLLECTION_BUDGET} (16 MiB), "
                     f"got {getattr(self, name)}"
                 )
+        if self.spares < 0:
+            raise SettingsError(f"{env_name('spares')} must be 0 or more, got {self.spares}")
         if self.isolation not in ISOLATION_LEVELS:
             raise SettingsError(
                 f"{env_name('isolation')} must be one of {', '.join(ISOLATION_LEVELS)}, "

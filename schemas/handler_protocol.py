@@ -1,6 +1,8 @@
 """Frames between a worker and a handler process, over the dedicated request and reply pipes.
 
-Each frame is a 4-byte big-endian length, an 8-byte nonce and a JSON document. The worker draws
+Each frame is a 4-byte big-endian length, an 8-byte nonce and a JSON document. The first request
+a process gets is its ``Assignment`` (a spare process starts before anyone knows which revision
+it will serve); every later one is an invocation (or a load check). The worker draws
 a fresh random nonce for every request and the reply must carry it back: a frame the worker did
 not ask for, or one with another request's nonce, is a forgery by the handler's own code (which
 shares the process with the bootstrap) and kills the process. The event and the result travel
@@ -18,6 +20,21 @@ from schemas.invocations import HandlerContext
 
 HEADER = struct.Struct(">I8s")
 NONCE_BYTES = 8
+
+
+class Assignment(Struct):
+    """What makes a started process one revision's: its workspace as the process sees it, the
+    handler's file (relative to it) and export, and the function's env_vars (``NAME=VALUE``),
+    set before the handler loads. Sent once, first, over the process's own request pipe."""
+
+    workspace: str
+    file: str
+    export: str
+    env: list[str]
+
+
+class AssignRequest(Struct):
+    assign: Assignment
 
 
 class HandlerRequest(Struct):

@@ -68,6 +68,9 @@ async def stack(
         bundle_gc_grace_s=0.0,
         allow_network=True,
         async_ack_wait_s=2.0,
+        # No processes starting in the background, so that tests can count what an invocation
+        # left; tests/e2e/test_spares.py runs workers with spares.
+        spares=0,
     )
     stop = asyncio.Event()
     worker_ready = asyncio.Event()

@@ -24,7 +24,7 @@ import msgspec
 from bus.connect import connect
 from bus.tokens import TokenStore
 from executor.api.server import run_api
-from executor.runtime.launch import launch, launch_plan
+from executor.runtime.launch import Handler, launch_assigned, launch_plan
 from executor.runtime.limits import Limits
 from executor.runtime.process import HandlerProcess
 from executor.runtime.sandbox import Sandbox
@@ -248,16 +248,9 @@ async def spawn_python_handler(
     sandbox: Sandbox, workspace: Path, memory_mb: int = 256
 ) -> HandlerProcess:
     """A python handler process for ``workspace/index.py`` at ``sandbox``'s level."""
-    plan = launch_plan(
-        sandbox,
-        runtime="python",
-        handler_file="index.py",
-        export="handler",
-        workspace=workspace,
-        env_vars=[],
-        limits=Limits(memory_mb),
-    )
-    return await launch(sandbox, plan, log_cap=4096, max_reply_bytes=1 << 20)
+    plan = launch_plan(sandbox, runtime="python", workspace=workspace, limits=Limits(memory_mb))
+    handler = Handler("index.py", "handler", [])
+    return await launch_assigned(sandbox, plan, handler, log_cap=4096, max_reply_bytes=1 << 20)
 
 
 # A handler that reports every run to the test's execution counter (over loopback, so the

@@ -1,10 +1,12 @@
 """``computebus bench --cold``: cold start from create to first result, whole and in parts.
 
 For each runtime, ``rounds`` times: an HTTP create of a new no-op function (the API has a worker
-load it, which starts its first process), then its first sync invoke over HTTP. The worker's
-parts come from its ``computebus.coldstart`` log line (bundle fetch, unpack, sandbox spawn,
-handler load) and the first invoke's monitor record (its time inside the worker). A bare
-process (no sandbox, spawn plus first call) is measured in the same run as the baseline.
+load it, which starts its first process or assigns it a spare), then its first sync invoke over
+HTTP; one round every ``GAP_S`` (a worker makes a taken spare again in the meantime). The
+worker's parts come from its ``computebus.coldstart`` log line (bundle fetch, unpack, sandbox
+spawn or spare assignment, handler load) and the first invoke's monitor record (its time inside
+the worker). A bare process (no sandbox, spawn plus first call) is measured in the same run as
+the baseline.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from executor.settings import Settings
 
 _COLD_LINE = re.compile(
     r"cold start (?P<ct>[^/]+)/(?P<ft>[^/]+)/\d+: bundle (?P<bundle>[\d.]+) ms, "
-    r"unpack (?P<unpack>[\d.]+) ms, spawn (?P<spawn>[\d.]+) ms, load (?P<load>[\d.]+) ms"
+    r"unpack (?P<unpack>[\d.]+) ms, spawn (?P<spawn>[\d.]+) ms, load (?P<load>[\d.]+) ms "
+    r"\((?P<source>a spare|a new process)\)"
 )
+GAP_S = 0.5
 PARTS = ("create", "first_invoke", "bundle", "unpack", "spawn", "load", "first_call")
 
 
@@ -53,6 +57,7 @@ class _WorkerLog:
             if found:
                 parts = ("bundle", "unpack", "spawn", "load")
                 self.lines[found["ft"]] = {p: float(found[p]) for p in parts}
+                self.lines[found["ft"]]["spare"] = float(found["source"] == "a spare")
                 self._arrived.set()
 
     async def parts_of(self, service: str) -> dict[str, float]:
@@ -180,6 +185,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 async def run_cold_bench(rounds: int = 20) -> int:
     results: dict[str, dict[str, dict[str, float]]] = {}
+    spares: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="computebus-bench-cold-") as tmp:
         os.chmod(tmp, 0o755)  # the sandbox's uid must reach the workspaces
         async with _serve(Path(tmp) / "cb") as (api, worker_log):
@@ -187,16 +193,23 @@ async def run_cold_bench(rounds: int = 20) -> int:
             auth = {"Authorization": f"Bearer {api.token}"}
             async with httpx.AsyncClient(base_url=api.url, timeout=60, headers=auth) as client:
                 for runtime in runtimes:
-                    rows = [await _one(client, worker_log, runtime, n) for n in range(rounds + 1)]
+                    rows = []
+                    for n in range(rounds + 1):
+                        await asyncio.sleep(GAP_S)
+                        rows.append(await _one(client, worker_log, runtime, n))
                     rows = rows[1:]  # the first warms the API's and the worker's code paths
                     results[runtime] = {
                         part: _summary([row[part] for row in rows]) for part in ("whole", *PARTS)
                     }
+                    spares[runtime] = int(sum(row["spare"] for row in rows))
         bare = await _bare(runtimes, rounds, Path(tmp))
     for runtime, row in results.items():
         row["bare_spawn_and_first_call"] = _summary(bare[runtime])
-        print(f"{runtime}: whole (create + first invoke) p50 {row['whole']['p50_ms']:.1f} ms")
+        print(
+            f"{runtime}: whole (create + first invoke) p50 {row['whole']['p50_ms']:.1f} ms, "
+            f"{spares[runtime]} of {rounds} on a spare"
+        )
         for part, figures in row.items():
             print(f"  {part:<26} p50 {figures['p50_ms']:8.3f} ms   p99 {figures['p99_ms']:8.3f} ms")
-    print(json.dumps({"rounds": rounds, **results}))
+    print(json.dumps({"rounds": rounds, "on_a_spare": spares, **results}))
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from executor.runtime.launch import launch, launch_plan, open_sandbox
+from executor.runtime.launch import Handler, launch_assigned, launch_plan, open_sandbox
 from executor.runtime.limits import Limits
 from executor.runtime.process import HandlerProcess
 from executor.runtime.sandbox import Sandbox
@@ -45,16 +45,9 @@ def _request() -> bytes:
 
 async def _spawn(sandbox: Sandbox, runtime: str, workspace: Path) -> HandlerProcess:
     file, _ = SOURCES[runtime]
-    plan = launch_plan(
-        sandbox,
-        runtime=runtime,
-        handler_file=file,
-        export="handler",
-        workspace=workspace,
-        env_vars=[],
-        limits=Limits(256),
-    )
-    return await launch(sandbox, plan, log_cap=4096, max_reply_bytes=1 << 20)
+    plan = launch_plan(sandbox, runtime=runtime, workspace=workspace, limits=Limits(256))
+    handler = Handler(file, "handler", [])
+    return await launch_assigned(sandbox, plan, handler, log_cap=4096, max_reply_bytes=1 << 20)
 
 
 async def _measure(

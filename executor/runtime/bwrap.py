@@ -18,9 +18,6 @@ log = logging.getLogger("computebus.sandbox")
 WORKSPACE_INSIDE = "/workspace"
 BOOTSTRAPS_INSIDE = "/opt/computebus"
 INTERPRETERS_INSIDE = {"python": "/opt/python", "nodejs": "/opt/node"}
-# The function's env_vars inside the sandbox, and the variable that tells the bootstrap where.
-ENVIRONMENT_INSIDE = "/opt/environment"
-ENVIRONMENT_VARIABLE = "COMPUTEBUS_ENVIRONMENT"
 UNPRIVILEGED_ID = "65534"  # nobody, as the handler sees itself under bubblewrap
 TMP_BYTES = 64 * 1024 * 1024
 # Runtime paths that exist on most systems; only the ones present are bound (read-only).
@@ -77,12 +74,10 @@ def sandbox_view(
     interpreter, the bootstraps and the workspace, a masked /proc; and the interpreter's path
     as seen inside."""
     python = runtime == "python"
-    # bubblewrap (root on the host) and setpriv (root until it drops to the uid) never see
-    # the function's env_vars: the bootstrap reads them from a file only the sandbox has
-    # and sets them before it loads the handler. Options travel in a memfd, not on the
-    # command line, which anyone can read through ps.
+    # Options travel in a memfd, not on the command line, which anyone can read through ps.
+    # The function's env_vars are not here at all: they reach the bootstrap in its first frame.
     args.append("--clearenv")
-    for name, value in {**env, ENVIRONMENT_VARIABLE: ENVIRONMENT_INSIDE}.items():
+    for name, value in env.items():
         args += ["--setenv", name, value]
     # Directories bwrap makes on the way to a mount point are 0700 when it runs as root.
     for parent in ("/etc", "/opt"):

@@ -14,23 +14,15 @@ BOOTSTRAPS = (PYTHON_BOOTSTRAP, NODE_BOOTSTRAP)
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def handler_argv(
-    runtime: str,
-    exe: str,
-    bootstraps: str,
-    workspace: str,
-    handler_file: str,
-    export: str,
-    memory_mb: int,
-) -> list[str]:
+def handler_argv(runtime: str, exe: str, bootstraps: str, memory_mb: int) -> list[str]:
     """The argv up to (not including) the two pipe fds the instance appends; every path is as
-    the process sees it (inside the sandbox)."""
+    the process sees it (inside the sandbox). Nothing of a revision: that comes in the first
+    frame (``schemas.handler_protocol.Assignment``)."""
     if runtime == "python":
         # -S: no site module, so no .pth file of the worker's site-packages runs in the handler.
-        bootstrap = f"{bootstraps}/{PYTHON_BOOTSTRAP.name}"
-        return [exe, "-I", "-S", "-B", "-u", bootstrap, workspace, handler_file, export]
+        return [exe, "-I", "-S", "-B", "-u", f"{bootstraps}/{PYTHON_BOOTSTRAP.name}"]
     bootstrap = f"{bootstraps}/{NODE_BOOTSTRAP.name}"
-    return [exe, f"--max-old-space-size={memory_mb}", bootstrap, workspace, handler_file, export]
+    return [exe, f"--max-old-space-size={memory_mb}", bootstrap]
 
 
 def base_env(tmp_dir: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Starting a handler process: the runtime's command, wrapped in the sandbox, in its own cgroup
-and under its own uid; and the start-up check that each runtime can start that way at all."""
+and under its own uid; assigning it to a revision (its first frame); and the start-up check that
+each runtime can start that way at all."""
 
 from __future__ import annotations
 
@@ -7,56 +8,67 @@ import asyncio
 import functools
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from executor.runtime.commands import base_env, handler_argv
 from executor.runtime.interpreters import find_interpreters
 from executor.runtime.limits import Limits
-from executor.runtime.process import HandlerProcess
+from executor.runtime.process import HandlerProcess, ProcessGone
 from executor.runtime.sandbox import LEVELS, LaunchPlan, Sandbox, SandboxUnusable
 from executor.runtime.sandbox_users import SandboxUsers
 from executor.runtime.workspace_root import workspace_root
 from executor.settings import Settings
+from schemas.handler_protocol import Assignment, AssignRequest, request_encoder
 
 _CHECK_TIMEOUT_S = 30.0
 _CHECK_UNREADABLE = 3  # the bootstraps' --check exit code for a directory they cannot read
+# For the bootstrap to start and answer its assignment; where a caller waits for it, the
+# invocation's own timeout is the bound (this one is for a process nobody waits for).
+_ASSIGN_TIMEOUT_S = 60.0
 _SETTINGS = {
     "python": ("COMPUTEBUS_PYTHON", "/usr/bin/python3"),
     "nodejs": ("COMPUTEBUS_NODE", "/usr/bin/node"),
 }
 
 
-def launch_plan(
-    sandbox: Sandbox,
-    *,
-    runtime: str,
-    handler_file: str,
-    export: str,
-    workspace: Path,
-    env_vars: list[str],
-    limits: Limits,
-) -> LaunchPlan:
-    """How every process of one revision starts (computed once per revision)."""
+@dataclass(frozen=True)
+class Handler:
+    """What a process needs to serve one revision, besides its workspace: the handler's file
+    (relative to the workspace) and export, and the function's env_vars."""
+
+    file: str
+    export: str
+    env_vars: list[str]
+
+
+def launch_plan(sandbox: Sandbox, *, runtime: str, workspace: Path, limits: Limits) -> LaunchPlan:
+    """How a process of ``runtime`` with ``limits`` starts, ``workspace`` bound read-only (a
+    revision's, or a spare's own empty directory)."""
     return sandbox.plan(
         runtime,
-        lambda exe, bootstraps, inside: handler_argv(
-            runtime, exe, bootstraps, inside, handler_file, export, limits.memory_mb
-        ),
+        lambda exe, bootstraps, inside: handler_argv(runtime, exe, bootstraps, limits.memory_mb),
         workspace=workspace,
         env=base_env("/tmp"),
-        env_vars=env_vars,
         limits=limits,
     )
 
 
 async def launch(
-    sandbox: Sandbox, plan: LaunchPlan, *, log_cap: int, max_reply_bytes: int
+    sandbox: Sandbox,
+    plan: LaunchPlan,
+    *,
+    log_cap: int,
+    max_reply_bytes: int,
+    kind: type[HandlerProcess] = HandlerProcess,
+    in_thread: bool = False,
 ) -> HandlerProcess:
-    """Start one process of ``plan`` with a fresh cgroup and uid (given back if it fails)."""
+    """Start one process of ``plan`` with a fresh cgroup and uid (given back if it fails); it
+    serves nothing until it is assigned. ``in_thread``: see ``HandlerProcess.spawn``."""
     confinement = sandbox.confine(plan.limits)
     try:
         spawn = sandbox.spawn(plan, confinement)
-        return await HandlerProcess.spawn(
+        return await kind.spawn(
             spawn.argv,
             env=plan.env,
             cwd=plan.cwd,
@@ -65,11 +77,34 @@ async def launch(
             preexec=spawn.preexec,
             setup_fds=spawn.setup_fds,
             max_reply_bytes=max_reply_bytes,
+            in_thread=in_thread,
         )
     except BaseException:
         await asyncio.to_thread(confinement.kill_all)  # the child may have entered its cgroup
         confinement.release()
         raise
+
+
+async def assign(process: HandlerProcess, workspace: str, handler: Handler) -> None:
+    """Make ``process`` one revision's (``workspace`` as the process sees it); once only. A
+    process that does not take it, or whose waiter gives up, is killed."""
+    body = AssignRequest(Assignment(workspace, handler.file, handler.export, handler.env_vars))
+    try:
+        reply, _ = await process.invoke(request_encoder.encode(body), _ASSIGN_TIMEOUT_S)
+        if not reply.ok:
+            raise ProcessGone("the handler process refused its assignment")
+    except BaseException:
+        await process.kill()
+        raise
+
+
+async def launch_assigned(
+    sandbox: Sandbox, plan: LaunchPlan, handler: Handler, *, log_cap: int, max_reply_bytes: int
+) -> HandlerProcess:
+    """A new process of ``plan``, assigned to ``handler`` in the plan's own workspace."""
+    process = await launch(sandbox, plan, log_cap=log_cap, max_reply_bytes=max_reply_bytes)
+    await assign(process, plan.workspace, handler)
+    return process
 
 
 def open_sandbox(settings: Settings, name: str) -> tuple[Sandbox, Path]:
@@ -101,7 +136,6 @@ def check_runtimes(sandbox: Sandbox, workspaces: Path) -> None:
             functools.partial(_check_argv, runtime),
             workspace=workspaces,
             env=base_env("/tmp"),
-            env_vars=[],
             limits=Limits(256),
         )
         confinement = sandbox.confine(plan.limits)
@@ -163,5 +197,4 @@ def _refusal(
 
 def _check_argv(runtime: str, exe: str, bootstraps: str, workspace: str) -> list[str]:
     """The bootstrap's ``--check WORKSPACE``: it starts, can enter the directory, and exits."""
-    argv = handler_argv(runtime, exe, bootstraps, workspace, "-", "-", 256)
-    return [*argv[:-3], "--check", workspace]
+    return [*handler_argv(runtime, exe, bootstraps, 256), "--check", workspace]

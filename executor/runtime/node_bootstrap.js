@@ -1,6 +1,8 @@
 // Runs inside a Node.js handler process; loads nothing of computebus.
-// argv: workspace, handler file (relative), export name, request fd, reply fd; or --check DIR
-// (start, make sure DIR can be entered, exit: the worker's start-up check).
+// argv: request fd, reply fd; or --check DIR (start, make sure DIR can be entered, exit: the
+// worker's start-up check). The first request is the process's assignment: its workspace, the
+// handler's file and export, and the function's env_vars; every later one is an invocation (a
+// spare process waits for the first with node started and this file loaded).
 // Frames on both pipes are a 4-byte big-endian length, an 8-byte nonce and a JSON document; a
 // reply carries its request's nonce.
 'use strict';
@@ -17,19 +19,24 @@ if (process.argv[2] === '--check') {
   }
   process.exit(0);
 }
-// The function's env_vars, from the file the sandbox gives (NUL-separated NAME=VALUE), so that
-// nothing that ran as root before this process saw them.
-const environmentFile = process.env.COMPUTEBUS_ENVIRONMENT;
-delete process.env.COMPUTEBUS_ENVIRONMENT;
-if (environmentFile) {
-  for (const item of fs.readFileSync(environmentFile, 'utf8').split('\0')) {
-    const eq = item.indexOf('=');
-    if (eq > 0) process.env[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-}
-const [workspace, relFile, exportName, reqFd, replyFd] = process.argv.slice(2);
-process.chdir(workspace);
+const [reqFd, replyFd] = process.argv.slice(2);
 const HEADER = 12;
+let workspace = null;
+let relFile = null;
+let exportName = null;
+
+// The first frame: the function's env_vars (over the pipe, so nothing that ran as root before
+// this process saw them) and the workspace to enter.
+function takeAssignment(nonce, message) {
+  const assignment = message.assign;
+  for (const item of assignment.env) {
+    const eq = item.indexOf('=');
+    process.env[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  ({ workspace, file: relFile, export: exportName } = assignment);
+  process.chdir(workspace);
+  writeReply(nonce, '{"ok":true,"result":null}');
+}
 
 let handler = null;
 let pending = Buffer.alloc(0);
@@ -150,8 +157,14 @@ function pump() {
   const nonce = Buffer.from(pending.subarray(4, HEADER));
   const body = pending.subarray(HEADER, HEADER + size);
   pending = pending.subarray(HEADER + size);
+  const message = JSON.parse(body.toString('utf8'));
+  if (workspace === null) {
+    takeAssignment(nonce, message);
+    setImmediate(pump);
+    return;
+  }
   busy = true;
-  current = { nonce, message: JSON.parse(body.toString('utf8')) };
+  current = { nonce, message };
   run(current);
 }
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from executor.runtime.process import HandlerProcess
+from executor.runtime.spares import Spares
 from schemas.errors import ComputeError, Overloaded
 
 RevisionKey = tuple[str, str, int]
@@ -152,12 +153,20 @@ class RevisionPool:
 
 
 class InstancePool:
-    """Every revision's pool on this worker, and at most ``max_processes`` processes in all: a
-    new one takes the place of the idle process used longest ago, else the call is refused."""
+    """Every revision's pool on this worker, and at most ``max_processes`` processes in all,
+    spares included: a new one takes the place of a spare, else of the idle process used longest
+    ago, else the call is refused."""
 
     def __init__(
-        self, *, max_per_revision: int, max_waiters: int, idle_s: float, max_processes: int
+        self,
+        *,
+        max_per_revision: int,
+        max_waiters: int,
+        idle_s: float,
+        max_processes: int,
+        spares: Spares | None = None,
     ) -> None:
+        self._spares = spares
         self._pools: dict[RevisionKey, RevisionPool] = {}
         self._max_per_revision = max_per_revision
         self._max_waiters = max_waiters
@@ -173,8 +182,17 @@ class InstancePool:
             )
         return pool
 
+    def has_room(self) -> bool:
+        """Whether one more process (of a pool, or a spare) may start."""
+        spares = self._spares.count if self._spares is not None else 0
+        return sum(pool.size for pool in self._pools.values()) + spares < self._max_processes
+
     def _make_room(self, dead: list[HandlerProcess]) -> bool:
-        if sum(pool.size for pool in self._pools.values()) < self._max_processes:
+        if self.has_room():
+            return True
+        spare = self._spares.give_up_one() if self._spares is not None else None
+        if spare is not None:
+            dead.append(spare)
             return True
         idle = [(t, pool) for pool in self._pools.values() if (t := pool.oldest_idle_use)]
         if not idle:
@@ -187,6 +205,8 @@ class InstancePool:
 
     def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap_forever())
+        if self._spares is not None:
+            self._spares.start(self.has_room)
 
     async def _reap_forever(self) -> None:
         while True:
@@ -208,6 +228,8 @@ class InstancePool:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        if self._spares is not None:
+            await self._spares.close()
         for pool in list(self._pools.values()):
             await pool.close()
         self._pools.clear()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import signal
 import subprocess
@@ -126,19 +125,21 @@ class HandlerProcess:
         log_r, log_w = os.pipe()
         child_fds = (request_r, reply_w)
         try:
-            start = functools.partial(
-                subprocess.Popen,
-                [*argv, *(str(fd) for fd in child_fds)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_w,
-                stderr=log_w,
-                pass_fds=(*child_fds, *setup_fds),
-                close_fds=True,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=preexec,
-            )
+
+            def start() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    [*argv, *(str(fd) for fd in child_fds)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_w,
+                    stderr=log_w,
+                    pass_fds=(*child_fds, *setup_fds),
+                    close_fds=True,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,
+                    preexec_fn=preexec,
+                )
+
             process = await asyncio.to_thread(start) if in_thread else start()
         except BaseException:
             for fd in (request_r, request_w, reply_r, reply_w, log_r, log_w):

@@ -1,7 +1,9 @@
 """Runs inside a Python handler process. Standard library only: it must not see computebus.
 
-argv: workspace, handler file (relative), export name, request fd, reply fd; or ``--check DIR``
-(start, make sure DIR can be entered, exit: the worker's start-up check).
+argv: request fd, reply fd; or ``--check DIR`` (start, make sure DIR can be entered, exit: the
+worker's start-up check). The first request is the process's assignment: its workspace, the
+handler's file and export, and the function's env_vars; every later one is an invocation. It may
+wait long for the first (a spare started ahead of time), with everything it imports imported.
 Frames on both pipes are a 4-byte big-endian length, an 8-byte nonce and a JSON document; a
 reply carries its request's nonce.
 """
@@ -81,16 +83,35 @@ def load(workspace: str, rel_file: str, export: str) -> Callable[..., Any]:
     return handler
 
 
-def load_environment(path: str | None) -> None:
-    """The function's env_vars, from the file the sandbox gives (NUL-separated NAME=VALUE), so
-    that nothing that ran as root before this process saw them."""
-    if path is None:
-        return
-    with open(path, "rb") as f:
-        for item in f.read().split(b"\0"):
-            if item:
-                name, _, value = item.partition(b"=")
-                os.environb[name] = value
+def read_frame(fd: int) -> tuple[bytes, Any] | None:
+    header = read_exact(fd, HEADER.size)
+    if header is None:
+        return None
+    size, nonce = HEADER.unpack(header)
+    body = read_exact(fd, size)
+    if body is None:
+        return None
+    return nonce, json.loads(body)
+
+
+def take_assignment(fd: int, reply_fd: int) -> tuple[str, str, str] | None:
+    """The first frame: set the function's env_vars (they come over the pipe, so nothing that
+    ran as root before this process saw them) and enter the workspace."""
+    found = read_frame(fd)
+    if found is None:
+        return None
+    nonce, request = found
+    assignment = request["assign"]
+    for item in assignment["env"]:
+        name, _, value = item.partition("=")
+        os.environ[name] = value
+    workspace, rel_file = assignment["workspace"], assignment["file"]
+    os.chdir(workspace)
+    sys.argv = [rel_file]
+    module_dir = os.path.join(workspace, os.path.dirname(rel_file))
+    sys.path[:0] = [module_dir, workspace] if module_dir != workspace else [workspace]
+    write_reply(reply_fd, nonce, b'{"ok":true,"result":null}')
+    return workspace, rel_file, assignment["export"]
 
 
 def main() -> None:
@@ -104,25 +125,19 @@ def main() -> None:
     # Only the loader needed it (a relocated interpreter's libpython); functions may not set
     # LD_* themselves, so it is the sandbox's, and neither the handler nor its children see it.
     os.environ.pop("LD_LIBRARY_PATH", None)
-    load_environment(os.environ.pop("COMPUTEBUS_ENVIRONMENT", None))
-    workspace, rel_file, export, req_arg, reply_arg = sys.argv[1:6]
-    req_fd, reply_fd = int(req_arg), int(reply_arg)
+    req_fd, reply_fd = int(sys.argv[1]), int(sys.argv[2])
     for fd in (req_fd, reply_fd):  # not for the processes a handler starts
         os.set_inheritable(fd, False)
-    os.chdir(workspace)
-    sys.argv = [rel_file]
-    module_dir = os.path.join(workspace, os.path.dirname(rel_file))
-    sys.path[:0] = [module_dir, workspace] if module_dir != workspace else [workspace]
+    assigned = take_assignment(req_fd, reply_fd)
+    if assigned is None:
+        return
+    workspace, rel_file, export = assigned
     handler: Callable[..., Any] | None = None
     while True:
-        header = read_exact(req_fd, HEADER.size)
-        if header is None:
+        found = read_frame(req_fd)
+        if found is None:
             return
-        size, nonce = HEADER.unpack(header)
-        body = read_exact(req_fd, size)
-        if body is None:
-            return
-        request = json.loads(body)
+        nonce, request = found
         if handler is None:
             # A failed load is answered and retried on the next request (the process stays, so
             # every call gets the same answer rather than a crash of a half-dead process).

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from executor.runtime.bwrap import (
     BOOTSTRAPS_INSIDE,
-    ENVIRONMENT_INSIDE,
     SEAL,
     WORKSPACE_INSIDE,
     namespace_args,
@@ -71,9 +70,9 @@ class LaunchPlan:
         str, str
     ]  # of the process started (under bubblewrap, the handler's is in its options)
     cwd: str
+    workspace: str  # the workspace as the process sees it
     limits: Limits
     python: bool
-    function_env: bytes  # under bubblewrap: the function's env_vars, for the bootstrap to set
 
 
 @dataclass(frozen=True)
@@ -200,26 +199,23 @@ class Sandbox:
         command: Callable[[str, str, str], list[str]],
         workspace: Path,
         env: dict[str, str],
-        env_vars: list[str],
         limits: Limits,
     ) -> LaunchPlan:
         """``command(interpreter, bootstraps, workspace)`` builds the argv from the paths as the
-        process sees them; ``env`` is the runtime's environment, ``env_vars`` the function's.
-        Raises ``RuntimeMissing`` when the runtime is not installed."""
+        process sees them; ``env`` is the runtime's environment (the function's own comes with
+        its assignment). Raises ``RuntimeMissing`` when the runtime is not installed."""
         interp = self.interpreters.get(runtime)
         if interp is None:
             raise RuntimeMissing(f"runtime {runtime} is not installed on this worker")
         python = runtime == "python"
         if self.bwrap is None:
             argv = command(str(interp.executable), str(self.bootstraps), str(workspace))
-            everything = {**env, **dict(item.split("=", 1) for item in env_vars)}
-            return LaunchPlan(argv, None, everything, str(workspace), limits, python, b"")
+            return LaunchPlan(argv, None, env, str(workspace), str(workspace), limits, python)
         args, exe = sandbox_view(
             self._namespaces(limits), runtime, interp, self.bootstraps, workspace, env, limits
         )
         argv = command(exe, BOOTSTRAPS_INSIDE, WORKSPACE_INSIDE)
-        function_env = b"".join(item.encode() + b"\0" for item in env_vars)
-        return LaunchPlan(argv, args, {}, str(workspace), limits, python, function_env)
+        return LaunchPlan(argv, args, {}, str(workspace), WORKSPACE_INSIDE, limits, python)
 
     def _namespaces(self, limits: Limits) -> list[str]:
         return namespace_args(network=limits.network, root=self.users.switches)
@@ -256,8 +252,6 @@ class Sandbox:
             if self.seccomp is not None:
                 fds.append(_fd_holding(self.seccomp))
                 args += ["--seccomp", str(fds[-1])]
-            fds.append(_fd_holding(plan.function_env))
-            args += ["--perms", "0444", "--ro-bind-data", str(fds[-1]), ENVIRONMENT_INSIDE]
             args += SEAL
             fds.append(_fd_holding(b"\0".join(a.encode() for a in args) + b"\0"))
         except BaseException:

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from bus.bundles import BundleStore
 from bus.registry_view import RegistryView
 from executor.bundle.handlers import handler_file
-from executor.runtime.launch import launch, launch_plan
+from executor.runtime.launch import Handler, launch_assigned, launch_plan
 from executor.runtime.limits import Limits
 from executor.runtime.pool import InstancePool, RevisionKey, RevisionPool
 from executor.runtime.process import HandlerProcess, ProcessGone
 from executor.runtime.sandbox import RuntimeMissing, Sandbox
+from executor.runtime.spares import Spares
 from executor.runtime.workspace_cache import WorkspaceCache
 from executor.worker.reply_errors import reply_error
 from schemas.control import RUNTIME_UNAVAILABLE, Blocker
@@ -35,8 +36,10 @@ class ColdStart:
 
     bundle_ms: float = 0.0  # fetching the bundle from the Object Store (0 when unpacked)
     unpack_ms: float = 0.0
-    spawn_ms: float = 0.0  # starting the sandboxed process until its bootstrap answers
+    # until the process answers its assignment: a new one starting, or a spare's files linked
+    spawn_ms: float = 0.0
     load_ms: float = 0.0  # loading the handler (the load check)
+    spare: bool = False
     logged: bool = False
 
     def line(self, key: RevisionKey) -> str:
@@ -44,7 +47,8 @@ class ColdStart:
             f"{name} {getattr(self, name + '_ms'):.3f} ms"
             for name in ("bundle", "unpack", "spawn", "load")
         )
-        return f"cold start {key[0]}/{key[1]}/{key[2]}: {parts}"
+        source = "a spare" if self.spare else "a new process"
+        return f"cold start {key[0]}/{key[1]}/{key[2]}: {parts} ({source})"
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class PreparedRevisions:
         workspaces: WorkspaceCache,
         instances: InstancePool,
         sandbox: Sandbox,
+        spares: Spares,
         *,
         log_cap_bytes: int,
         max_result_bytes: int,
@@ -81,6 +86,7 @@ class PreparedRevisions:
         self.workspaces = workspaces
         self.instances = instances
         self.sandbox = sandbox
+        self.spares = spares
         self.log_cap_bytes = log_cap_bytes
         self.max_result_bytes = max_result_bytes
         self._prepared: dict[RevisionKey, PreparedRevision] = {}
@@ -112,21 +118,24 @@ class PreparedRevisions:
             cold.bundle_ms = (t1 - t0) * 1000
             cold.unpack_ms = (time.perf_counter() - t1) * 1000
         file, export = handler_file(revision.handler, revision.runtime)
-        plan = launch_plan(
-            self.sandbox,
-            runtime=revision.runtime,
-            handler_file=file,
-            export=export,
-            workspace=workspace,
-            env_vars=revision.env_vars,
-            limits=Limits(revision.memory_mb, revision.read_only_fs, revision.network),
-        )
-        sandbox, log_cap = self.sandbox, self.log_cap_bytes
+        handler = Handler(file, export, revision.env_vars)
+        runtime = revision.runtime
+        limits = Limits(revision.memory_mb, revision.read_only_fs, revision.network)
+        plan = launch_plan(self.sandbox, runtime=runtime, workspace=workspace, limits=limits)
+        sandbox, spares, log_cap = self.sandbox, self.spares, self.log_cap_bytes
         max_reply_bytes = self.max_result_bytes + 1024  # the reply frame's envelope
 
         async def spawn() -> HandlerProcess:
             t0 = time.perf_counter()
-            process = await launch(sandbox, plan, log_cap=log_cap, max_reply_bytes=max_reply_bytes)
+            process: HandlerProcess | None = await spares.assigned(
+                runtime, limits, workspace, handler
+            )
+            if process is None:
+                process = await launch_assigned(
+                    sandbox, plan, handler, log_cap=log_cap, max_reply_bytes=max_reply_bytes
+                )
+            elif not cold.spawn_ms:
+                cold.spare = True
             if not cold.spawn_ms:
                 cold.spawn_ms = (time.perf_counter() - t0) * 1000
             return process
@@ -155,11 +164,10 @@ class PreparedRevisions:
             process = await prepared.pool.acquire(revision.timeout / 1000)
         except TimeoutError:
             return [Blocker(reason=Timeout.code, message="no process was free for the load check")]
-        fresh = process.invocations == 0
         t0 = time.perf_counter()
         try:
             reply, _ = await process.invoke(PROBE_REQUEST, revision.timeout / 1000)
-            if fresh and not prepared.cold.logged:
+            if prepared.cold.spawn_ms and not prepared.cold.logged:
                 prepared.cold.load_ms = (time.perf_counter() - t0) * 1000
                 prepared.cold.logged = True
                 log.info("%s", prepared.cold.line(prepared.key))

@@ -13,6 +13,7 @@ from bus.streams import REPLY_HEADROOM
 from executor.bundle.unpack import remove_tree
 from executor.runtime.launch import open_sandbox
 from executor.runtime.pool import InstancePool
+from executor.runtime.spares import Spares
 from executor.runtime.workspace_cache import WorkspaceCache
 from executor.settings import Settings
 from executor.worker.async_records import AsyncRecords
@@ -36,11 +37,20 @@ async def run_worker(
     except BaseException:
         await bus.close()
         raise
+    max_result_bytes = min(settings.max_payload_bytes, bus.nc.max_payload - REPLY_HEADROOM)
+    spares = Spares(
+        sandbox,
+        workspaces_dir,
+        settings.spares,
+        log_cap=settings.log_cap_bytes,
+        max_reply_bytes=max_result_bytes + 1024,
+    )
     instances = InstancePool(
         max_per_revision=settings.pool_per_revision,
         max_waiters=settings.pool_max_waiters,
         idle_s=settings.idle_s,
         max_processes=settings.worker_concurrency,
+        spares=spares,
     )
     revisions = PreparedRevisions(
         bus.view,
@@ -48,8 +58,9 @@ async def run_worker(
         WorkspaceCache(workspaces_dir, max_total_bytes=settings.max_bundle_bytes * 4),
         instances,
         sandbox,
+        spares,
         log_cap_bytes=settings.log_cap_bytes,
-        max_result_bytes=min(settings.max_payload_bytes, bus.nc.max_payload - REPLY_HEADROOM),
+        max_result_bytes=max_result_bytes,
     )
     invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id)
     events = ResultEvents(bus.nc)

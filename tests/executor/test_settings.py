@@ -50,6 +50,7 @@ def test_values_are_parsed_by_their_fields_type() -> None:
         ("COMPUTEBUS_COLLECTION_BUNDLE_MAX_BYTES", "1", "COMPUTEBUS_COLLECTION_BUNDLE_MAX_BYTES"),
         ("COMPUTEBUS_CORS_ORIGINS", "https://a.example/path", "is not an origin"),
         ("COMPUTEBUS_OPS_PUBLIC", "sometimes", "not a boolean"),
+        ("COMPUTEBUS_SPARES", "-1", "COMPUTEBUS_SPARES must be 0 or more, got -1"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(name: str, raw: str, said: str) -> None:
