@@ -16,10 +16,9 @@ from typing import NamedTuple
 import msgspec
 import nats.errors
 import nats.js.errors
-from nats.js import JetStreamContext
+from nats.aio.client import Client
 from nats.js.api import (
     DiscardPolicy,
-    PubAck,
     RawStreamMsg,
     StorageType,
     StreamConfig,
@@ -28,6 +27,7 @@ from nats.js.api import (
 from bus import subjects
 from bus.collection_streams import CollectionStreams, drop_shared_stream
 from bus.scan import Page, newest_page
+from bus.stream_publish import StreamPublisher
 from bus.streams import MESSAGE_HEADROOM, last_message
 from schemas.codec import decoder_for, encode
 from schemas.invocations import MonitorRecord
@@ -48,6 +48,7 @@ def _without_payloads(record: MonitorRecord, max_bytes: int) -> MonitorRecord:
 
 
 _EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+_MSG_TTL = "Nats-TTL"
 # JetStream's error codes when that expectation fails: a single server's, a clustered stream's.
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 _CAS_TIMEOUT_S = 10.0
@@ -85,19 +86,21 @@ def monitor_stream_config(ct: str, max_bytes: int) -> StreamConfig:
 
 
 class StoredRecord(NamedTuple):
-    """A record as sent (the same bytes go out on the result subject) and its storage ack."""
+    """A record as sent (the same bytes go out on the result subject) and its storage ack (the
+    stored message's sequence)."""
 
     data: bytes
-    ack: asyncio.Future[PubAck]
+    ack: asyncio.Future[int]
 
 
 class MonitorStore:
     """Monitor records: writes (plain and compare-and-set), reads and listings, per collection."""
 
     def __init__(
-        self, js: JetStreamContext, max_record_bytes: int, max_bytes: int, replicas: int = 1
+        self, nc: Client, max_record_bytes: int, max_bytes: int, replicas: int = 1
     ) -> None:
-        self.js = js
+        self.js = js = nc.jetstream()
+        self.publisher = StreamPublisher(nc)
         self.max_record_bytes = max_record_bytes
         self.streams = CollectionStreams(
             js, lambda ct: monitor_stream_config(ct, max_bytes), replicas=replicas
@@ -105,16 +108,11 @@ class MonitorStore:
 
     @classmethod
     async def open(
-        cls,
-        js: JetStreamContext,
-        max_message_bytes: int,
-        *,
-        max_bytes: int = 256 << 20,
-        replicas: int = 1,
+        cls, nc: Client, *, max_bytes: int = 256 << 20, replicas: int = 1
     ) -> MonitorStore:
         """``max_bytes``: each collection's budget for its records."""
-        await drop_shared_stream(js, subjects.SHARED_MONITOR_STREAM)
-        return cls(js, max_message_bytes - MESSAGE_HEADROOM, max_bytes, replicas)
+        await drop_shared_stream(nc.jetstream(), subjects.SHARED_MONITOR_STREAM)
+        return cls(nc, nc.max_payload - MESSAGE_HEADROOM, max_bytes, replicas)
 
     def _encoded(self, record: MonitorRecord) -> bytes:
         data = encode(record)
@@ -126,15 +124,15 @@ class MonitorStore:
         """Send the record now; ``ack`` resolves when the server has stored it.
 
         A record too big for one message keeps everything but its payloads (it says so in
-        ``payload_omitted``): nats-py would leave an oversized publish_async pending for ever.
+        ``payload_omitted``).
         """
         ct = record.collection_topic
         await self.streams.ready(ct)
         data = self._encoded(record)
         subject = subjects.monitor_subject(ct, record.service, record.invocation_id)
-        ack = await self.js.publish_async(subject, data, msg_ttl=ttl_seconds(ttl_ms))
+        ack = await self.publisher.publish(subject, data, {_MSG_TTL: str(ttl_seconds(ttl_ms))})
 
-        def stored(ack: asyncio.Future[PubAck]) -> None:
+        def stored(ack: asyncio.Future[int]) -> None:
             failed = None if ack.cancelled() else ack.exception()
             if isinstance(failed, nats.js.errors.NoStreamResponseError):
                 self.streams.forget(ct)
@@ -158,14 +156,15 @@ class MonitorStore:
         for _ in range(2):  # a second time if the collection's stream was removed under us
             if not await self.streams.ready(ct, make=make):
                 break
+            headers = {
+                _EXPECTED_LAST_SUBJECT_SEQ: str(last_seq),
+                _MSG_TTL: str(ttl_seconds(ttl_ms)),
+            }
             try:
-                ack = await self.js.publish(
-                    subject,
-                    data,
-                    timeout=_CAS_TIMEOUT_S,
-                    headers={_EXPECTED_LAST_SUBJECT_SEQ: str(last_seq)},
-                    msg_ttl=ttl_seconds(ttl_ms),
-                )
+                ack = await self.publisher.publish(subject, data, headers)
+                seq = await asyncio.wait_for(ack, _CAS_TIMEOUT_S)
+            except TimeoutError:
+                raise nats.errors.TimeoutError from None
             except nats.js.errors.NoStreamResponseError:
                 self.streams.forget(ct)
                 continue
@@ -173,7 +172,7 @@ class MonitorStore:
                 if exc.err_code in _WRONG_LAST_SEQUENCE:
                     return None
                 raise
-            return data, ack.seq
+            return data, seq
         raise nats.js.errors.NoStreamResponseError
 
     async def current(

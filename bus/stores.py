@@ -69,7 +69,7 @@ class Stores:
             registry=registry,
             bundles=await BundleStore.open(js, replicas=replicas),
             monitor=await MonitorStore.open(
-                js, nc.max_payload, max_bytes=limits.monitor_max_bytes, replicas=replicas
+                nc, max_bytes=limits.monitor_max_bytes, replicas=replicas
             ),
             view=view,
             queue=await AsyncQueue.open(
@@ -92,6 +92,6 @@ class Stores:
     async def close(self) -> None:
         await self.view.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.js.publish_async_completed(), _PENDING_ACKS_S)
+            await asyncio.wait_for(self.monitor.publisher.wait_idle(), _PENDING_ACKS_S)
         if not self.nc.is_closed:
             await self.nc.drain()

@@ -54,6 +54,10 @@ class RevisionPool:
     async def acquire(self, timeout_s: float) -> HandlerProcess:
         """A process for one invocation. Waiting for one ends with the invocation's own timeout
         (raises ``TimeoutError``), or when the function is deleted (raises what ``close`` got)."""
+        if self._idle and self._uncontended():  # the common case, without lock or timer
+            process = self._idle[-1]
+            if process.well_behaved:
+                return self._idle.pop()
         dead: list[HandlerProcess] = []
         try:
             async with asyncio.timeout(timeout_s):
@@ -96,6 +100,11 @@ class RevisionPool:
             await self._forget_one()
             raise
 
+    def _uncontended(self) -> bool:
+        """Nobody waits for a process and nobody holds the lock: the idle list may be used
+        directly (nothing else runs between two awaits)."""
+        return self._waiters == 0 and self._gone is None and not self._available.locked()
+
     def give_up_oldest_idle(self) -> HandlerProcess | None:
         """Hand over the idle process used longest ago (to make room for another pool); no
         waiter is left out: a pool with idle processes has none."""
@@ -113,6 +122,9 @@ class RevisionPool:
     async def release(self, process: HandlerProcess) -> None:
         """Give ``process`` back; a dead one (or any, once closed) is reaped and frees its slot."""
         keep = process.alive and not self._closed
+        if keep and self._uncontended():  # nobody to wake
+            self._idle.append(process)
+            return
         async with self._available:
             if keep:
                 self._idle.append(process)

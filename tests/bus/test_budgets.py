@@ -59,7 +59,7 @@ async def test_a_collection_filling_its_record_budget_drops_only_its_own_oldest(
     nc: Client,
 ) -> None:
     js = nc.jetstream()
-    store = await MonitorStore.open(js, nc.max_payload, max_bytes=MIN_COLLECTION_BUDGET)
+    store = await MonitorStore.open(nc, max_bytes=MIN_COLLECTION_BUDGET)
     quiet, noisy = collections()
     written = await store.write_expecting(record(quiet, "keep"), 86_400_000, 0)
     assert written is not None
@@ -94,7 +94,7 @@ async def test_a_collection_filling_its_dead_letter_budget_drops_only_its_own_ol
 
 async def test_reading_a_collection_that_never_wrote_finds_nothing(nc: Client) -> None:
     js = nc.jetstream()
-    store = await MonitorStore.open(js, nc.max_payload)
+    store = await MonitorStore.open(nc)
     letters = await DeadLetters.open(js, nc.max_payload, max_age_s=60, max_bytes=1 << 30)
     never, _ = collections()
     assert await store.get(never, "123456789", "x") is None

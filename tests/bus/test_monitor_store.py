@@ -24,7 +24,7 @@ def record(ct: str, status: str) -> MonitorRecord:
 
 
 async def test_a_write_lands_only_over_the_sequence_it_expects(nc: Client) -> None:
-    store = await MonitorStore.open(nc.jetstream(), nc.max_payload)
+    store = await MonitorStore.open(nc)
     ct = f"cas-{uuid.uuid4().hex[:8]}"
     first = await store.write_expecting(record(ct, "queued"), 60_000, 0)
     assert first is not None

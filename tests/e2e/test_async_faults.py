@@ -96,7 +96,7 @@ class Cluster:
     async def records(self, ct: str, ft: str) -> list[dict[str, Any]]:
         nc = await connect(self.server.url, name="test-records")
         try:
-            monitor = await MonitorStore.open(nc.jetstream(), nc.max_payload)
+            monitor = await MonitorStore.open(nc)
             page = await monitor.list(ct, ft, limit=100_000)
             assert page.complete
             return [msgspec.to_builtins(r) for r in page.items]
@@ -301,7 +301,8 @@ async def test_a_run_cut_by_the_drain_deadline_goes_to_another_worker_without_us
     async with cluster(tmp_path, workers=0) as made:
         first = await made.start_worker(COMPUTEBUS_DRAIN_S="0.5")
         await made.wait_for_workers(1)
-        ct, ft = await create_counting(made, counter, max_attempts=1, SLEEP_S="3")
+        # Long enough to outlast starting the second worker on a loaded machine.
+        ct, ft = await create_counting(made, counter, max_attempts=1, SLEEP_S="8")
         [invocation_id] = await submit_all(made, ct, ft, ["only"], deadline_s=30)
         await until(lambda: counter.runs.get(invocation_id) == 1, "the first run")
         await made.start_worker()
