@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import resource
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 
 _PROC = Path("/proc")
@@ -44,7 +45,7 @@ def _role(pid: int, under_worker: bool, named: str | None = None) -> str:
     return "handlers" if under_worker else "other"
 
 
-def cpu_by_role(roots: dict[int, str | None]) -> dict[str, float]:
+def cpu_by_role(roots: Mapping[int, str | None]) -> dict[str, float]:
     """CPU seconds so far of each root process and everything under it, by role (a root's
     own role as given, or read from its command line), and of this process (the load)."""
     parents: dict[int, int] = {}

@@ -16,7 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,6 +55,30 @@ async def main():
     await nc.subscribe("bench.echo", queue="bench", cb=echo)
     print("ready", flush=True)
     await asyncio.Event().wait()
+uvloop.run(main())
+"""
+
+# The floor of the API's own libraries: an HTTP request answered with a NATS request to the
+# bare echo (Starlette, uvicorn and nats-py, nothing of computebus).
+BARE_BRIDGE = """
+import sys, nats, uvicorn, uvloop
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+async def bridge(request: Request) -> Response:
+    answer = await nc.request("bench.echo", await request.body(), timeout=10)
+    return Response(b'{"body":' + answer.data + b'}', media_type="application/json")
+
+async def main():
+    global nc
+    nc = await nats.connect(sys.argv[2])
+    app = Starlette(routes=[Route("/echo", bridge, methods=["POST"])])
+    config = uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[1]), loop="none",
+                            http="httptools", log_level="warning", access_log=False,
+                            lifespan="off")
+    await uvicorn.Server(config).serve()
 uvloop.run(main())
 """
 
@@ -121,7 +145,7 @@ class Load:
 
 
 async def measure(
-    call: Callable[[], Awaitable[object]], load: Load, roots: dict[int, str | None]
+    call: Callable[[], Awaitable[object]], load: Load, roots: Mapping[int, str | None]
 ) -> Figures:
     """Latency one call at a time, then throughput with ``load.concurrency`` in flight, and the
     CPU each process of ``roots`` (and what runs under it) spent per call in that phase."""
@@ -300,12 +324,21 @@ async def run_bench(
                 _,
             ):
                 nc = await nats.connect(server.url)
+                bare_nats = {echo.pid: "echo", server.process.pid: "nats-server"}
                 results["bare nats echo"] = await measure(
-                    lambda: nc.request("bench.echo", b"null", timeout=10),
-                    load,
-                    {echo.pid: "echo", server.process.pid: "nats-server"},
+                    lambda: nc.request("bench.echo", b"null", timeout=10), load, bare_nats
                 )
                 await nc.close()
+                port = free_port()
+                argv = (sys.executable, "-c", BARE_BRIDGE, str(port), server.url)
+                async with child(*argv, ready=b"") as (bridge, _):
+                    await _wait_http(port)
+                    call, close = await http_caller(
+                        "127.0.0.1", port, "/echo", b"null", concurrency, BARE_TOKEN
+                    )
+                    bare_nats[bridge.pid] = "bridge"
+                    results["bare http->nats bridge"] = await measure(call, load, bare_nats)
+                    close()
         finally:
             await server.stop()
 
@@ -335,7 +368,8 @@ async def run_bench(
     split = results["computebus http invoke"].cpu_us
     print(
         f"CPU per sync HTTP invocation: api {split.get('api', 0):.0f} us (target <= 90), "
-        f"worker {split.get('worker', 0):.0f} us (target <= 100)"
+        f"worker {split.get('worker', 0):.0f} us (target <= 100); the bare bridge's server "
+        f"{results['bare http->nats bridge'].cpu_us.get('bridge', 0):.0f} us"
     )
     print(
         json.dumps(

@@ -30,6 +30,7 @@ async def test_bench_reports_all_four_systems_and_the_ratios() -> None:
     for name in (
         "bare starlette echo",
         "bare nats echo",
+        "bare http->nats bridge",
         "computebus http invoke",
         "computebus nats invoke",
     ):
@@ -37,6 +38,8 @@ async def test_bench_reports_all_four_systems_and_the_ratios() -> None:
         assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
     assert figures["http_throughput_ratio"] > 0
     assert figures["nats_p50_ratio"] > 0
+    for role in ("api", "worker", "handlers", "nats-server", "load generator"):
+        assert figures["computebus http invoke"]["cpu_us"][role] > 0, role
 
 
 async def test_sandbox_bench_reports_cold_and_warm_for_both_runtimes() -> None:
