@@ -10,7 +10,7 @@ from typing import NamedTuple
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ObjectStoreConfig, StorageType
-from nats.js.object_store import ObjectStore
+from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, ObjectStore
 
 from bus import subjects
 from bus.scan import scan_last_per_subject
@@ -89,11 +89,24 @@ class BundleStore:
         return not info.deleted
 
     async def get(self, digest: str) -> Bundle:
-        result = await self.store.get(digest)
-        data = result.data or b""
+        data = await self._one_chunk(digest)
+        if data is None:
+            data = (await self.store.get(digest)).data or b""
         if bundle_digest(data) != digest:
             raise ValueError(f"bundle {digest} is corrupt in the store")
         return decode_bundle(data)
+
+    async def _one_chunk(self, digest: str) -> bytes | None:
+        """A bundle stored in one chunk (most are: up to 128 KiB), read with one message get
+        after its info, where the Object Store's own read makes a consumer for the chunks; None
+        for any other (read the usual way). The caller checks the digest either way."""
+        info = await self.store.get_info(digest)
+        if info.is_link() or info.chunks != 1 or not info.nuid:
+            return None
+        bucket = subjects.BUNDLES_BUCKET
+        chunk = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=info.nuid)
+        msg = await self.js.get_last_msg(f"OBJ_{bucket}", chunk)
+        return msg.data or b""
 
 
 def _unix(rfc3339: str) -> float:
