@@ -78,6 +78,7 @@ async def test_async_bench_runs_on_a_local_cluster() -> None:
 async def test_cold_bench_reports_the_whole_and_every_part_for_both_runtimes() -> None:
     figures = await bench("--cold", "--rounds", "3")
     assert figures["rounds"] == 3
+    assert set(figures["on_a_spare"]) == {"python", "nodejs"}
     for runtime in ("python", "nodejs"):
         row = figures[runtime]
         for part in (
@@ -89,6 +90,8 @@ async def test_cold_bench_reports_the_whole_and_every_part_for_both_runtimes() -
             "spawn",
             "load",
             "first_call",
+            "create_elsewhere",
+            "warm_invoke",
             "bare_spawn_and_first_call",
         ):
             assert 0 < row[part]["p50_ms"] <= row[part]["p99_ms"], (runtime, part)

@@ -46,8 +46,10 @@ PROBE = {
         "            pass\n"
         "    return {'age': age, 'me': me, 'secret': os.environ.get('SECRET'),\n"
         "            'environment_file': os.path.exists('/opt/environment'),\n"
-        "            'written': written, 'files': sorted(os.listdir('.'))}\n"
-    )
+        "            'written': written, 'files': sorted(os.listdir('.')),\n"
+        "            'nested': open('lib/data.txt').read()}\n"
+    ),
+    "lib/data.txt": "from a subdirectory",
 }
 
 Invoke = Callable[..., Awaitable[tuple[dict[str, Any], float]]]
@@ -108,7 +110,8 @@ async def test_a_new_functions_first_call_runs_on_a_spare_used_once(isolation: s
         first, took = await invoke(["SECRET=first-one"])
         assert first["age"] > took, (first, took)  # it was running before the create
         assert first["secret"] == "first-one" and first["environment_file"] is False
-        assert first["written"] == [] and first["files"] == ["index.py"]  # read-only, its own
+        assert first["written"] == [] and first["files"] == ["index.py", "lib"]  # read-only
+        assert first["nested"] == "from a subdirectory"
         await asyncio.sleep(1.5)  # the taken spare is replaced
         second, took = await invoke([])
         assert second["age"] > took, (second, took)
@@ -122,5 +125,5 @@ async def test_without_spares_every_first_process_starts_on_demand(isolation: st
         first, took = await invoke(["SECRET=mine"])
         assert first["age"] < took, (first, took)  # started for this function
         assert first["secret"] == "mine"
-        assert first["written"] == [] and first["files"] == ["index.py"]
+        assert first["written"] == [] and first["files"] == ["index.py", "lib"]
     assert living_descendants() - before == set()
