@@ -41,6 +41,7 @@ from executor.bench.proc_tree import (
 )
 from executor.bench.scale_report import report
 from executor.serve import READY, parse_ready_line
+from executor.settings import Settings
 
 COLLECTION = "scale"
 SOURCES = {
@@ -49,6 +50,7 @@ SOURCES = {
 }
 REGISTER_CONNECTIONS = 16
 WARM_CONNECTIONS = 4
+WARM_PASSES = 4
 LISTING_MAX_S = 30.0  # the listing is sampled at most this long (it may be slow at first)
 WORKER_READY_S = 120.0
 _READY_COUNT = re.compile(rb"ready.*?(\d+) functions")
@@ -124,15 +126,16 @@ async def register(served: Served, n: int, first: int = 0) -> tuple[list[str], f
         return services, time.perf_counter() - started
 
 
-async def p50_ms(call: Callable[[], Awaitable[object]], samples: int) -> float:
-    for _ in range(min(50, samples)):
+async def timed(call: Callable[[], Awaitable[object]], samples: int) -> list[float]:
+    """Seconds per call, one in flight (after a few untimed ones)."""
+    for _ in range(min(20, samples)):
         await call()
     found = []
     for _ in range(samples):
         t = time.perf_counter()
         await call()
         found.append(time.perf_counter() - t)
-    return statistics.median(found) * 1000
+    return found
 
 
 def _api_address(served: Served) -> tuple[str, int]:
@@ -140,8 +143,10 @@ def _api_address(served: Served) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
-async def invoke_p50s(served: Served, service: str, samples: int) -> tuple[float, float]:
-    """Sync invoke p50 of one function over HTTP and over NATS, one call in flight."""
+async def invoke_samples(
+    served: Served, service: str, samples: int
+) -> tuple[list[float], list[float]]:
+    """Sync invokes of one function over HTTP, then over NATS, one call in flight."""
     host, port = _api_address(served)
     path = f"/compute/functions/{COLLECTION}/{service}/invoke"
     request = http_request(host, port, path, b'{"payload":null}', served.token)
@@ -152,16 +157,36 @@ async def invoke_p50s(served: Served, service: str, samples: int) -> tuple[float
             raise BenchFailed(f"HTTP invoke answered {status}")
 
     try:
-        http = await p50_ms(http_call, samples)
+        http = await timed(http_call, samples)
     finally:
         conn.close()
     nc = await connect(served.nats, name="computebus-bench")
     try:
         subject = f"ms.compute.{COLLECTION}.function.{service}"
-        nats_p50 = await p50_ms(lambda: nc.request(subject, b"null", timeout=30), samples)
+        over_nats = await timed(lambda: nc.request(subject, b"null", timeout=30), samples)
     finally:
         await nc.close()
-    return http, nats_p50
+    return http, over_nats
+
+
+def p50_ms(found: list[float]) -> float:
+    return statistics.median(found) * 1000
+
+
+async def interleaved_p50s(
+    served: Served, service: str, other: Served, other_service: str, samples: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(HTTP, NATS) p50 of each of two stacks, measured by turns in rounds, so that both see
+    the same moments of a noisy machine."""
+    found: list[list[float]] = [[], [], [], []]
+    rounds = 5
+    for _ in range(rounds):
+        for at, (stack, fn) in enumerate(((served, service), (other, other_service))):
+            http, over_nats = await invoke_samples(stack, fn, max(1, samples // rounds))
+            found[2 * at].extend(http)
+            found[2 * at + 1].extend(over_nats)
+    p = [p50_ms(f) for f in found]
+    return (p[0], p[1]), (p[2], p[3])
 
 
 async def listing_p50(served: Served, samples: int) -> tuple[float, int, int]:
@@ -253,20 +278,22 @@ async def wait_reaped(worker_pid: int, floor: int, limit_s: float) -> tuple[floa
     return time.perf_counter() - started, left
 
 
-async def warm_up(served: Served, services: list[str]) -> None:
-    """One call each (a few at once), then a second pass: each holds a warm process now."""
+async def warm_up(served: Served, services: list[str], worker_pid: int, floor: int) -> None:
+    """One call each (a few at once), again until each holds a warm process (a slow first pass
+    may outlast the idle timeout), at most ``WARM_PASSES`` times."""
     nc = await connect(served.nats, name="computebus-bench")
+
+    async def loop(todo: list[str]) -> None:
+        while todo:
+            service = todo.pop()
+            await nc.request(f"ms.compute.{COLLECTION}.function.{service}", b"null", 60)
+
     try:
-        todo = list(services)
-
-        async def loop() -> None:
-            while todo:
-                service = todo.pop()
-                await nc.request(f"ms.compute.{COLLECTION}.function.{service}", b"null", 60)
-
-        await asyncio.gather(*(loop() for _ in range(WARM_CONNECTIONS)))
-        todo = list(services)
-        await loop()
+        for _ in range(WARM_PASSES):
+            todo = list(services)
+            await asyncio.gather(*(loop(todo) for _ in range(WARM_CONNECTIONS)))
+            if warm_count(worker_pid) >= len(services) + floor:
+                return
     finally:
         await nc.close()
 
@@ -281,14 +308,18 @@ async def run_scale_bench(
 ) -> int:
     mib = 1 / 1024
     fig: dict[str, Any] = {"functions": functions}
+    # What a worker keeps started without any invocation: a spare per runtime in use.
+    floor = Settings.from_env(os.environ).spares * len(SOURCES)
     with tempfile.TemporaryDirectory(prefix="computebus-bench-scale-") as tmp:
-        async with scale_stack(Path(tmp) / "cb", idle_s, warm) as stack:
+        async with (
+            scale_stack(Path(tmp) / "cb", idle_s, warm) as stack,
+            scale_stack(Path(tmp) / "reference", idle_s, warm) as reference,
+        ):
             served, worker = stack.served, stack.worker_pid
-            floor = warm_count(worker)  # processes a worker keeps without any invocation
             (probe,), _ = await register(served, 1)
-            fig["http_p50_ms_one"], fig["nats_p50_ms_one"] = await invoke_p50s(
-                served, probe, samples
-            )
+            (ref_probe,), _ = await register(reference.served, 1)
+            http, over_nats = await invoke_samples(served, probe, samples)
+            fig["http_p50_ms_one"], fig["nats_p50_ms_one"] = p50_ms(http), p50_ms(over_nats)
             services, seconds = await register(served, functions, first=1)
             fig["register_s"] = seconds
             fig["register_per_s"] = functions / seconds
@@ -296,20 +327,23 @@ async def run_scale_bench(
             await settle([stack.api_pid, worker])
             fig["api_rss_mib"] = rss_kib(stack.api_pid) * mib
             fig["worker_rss_mib"] = rss_kib(worker) * mib
-            fig["worker_warm_after_register"] = warm_count(worker)
             fig["list_p50_ms"], fig["list_samples"], fig["list_total"] = await listing_p50(
                 served, samples
             )
             ready_s, seen, rss = await new_worker_ready(served, Path(tmp) / "new-worker")
             fig["new_worker_ready_s"], fig["new_worker_functions"] = ready_s, seen
             fig["new_worker_rss_mib"] = rss * mib
-            # Back to one warm process (the probe's, below), as when the first figure was taken.
+            # Back to the probe's warm process alone (and the spares), as for the first figure.
             await wait_reaped(worker, floor, idle_s * 2 + 10)
-            fig["http_p50_ms_n"], fig["nats_p50_ms_n"] = await invoke_p50s(served, probe, samples)
-            fig["http_p50_ratio"] = fig["http_p50_ms_n"] / fig["http_p50_ms_one"]
-            fig["nats_p50_ratio"] = fig["nats_p50_ms_n"] / fig["nats_p50_ms_one"]
+            ours, ref = await interleaved_p50s(served, probe, reference.served, ref_probe, samples)
+            fig["http_p50_ms_n"], fig["nats_p50_ms_n"] = ours
+            fig["http_p50_ms_reference"], fig["nats_p50_ms_reference"] = ref
+            fig["http_p50_ratio"] = ours[0] / ref[0]
+            fig["nats_p50_ratio"] = ours[1] / ref[1]
+            fig["http_p50_ratio_to_before"] = ours[0] / fig["http_p50_ms_one"]
+            fig["nats_p50_ratio_to_before"] = ours[1] / fig["nats_p50_ms_one"]
 
-            await warm_up(served, services[: min(warm, functions)])
+            await warm_up(served, services[: min(warm, functions)], worker, floor)
             handlers = handler_processes(worker)
             fig["warm_processes"] = sum(len(p) for p in handlers.values())
             fig["python_handler_rss_mib"] = _median_mib(handlers["python"])
@@ -319,6 +353,7 @@ async def run_scale_bench(
             fig["handlers_rss_warm_mib"] = sum(rss_kib(pid) for pid in all_handlers) * mib
             fig["handlers_pss_warm_mib"] = sum(pss_kib(pid) for pid in all_handlers) * mib
             fig["idle_s"] = idle_s
+            fig["spares"] = floor
             fig["reaped_after_s"], fig["warm_after_idle"] = await wait_reaped(
                 worker, floor, idle_s * 2 + 10
             )

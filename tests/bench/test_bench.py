@@ -98,11 +98,11 @@ async def test_cold_bench_reports_the_whole_and_every_part_for_both_runtimes() -
 
 
 async def test_scale_bench_reports_every_figure() -> None:
-    figures = await bench("--functions", "60", "--samples", "50", "--warm", "20", "--idle-s", "4")
+    figures = await bench("--functions", "60", "--samples", "30", "--warm", "10", "--idle-s", "3")
     assert figures["functions"] == 60
     assert figures["list_total"] == 61 and figures["new_worker_functions"] == 61
-    assert figures["warm_processes"] >= 20
+    assert figures["warm_processes"] >= 10
     for key, value in figures.items():
-        if key not in ("warm_after_idle", "worker_warm_after_register"):
+        if key not in ("warm_after_idle", "spares"):
             assert value > 0, key
-    assert figures["warm_after_idle"] >= 0
+    assert figures["warm_after_idle"] >= 0 and figures["spares"] >= 0
