@@ -36,6 +36,7 @@ from bus.caller_seal import CallerSeal
 from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
 from executor.settings import Settings
+from executor.tasks import TaskSet
 from executor.worker.async_pull import AsyncDispatcher
 from executor.worker.async_records import AsyncRecords, RecordChurn, in_flight_ttl
 from executor.worker.invoke import Invoker
@@ -112,6 +113,7 @@ class AsyncConsumer:
         self.invoker = invoker
         self.worker_id = worker_id
         self.ack_wait_s = settings.async_ack_wait_s
+        self._progress = TaskSet("in-progress ack")
         self.dispatcher = AsyncDispatcher(nc, queue, settings.async_concurrency, self._handle)
 
     async def start(self) -> None:
@@ -122,7 +124,7 @@ class AsyncConsumer:
         await self.dispatcher.stop(deadline_s)
 
     async def _handle(self, msg: Msg) -> None:
-        keep_alive = asyncio.create_task(self._keep_alive(msg))
+        keep_alive = _KeepAlive(msg, max(0.05, self.ack_wait_s / 3), self._progress)
         try:
             await self._settle(msg)
         except asyncio.CancelledError:  # the drain deadline passed: another worker takes it
@@ -140,14 +142,6 @@ class AsyncConsumer:
                 await msg.nak(delay=1.0)
         finally:
             keep_alive.cancel()
-
-    async def _keep_alive(self, msg: Msg) -> None:
-        """Tell the server the message is still being worked on, well within its ack wait."""
-        period = max(0.05, self.ack_wait_s / 3)
-        while True:
-            await asyncio.sleep(period)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
 
     async def _settle(self, msg: Msg) -> None:
         where = subjects.parse_async_subject(msg.subject)
@@ -261,6 +255,27 @@ class AsyncConsumer:
             return _Ran.HANDED_BACK
         await self.records.finish(finished, error, function, seq, msg)
         return _Ran.FINISHED
+
+
+class _KeepAlive:
+    """Tells the server a message is still being worked on, every ``period`` (well within its
+    ack wait): a timer, not a task, since most runs end before the first tick."""
+
+    def __init__(self, msg: Msg, period: float, tasks: TaskSet) -> None:
+        self._msg, self._period, self._tasks = msg, period, tasks
+        self._timer = asyncio.get_running_loop().call_later(period, self._tick)
+
+    def _tick(self) -> None:
+        self._tasks.spawn(_in_progress(self._msg))
+        self._timer = asyncio.get_running_loop().call_later(self._period, self._tick)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+async def _in_progress(msg: Msg) -> None:
+    with contextlib.suppress(Exception):
+        await msg.in_progress()
 
 
 async def _ack_if_finished(msg: Msg, ran: _Ran) -> None:
