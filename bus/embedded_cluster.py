@@ -38,8 +38,11 @@ class ServerPlan:
 def cluster_plan(size: int, base_port: int = 0, host: str = "127.0.0.1") -> list[ServerPlan]:
     """``size`` servers: clients on ``base_port`` and up, routes on ``base_port + 2000`` and up
     (nats-server's own 4222 and 6222); free ports when ``base_port`` is 0."""
-    if size < 1:
-        raise NatsServerFailed(f"a cluster needs at least one server, not {size}")
+    if size < 2:  # one server would wait for ever for the routes to peers it does not have
+        raise NatsServerFailed(
+            f"a cluster needs at least two servers (three to survive losing one), not {size}; "
+            "for one server use `computebus serve`"
+        )
     if base_port:
         return [
             ServerPlan(SERVER_NAME.format(i + 1), base_port + i, base_port + 2000 + i)

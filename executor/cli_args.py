@@ -6,11 +6,27 @@ import argparse
 import difflib
 import importlib.metadata
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from schemas.ids import DEFAULT_ALIAS
 
 DEFAULT_API = "http://127.0.0.1:8080"
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below the least, {low}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,9 +75,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     c = sub.add_parser(
         "cluster", help="N nats-servers in one cluster, M APIs and K workers, on this machine"
     )
-    c.add_argument("--servers", type=int, default=3, help="nats-servers (default 3)")
-    c.add_argument("--apis", type=int, default=2, help="computebus api processes (default 2)")
-    c.add_argument("--workers", type=int, default=2, help="computebus workers (default 2)")
+    c.add_argument(
+        "--servers", type=at_least(2), default=3, help="nats-servers, 2 or more (default 3)"
+    )
+    c.add_argument(
+        "--apis", type=at_least(1), default=2, help="computebus api processes (default 2)"
+    )
+    c.add_argument("--workers", type=at_least(0), default=2, help="computebus workers (default 2)")
     c.add_argument(
         "--nats-port", type=int, default=0, help="first server's client port (default: free)"
     )

@@ -341,3 +341,13 @@ def test_every_flag_has_help() -> None:
         if not action.help and not isinstance(action, argparse._HelpAction)
     ]
     assert missing == []
+
+
+async def test_a_one_server_cluster_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    data_dir = tmp_path / "cluster"
+    code, _, err = await cli(
+        "cluster", "--servers", "1", "--data-dir", str(data_dir), "--port", "0", api=None
+    )
+    assert code == 2
+    assert "--servers: 1 is below the least, 2" in err
+    assert not data_dir.exists()
