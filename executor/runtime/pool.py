@@ -240,8 +240,8 @@ class InstancePool:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        if self._spares is not None:
-            await self._spares.close()
         for pool in list(self._pools.values()):
             await pool.close()
         self._pools.clear()
+        if self._spares is not None:
+            await self._spares.close()

@@ -217,7 +217,10 @@ class Spares:
         for spare in spares:
             await spare.kill()
         if self._own_dirs:
-            await asyncio.to_thread(remove_tree, self._dirs)
+            # Taken ones still running remove their own when they are killed; a directory left
+            # behind is removed by the next worker on this host.
+            with contextlib.suppress(OSError):
+                self._dirs.rmdir()
 
 
 def fill(workspace: Path, own: Path) -> None:

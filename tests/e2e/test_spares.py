@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,10 +54,13 @@ PROBE = {
 }
 
 Invoke = Callable[..., Awaitable[tuple[dict[str, Any], float]]]
+# What a test sees of its stack: the first call of a new function, the processes before the
+# worker started, and the workspaces' root (where the spares' own directories are).
+Stack = tuple[Invoke, set[int], Path]
 
 
 @asynccontextmanager
-async def _stack(isolation: str, spares: int) -> AsyncIterator[tuple[Invoke, set[int]]]:
+async def _stack(isolation: str, spares: int) -> AsyncIterator[Stack]:
     with reachable_dir() as data_dir:
         nats = await start_embedded_nats(data_dir / "nats")
         settings = Settings(
@@ -93,7 +97,7 @@ async def _stack(isolation: str, spares: int) -> AsyncIterator[tuple[Invoke, set
                     return answer.json()["body"], time.monotonic() - t0
 
                 await asyncio.sleep(1.0)  # the spares start
-                yield create_and_call, before
+                yield create_and_call, before, settings.data_dir / "workspaces"
         finally:
             stop.set()
             await asyncio.gather(worker, api)
@@ -106,24 +110,28 @@ def isolation(request: pytest.FixtureRequest) -> str:
 
 
 async def test_a_new_functions_first_call_runs_on_a_spare_used_once(isolation: str) -> None:
-    async with _stack(isolation, spares=1) as (invoke, before):
+    async with _stack(isolation, spares=1) as (invoke, before, workspaces):
         first, took = await invoke(["SECRET=first-one"])
         assert first["age"] > took, (first, took)  # it was running before the create
         assert first["secret"] == "first-one" and first["environment_file"] is False
         assert first["written"] == [] and first["files"] == ["index.py", "lib"]  # read-only
         assert first["nested"] == "from a subdirectory"
+        # Under bubblewrap each spare has a directory of its own; without it, none.
+        assert bool(list(workspaces.glob(".spares-*/*"))) == (isolation != "rlimit")
         await asyncio.sleep(1.5)  # the taken spare is replaced
         second, took = await invoke([])
         assert second["age"] > took, (second, took)
         assert second["me"] != first["me"]  # another process: a spare serves one function
         assert second["secret"] is None  # and nothing of the first function's env
     assert living_descendants() - before == set()  # spares and pools are gone with the worker
+    assert list(workspaces.glob(".spares-*")) == []  # and so are their directories
 
 
 async def test_without_spares_every_first_process_starts_on_demand(isolation: str) -> None:
-    async with _stack(isolation, spares=0) as (invoke, before):
+    async with _stack(isolation, spares=0) as (invoke, before, workspaces):
         first, took = await invoke(["SECRET=mine"])
         assert first["age"] < took, (first, took)  # started for this function
         assert first["secret"] == "mine"
+        assert list(workspaces.glob(".spares-*")) == []
         assert first["written"] == [] and first["files"] == ["index.py", "lib"]
     assert living_descendants() - before == set()
