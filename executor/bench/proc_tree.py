@@ -1,5 +1,5 @@
 """What the benches read from /proc: a process's children and descendants, its command line,
-its resident memory (VmRSS) and its CPU time. A process that is gone reads as empty or zero."""
+its resident memory (VmRSS, and PSS). A process that is gone reads as empty or zero."""
 
 from __future__ import annotations
 
@@ -63,15 +63,6 @@ def pss_kib(pid: int) -> int:
         if line.startswith("Pss:"):
             return int(line.split()[1])
     return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of the process so far."""
-    try:
-        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def child_running(pid: int, *words: str) -> int | None:

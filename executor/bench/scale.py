@@ -34,7 +34,6 @@ from executor.bench import BenchFailed
 from executor.bench.invoke import RawHttp, Served, child, http_request
 from executor.bench.proc_tree import (
     child_running,
-    cpu_seconds,
     handler_processes,
     pss_kib,
     rss_kib,
@@ -255,16 +254,6 @@ async def new_worker_ready(served: Served, data_dir: Path) -> tuple[float, int, 
         await proc.wait()
 
 
-async def settle(pids: list[int], limit_s: float = 30.0) -> None:
-    """Wait (at most ``limit_s``) until these processes use under 10% of a core each."""
-    end = time.perf_counter() + limit_s
-    while time.perf_counter() < end:
-        before = [cpu_seconds(pid) for pid in pids]
-        await asyncio.sleep(0.5)
-        if all(cpu_seconds(pid) - b < 0.05 for pid, b in zip(pids, before, strict=True)):
-            return
-
-
 def warm_count(worker_pid: int) -> int:
     return sum(len(pids) for pids in handler_processes(worker_pid).values())
 
@@ -324,7 +313,6 @@ async def run_scale_bench(
             fig["register_s"] = seconds
             fig["register_per_s"] = functions / seconds
             fig["register_connections"] = REGISTER_CONNECTIONS
-            await settle([stack.api_pid, worker])
             fig["api_rss_mib"] = rss_kib(stack.api_pid) * mib
             fig["worker_rss_mib"] = rss_kib(worker) * mib
             fig["list_p50_ms"], fig["list_samples"], fig["list_total"] = await listing_p50(
