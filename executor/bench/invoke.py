@@ -150,10 +150,10 @@ async def measure(
     """Latency one call at a time, then throughput with ``load.concurrency`` in flight, and the
     CPU each process of ``roots`` (and what runs under it) spent per call in that phase."""
     seconds, concurrency, samples = load.seconds, load.concurrency, load.samples
-    # Warm at full concurrency first: every handler process the throughput phase uses is
-    # started and its runtime's JIT warm before anything is measured (cold starts are
-    # `bench --cold`'s).
-    warm_until = time.perf_counter() + min(2.0, seconds)
+    # Warm at full concurrency first (as long as the phase, up to 5 s): every handler process
+    # the throughput phase uses is started and its runtime's JIT warm before anything is
+    # measured (cold starts are `bench --cold`'s).
+    warm_until = time.perf_counter() + min(5.0, seconds)
 
     async def warm() -> None:
         while time.perf_counter() < warm_until:
