@@ -76,11 +76,11 @@ def cpu_by_role(roots: Mapping[int, str | None]) -> dict[str, float]:
 
 
 def per_call_us(before: dict[str, float], after: dict[str, float], calls: int) -> dict[str, float]:
-    """Microseconds of CPU per call, by role, from two readings ``calls`` calls apart."""
+    """Microseconds of CPU per call, by role, from two readings ``calls`` calls apart (the
+    kernel counts in clock ticks: a process that used less than one reads 0)."""
     if calls <= 0:
         return {}
     return {
         role: round((after[role] - before.get(role, 0.0)) / calls * 1e6, 1)
         for role in sorted(after, key=lambda r: (r == LOAD, r))
-        if after[role] - before.get(role, 0.0) > 0
     }

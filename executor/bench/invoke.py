@@ -115,17 +115,25 @@ class RawHttp:
         return cls(*await asyncio.open_connection(host, port))
 
     async def post(self, request: bytes) -> int:
+        status, _, _ = await self.exchange(request)
+        return status
+
+    async def exchange(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Send ``request``; the answer's status, headers (names in lower case) and body."""
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        await self.reader.readexactly(length)
-        return status
+        headers = {}
+        for line in head[:-4].split(b"\r\n")[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        return status, headers, body
 
     def close(self) -> None:
+        self.writer.close()
+
+    async def aclose(self) -> None:
         self.writer.close()
 
 

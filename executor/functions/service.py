@@ -192,10 +192,17 @@ class FunctionService:
             schema=req.schema,
             assets=spec.assets,
         )
-        revision, encoded = await self.build_revision(draft)
+        # Refuse a taken name before storing anything (reserve_name below still decides races);
+        # the read goes on while the bundle is checked, and a bad bundle is still the answer.
+        name_free = asyncio.ensure_future(self._check_name_free(ct, req.name))
+        try:
+            revision, encoded = await self.build_revision(draft)
+        except BaseException:
+            name_free.cancel()
+            await asyncio.gather(name_free, return_exceptions=True)
+            raise
         assert encoded is not None
-        # Refuse a taken name before storing anything (reserve_name below still decides races).
-        await self._check_name_free(ct, req.name)
+        await name_free
         await self.check_bundle_budget(ct, revision)
         now = revision.created
         service = await self.registry.create_first_revision(ct, revision)

@@ -38,8 +38,9 @@ async def test_bench_reports_all_four_systems_and_the_ratios() -> None:
         assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
     assert figures["http_throughput_ratio"] > 0
     assert figures["nats_p50_ratio"] > 0
-    for role in ("api", "worker", "handlers", "nats-server", "load generator"):
-        assert figures["computebus http invoke"]["cpu_us"][role] > 0, role
+    split = figures["computebus http invoke"]["cpu_us"]  # clock ticks: a short run may read 0
+    assert {"api", "worker", "handlers", "nats-server", "load generator"} <= set(split), split
+    assert all(us >= 0 for us in split.values()) and split["api"] + split["worker"] > 0, split
 
 
 async def test_sandbox_bench_reports_cold_and_warm_for_both_runtimes() -> None:
