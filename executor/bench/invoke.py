@@ -53,6 +53,7 @@ async def main():
     async def echo(msg):
         await msg.respond(msg.data)
     await nc.subscribe("bench.echo", queue="bench", cb=echo)
+    await nc.flush()  # the server has the subscription before anyone is told to call
     print("ready", flush=True)
     await asyncio.Event().wait()
 uvloop.run(main())

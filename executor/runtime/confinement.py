@@ -11,9 +11,10 @@ from executor.runtime.sandbox_users import UidLease
 
 # CPU a process may gain while it should be idle before it is killed (where nothing freezes it).
 IDLE_CPU_SLACK_NS = 50_000_000
-# A process is frozen once it has been idle this long, not at the end of every invocation: a
-# freeze and a thaw cost more than a no-op invocation, and a process in steady use would pay
-# both every time. What a handler leaves running gets at most this much after each invocation.
+# A process in steady use (called again within this long of its last call) is frozen once it
+# has been idle this long, not at the end of every invocation: a freeze and a thaw cost more
+# than a no-op invocation. What a handler leaves running gets at most this much after each of
+# those; any other invocation is followed by a freeze at once.
 FREEZE_AFTER_S = 0.01
 
 
@@ -28,12 +29,14 @@ class Confinement:
         self._freezing: asyncio.TimerHandle | None = None
         self._idle_since_ns: int | None = None
 
-    def pause(self) -> None:
-        """The invocation is over: no CPU until the next one (frozen within ``FREEZE_AFTER_S``
-        unless the next one comes first, or at least watched)."""
+    def pause(self, *, at_once: bool = True) -> None:
+        """The invocation is over: no CPU until the next one (frozen now, or within
+        ``FREEZE_AFTER_S`` unless the next one comes first; or at least watched)."""
         if self.cgroup is None:
             return
-        if self._freezes:
+        if self._freezes and at_once:
+            self._freeze()
+        elif self._freezes:
             self._freezing = asyncio.get_running_loop().call_later(FREEZE_AFTER_S, self._freeze)
         else:
             self._idle_since_ns = self.cgroup.cpu_usage_ns()

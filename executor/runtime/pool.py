@@ -30,12 +30,26 @@ def _always(dead: list[HandlerProcess]) -> bool:
     return True
 
 
+class ProcessCount:
+    """How many processes a set of pools holds, kept as they change (not summed per question:
+    a worker may hold thousands of pools)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class RevisionPool:
     """The warm handler processes of one revision on this worker, lent one call at a time."""
 
     def __init__(
-        self, spawn: Spawner, max_size: int, max_waiters: int, room: Room = _always
+        self,
+        spawn: Spawner,
+        max_size: int,
+        max_waiters: int,
+        room: Room = _always,
+        count: ProcessCount | None = None,
     ) -> None:
+        self._count = count if count is not None else ProcessCount()
         self._spawn = spawn
         self._room = room
         self._max_size = max_size
@@ -77,11 +91,11 @@ class RevisionPool:
                     if process.well_behaved:
                         return process
                     dead.append(process)
-                    self._size -= 1
+                    self._resize(-1)
                 if self._size < self._max_size:
                     if not self._room(dead):
                         raise Overloaded("the worker runs as many handler processes as it may")
-                    self._size += 1
+                    self._resize(1)
                     break
                 if self._waiters >= self._max_waiters:
                     raise Overloaded("too many invocations are waiting for this function")
@@ -100,6 +114,10 @@ class RevisionPool:
             await self._forget_one()
             raise
 
+    def _resize(self, change: int) -> None:
+        self._size += change
+        self._count.value += change
+
     def _uncontended(self) -> bool:
         """Nobody waits for a process and nobody holds the lock: the idle list may be used
         directly (nothing else runs between two awaits)."""
@@ -112,7 +130,7 @@ class RevisionPool:
             return None
         oldest = min(self._idle, key=lambda p: p.last_used)
         self._idle.remove(oldest)
-        self._size -= 1
+        self._resize(-1)
         return oldest
 
     @property
@@ -129,14 +147,14 @@ class RevisionPool:
             if keep:
                 self._idle.append(process)
             else:
-                self._size -= 1
+                self._resize(-1)
             self._available.notify()
         if not keep:
             await process.kill()
 
     async def _forget_one(self) -> None:
         async with self._available:
-            self._size -= 1
+            self._resize(-1)
             self._available.notify()
 
     async def reap_idle(self, idle_s: float) -> None:
@@ -144,7 +162,7 @@ class RevisionPool:
         async with self._available:
             stale = [p for p in self._idle if p.last_used < cutoff or not p.well_behaved]
             self._idle = [p for p in self._idle if p not in stale]
-            self._size -= len(stale)
+            self._resize(-len(stale))
             if stale:
                 self._available.notify(len(stale))
         for process in stale:
@@ -156,7 +174,7 @@ class RevisionPool:
         self._closed = True
         async with self._available:
             idle, self._idle = self._idle, []
-            self._size -= len(idle)
+            self._resize(-len(idle))
             if gone is not None:
                 self._gone = gone
                 self._available.notify_all()
@@ -180,6 +198,7 @@ class InstancePool:
     ) -> None:
         self._spares = spares
         self._pools: dict[RevisionKey, RevisionPool] = {}
+        self._count = ProcessCount()
         self._max_per_revision = max_per_revision
         self._max_waiters = max_waiters
         self._idle_s = idle_s
@@ -190,14 +209,14 @@ class InstancePool:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = RevisionPool(
-                spawn, self._max_per_revision, self._max_waiters, self._make_room
+                spawn, self._max_per_revision, self._max_waiters, self._make_room, self._count
             )
         return pool
 
     def has_room(self) -> bool:
         """Whether one more process (of a pool, or a spare) may start."""
         spares = self._spares.count if self._spares is not None else 0
-        return sum(pool.size for pool in self._pools.values()) + spares < self._max_processes
+        return self._count.value + spares < self._max_processes
 
     def _make_room(self, dead: list[HandlerProcess]) -> bool:
         if self.has_room():

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from executor.runtime.confinement import Confinement
+from executor.runtime.confinement import FREEZE_AFTER_S, Confinement
 from schemas.errors import ComputebusError
 from schemas.handler_protocol import HEADER, NONCE_BYTES, HandlerReply, frame, reply_decoder
 
@@ -168,6 +168,7 @@ class HandlerProcess:
         if self._closed:
             raise ProcessGone("handler process is closed")
         self.invocations += 1
+        in_steady_use = time.monotonic() - self.last_used < FREEZE_AFTER_S
         waiter = self._waiter = self._loop.create_future()
         self._nonce = os.urandom(NONCE_BYTES)
         try:
@@ -186,7 +187,7 @@ class HandlerProcess:
         finally:
             self._waiter = None
             self.last_used = time.monotonic()
-        self.confinement.pause()
+        self.confinement.pause(at_once=not in_steady_use)
         self._drain_logs()
         return reply, self._logs.take()
 

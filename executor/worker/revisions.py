@@ -90,6 +90,7 @@ class PreparedRevisions:
         self.log_cap_bytes = log_cap_bytes
         self.max_result_bytes = max_result_bytes
         self._prepared: dict[RevisionKey, PreparedRevision] = {}
+        self._numbers: dict[tuple[str, str], set[int]] = {}  # per function: what is prepared
         self._preparing: dict[RevisionKey, asyncio.Lock] = {}
 
     async def prepare(self, function: FunctionRecord, revision: Revision) -> PreparedRevision:
@@ -104,6 +105,7 @@ class PreparedRevisions:
             if prepared is None:
                 prepared = await self._build(key, revision)
                 self._prepared[key] = prepared
+                self._numbers.setdefault(key[:2], set()).add(key[2])
         self._preparing.pop(key, None)
         return prepared
 
@@ -188,20 +190,28 @@ class PreparedRevisions:
 
     async def retire_revision(self, ct: str, ft: str, number: int) -> None:
         """A revision was removed (a refused update): forget what was prepared for it."""
-        key = (ct, ft, number)
-        self._prepared.pop(key, None)
-        await self.instances.retire(key)
+        self._forget(ct, ft, {number})
+        await self.instances.retire((ct, ft, number))
 
     async def retire_unaliased(self, ct: str, ft: str, aliased: set[int]) -> None:
         """Stop the warm processes of this function's revisions that no alias points to."""
-        for key in [k for k in self._prepared if k[:2] == (ct, ft) and k[2] not in aliased]:
-            self._prepared.pop(key, None)
-            await self.instances.retire(key)
+        for number in self._forget(ct, ft, self._numbers.get((ct, ft), set()) - aliased):
+            await self.instances.retire((ct, ft, number))
 
     async def forget_function(self, ct: str, ft: str) -> None:
         """Drop what was prepared for a deleted function and stop its processes; invocations
         still waiting for one answer ``function_not_found``."""
         gone = FunctionNotFound(f"function {ct}/{ft} was deleted")
-        for key in [k for k in self._prepared if k[:2] == (ct, ft)]:
-            self._prepared.pop(key, None)
-            await self.instances.retire(key, gone)
+        for number in self._forget(ct, ft, self._numbers.get((ct, ft), set())):
+            await self.instances.retire((ct, ft, number), gone)
+
+    def _forget(self, ct: str, ft: str, numbers: set[int]) -> list[int]:
+        """Drop what was prepared for these revisions of the function; the numbers dropped."""
+        held = self._numbers.get((ct, ft), set())
+        gone = sorted(numbers & held)
+        for number in gone:
+            self._prepared.pop((ct, ft, number), None)
+        held -= set(gone)
+        if not held:
+            self._numbers.pop((ct, ft), None)
+        return gone
