@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from executor.bench import BenchFailed
-from executor.bench.invoke import RawHttp, http_request
+from executor.bench.invoke import RawHttp, child, http_request
 from executor.bench.sandbox_cost import SOURCES, _measure
 from executor.runtime.interpreters import find_interpreters
 from executor.runtime.sandbox import Sandbox
@@ -97,34 +97,20 @@ class _Api:
 async def _serve(data_dir: Path) -> AsyncIterator[tuple[_Api, _WorkerLog]]:
     """``computebus serve`` with its worker's INFO lines on a pipe we read."""
     env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "INFO"}
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "executor.cli", "serve", "--port", "0", "--data-dir"),
-        str(data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    worker_log = _WorkerLog(proc.stderr)
-    try:
-        line = b""
-        while READY.encode() not in line:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            if not line:
-                raise BenchFailed("computebus serve exited before it was ready")
-        fields = parse_ready_line(line.decode().strip())
-        token = Path(fields["token-file"]).read_text().strip()
-        yield _Api(fields["api"], token), worker_log
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        await worker_log.close()
+    argv = (sys.executable, "-m", "executor.cli", "serve", "--port", "0", "--data-dir")
+    stderr = asyncio.subprocess.PIPE
+    async with child(*argv, str(data_dir), env=env, ready=READY.encode(), stderr=stderr) as (
+        proc,
+        line,
+    ):
+        assert proc.stderr is not None
+        worker_log = _WorkerLog(proc.stderr)
+        try:
+            fields = parse_ready_line(line.decode().strip())
+            token = Path(fields["token-file"]).read_text().strip()
+            yield _Api(fields["api"], token), worker_log
+        finally:
+            await worker_log.close()
 
 
 def _create_body(runtime: str, n: int) -> dict[str, object]:

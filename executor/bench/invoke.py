@@ -221,10 +221,12 @@ async def http_caller(
 
 @contextlib.asynccontextmanager
 async def child(
-    *argv: str, env: dict[str, str] | None = None, ready: bytes
+    *argv: str, env: dict[str, str] | None = None, ready: bytes, stderr: int | None = None
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, bytes]]:
+    """``argv`` in its own session, once it has printed a line holding ``ready``; stopped
+    (SIGTERM, then SIGKILL after 30 s) and reaped on the way out."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env, start_new_session=True
     )
     assert proc.stdout is not None
     try:
