@@ -210,20 +210,21 @@ async def run_cold_bench(rounds: int = 20) -> int:
             auth = {"Authorization": f"Bearer {api.token}"}
             where = urlsplit(api.url)
             raw = await RawHttp.open(where.hostname or "127.0.0.1", where.port or 80)
-            async with (
-                httpx.AsyncClient(base_url=api.url, timeout=60, headers=auth) as client,
-                contextlib.aclosing(raw),
-            ):
-                for runtime in runtimes:
-                    rows = []
-                    for n in range(rounds + 1):
-                        await asyncio.sleep(GAP_S)
-                        rows.append(await _one(client, raw, worker_log, runtime, n))
-                    rows = rows[1:]  # the first warms the API's and the worker's code paths
-                    results[runtime] = {
-                        part: _summary([row[part] for row in rows]) for part in ("whole", *PARTS)
-                    }
-                    spares[runtime] = int(sum(row["spare"] for row in rows))
+            try:
+                async with httpx.AsyncClient(base_url=api.url, timeout=60, headers=auth) as client:
+                    for runtime in runtimes:
+                        rows = []
+                        for n in range(rounds + 1):
+                            await asyncio.sleep(GAP_S)
+                            rows.append(await _one(client, raw, worker_log, runtime, n))
+                        rows = rows[1:]  # the first warms the API's and the worker's code paths
+                        results[runtime] = {
+                            part: _summary([row[part] for row in rows])
+                            for part in ("whole", *PARTS)
+                        }
+                        spares[runtime] = int(sum(row["spare"] for row in rows))
+            finally:
+                raw.close()
         bare = await _bare(runtimes, rounds, Path(tmp))
     for runtime, row in results.items():
         row["bare_spawn_and_first_call"] = _summary(bare[runtime])

@@ -8,39 +8,22 @@ the warm ones.
 
 from __future__ import annotations
 
-import os
 import resource
 from collections import defaultdict
 from collections.abc import Mapping
-from pathlib import Path
 
-_PROC = Path("/proc")
-_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+from executor.bench.proc_tree import children, cmdline, cpu_seconds
+
 LOAD = "load generator"
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds) of a live process, or None once it is gone."""
-    try:
-        text = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) * _TICK_S
-
-
-def _role(pid: int, under_worker: bool, named: str | None = None) -> str:
-    if named is not None:
-        return named
-    try:
-        argv = (_PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "gone"
-    words = [a.decode(errors="replace") for a in argv]
-    if any(w.endswith("nats-server") for w in words[:1]):
+def _role(pid: int, under_worker: bool) -> str:
+    words = cmdline(pid)
+    if words and words[0].endswith("nats-server"):
         return "nats-server"
     if "executor.cli" in words:
-        verb = words[words.index("executor.cli") + 1] if len(words) > 2 else ""
+        at = words.index("executor.cli") + 1
+        verb = words[at] if at < len(words) else ""
         return {"worker": "worker", "api": "api", "serve": "api"}.get(verb, verb)
     return "handlers" if under_worker else "other"
 
@@ -48,28 +31,13 @@ def _role(pid: int, under_worker: bool, named: str | None = None) -> str:
 def cpu_by_role(roots: Mapping[int, str | None]) -> dict[str, float]:
     """CPU seconds so far of each root process and everything under it, by role (a root's
     own role as given, or read from its command line), and of this process (the load)."""
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in _PROC.iterdir():
-        if entry.name.isdigit() and (found := _stat(int(entry.name))) is not None:
-            parents[int(entry.name)], cpu[int(entry.name)] = found
-    roles: dict[int, str | None] = {}
-
-    def role_of(pid: int) -> str | None:
-        """The role of a process in one of the trees, or None for one outside them."""
-        if pid not in roles:
-            if pid in roots:
-                roles[pid] = _role(pid, False, roots[pid])
-            elif (parent := parents.get(pid, 0)) <= 1 or (above := role_of(parent)) is None:
-                roles[pid] = None
-            else:
-                roles[pid] = _role(pid, above in ("worker", "handlers"))
-        return roles[pid]
-
     totals: defaultdict[str, float] = defaultdict(float)
-    for pid, seconds in cpu.items():
-        if (role := role_of(pid)) is not None:
-            totals[role] += seconds
+    todo = [(pid, named or _role(pid, False)) for pid, named in roots.items()]
+    while todo:
+        pid, role = todo.pop()
+        totals[role] += cpu_seconds(pid)
+        under_worker = role in ("worker", "handlers")
+        todo += [(kid, _role(kid, under_worker)) for kid in children(pid)]
     usage = resource.getrusage(resource.RUSAGE_SELF)
     totals[LOAD] += usage.ru_utime + usage.ru_stime
     return dict(totals)

@@ -134,9 +134,6 @@ class RawHttp:
     def close(self) -> None:
         self.writer.close()
 
-    async def aclose(self) -> None:
-        self.writer.close()
-
 
 def http_request(host: str, port: int, path: str, body: bytes, token: str) -> bytes:
     """A POST with a bearer token (the bare echo gets one too, so both read the same bytes)."""
@@ -262,9 +259,12 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve_child(data_dir: Path) -> AsyncIterator[Served]:
-    """``computebus serve`` in its own processes, on a free port, with a fresh data dir."""
-    env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING"}
+async def serve_child(
+    data_dir: Path, settings: Mapping[str, str] | None = None
+) -> AsyncIterator[Served]:
+    """``computebus serve`` in its own processes, on a free port, with a fresh data dir (and
+    ``settings``, more environment)."""
+    env = {**os.environ, "COMPUTEBUS_LOG_LEVEL": "WARNING", **(settings or {})}
     argv = (sys.executable, "-m", "executor.cli", "serve", "--port", "0", "--data-dir")
     async with child(*argv, str(data_dir), env=env, ready=READY.encode()) as (proc, line):
         fields = parse_ready_line(line.decode().strip())

@@ -1,5 +1,6 @@
 """What the benches read from /proc: a process's children and descendants, its command line,
-its resident memory (VmRSS, and PSS). A process that is gone reads as empty or zero."""
+its CPU so far, its resident memory (VmRSS, and PSS). A process that is gone reads as empty or
+zero."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from pathlib import Path
 
 PROC = Path("/proc")
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 HANDLER_RUNTIMES = {"node": "nodejs", "python": "python"}  # interpreter name prefix -> runtime
 
 
@@ -43,24 +45,32 @@ def cmdline(pid: int) -> list[str]:
 
 
 def rss_kib(pid: int) -> int:
-    try:
-        status = (PROC / str(pid) / "status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return _kib(pid, "status", "VmRSS:")
 
 
 def pss_kib(pid: int) -> int:
     """Proportional set size: shared pages counted once across the processes that share them."""
+    return _kib(pid, "smaps_rollup", "Pss:")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of the process so far, all its threads included."""
     try:
-        rollup = (PROC / str(pid) / "smaps_rollup").read_text()
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+
+
+def _kib(pid: int, name: str, key: str) -> int:
+    """A ``key: <n> kB`` line of /proc/<pid>/<name>."""
+    try:
+        text = (PROC / str(pid) / name).read_text()
     except OSError:
         return 0
-    for line in rollup.splitlines():
-        if line.startswith("Pss:"):
+    for line in text.splitlines():
+        if line.startswith(key):
             return int(line.split()[1])
     return 0
 

@@ -29,9 +29,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from bus.connect import connect
-from bus.embedded import role_url
 from executor.bench import BenchFailed
-from executor.bench.invoke import RawHttp, Served, child, http_request
+from executor.bench.invoke import RawHttp, Served, http_request, serve_child
 from executor.bench.proc_tree import (
     child_running,
     handler_processes,
@@ -39,7 +38,6 @@ from executor.bench.proc_tree import (
     rss_kib,
 )
 from executor.bench.scale_report import report
-from executor.serve import READY, parse_ready_line
 from executor.settings import Settings
 
 COLLECTION = "scale"
@@ -79,23 +77,15 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def scale_stack(data_dir: Path, idle_s: float, warm: int) -> AsyncIterator[Stack]:
-    env = {
-        **os.environ,
-        "COMPUTEBUS_LOG_LEVEL": "WARNING",
+    settings = {
         "COMPUTEBUS_IDLE_S": str(idle_s),
         "COMPUTEBUS_WORKER_CONCURRENCY": str(max(256, warm + 16)),
     }
-    argv = (sys.executable, "-m", "executor.cli", "serve", "--port", "0", "--data-dir")
-    async with child(*argv, str(data_dir), env=env, ready=READY.encode()) as (proc, line):
-        fields = parse_ready_line(line.decode().strip())
-        token = Path(fields["token-file"]).read_text().strip()
-        where = urlsplit(fields["nats"])
-        worker_url = role_url(data_dir / "nats", where.hostname or "", where.port or 0, "worker")
-        worker = child_running(proc.pid, "executor.cli", "worker")
+    async with serve_child(data_dir, settings) as served:
+        worker = child_running(served.pid, "executor.cli", "worker")
         if worker is None:
             raise BenchFailed("serve's worker process was not found")
-        served = Served(proc.pid, fields["api"], fields["nats"], worker_url, token)
-        yield Stack(served, proc.pid, worker)
+        yield Stack(served, served.pid, worker)
 
 
 async def register(served: Served, n: int, first: int = 0) -> tuple[list[str], float]:
