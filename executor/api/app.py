@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import nats.errors
 from starlette.applications import Starlette
@@ -52,13 +53,21 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(InternalError("internal error; see the API log"))
 
 
+# What each kind of error is answered with: Starlette's exception handlers, and the hot path's.
+_ANSWERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
+    ComputeError: _compute_error,
+    HTTPException: _http_error,
+    nats.errors.Error: _bus_error,
+    Exception: _unexpected,
+}
+
+
 async def answer_error(request: Request, exc: Exception) -> Response:
     """What the application's exception handlers answer for ``exc`` (for the hot path, which
-    runs outside them)."""
-    if isinstance(exc, ComputeError):
-        return await _compute_error(request, exc)
-    if isinstance(exc, nats.errors.Error):
-        return await _bus_error(request, exc)
+    runs outside them): the handler of its nearest class, as Starlette picks it."""
+    for kind in type(exc).__mro__:
+        if kind in _ANSWERS:
+            return await _ANSWERS[kind](request, exc)
     return await _unexpected(request, exc)
 
 
@@ -72,12 +81,7 @@ def build_app(ctx: ApiContext) -> Starlette:
             *ops.routes,
         ],  # hot route first
         middleware=cors_middleware(ctx.settings.cors_origins),
-        exception_handlers={
-            ComputeError: _compute_error,
-            HTTPException: _http_error,
-            nats.errors.Error: _bus_error,
-            Exception: _unexpected,
-        },
+        exception_handlers=dict(_ANSWERS),
     )
     # A trailing slash is a 404 like any unknown path, not a redirect built from the Host header.
     app.router.redirect_slashes = False
