@@ -38,7 +38,9 @@ class ScanIncomplete(Unavailable):
 async def scan_last_per_subject(
     js: JetStreamContext, stream: str, subject_filter: str, *, budget_s: float | None = None
 ) -> AsyncIterator[bytes]:
-    """The bodies of the last message of each subject, in stream order; deletions are skipped.
+    """The bodies of the last message of each subject, in stream order, as the stream held them
+    when the scan began (a subject written again during the scan would otherwise come twice, its
+    old message and its new one); deletions are skipped.
 
     A fetch that times out is not the end: the consumer says whether messages are still to come
     (big ones take long), and then the scan goes on with smaller batches. Raises
@@ -46,6 +48,7 @@ async def scan_last_per_subject(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget_s if budget_s is not None else None
     try:
+        last_seq = (await js.stream_info(stream)).state.last_seq
         sub = await js.pull_subscribe(
             subject_filter,
             stream=stream,
@@ -83,7 +86,10 @@ async def scan_last_per_subject(
                 continue
             progress = loop.time()
             for msg in msgs:
-                pending = msg.metadata.num_pending
+                meta = msg.metadata
+                if meta.sequence.stream > last_seq:  # written since the scan began: done
+                    return
+                pending = meta.num_pending
                 if msg.data:
                     yield msg.data
             if pending and deadline is not None and loop.time() > deadline:
