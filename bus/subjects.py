@@ -24,6 +24,16 @@ INTERNAL_BUCKET = "computebus_internal"  # what only the roles share (the caller
 BUNDLES_BUCKET = "computebus_bundles"
 MONITOR_PREFIX = "computebus.monitor"
 SHARED_MONITOR_STREAM = "COMPUTEBUS_MONITOR"  # before one stream per collection
+MONITOR_STREAM_PREFIX = "COMPUTEBUS_MONITOR_"  # + the collection
+DEAD_LETTER_STREAM_PREFIX = "COMPUTEBUS_DEAD_LETTERS_"
+
+
+# JetStream's API, read raw for the fields nats-py's types drop (a stream's first_ts).
+JS_STREAM_LIST = "$JS.API.STREAM.LIST"
+
+
+def js_consumer_list(stream: str) -> str:
+    return f"$JS.API.CONSUMER.LIST.{stream}"
 
 
 LIFECYCLE_EVENTS = ("created", "updated", "deleted", "promoted")
@@ -52,7 +62,7 @@ def parse_async_subject(subject: str) -> tuple[str, str] | None:
 
 
 def dead_letter_stream(ct: str) -> str:
-    return f"COMPUTEBUS_DEAD_LETTERS_{ct}"
+    return f"{DEAD_LETTER_STREAM_PREFIX}{ct}"
 
 
 def dead_letter_subject(ct: str, ft: str, invocation_id: str) -> str:
@@ -80,7 +90,7 @@ def parse_function_subject(subject: str) -> tuple[str, str] | None:
 
 
 def monitor_stream(ct: str) -> str:
-    return f"COMPUTEBUS_MONITOR_{ct}"
+    return f"{MONITOR_STREAM_PREFIX}{ct}"
 
 
 def monitor_subject(ct: str, ft: str, invocation_id: str) -> str:

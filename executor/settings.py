@@ -86,6 +86,12 @@ class Settings:
     # comma-separated, "*" for any).
     ops_public: bool | None = None
     cors_origins: tuple[str, ...] = ()
+    # Metrics: where a worker serves its own /metrics (no port: none; 0 picks a free one, which
+    # its ready line and ping answer give), and how many functions get series of their own in
+    # each process (the rest are counted together under "_other").
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = None
+    metrics_max_functions: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -137,6 +143,7 @@ class Settings:
             "async_max_bytes",
             "dead_letter_max_age_s",
             "replicas",
+            "metrics_max_functions",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
@@ -164,8 +171,10 @@ class Settings:
             raise SettingsError(
                 f"{env_name('sandbox_uids')} must be FIRST-LAST within 1-{2**31 - 1}"
             )
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"{env_name('port')} must be 0-65535, got {self.port}")
+        for name in ("port", "worker_metrics_port"):
+            port = getattr(self, name)
+            if port is not None and not 0 <= port <= 65535:
+                raise SettingsError(f"{env_name(name)} must be 0-65535, got {port}")
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise SettingsError(

@@ -33,6 +33,7 @@ class WorkerInfo(StoredStruct):
     isolation: str
     isolation_gaps: list[str] = msgspec.field(default_factory=list)
     runtimes: dict[str, str] = msgspec.field(default_factory=dict)  # name -> version
+    metrics: str = ""  # the URL of its /metrics, when it serves one
 
 
 class ProbeRequest(StoredStruct):

@@ -45,6 +45,7 @@ class Call:
     timeout_ms: int | None = None
     invocation_type: InvocationType = "RequestResponse"
     caller: CallerInfo | None = None
+    queued_at: float | None = None  # Async: unix seconds when the queue's stream stored it
 
 
 # The options an Async invocation keeps when it is dead-lettered and sent again.
@@ -83,6 +84,7 @@ def call_from_headers(
     invocation_id: str,
     invocation_type: InvocationType = "RequestResponse",
     caller: CallerInfo | None = None,
+    queued_at: float | None = None,
 ) -> Call:
     return Call(
         collection_topic=ct,
@@ -94,6 +96,7 @@ def call_from_headers(
         timeout_ms=positive_int(headers, H_TIMEOUT),
         invocation_type=invocation_type,
         caller=caller,
+        queued_at=queued_at,
     )
 
 

@@ -71,6 +71,7 @@ async def stack(
         # No processes starting in the background, so that tests can count what an invocation
         # left; tests/e2e/test_spares.py runs workers with spares.
         spares=0,
+        worker_metrics_port=0,
     )
     stop = asyncio.Event()
     worker_ready = asyncio.Event()

@@ -15,6 +15,7 @@ from bus.monitor import MonitorStore
 from bus.registry import Registry
 from bus.registry_view import RegistryView
 from bus.tokens import TokenStore
+from executor.api.metrics import ApiMetrics
 from executor.api.rate_limits import RateLimits
 from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
@@ -42,6 +43,7 @@ class ApiContext:
     workers: WorkerWatch
     seal: CallerSeal
     settings: Settings
+    metrics: ApiMetrics
 
 
 def ctx_of(request: Request) -> ApiContext:

@@ -11,7 +11,6 @@ from starlette.responses import Response
 from bus.workers import ping_workers
 from executor.api.access import ANY_TOKEN, READ, caller_of, guarded_route
 from executor.api.context import ApiContext, ctx_of, function_ref
-from executor.api.metrics import FUNCTIONS_CREATED
 from executor.api.responses import body, query_int, read_body, results
 from executor.functions.views import function_view
 from schemas import ids
@@ -30,7 +29,7 @@ async def create_function(request: Request) -> Response:
             raise Forbidden(f"the token may not deploy in collection {ct}")
 
     view = await ctx.functions.create(data, authorize=may_deploy)
-    FUNCTIONS_CREATED.inc()
+    ctx.metrics.created.inc(())
     return body(view, 201)
 
 

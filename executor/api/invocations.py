@@ -14,7 +14,6 @@ from bus.streams import REPLY_HEADROOM
 from executor.api import async_invocations
 from executor.api.access import INVOKE, READ, caller_info, guarded_route
 from executor.api.context import ctx_of, function_ref
-from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
 from schemas.codec import decode_as, json_decoder, nested_too_deeply
 from schemas.errors import (
@@ -60,16 +59,29 @@ def payload_bytes(raw: msgspec.Raw) -> bytes:
         raise nested_too_deeply("/payload") from None
 
 
+class _Labels:
+    """What an invoke's metrics are labelled with, filled in as the request is read."""
+
+    __slots__ = ("function", "mode", "revision")
+
+    def __init__(self) -> None:
+        self.function: tuple[str, str] | None = None
+        self.revision = 0
+        self.mode = "sync"
+
+
 async def invoke(request: Request) -> Response:
     started = time.perf_counter()
     invocation_id = new_invocation_id()
     headers = {"X-Invocation-Id": invocation_id}
+    labels = _Labels()
     try:
-        response, code = await _invoke(request, invocation_id, headers)
+        response, code = await _invoke(request, invocation_id, headers, labels)
     except ComputeError as exc:
         response, code = error_response(exc, headers), exc.code
-    INVOCATIONS.labels(code).inc()
-    INVOKE_SECONDS.observe(time.perf_counter() - started)
+    ctx_of(request).metrics.invoked(
+        labels.function, labels.revision, labels.mode, code, time.perf_counter() - started
+    )
     return response
 
 
@@ -94,10 +106,11 @@ def _invoke_request(data: bytes) -> InvokeRequest:
 
 
 async def _invoke(
-    request: Request, invocation_id: str, headers: dict[str, str]
+    request: Request, invocation_id: str, headers: dict[str, str], labels: _Labels
 ) -> tuple[Response, str]:
     ctx = ctx_of(request)
     ct, ft = await function_ref(request)
+    labels.function = (ct, ft)
     limited = ctx.view.cached_function(ct, ft)
     if limited is not None:
         ctx.rate_limits.take(ct, ft, limited.limits)
@@ -116,12 +129,14 @@ async def _invoke(
         alias = request.query_params.get("alias") or None
         revision = query_int(request, "revision", 0, lo=0, hi=1_000_000_000) or None
     if req.invocation_type == "Async":
+        labels.mode = "async"
         accepted, invocation_id = await async_invocations.submit(
             request, ct, ft, payload, invocation_id, alias=alias, revision=revision
         )
         headers["X-Invocation-Id"] = invocation_id
         return body(accepted, 202, headers), "accepted"
     _, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
+    labels.revision = rev.number
     # The resolved number, not the alias: this API's view already has its own alias moves, so
     # a promote or a rollback made here takes effect on the very next invocation.
     call_headers = {

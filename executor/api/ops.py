@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -10,7 +10,6 @@ from starlette.routing import Route
 from bus.workers import ping_workers
 from executor.api.access import OPS, guarded_route
 from executor.api.context import ctx_of
-from executor.api.metrics import REGISTRY
 from executor.api.openapi import openapi_document
 from executor.api.responses import JSON
 from schemas.codec import encode
@@ -42,7 +41,8 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(REGISTRY), 200, media_type=CONTENT_TYPE_LATEST)
+    text = await ctx_of(request).metrics.exposition()
+    return Response(text, 200, media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi(request: Request) -> Response:

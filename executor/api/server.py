@@ -19,6 +19,7 @@ from executor.api.admin_token import ensure_admin_token
 from executor.api.app import build_app
 from executor.api.context import ApiContext
 from executor.api.hot_path import HotPath
+from executor.api.metrics import ApiMetrics
 from executor.api.nats_auth import NatsAuth
 from executor.api.rate_limits import RateLimits
 from executor.api.worker_watch import WorkerWatch
@@ -96,6 +97,7 @@ async def run_api(
         workers=workers,
         seal=bus.seal,
         settings=settings,
+        metrics=ApiMetrics(bus.nc, settings.metrics_max_functions),
     )
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]

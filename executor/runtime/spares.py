@@ -89,6 +89,13 @@ class Spares:
         """Spares alive or starting: processes of this worker like any other."""
         return self._starting + sum(len(spares) for spares in self._ready.values())
 
+    def by_runtime(self) -> dict[str, int]:
+        """Spares ready, per runtime."""
+        counts: dict[str, int] = {}
+        for (runtime, _limits), spares in list(self._ready.items()):
+            counts[runtime] = counts.get(runtime, 0) + len(spares)
+        return counts
+
     def start(self, room: Callable[[], bool]) -> None:
         """Start the default kind for each runtime; ``room`` says whether the worker may start
         one more process."""

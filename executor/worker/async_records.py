@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import msgspec
 import nats.js.errors
@@ -55,7 +56,9 @@ class AsyncRecords:
         dead_letters: DeadLetters,
         view: RegistryView,
         events: ResultEvents,
+        dead_lettered: Callable[[str, str], None],
     ) -> None:
+        self.dead_lettered = dead_lettered  # (collection, function), once a letter is stored
         self.nc = nc
         self.events = events
         self.monitor = monitor
@@ -113,6 +116,7 @@ class AsyncRecords:
         if error is not None and function is not None:
             try:
                 await self.dead_letters.add(_dead_letter(record, msg))
+                self.dead_lettered(record.collection_topic, record.service)
             except Exception as exc:  # announced all the same; the redelivery dead-letters it
                 not_dead_lettered = exc
         await self.events.publish(

@@ -17,6 +17,7 @@ from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
 from executor.runtime.process import Logs, ProcessGone, ReplyTooLarge
 from executor.settings import Settings
+from executor.worker.metrics import WorkerMetrics
 from executor.worker.reply_errors import reply_error
 from executor.worker.revisions import PreparedRevision, PreparedRevisions
 from schemas.codec import decode_json
@@ -51,6 +52,17 @@ class Outcome:
     ttl_ms: int = 0
 
 
+@dataclass
+class _Run:
+    """What one run on a handler process gave, and when its handler started and ended."""
+
+    result: bytes | None
+    error: ComputeError | None
+    logs: Logs
+    started: float | None = None  # perf_counter when the process was had
+    handler_s: float | None = None
+
+
 class Invoker:
     """Runs one invocation at a time per call, on the revisions ``revisions`` prepares."""
 
@@ -61,7 +73,9 @@ class Invoker:
         monitor: MonitorStore,
         settings: Settings,
         worker_id: str,
+        metrics: WorkerMetrics,
     ) -> None:
+        self.metrics = metrics
         self.view = view
         self.revisions = revisions
         self.monitor = monitor
@@ -76,12 +90,14 @@ class Invoker:
                 call.collection_topic, call.service, alias=call.alias, revision=call.revision
             )
         except ComputeError as exc:
+            self.metrics.unresolved(call, exc)
             return Outcome(None, exc)
         started = time.time()
         t0 = time.perf_counter()
         logs = Logs("", False)
         result: bytes | None = None
         payload_is_json = False
+        run: _Run | None = None
         try:
             prepared = await self.revisions.prepare(function, revision)
             event = decode_json(call.payload, "/payload")
@@ -91,9 +107,10 @@ class Invoker:
             )
             if problems:
                 raise InvalidInput("payload does not match the function's input schema", problems)
-            result, failure, logs = await self._run(prepared, call, started)
-            if failure is not None:
-                raise failure
+            run = await self._run(prepared, call, started)
+            result, logs = run.result, run.logs
+            if run.error is not None:
+                raise run.error
             assert result is not None
             if prepared.output_schema.accepts_anything and not _is_utf8(result):
                 raise InvalidOutput("the handler's result is not UTF-8")
@@ -117,7 +134,20 @@ class Invoker:
         record = self._record(call, function, revision, started, t0, logs, result, error)
         if not payload_is_json:  # a record must stay JSON: keep no input that is not
             record.input = msgspec.UNSET
+        self._count(call, revision.number, error, t0, run)
         return Outcome(result, error, record, function.monitor_config.ttl)
+
+    def _count(
+        self, call: Call, revision: int, error: ComputeError | None, t0: float, run: _Run | None
+    ) -> None:
+        now = time.perf_counter()
+        wait_s: float | None = None
+        if run is not None and run.started is not None:
+            wait_s = run.started - t0
+            if call.queued_at is not None:  # Async: the time in the queue too
+                wait_s += max(0.0, time.time() - call.queued_at - (now - t0))
+        handler_s = run.handler_s if run is not None else None
+        self.metrics.invoked(call, revision, error, now - t0, wait_s, handler_s)
 
     async def store(self, outcome: Outcome) -> StoredRecord | None:
         """Send the outcome's record to the monitor store (the ack comes later)."""
@@ -149,9 +179,7 @@ class Invoker:
         finally:
             prepared.validating.release()
 
-    async def _run(
-        self, prepared: PreparedRevision, call: Call, started: float
-    ) -> tuple[bytes | None, ComputeError | None, Logs]:
+    async def _run(self, prepared: PreparedRevision, call: Call, started: float) -> _Run:
         rev = prepared.revision
         timeout_ms = min(rev.timeout, call.timeout_ms or rev.timeout)
         context = HandlerContext(
@@ -170,7 +198,7 @@ class Invoker:
 
     async def _run_on_a_process(
         self, prepared: PreparedRevision, request: bytes, deadline: float, timeout_ms: int
-    ) -> tuple[bytes | None, ComputeError | None, Logs]:
+    ) -> _Run:
         """One run on a warm (or new) process. A frame the handler wrote unasked (``ForgedReply``)
         kills the process and fails this invocation: it may have run already, so it is not run
         again."""
@@ -179,35 +207,46 @@ class Invoker:
             process = await prepared.pool.acquire(max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
             busy = Timeout(f"no process of the function was free within its {timeout_ms} ms")
-            return None, busy, Logs("", False)
+            return _Run(None, busy, Logs("", False))
         self.running += 1
+        began = time.perf_counter()
+        run = _Run(None, None, Logs("", False), began)
         try:
-            reply, logs = await process.invoke(request, max(deadline - time.monotonic(), 0.001))
+            reply, run.logs = await process.invoke(request, max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
-            logs = process.take_logs()
+            run.logs = process.take_logs()
             if process.out_of_memory:
-                return (
-                    None,
-                    OutOfMemory(f"the handler ran out of memory ({rev.memory_mb} MB)"),
-                    logs,
-                )
-            error = Timeout(f"the handler did not finish within {timeout_ms} ms")
-            return None, error, logs
+                run.error = OutOfMemory(f"the handler ran out of memory ({rev.memory_mb} MB)")
+            else:
+                run.error = Timeout(f"the handler did not finish within {timeout_ms} ms")
+            self._killed(rev, run.error)
+            return run
         except ReplyTooLarge as exc:
             limit = f"over the {self.max_result_bytes}-byte limit"
-            return None, PayloadTooLarge(f"{exc}, {limit}"), process.take_logs()
+            run.error, run.logs = PayloadTooLarge(f"{exc}, {limit}"), process.take_logs()
+            return run
         except ProcessGone as exc:
-            logs = process.take_logs()
-            if process.out_of_memory or _NODE_HEAP_LIMIT in logs.text:
+            run.logs = process.take_logs()
+            if process.out_of_memory or _NODE_HEAP_LIMIT in run.logs.text:
                 limit = f"{rev.memory_mb} MB"
-                return None, OutOfMemory(f"the handler ran out of memory ({limit})"), logs
-            return None, FunctionFailed(f"the handler process died: {exc}"), logs
+                run.error = OutOfMemory(f"the handler ran out of memory ({limit})")
+            else:
+                run.error = FunctionFailed(f"the handler process died: {exc}")
+            self._killed(rev, run.error)
+            return run
         finally:
+            run.handler_s = time.perf_counter() - began
             self.running -= 1
             await prepared.pool.release(process)
         if not reply.ok:
-            return None, reply_error(reply, prepared), logs
-        return bytes(reply.result), None, logs
+            run.error = reply_error(reply, prepared)
+            return run
+        run.result = bytes(reply.result)
+        return run
+
+    def _killed(self, revision: Revision, error: ComputeError) -> None:
+        reason = {"timeout": "timeout", "out_of_memory": "oom"}.get(error.code, "crash")
+        self.metrics.killed.inc((revision.runtime, reason))
 
     def _record(
         self,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bus.bundles import BundleStore
@@ -80,7 +81,9 @@ class PreparedRevisions:
         *,
         log_cap_bytes: int,
         max_result_bytes: int,
+        on_spawn: Callable[[str, bool, float], None],
     ) -> None:
+        self.on_spawn = on_spawn  # (runtime, from a spare, seconds) per new process
         self.view = view
         self.bundles = bundles
         self.workspaces = workspaces
@@ -92,6 +95,14 @@ class PreparedRevisions:
         self._prepared: dict[RevisionKey, PreparedRevision] = {}
         self._numbers: dict[tuple[str, str], set[int]] = {}  # per function: what is prepared
         self._preparing: dict[RevisionKey, asyncio.Lock] = {}
+
+    def processes_by_runtime(self) -> dict[str, int]:
+        """Warm processes per runtime (for the metrics, read at a scrape)."""
+        counts: dict[str, int] = {}
+        for prepared in list(self._prepared.values()):
+            runtime = prepared.revision.runtime
+            counts[runtime] = counts.get(runtime, 0) + prepared.pool.size
+        return counts
 
     async def prepare(self, function: FunctionRecord, revision: Revision) -> PreparedRevision:
         """Everything per revision that can be done once: workspace, validators, pool."""
@@ -126,20 +137,23 @@ class PreparedRevisions:
         plan = launch_plan(self.sandbox, runtime=runtime, workspace=workspace, limits=limits)
         sandbox, spares, log_cap = self.sandbox, self.spares, self.log_cap_bytes
         max_reply_bytes = self.max_result_bytes + 1024  # the reply frame's envelope
+        on_spawn = self.on_spawn
 
         async def spawn() -> HandlerProcess:
             t0 = time.perf_counter()
             process: HandlerProcess | None = await spares.assigned(
                 runtime, limits, workspace, handler
             )
+            spare = process is not None
             if process is None:
                 process = await launch_assigned(
                     sandbox, plan, handler, log_cap=log_cap, max_reply_bytes=max_reply_bytes
                 )
-            elif not cold.spawn_ms:
-                cold.spare = True
+            elapsed = time.perf_counter() - t0
+            on_spawn(runtime, spare, elapsed)
             if not cold.spawn_ms:
-                cold.spawn_ms = (time.perf_counter() - t0) * 1000
+                cold.spare = spare
+                cold.spawn_ms = elapsed * 1000
             return process
 
         return PreparedRevision(

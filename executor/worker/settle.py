@@ -40,6 +40,7 @@ from executor.tasks import TaskSet
 from executor.worker.async_pull import AsyncDispatcher
 from executor.worker.async_records import AsyncRecords, RecordChurn, in_flight_ttl
 from executor.worker.invoke import Invoker
+from executor.worker.metrics import WorkerMetrics
 from schemas.errors import RETRYABLE_CODES, ComputeError, Expired, WorkerLost
 from schemas.functions import AsyncConfig
 from schemas.headers import (
@@ -105,8 +106,10 @@ class AsyncConsumer:
         settings: Settings,
         worker_id: str,
         seal: CallerSeal,
+        metrics: WorkerMetrics,
     ) -> None:
         self.seal = seal
+        self.metrics = metrics
         self.records = records
         self.view = view
         self.monitor = monitor
@@ -125,6 +128,7 @@ class AsyncConsumer:
 
     async def _handle(self, msg: Msg) -> None:
         keep_alive = _KeepAlive(msg, max(0.05, self.ack_wait_s / 3), self._progress)
+        self.metrics.async_running += 1
         try:
             await self._settle(msg)
         except asyncio.CancelledError:  # the drain deadline passed: another worker takes it
@@ -141,6 +145,7 @@ class AsyncConsumer:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=1.0)
         finally:
+            self.metrics.async_running -= 1
             keep_alive.cancel()
 
     async def _settle(self, msg: Msg) -> None:
@@ -193,7 +198,14 @@ class AsyncConsumer:
             if deadline is not None:
                 base.deadline = deadline
             call = call_from_headers(
-                ct, ft, msg.data, headers, delivery.invocation_id, "Async", caller=caller
+                ct,
+                ft,
+                msg.data,
+                headers,
+                delivery.invocation_id,
+                "Async",
+                caller=caller,
+                queued_at=msg.metadata.timestamp.timestamp(),
             )
             function, revision = await self.view.resolve(
                 ct, ft, alias=call.alias, revision=call.revision
@@ -210,6 +222,8 @@ class AsyncConsumer:
         elif done >= config.max_attempts:  # the last run was lost with its worker
             refused = WorkerLost(f"the worker running attempt {done} was lost before it recorded")
         if refused is not None:
+            if isinstance(refused, Expired):
+                self.metrics.settled_async(ct, ft, "expired")
             await self.records.finish(base, refused, function, seq, msg)
             return _Ran.FINISHED
 
@@ -250,6 +264,7 @@ class AsyncConsumer:
             if await self.records.write(queued, ttl_ms, seq) is None:
                 return _Ran.FINISHED
             delay_s = backoff_s(config, attempt)
+            self.metrics.settled_async(ct, ft, "retry")
             await msg.nak(delay=delay_s)
             self.dispatcher.retry_later((ct, ft), delay_s)
             return _Ran.HANDED_BACK

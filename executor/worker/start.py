@@ -18,6 +18,7 @@ from executor.runtime.workspace_cache import WorkspaceCache
 from executor.settings import Settings
 from executor.worker.async_records import AsyncRecords
 from executor.worker.invoke import Invoker
+from executor.worker.metrics import MetricsServer, WorkerMetrics, WorkerState, process_counts
 from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
 from executor.worker.subscriptions import Worker, new_worker_id
@@ -52,6 +53,7 @@ async def run_worker(
         max_processes=settings.worker_concurrency,
         spares=spares,
     )
+    metrics = WorkerMetrics(settings.metrics_max_functions)
     revisions = PreparedRevisions(
         bus.view,
         bus.bundles,
@@ -61,21 +63,57 @@ async def run_worker(
         spares,
         log_cap_bytes=settings.log_cap_bytes,
         max_result_bytes=max_result_bytes,
+        on_spawn=metrics.spawned,
     )
-    invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id)
+    invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id, metrics)
     events = ResultEvents(bus.nc)
     events.start()
-    records = AsyncRecords(bus.nc, bus.monitor, bus.dead_letters, bus.view, events)
-    consumer = AsyncConsumer(
-        bus.nc, bus.queue, records, bus.view, bus.monitor, invoker, settings, worker_id, bus.seal
+    records = AsyncRecords(
+        bus.nc, bus.monitor, bus.dead_letters, bus.view, events, metrics.dead_lettered
     )
+    consumer = AsyncConsumer(
+        bus.nc,
+        bus.queue,
+        records,
+        bus.view,
+        bus.monitor,
+        invoker,
+        settings,
+        worker_id,
+        bus.seal,
+        metrics,
+    )
+    server: MetricsServer | None = None
+    if settings.worker_metrics_port is not None:
+        state = WorkerState(
+            worker_id,
+            sandbox.level,
+            settings,
+            processes=lambda: process_counts(revisions, spares),
+            running=lambda: invoker.running,
+        )
+        registry = metrics.registry(state, bus.nc)
+        server = MetricsServer(registry, settings.worker_metrics_host, settings.worker_metrics_port)
     worker = Worker(
-        bus.nc, bus.view, invoker, revisions, settings, consumer, worker_id, bus.seal, events
+        bus.nc,
+        bus.view,
+        invoker,
+        revisions,
+        settings,
+        consumer,
+        worker_id,
+        bus.seal,
+        events,
+        metrics,
+        server.url if server is not None else "",
     )
     instances.start()
     await worker.start()
     log.info(
-        "worker %s ready: %d functions in its registry view", worker.id, bus.view.function_count()
+        "worker %s ready: %d functions in its registry view%s",
+        worker.id,
+        bus.view.function_count(),
+        f", metrics at {server.url}" if server is not None else "",
     )
     if on_ready:
         on_ready()
@@ -83,6 +121,8 @@ async def run_worker(
         await stop.wait()
     finally:
         await worker.drain(settings.drain_s)
+        if server is not None:
+            await asyncio.to_thread(server.close)
         await events.close()
         await asyncio.to_thread(sandbox.close)
         if not workspaces_dir.is_relative_to(settings.data_dir.resolve()):

@@ -23,6 +23,7 @@ from bus.result_events import ResultEvents
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
+from executor.worker.metrics import WorkerMetrics
 from executor.worker.overflow import Intake, Route, pass_on, route_of
 from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
@@ -90,7 +91,10 @@ class Worker:
         worker_id: str,
         seal: CallerSeal,
         events: ResultEvents,
+        metrics: WorkerMetrics,
+        metrics_url: str,
     ) -> None:
+        self.metrics, self.metrics_url = metrics, metrics_url
         self.nc = nc
         self.events = events
         self.seal = seal
@@ -135,6 +139,7 @@ class Worker:
                 isolation=sandbox.level,
                 isolation_gaps=list(sandbox.gaps),
                 runtimes={n: i.version for n, i in sandbox.interpreters.items()},
+                metrics=self.metrics_url,
             )
             await msg.respond(encode(answer))
 
@@ -175,6 +180,8 @@ class Worker:
         function = (parsed[0], parsed[1]) if parsed is not None else ("", "")
         refused = self._admission(function)
         if refused is not None:
+            known = self.view.cached_function(*function) is not None
+            self.metrics.throttled(function if known else None)
             if not self._has_room():
                 self.intake.full()
             onward = route_of(msg).onward(self.id)

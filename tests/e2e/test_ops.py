@@ -83,6 +83,7 @@ async def test_metrics_are_prometheus_text(
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert re.search(r"^# TYPE computebus_api_invocations(_total)? counter$", text, re.M), text
-    assert re.search(r'^computebus_api_invocations_total\{code="ok"\} [1-9]', text, re.M), text
+    mine = f'collection="{fn.collection}",function="{fn.service}",mode="sync",revision="1"'
+    assert f'computebus_api_invocations_total{{code="ok",{mine}}} 1.0' in text, text
     created = re.search(r"^computebus_api_functions_created_total ([0-9.e+]+)$", text, re.M)
     assert created and float(created.group(1)) >= 1, text
