@@ -68,6 +68,9 @@ def role_env(
     if role == "api":
         env["COMPUTEBUS_HOST"] = settings.host
         env["COMPUTEBUS_PORT"] = str(settings.port + index - 1 if settings.port else 0)
+    elif settings.worker_metrics_port is not None:  # one port each, counting up from the given
+        first = settings.worker_metrics_port
+        env["COMPUTEBUS_WORKER_METRICS_PORT"] = str(first + index - 1 if first else 0)
     return env
 
 

@@ -23,7 +23,7 @@ from executor.metric_series import (
     connection_gauges,
 )
 from executor.runtime.spares import Spares
-from executor.settings import Settings
+from executor.settings import Settings, SettingsError, env_name
 from executor.worker.revisions import PreparedRevisions
 from schemas.errors import ComputeError
 from schemas.headers import Call
@@ -253,7 +253,13 @@ class MetricsServer:
     """prometheus-client's HTTP server for ``registry``, in its own thread, until ``close``."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:
+            raise SettingsError(
+                f"{env_name('worker_metrics_port')}: cannot serve metrics on {host}:{port}: "
+                f"{exc.strerror or exc}"
+            ) from None
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self._server.server_address[1]}/metrics"
 
