@@ -180,16 +180,13 @@ class Worker:
         function = (parsed[0], parsed[1]) if parsed is not None else ("", "")
         refused = self._admission(function)
         if refused is not None:
-            known = self.view.cached_function(*function) is not None
-            self.metrics.throttled(function if known else None)
             if not self._has_room():
                 self.intake.full()
             onward = route_of(msg).onward(self.id)
             if onward is not None and len(self._handovers) < self._max_held():
                 self._handovers.spawn(self._hand_over(msg, onward, refused))
                 return
-            invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
-            await self._reply_error(msg, refused, invocation_id)
+            await self._refuse(msg, function, refused)
             return
         self._in_flight[function] = self._in_flight.get(function, 0) + 1
         self._tasks.spawn(self._handle(msg, function))
@@ -209,11 +206,18 @@ class Worker:
         timeout_s = self.settings.max_timeout_ms / 1000 + _HAND_OVER_GRACE_S
         answer = await pass_on(self.nc, msg, route, timeout_s)
         if answer is None:
-            invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
-            await self._reply_error(msg, refused, invocation_id)
+            parsed = subjects.parse_function_subject(msg.subject)
+            await self._refuse(msg, (parsed[0], parsed[1]) if parsed else ("", ""), refused)
             return
         assert msg.reply
         await self.nc.publish(msg.reply, answer.data, headers=answer.headers)
+
+    async def _refuse(self, msg: Msg, function: tuple[str, str], refused: Overloaded) -> None:
+        """Answer that no worker had room (a throttle: counted where the caller hears it)."""
+        known = self.view.cached_function(*function) is not None
+        self.metrics.throttled(function if known else None)
+        invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
+        await self._reply_error(msg, refused, invocation_id)
 
     def _admission(self, function: tuple[str, str]) -> Overloaded | None:
         """Why this invocation cannot be taken now, if it cannot. Calls that only wait for one of

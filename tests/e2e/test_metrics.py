@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 from nats.aio.client import Client
@@ -149,3 +150,62 @@ async def test_every_invocation_is_counted_once_per_role_by_function_and_code(
     assert value(api1, "computebus_dead_letters_stored", collection=fn.collection) == 1
     assert value(api1, "computebus_async_oldest_age_seconds") >= 0
     assert value(api1, "computebus_nats_connected") == 1
+
+
+# Crashes its process when asked to (a lost process is retryable for Async).
+CRASHY = """
+exports.handler = async (event) => {
+  if (event && event.crash) process.exit(3);
+  if (event && event.sleep) await new Promise((r) => setTimeout(r, event.sleep));
+  return { ok: true };
+};
+"""
+
+
+async def test_throttles_crashes_retries_and_expiries_are_counted(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    fn = await make_function(
+        {"index.js": CRASHY},
+        collection=unique(),
+        limits={"max_concurrency": 1},
+        async_config={"max_attempts": 2, "backoff_ms": 10},
+    )
+    url = await worker_metrics_url(nc)
+    _, worker0 = await scrape(http, url)
+
+    slow = asyncio.ensure_future(http.post(f"{fn.path}/invoke", json={"payload": {"sleep": 800}}))
+    await asyncio.sleep(0.3)
+    refused = await http.post(f"{fn.path}/invoke", json={"payload": {}})
+    assert refused.status_code in (429, 503), refused.text
+    assert (await slow).status_code == 200
+    crashed = await http.post(f"{fn.path}/invoke", json={"payload": {"crash": True}})
+    assert crashed.status_code == 500, crashed.text
+    past = str(int(time.time() * 1000) - 1000)
+    ids = []
+    for payload, headers in (({"crash": True}, {}), ({}, {"Compute-Deadline": past})):
+        submitted = await http.post(
+            f"{fn.path}/invoke",
+            json={"payload": payload, "invocation_type": "Async"},
+            headers=headers,
+        )
+        assert submitted.status_code == 202, submitted.text
+        ids.append(submitted.json()["body"]["invocation_id"])
+    await wait_for_async(http, fn, ids)
+    await asyncio.sleep(0.2)
+    _, worker1 = await scrape(http, url)
+
+    def moved(name: str, **labels: str) -> float:
+        full = f"computebus_worker_{name}"
+        return value(worker1, full, **labels) - value(worker0, full, **labels)
+
+    mine = {"collection": fn.collection, "function": fn.service}
+    assert moved("throttles_total", **mine) == 1
+    assert moved("invocations_total", **mine, via="http", code="function_error") == 1
+    # The crash over HTTP, then the Async one twice (its first run is retried).
+    assert moved("processes_killed_total", runtime="nodejs", reason="crash") == 3
+    assert moved("async_retries_total", **mine) == 1
+    assert moved("dead_letters_total", **mine) == 2  # the crash for good, and the expired
+    assert moved("async_expired_total", **mine) == 1
+    # A process for each run after a crash: the Async crash, then its retry.
+    assert moved("cold_start_seconds_count", runtime="nodejs") == 2
