@@ -174,8 +174,13 @@ async def test_throttles_crashes_retries_and_expiries_are_counted(
     url = await worker_metrics_url(nc)
     _, worker0 = await scrape(http, url)
 
-    slow = asyncio.ensure_future(http.post(f"{fn.path}/invoke", json={"payload": {"sleep": 800}}))
-    await asyncio.sleep(0.3)
+    slow = asyncio.ensure_future(http.post(f"{fn.path}/invoke", json={"payload": {"sleep": 1500}}))
+    async with httpx.AsyncClient() as plain:  # until the slow call holds the function's one slot
+        for _ in range(100):
+            found = samples((await plain.get(url)).text)
+            if value(found, "computebus_worker_in_flight") >= 1:
+                break
+            await asyncio.sleep(0.02)
     refused = await http.post(f"{fn.path}/invoke", json={"payload": {}})
     assert refused.status_code in (429, 503), refused.text
     assert (await slow).status_code == 200
