@@ -81,8 +81,8 @@ class Settings:
     # Handler processes each worker starts ahead of time per runtime (and limits in use), so a
     # new revision's first process is already running; 0 turns them off.
     spares: int = 1
-    # Access: whether /metrics and /openapi.json answer without a token (unset: only when the
-    # API listens on loopback), and the browser origins allowed to call the API (CORS;
+    # Access: whether /metrics, /openapi.json and /docs answer without a token (unset: only
+    # when the API listens on loopback), and the browser origins allowed to call the API (CORS;
     # comma-separated, "*" for any).
     ops_public: bool | None = None
     cors_origins: tuple[str, ...] = ()
@@ -107,7 +107,7 @@ class Settings:
 
     @property
     def ops_open(self) -> bool:
-        """Whether /metrics and /openapi.json answer without a token."""
+        """Whether /metrics, /openapi.json and /docs answer without a token."""
         if self.ops_public is not None:
             return self.ops_public
         return self.host in ("localhost", "::1") or self.host.startswith("127.")

@@ -173,9 +173,15 @@ class Expired(ComputeError):
 
 
 class Unavailable(ComputeError):
+    """No worker, or NATS did not answer in time (it is restarting): worth a retry soon."""
+
     code = "unavailable"
     status = 503
     retryable = True
+    retry_after_s: ClassVar[int] = 1
+
+    def http_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class Timeout(ComputeError):

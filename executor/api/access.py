@@ -36,7 +36,8 @@ log = logging.getLogger("computebus.access")
 Endpoint = Callable[[Request], Awaitable[Response]]
 CALLER = "computebus.caller"  # where a guarded request keeps its Caller (in the ASGI scope)
 ALWAYS_PUBLIC = frozenset({"/healthz", "/readyz"})
-OPS_PATHS = frozenset({"/metrics", "/openapi.json"})  # public when settings.ops_public
+# Public when settings.ops_public (by default, only on loopback).
+OPS_PATHS = frozenset({"/metrics", "/openapi.json", "/docs", "/docs/{asset}"})
 
 _PUBLIC = CallerInfo(via="public")
 _TOKEN_HEADERS = frozenset({b"authorization", b"x-api-key"})

@@ -1,291 +1,382 @@
-"""The OpenAPI document, built once from the route table and the msgspec wire types."""
+"""The OpenAPI document: one ``Op`` per route in ``OPERATIONS``, joined with the app's route
+table (each route's access rule gives its security and its 401/403/404), and the msgspec wire
+types as components. A route without an entry here, or an entry without a route, fails the
+build, so the document cannot drift from what the app serves."""
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any
+from collections.abc import Sequence
 
 import msgspec
+from starlette.routing import BaseRoute, Route
 
-from schemas.functions import (
-    AliasTarget,
-    ComputeAssetPatch,
-    ComputeAssetView,
-    CreateFunctionRequest,
-    FunctionPatch,
-    FunctionView,
-    Revision,
-    RuntimeView,
+from executor.api.openapi_parts import (
+    FN,
+    HEADERS,
+    PARAMETERS,
+    Op,
+    body_of,
+    error_responses,
+    flag,
+    list_of,
+    operation,
+    page,
+    path_param,
+    query,
+    ref,
+    required_header,
 )
-from schemas.invocations import Accepted, DeadLetterView, InvokeRequest, MonitorRecord
-from schemas.tokens import CreatedToken, CreateTokenRequest, TokenView
+from executor.api.openapi_schemas import component_schemas
+from schemas import ids
 
-_TYPES = (
-    Accepted,
-    AliasTarget,
-    DeadLetterView,
-    ComputeAssetPatch,
-    ComputeAssetView,
-    CreateFunctionRequest,
-    FunctionPatch,
-    FunctionView,
-    InvokeRequest,
-    MonitorRecord,
-    Revision,
-    RuntimeView,
-    CreateTokenRequest,
-    CreatedToken,
-    TokenView,
-)
+VERSION = "0.1.0"
 _SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "an API token (cbt_...)"},
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
 }
-_PUBLIC: list[dict[str, list[str]]] = []  # an operation's security: no token needed
-_ALIAS = {
-    "type": "object",
-    "properties": {"alias": {"type": "string"}, "revision_number": {"type": "integer"}},
-}
+TAGS = [
+    {"name": "functions", "description": "create, list, show, change and delete functions"},
+    {"name": "lifecycle", "description": "compute assets, revisions and aliases"},
+    {"name": "invocations", "description": "invoke, monitor records, dead letters, redrive"},
+    {"name": "collections", "description": "collections and runtimes"},
+    {"name": "tokens", "description": "API tokens (admin)"},
+    {"name": "ops", "description": "health, readiness, metrics, this document and its viewer"},
+]
+_INVOKE = (
+    "RequestResponse: 200 with the handler's result. Async: 202 once the queue has stored the "
+    "invocation (retry a 503 with the same Idempotency-Key). Without a token when the function "
+    "has access.public_invoke."
+)
+_ID = path_param("id", {"type": "string", "pattern": ids.INVOCATION_ID.pattern}, "invocation id")
+_ALIAS = path_param("alias", {"type": "string", "minLength": 1})
+_N = path_param("n", {"type": "integer", "minimum": 1, "maximum": 999_999_999}, "revision number")
+_PROMOTE = flag("promote", True, "move production to the new revision")
+_FORCE = flag("force", False, "promote past the schema compatibility gate")
+_TEXT = {"type": "string"}
 
-_ERROR = {
-    "type": "object",
-    "required": ["error", "code", "details"],
-    "properties": {
-        "error": {"type": "string"},
-        "code": {"type": "string"},
-        "details": {"type": "array", "items": {"type": "object"}},
-    },
-}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _envelope(inner: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": {"body": inner}, "required": ["body"]}
-
-
-def _list(inner: dict[str, Any]) -> dict[str, Any]:
-    return _envelope(
-        {
-            "type": "object",
-            "properties": {
-                "results": {"type": "array", "items": inner},
-                "results_total": {"type": "integer"},
-                "results_incomplete": {
-                    "type": "boolean",
-                    "description": "present (true) when the listing could not read everything "
-                    "in its time; results_total then counts what it read",
-                },
-            },
-        }
-    )
-
-
-def _op(
-    summary: str,
-    ok: int,
-    ok_schema: dict[str, Any] | None,
-    *,
-    request: str | None = None,
-    params: tuple[str, ...] = (),
-    query: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "parameters": [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in params
-        ]
-        + [
-            {"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
-            for q in query
-        ],
-        "responses": {
-            str(ok): {
-                "description": "success",
-                "content": {"application/json": {"schema": ok_schema or {"type": "object"}}},
-            },
-            "default": {
-                "description": "error",
-                "content": {"application/json": {"schema": _ref("Error")}},
-            },
-        },
-    }
-    if request:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(request)}},
-        }
-    return op
-
-
-FN = ("ct", "ft")
-
-
-@cache
-def openapi_document() -> bytes:
-    _, components = msgspec.json.schema_components(
-        _TYPES, ref_template="#/components/schemas/{name}"
-    )
-    components["Error"] = _ERROR
-    invoke = _op(
-        "Invoke a function (200 with the result, or 202 once an Async invocation is queued)",
+OPERATIONS: dict[tuple[str, str], Op] = {
+    ("POST", "/compute/functions"): Op(
+        "createFunction",
+        "functions",
+        "Create a function",
+        201,
+        body_of("FunctionView"),
+        request="CreateFunctionRequest",
+        errors=(400, 403, 409, 413, 507),
+    ),
+    ("GET", "/compute/functions"): Op(
+        "listFunctions",
+        "functions",
+        "List functions",
         200,
-        _envelope({}),
+        list_of("FunctionView"),
+        parameters=(
+            query("collection_topic", {"type": "string", "pattern": ids.COLLECTION_TOPIC.pattern}),
+            *page(100),
+        ),
+        errors=(400,),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}"): Op(
+        "getFunction",
+        "functions",
+        "Show a function with its assets",
+        200,
+        body_of("FunctionView"),
+        parameters=FN,
+        errors=(400,),
+    ),
+    ("PATCH", "/compute/functions/{ct}/{ft}"): Op(
+        "updateFunction",
+        "functions",
+        "Change the record (name, description, monitor_config, async_config, limits, access); "
+        "schema or size make a new revision",
+        200,
+        body_of("FunctionView"),
+        request="FunctionPatch",
+        parameters=(*FN, _PROMOTE, _FORCE),
+        errors=(400, 409, 413),
+    ),
+    ("DELETE", "/compute/functions/{ct}/{ft}"): Op(
+        "deleteFunction",
+        "functions",
+        "Delete a function",
+        200,
+        body_of("FunctionView"),
+        parameters=FN,
+        errors=(400,),
+    ),
+    ("GET", "/compute/compute-assets/{ct}/{ft}"): Op(
+        "getComputeAsset",
+        "lifecycle",
+        "The compute asset production runs",
+        200,
+        body_of("ComputeAssetShown"),
+        parameters=FN,
+        errors=(400,),
+    ),
+    ("PATCH", "/compute/compute-assets/{ct}/{ft}"): Op(
+        "updateComputeAsset",
+        "lifecycle",
+        "New code or runtime config: a new revision (promoted unless promote=false)",
+        200,
+        body_of("FunctionView"),
+        request="ComputeAssetPatch",
+        parameters=(*FN, _PROMOTE, _FORCE),
+        errors=(400, 409, 413),
+    ),
+    ("GET", "/compute/compute-assets/{ct}/{ft}/history"): Op(
+        "listComputeAssetHistory",
+        "lifecycle",
+        "Earlier compute-asset snapshots, newest first",
+        200,
+        list_of("ComputeAssetShown"),
+        parameters=FN,
+        errors=(400,),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/revisions"): Op(
+        "listRevisions",
+        "lifecycle",
+        "Immutable revisions",
+        200,
+        list_of("RevisionView"),
+        parameters=FN,
+        errors=(400,),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/revisions/{n}"): Op(
+        "getRevision",
+        "lifecycle",
+        "One revision",
+        200,
+        body_of("RevisionView"),
+        parameters=(*FN, _N),
+        errors=(400,),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/aliases"): Op(
+        "listAliases",
+        "lifecycle",
+        "Aliases and their revisions",
+        200,
+        list_of("Alias"),
+        parameters=FN,
+        errors=(400,),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/aliases/{alias}"): Op(
+        "getAlias",
+        "lifecycle",
+        "One alias",
+        200,
+        body_of("Alias"),
+        parameters=(*FN, _ALIAS),
+        errors=(400,),
+    ),
+    ("PUT", "/compute/functions/{ct}/{ft}/aliases/{alias}"): Op(
+        "setAlias",
+        "lifecycle",
+        "Point an alias at a revision (promote, stage, roll back)",
+        200,
+        body_of("Alias"),
+        request="AliasTarget",
+        parameters=(*FN, _ALIAS, _FORCE),
+        errors=(400, 409, 413),
+    ),
+    ("POST", "/compute/functions/{ct}/{ft}/invoke"): Op(
+        "invokeFunction",
+        "invocations",
+        "Invoke a function",
+        200,
+        body_of("InvocationResult"),
         request="InvokeRequest",
-        params=FN,
-        query=("alias", "revision"),
-    )
-    invoke["responses"]["202"] = {
-        "description": "Async: stored in the queue",
-        "content": {"application/json": {"schema": _envelope(_ref("Accepted"))}},
-    }
-    paths = {
-        "/compute/functions": {
-            "post": _op(
-                "Create a function",
-                201,
-                _envelope(_ref("FunctionView")),
-                request="CreateFunctionRequest",
+        request_required=False,
+        description=_INVOKE,
+        parameters=(
+            *FN,
+            query("alias", {"type": "string", "minLength": 1}, "run this alias's revision"),
+            query(
+                "revision",
+                {"type": "integer", "minimum": 1, "maximum": 1_000_000_000},
+                "run this revision",
             ),
-            "get": _op(
-                "List functions",
-                200,
-                _list(_ref("FunctionView")),
-                query=("collection_topic", "limit", "offset"),
-            ),
-        },
-        "/compute/functions/{ct}/{ft}": {
-            "get": _op(
-                "Show a function with its assets", 200, _envelope(_ref("FunctionView")), params=FN
-            ),
-            "patch": _op(
-                "Change name, description, monitor_config; schema or size make a new revision",
-                200,
-                _envelope(_ref("FunctionView")),
-                request="FunctionPatch",
-                params=FN,
-                query=("promote",),
-            ),
-            "delete": _op("Delete a function", 200, _envelope(_ref("FunctionView")), params=FN),
-        },
-        "/compute/compute-assets/{ct}/{ft}": {
-            "get": _op(
-                "The compute asset production runs",
-                200,
-                _envelope(_ref("ComputeAssetView")),
-                params=FN,
-            ),
-            "patch": _op(
-                "New code or runtime config: a new revision (promoted unless promote=false)",
-                200,
-                _envelope(_ref("FunctionView")),
-                request="ComputeAssetPatch",
-                params=FN,
-                query=("promote",),
-            ),
-        },
-        "/compute/compute-assets/{ct}/{ft}/history": {
-            "get": _op(
-                "Earlier compute-asset snapshots, newest first",
-                200,
-                _list(_ref("ComputeAssetView")),
-                params=FN,
-            ),
-        },
-        "/compute/functions/{ct}/{ft}/revisions": {
-            "get": _op("Immutable revisions", 200, _list(_ref("Revision")), params=FN),
-        },
-        "/compute/functions/{ct}/{ft}/revisions/{n}": {
-            "get": _op("One revision", 200, _envelope(_ref("Revision")), params=(*FN, "n")),
-        },
-        "/compute/functions/{ct}/{ft}/aliases": {
-            "get": _op("Aliases and their revisions", 200, _list(_ALIAS), params=FN),
-        },
-        "/compute/functions/{ct}/{ft}/aliases/{alias}": {
-            "get": _op("One alias", 200, _envelope(_ALIAS), params=(*FN, "alias")),
-            "put": _op(
-                "Point an alias at a revision (promote, stage, roll back)",
-                200,
-                _envelope(_ALIAS),
-                request="AliasTarget",
-                params=(*FN, "alias"),
-                query=("force",),
-            ),
-        },
-        "/compute/functions/{ct}/{ft}/invoke": {"post": invoke},
-        "/compute/functions/{ct}/{ft}/invocations": {
-            "get": _op(
-                "Monitor records, newest first",
-                200,
-                _list(_ref("MonitorRecord")),
-                params=FN,
-                query=("status", "limit", "offset"),
-            ),
-        },
-        "/compute/functions/{ct}/{ft}/invocations/{id}": {
-            "get": _op(
-                "One monitor record", 200, _envelope(_ref("MonitorRecord")), params=(*FN, "id")
-            ),
-        },
-        "/compute/functions/{ct}/{ft}/invocations/{id}/retry": {
-            "post": _op(
-                "Redrive a dead-lettered Async invocation (a fresh set of attempts)",
-                202,
-                _envelope(_ref("Accepted")),
-                params=(*FN, "id"),
-            ),
-        },
-        "/compute/functions/{ct}/{ft}/dead-letters": {
-            "get": _op(
-                "Async invocations that failed for good, newest first",
-                200,
-                _list(_ref("DeadLetterView")),
-                params=FN,
-                query=("limit", "offset"),
-            ),
-        },
-        "/compute/collections": {"get": _op("Collections and their function counts", 200, None)},
-        "/compute/collections/{ct}/functions": {
-            "get": _op(
-                "Functions of one collection", 200, _list(_ref("FunctionView")), params=("ct",)
-            ),
-        },
-        "/compute/runtimes": {"get": _op("Runtimes", 200, _list(_ref("RuntimeView")))},
-        "/compute/tokens": {
-            "post": _op(
-                "Create an API token (admin); the answer shows its secret, this once",
-                201,
-                _envelope(_ref("CreatedToken")),
-                request="CreateTokenRequest",
-            ),
-            "get": _op("API tokens, without secrets (admin)", 200, _list(_ref("TokenView"))),
-        },
-        "/compute/tokens/{id}": {
-            "delete": _op("Revoke an API token (admin)", 200, None, params=("id",)),
-        },
-        "/healthz": {"get": {**_op("Liveness", 200, None), "security": _PUBLIC}},
-        "/readyz": {
-            "get": {
-                **_op("Readiness: bus, workers, isolation level", 200, None),
-                "security": _PUBLIC,
+            ref("ComputeTimeoutMs", "parameters"),
+            ref("IdempotencyKey", "parameters"),
+            ref("ComputeDeadline", "parameters"),
+        ),
+        errors=(400, 409, 413, 429, 500, 502, 503, 504),
+        invocation_header=True,
+        more={
+            "202": {
+                "description": "Async: stored in the queue",
+                "headers": {"X-Invocation-Id": required_header("XInvocationId")},
+                "content": {"application/json": {"schema": body_of("Accepted")}},
             }
         },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics (without a token when COMPUTEBUS_OPS_PUBLIC)",
-                "responses": {"200": {"description": "text"}},
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/invocations"): Op(
+        "listInvocations",
+        "invocations",
+        "Monitor records, newest first",
+        200,
+        list_of("MonitorRecord"),
+        parameters=(
+            *FN,
+            query("status", {"enum": ["queued", "running", "succeeded", "failed"]}),
+            *page(50),
+        ),
+        errors=(400,),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/invocations/{id}"): Op(
+        "getInvocation",
+        "invocations",
+        "One monitor record",
+        200,
+        body_of("MonitorRecord"),
+        parameters=(*FN, _ID),
+        errors=(400,),
+    ),
+    ("POST", "/compute/functions/{ct}/{ft}/invocations/{id}/retry"): Op(
+        "retryInvocation",
+        "invocations",
+        "Redrive a dead-lettered Async invocation (a fresh set of attempts)",
+        202,
+        body_of("Accepted"),
+        parameters=(*FN, _ID),
+        errors=(400, 409, 429),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/dead-letters"): Op(
+        "listDeadLetters",
+        "invocations",
+        "Async invocations that failed for good, newest first",
+        200,
+        list_of("DeadLetterView"),
+        parameters=(*FN, *page(50)),
+        errors=(400,),
+    ),
+    ("GET", "/compute/collections"): Op(
+        "listCollections",
+        "collections",
+        "Collections and their function counts",
+        200,
+        list_of("Collection"),
+    ),
+    ("GET", "/compute/collections/{ct}/functions"): Op(
+        "listCollectionFunctions",
+        "collections",
+        "Functions of one collection",
+        200,
+        list_of("FunctionView"),
+        parameters=(FN[0], *page(100)),
+        errors=(400,),
+    ),
+    ("GET", "/compute/runtimes"): Op(
+        "listRuntimes",
+        "collections",
+        "Runtimes the workers have",
+        200,
+        list_of("RuntimeView"),
+    ),
+    ("POST", "/compute/tokens"): Op(
+        "createToken",
+        "tokens",
+        "Create an API token; the answer shows its secret, this once",
+        201,
+        body_of("CreatedToken"),
+        request="CreateTokenRequest",
+        errors=(400, 413),
+    ),
+    ("GET", "/compute/tokens"): Op(
+        "listTokens",
+        "tokens",
+        "API tokens, without secrets",
+        200,
+        list_of("TokenView"),
+    ),
+    ("DELETE", "/compute/tokens/{id}"): Op(
+        "revokeToken",
+        "tokens",
+        "Revoke an API token",
+        200,
+        body_of("RevokedToken"),
+        parameters=(path_param("id", {"type": "string"}, "token id"),),
+        errors=(404, 409),
+    ),
+    ("GET", "/healthz"): Op("getHealth", "ops", "Liveness", 200, ref("Health")),
+    ("GET", "/readyz"): Op(
+        "getReadiness",
+        "ops",
+        "Readiness: bus, workers, isolation level",
+        200,
+        ref("Readiness"),
+        more={
+            "503": {
+                "description": "not ready",
+                "content": {"application/json": {"schema": ref("Readiness")}},
             }
         },
-    }
-    invoke["description"] = "Without a token when the function has access.public_invoke."
+    ),
+    ("GET", "/metrics"): Op(
+        "getMetrics",
+        "ops",
+        "Prometheus metrics",
+        200,
+        _TEXT,
+        media_types=("text/plain; version=0.0.4",),
+    ),
+    ("GET", "/openapi.json"): Op(
+        "getOpenApiDocument", "ops", "This document (OpenAPI 3.1)", 200, {"type": "object"}
+    ),
+    ("GET", "/docs"): Op(
+        "getApiDocs",
+        "ops",
+        "An API viewer (Swagger UI) for this document",
+        200,
+        _TEXT,
+        media_types=("text/html",),
+    ),
+    ("GET", "/docs/{asset}"): Op(
+        "getApiDocsAsset",
+        "ops",
+        "A file of the API viewer",
+        200,
+        _TEXT,
+        media_types=("text/javascript", "text/css"),
+        parameters=(path_param("asset", {"type": "string"}),),
+        errors=(404,),
+    ),
+}
+
+
+def openapi_document(routes: Sequence[BaseRoute]) -> bytes:
+    """The document for the app whose route table is ``routes``."""
+    paths: dict[str, dict[str, object]] = {}
+    routed: set[tuple[str, str]] = set()
+    for route in routes:
+        if not isinstance(route, Route):
+            continue
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            routed.add((method, route.path))
+            op = OPERATIONS.get((method, route.path))
+            if op is None:
+                raise LookupError(f"{method} {route.path} is routed but not in OPERATIONS")
+            rule = getattr(route.endpoint, "rule", None)
+            paths.setdefault(route.path, {})[method.lower()] = operation(op, rule, route.path)
+    unrouted = sorted(set(OPERATIONS) - routed)
+    if unrouted:
+        raise LookupError(f"OPERATIONS describes routes the app does not have: {unrouted}")
     doc = {
         "openapi": "3.1.0",
-        "info": {"title": "computebus", "version": "0.1.0"},
+        "info": {
+            "title": "computebus",
+            "version": VERSION,
+            "description": "A self-hosted function executor on NATS.",
+        },
+        "tags": TAGS,
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
+        "components": {
+            "schemas": component_schemas(),
+            "responses": error_responses(),
+            "parameters": PARAMETERS,
+            "headers": HEADERS,
+            "securitySchemes": _SECURITY_SCHEMES,
+        },
         "security": [{"bearer": []}, {"apiKey": []}],
     }
     return msgspec.json.encode(doc)

@@ -1,4 +1,5 @@
-"""Routes for operators: liveness, readiness, metrics, and the OpenAPI document."""
+"""Routes for operators: liveness, readiness, metrics, and the OpenAPI document (its viewer is
+``docs.py``)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,12 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return Response(openapi_document(), 200, media_type=JSON)
+    """The document of this app's route table, built on the first request."""
+    state = request.app.state
+    document: bytes | None = getattr(state, "openapi", None)
+    if document is None:
+        document = state.openapi = openapi_document(request.app.routes)
+    return Response(document, 200, media_type=JSON)
 
 
 routes = [

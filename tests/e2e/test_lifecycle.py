@@ -10,10 +10,8 @@ from typing import Any
 
 import httpx
 from nats.aio.client import Client
-from starlette.routing import Route
 
 from bus.bundles import BundleStore
-from executor.api import functions, invocations, lifecycle, ops, tokens
 from tests.helpers import Fn, MakeFunction, b64
 
 VERSION = (
@@ -235,19 +233,6 @@ async def test_bad_lifecycle_input(http: httpx.AsyncClient, make_function: MakeF
     assert nothing.status_code == 404
     revisions = (await http.get(f"{fn.path}/revisions")).json()["body"]["results"]
     assert [r["revision_number"] for r in revisions] == [1]  # nothing above made a revision
-
-
-async def test_openapi_and_the_route_table_agree(http: httpx.AsyncClient) -> None:
-    paths = (await http.get("/openapi.json")).json()["paths"]
-    routed: set[tuple[str, str]] = set()
-    for module in (functions, invocations, lifecycle, ops, tokens):
-        for route in module.routes:
-            assert isinstance(route, Route)
-            if route.path == "/openapi.json":
-                continue
-            routed |= {(m.lower(), route.path) for m in route.methods or () if m != "HEAD"}
-    documented = {(m, path) for path, methods in paths.items() for m in methods}
-    assert documented == routed
 
 
 async def test_promoting_an_incompatible_schema_is_409_unless_forced(

@@ -12,6 +12,9 @@ from schemas.errors import (
     InternalError,
     InvalidInput,
     Overloaded,
+    RateLimited,
+    Unavailable,
+    WorkerLost,
     error_from_code,
 )
 
@@ -51,3 +54,11 @@ def test_an_unknown_code_is_an_internal_error() -> None:
     error = error_from_code("from_the_future", "m")
     assert isinstance(error, InternalError) and isinstance(error, ComputeError)
     assert Overloaded.retry_after_s >= 1
+
+
+def test_the_retry_later_answers_say_when() -> None:
+    """429 and 503 ``unavailable`` carry Retry-After (the OpenAPI document says so); a
+    ``worker_lost`` 503 does not, since the call may have run."""
+    for error in (Overloaded("x"), RateLimited("x", retry_after_s=3), Unavailable("x")):
+        assert int(error.http_headers()["Retry-After"]) >= 1
+    assert "Retry-After" not in WorkerLost("x").http_headers()
