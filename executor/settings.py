@@ -86,6 +86,9 @@ class Settings:
     # comma-separated, "*" for any).
     ops_public: bool | None = None
     cors_origins: tuple[str, ...] = ()
+    # uvicorn's access log (a line per HTTP request, invokes included) through computebus's
+    # own log format; off by default.
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -196,8 +199,14 @@ def env_name(field: str) -> str:
 
 
 # COMPUTEBUS_ variables that are not settings of a server role: the CLI's API address and
-# token, the log level (read before settings), and what the test suite reads.
-_NOT_SETTINGS = ("COMPUTEBUS_API", "COMPUTEBUS_LOG_LEVEL", "COMPUTEBUS_TOKEN")
+# token, the log level and format (read before settings, checked by executor.log_format), and
+# what the test suite reads.
+_NOT_SETTINGS = (
+    "COMPUTEBUS_API",
+    "COMPUTEBUS_LOG_LEVEL",
+    "COMPUTEBUS_LOG_FORMAT",
+    "COMPUTEBUS_TOKEN",
+)
 _NOT_SETTINGS_PREFIXES = ("COMPUTEBUS_TEST_",)
 
 

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bus.workers import ping_workers
+from executor.api import change_log
 from executor.api.access import ANY_TOKEN, READ, caller_of, guarded_route
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.metrics import FUNCTIONS_CREATED
@@ -31,6 +32,7 @@ async def create_function(request: Request) -> Response:
 
     view = await ctx.functions.create(data, authorize=may_deploy)
     FUNCTIONS_CREATED.inc()
+    change_log.created(request, view)
     return body(view, 201)
 
 

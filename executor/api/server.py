@@ -104,8 +104,11 @@ async def run_api(
         loop="none",
         http="httptools",
         lifespan="off",
-        access_log=False,
-        log_level="warning",
+        # uvicorn's loggers go through the root logger, in computebus's format (levels set by
+        # executor.log_format); its access log only when asked for.
+        log_config=None,
+        log_level=None,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.drain_s),
     )
     server = _Server(config)

@@ -22,6 +22,7 @@ from bus.registry_view import RegistryView
 from bus.result_events import ResultEvents
 from executor.settings import Settings
 from executor.tasks import TaskSet
+from executor.worker.invocation_log import InvocationLog
 from executor.worker.invoke import Invoker, Outcome
 from executor.worker.overflow import Intake, Route, pass_on, route_of
 from executor.worker.revisions import PreparedRevisions
@@ -110,6 +111,7 @@ class Worker:
         self._alive_for = -1
         self._alive_bytes = b""
         self._accepting = False
+        self._invocations = InvocationLog(view, worker_id)
 
     async def start(self) -> None:
         self._accepting = True
@@ -264,6 +266,7 @@ class Worker:
                 log.exception("invocation %s failed inside the worker", invocation_id)
                 outcome = Outcome(None, InternalError("the worker failed to run the invocation"))
             await self._reply(msg, outcome, invocation_id)
+            self._invocations.done(outcome, function, invocation_id)
         finally:  # once answered it is no longer in flight (its record is stored after)
             if saying_taken is not None:
                 saying_taken.cancel()
