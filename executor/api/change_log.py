@@ -11,7 +11,6 @@ from starlette.requests import Request
 
 from executor.api.access import caller_of
 from schemas.functions import FunctionRecord, FunctionView
-from schemas.ids import DEFAULT_ALIAS
 
 log = logging.getLogger("computebus.changes")
 
@@ -56,14 +55,13 @@ def created(request: Request, view: FunctionView) -> None:
     )
 
 
-def updated(request: Request, ct: str, ft: str, view: FunctionView) -> None:
-    """A PATCH: a new revision (promoted to production or staged), or metadata only."""
+def updated(request: Request, ct: str, ft: str, view: FunctionView, *, promote: bool) -> None:
+    """A PATCH: a new revision (promoted to production when ``promote``, else staged), or
+    metadata only."""
     new = view.new_revision if isinstance(view.new_revision, int) else None
     note = ""
     if new is not None:
-        aliases = view.aliases if isinstance(view.aliases, dict) else {}
-        promoted = aliases.get(DEFAULT_ALIAS) == new or view.revision == new
-        note = f", revision {new} {'promoted' if promoted else 'staged'}"
+        note = f", revision {new} {'promoted' if promote else 'staged'}"
     _function(request, "updated", ct, ft, view.name, new, note)
 
 

@@ -37,7 +37,7 @@ async def patch_function(request: Request) -> Response:
     data = await read_body(request, ctx.settings.max_body_bytes)
     force = _flag(request, "force", False)
     view = await ctx.updates.patch_function(ct, ft, data, promote=_promote(request), force=force)
-    change_log.updated(request, ct, ft, view)
+    change_log.updated(request, ct, ft, view, promote=_promote(request))
     return body(view)
 
 
@@ -58,7 +58,7 @@ async def patch_compute_asset(request: Request) -> Response:
     view = await ctx.updates.patch_compute_asset(
         ct, ft, data, promote=_promote(request), force=force
     )
-    change_log.updated(request, ct, ft, view)
+    change_log.updated(request, ct, ft, view, promote=_promote(request))
     return body(view)
 
 

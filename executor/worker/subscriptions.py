@@ -363,6 +363,10 @@ class Worker:
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         self._chores.spawn(work)
 
+    def in_flight(self) -> tuple[int, int]:
+        """Sync and Async invocations this worker holds now (running or waiting)."""
+        return len(self._tasks), self.consumer.dispatcher.in_flight
+
     async def drain(self, deadline_s: float) -> None:
         """Stop taking work, let what is running finish within ``deadline_s``, then stop.
 
