@@ -17,6 +17,7 @@ from executor.cli_args import parse_args
 from executor.client import deploy
 from executor.client import verbs as commands
 from executor.client.api import Api, ClientError, FunctionFailed, find_token
+from executor.log_format import configure_logging
 from executor.settings import Settings, SettingsError, role_nats_url, unknown_settings
 from executor.signals import stop_on_signals
 from schemas.errors import SetupError
@@ -74,11 +75,11 @@ async def _with_stop(role: str, settings: Settings, shape: ClusterShape | None =
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("COMPUTEBUS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per client request
+    try:
+        configure_logging(os.environ)
+    except SettingsError as exc:
+        print(f"computebus: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command in ("serve", "api", "worker"):
             return _run(_with_stop(args.command, _settings(args)))

@@ -11,12 +11,13 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import nats.errors
 
 from bus import subjects
-from bus.connect import connect
+from bus.connect import connect, redact
 from bus.embedded import EmbeddedNats, start_embedded_nats
 from executor.api.admin_token import admin_token_path
 from executor.api.server import run_api
@@ -131,6 +132,12 @@ async def serve(settings: Settings, stop: asyncio.Event, on_force: ForceHooks) -
         embedded = await start_embedded_nats(settings.data_dir / "nats")
         on_force.append(killer(embedded.process.pid, signal.SIGTERM))
         urls = embedded.urls  # each role its own user; the client's is the one printed
+    log.info(
+        "serve: %s nats-server at %s; data in %s",
+        "an existing" if given else "an embedded",
+        redact(urls["client"]),
+        settings.data_dir.resolve(),
+    )
     worker: asyncio.subprocess.Process | None = None
     try:
         env = {"NATS_URL": urls["worker"], "COMPUTEBUS_DATA_DIR": str(settings.data_dir)}
@@ -146,8 +153,16 @@ async def serve(settings: Settings, stop: asyncio.Event, on_force: ForceHooks) -
         await run_api(urls["api"], settings, stop, on_ready=ready)
         return 0
     finally:
+        began = time.monotonic()
         if worker is not None:
             await stop_role(worker, settings.drain_s)
         if embedded is not None:
             await embedded.stop()
         on_force.clear()  # their pids may be someone else's by now
+        code = worker.returncode if worker is not None else None
+        log.info(
+            "serve stopped: worker exited with %s, %s in %.2f s",
+            code,
+            "nats-server stopped" if embedded is not None else "NATS left running",
+            time.monotonic() - began,
+        )

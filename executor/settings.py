@@ -92,6 +92,9 @@ class Settings:
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int | None = None
     metrics_max_functions: int = 500
+    # uvicorn's access log (a line per HTTP request, invokes included) through computebus's
+    # own log format; off by default.
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -205,8 +208,14 @@ def env_name(field: str) -> str:
 
 
 # COMPUTEBUS_ variables that are not settings of a server role: the CLI's API address and
-# token, the log level (read before settings), and what the test suite reads.
-_NOT_SETTINGS = ("COMPUTEBUS_API", "COMPUTEBUS_LOG_LEVEL", "COMPUTEBUS_TOKEN")
+# token, the log level and format (read before settings, checked by executor.log_format), and
+# what the test suite reads.
+_NOT_SETTINGS = (
+    "COMPUTEBUS_API",
+    "COMPUTEBUS_LOG_LEVEL",
+    "COMPUTEBUS_LOG_FORMAT",
+    "COMPUTEBUS_TOKEN",
+)
 _NOT_SETTINGS_PREFIXES = ("COMPUTEBUS_TEST_",)
 
 

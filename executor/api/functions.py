@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bus.workers import ping_workers
+from executor.api import change_log
 from executor.api.access import ANY_TOKEN, READ, caller_of, guarded_route
 from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.responses import body, query_int, read_body, results
@@ -30,6 +31,7 @@ async def create_function(request: Request) -> Response:
 
     view = await ctx.functions.create(data, authorize=may_deploy)
     ctx.metrics.created.inc(())
+    change_log.created(request, view)
     return body(view, 201)
 
 

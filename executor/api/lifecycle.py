@@ -8,6 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from executor.api import change_log
 from executor.api.access import DEPLOY, READ, guarded_route
 from executor.api.context import ctx_of, function_ref
 from executor.api.responses import body, read_body, results
@@ -36,6 +37,7 @@ async def patch_function(request: Request) -> Response:
     data = await read_body(request, ctx.settings.max_body_bytes)
     force = _flag(request, "force", False)
     view = await ctx.updates.patch_function(ct, ft, data, promote=_promote(request), force=force)
+    change_log.updated(request, ct, ft, view, promote=_promote(request))
     return body(view)
 
 
@@ -44,6 +46,7 @@ async def delete_function(request: Request) -> Response:
     ct, ft = await function_ref(request)
     deleted = await ctx.updates.delete(ct, ft)
     await ctx.dead_letters.remove_function(ct, ft)
+    change_log.deleted(request, ct, ft, deleted)
     return body(deleted)
 
 
@@ -55,6 +58,7 @@ async def patch_compute_asset(request: Request) -> Response:
     view = await ctx.updates.patch_compute_asset(
         ct, ft, data, promote=_promote(request), force=force
     )
+    change_log.updated(request, ct, ft, view, promote=_promote(request))
     return body(view)
 
 
@@ -124,9 +128,11 @@ async def put_alias(request: Request) -> Response:
     ct, ft = await function_ref(request)
     data = await read_body(request, 64 * 1024)
     force = _flag(request, "force", False)
-    return body(
-        await ctx.updates.put_alias(ct, ft, request.path_params["alias"], data, force=force)
-    )
+    alias = request.path_params["alias"]
+    before = await ctx.registry.get_function(ct, ft)  # which revision the alias leaves
+    moved = await ctx.updates.put_alias(ct, ft, alias, data, force=force)
+    change_log.alias_moved(request, ct, ft, before, alias, int(moved["revision_number"]))
+    return body(moved)
 
 
 def _revision(revision: Revision, aliases: dict[str, int]) -> dict[str, Any]:

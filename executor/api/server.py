@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable, Generator
 
 import uvicorn
 
+from bus.connect import redact
 from bus.embedded import callout_keys_beside
 from bus.nats_callout import load_callout_keys, store_callout_keys
 from bus.stores import Stores
@@ -64,6 +66,20 @@ async def _answer_auth_callout(
     return nats_auth
 
 
+def _log_ready(api_url: str, nats_url: str, bus: Stores, settings: Settings) -> None:
+    log.info(
+        "api ready on %s (nats %s): %d functions in its registry view; access log %s; "
+        "/metrics and /openapi.json %s; CORS origins: %s",
+        api_url,
+        redact(nats_url),
+        bus.view.function_count(),
+        "on" if settings.access_log else "off (COMPUTEBUS_ACCESS_LOG)",
+        "open" if settings.ops_open else "behind a token",
+        ", ".join(settings.cors_origins) or "none",
+        extra={"api": api_url},
+    )
+
+
 async def run_api(
     url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None
 ) -> None:
@@ -106,8 +122,11 @@ async def run_api(
         loop="none",
         http="httptools",
         lifespan="off",
-        access_log=False,
-        log_level="warning",
+        # uvicorn's loggers go through the root logger, in computebus's format (levels set by
+        # executor.log_format); its access log only when asked for.
+        log_config=None,
+        log_level=None,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.drain_s),
     )
     server = _Server(config)
@@ -115,15 +134,19 @@ async def run_api(
     try:
         while not server.started and not serving.done():
             await asyncio.sleep(0.01)
+        shown = f"[{host}]" if ":" in host else host
+        if server.started:
+            _log_ready(f"http://{shown}:{port}", url, bus, settings)
         if server.started and on_ready:
-            shown = f"[{host}]" if ":" in host else host
             on_ready(f"http://{shown}:{port}")
         await asyncio.wait(
             [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
         )
     finally:
+        began = time.monotonic()
         server.should_exit = True
         await serving
+        log.info("api stopped: open requests drained in %.2f s", time.monotonic() - began)
         sock.close()
         await rate_limits.close()
         await workers.close()

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bus.tokens import LastAdmin
+from executor.api import change_log
 from executor.api.access import ADMIN, caller_of, guarded_route
 from executor.api.context import ctx_of
 from executor.api.responses import body, read_body, results
@@ -35,6 +36,7 @@ async def create_token(request: Request) -> Response:
         reason = f"must be between 1 and {MAX_EXPIRES_IN_S} seconds (ten years), or left out"
         raise InvalidRequest(f"/expires_in_s {reason}", [detail("/expires_in_s", reason)])
     created = await ctx.tokens.issue(ask.name, ask.scopes, expires_in)
+    change_log.token_changed(request, "created", created.id, created.name)
     return body(created, 201)
 
 
@@ -55,6 +57,7 @@ async def revoke_token(request: Request) -> Response:
         raise Conflict(
             "this is the last admin token that does not expire: create another one first"
         ) from None
+    change_log.token_changed(request, "revoked", token_id, record.name)
     caller = caller_of(request)
     revoked_self = caller is not None and caller.token_id == token_id
     return body({"id": token_id, "revoked": True, "was_caller": revoked_self})

@@ -201,6 +201,11 @@ class AsyncDispatcher:
             self._warned_at = now
         log.log(logging.DEBUG if quiet else logging.WARNING, "%s: %r", what, exc)
 
+    @property
+    def in_flight(self) -> int:
+        """Async invocations running on this worker now."""
+        return len(self._tasks)
+
     async def stop(self, deadline_s: float) -> None:
         """Stop pulling, let what runs finish within ``deadline_s``; hand back the rest."""
         self._pulling = False

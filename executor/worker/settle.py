@@ -39,7 +39,8 @@ from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.async_pull import AsyncDispatcher
 from executor.worker.async_records import AsyncRecords, RecordChurn, in_flight_ttl
-from executor.worker.invoke import Invoker
+from executor.worker.invocation_log import InvocationLog
+from executor.worker.invoke import Invoker, Outcome
 from executor.worker.metrics import WorkerMetrics
 from schemas.errors import RETRYABLE_CODES, ComputeError, Expired, WorkerLost
 from schemas.functions import AsyncConfig
@@ -118,6 +119,7 @@ class AsyncConsumer:
         self.ack_wait_s = settings.async_ack_wait_s
         self._progress = TaskSet("in-progress ack")
         self.dispatcher = AsyncDispatcher(nc, queue, settings.async_concurrency, self._handle)
+        self._invocations = InvocationLog(view, worker_id)
 
     async def start(self) -> None:
         await self.dispatcher.start()
@@ -213,6 +215,7 @@ class AsyncConsumer:
         except ComputeError as exc:
             # A deleted function (None) has nothing to retry or redrive against.
             await self.records.finish(base, exc, await self.view.function(ct, ft), seq, msg)
+            self._invocations.done(Outcome(None, exc), (ct, ft), delivery.invocation_id, done + 1)
             return _Ran.FINISHED
         base.revision = revision.number
         config = function.async_config
@@ -225,6 +228,8 @@ class AsyncConsumer:
             if isinstance(refused, Expired):
                 self.metrics.settled_async(ct, ft, "expired")
             await self.records.finish(base, refused, function, seq, msg)
+            not_run = Outcome(None, refused, base)  # its revision and caller, no run
+            self._invocations.done(not_run, (ct, ft), delivery.invocation_id, done + 1)
             return _Ran.FINISHED
 
         attempt = done + 1
@@ -252,6 +257,7 @@ class AsyncConsumer:
             with contextlib.suppress(Exception):
                 await self.monitor.write_expecting(undone, in_flight_ttl(ttl_ms), seq)
             raise
+        self._invocations.done(outcome, (ct, ft), delivery.invocation_id, attempt)
         finished = msgspec.structs.replace(
             outcome.record or running,
             attempts=attempt,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
+from bus.connect import redact
 from bus.result_events import ResultEvents
 from bus.stores import Stores
 from bus.streams import REPLY_HEADROOM
@@ -109,18 +111,43 @@ async def run_worker(
     )
     instances.start()
     await worker.start()
+    runtimes = ", ".join(f"{n} {i.version}" for n, i in sorted(sandbox.interpreters.items()))
+    gaps = f" (without: {', '.join(sandbox.gaps)})" if sandbox.gaps else ""
     log.info(
-        "worker %s ready: %d functions in its registry view%s",
+        "worker %s ready on %s: isolation %s%s; runtimes %s; %d functions in its registry view; "
+        "up to %d invocations at once (%d Async)%s",
         worker.id,
+        redact(url),
+        sandbox.level,
+        gaps,
+        runtimes or "none",
         bus.view.function_count(),
-        f", metrics at {server.url}" if server is not None else "",
+        settings.worker_concurrency,
+        settings.async_concurrency,
+        f"; metrics at {server.url}" if server is not None else "",
+        extra={"worker": worker.id, "isolation": sandbox.level},
     )
     if on_ready:
         on_ready()
     try:
         await stop.wait()
     finally:
+        began = time.monotonic()
+        sync, async_ = worker.in_flight()
         await worker.drain(settings.drain_s)
+        took = time.monotonic() - began
+        late = "; past the deadline what still ran was stopped" if took > settings.drain_s else ""
+        log.info(
+            "worker %s stopped: drained %d sync and %d Async invocations in %.2f s "
+            "(COMPUTEBUS_DRAIN_S %s)%s",
+            worker.id,
+            sync,
+            async_,
+            took,
+            settings.drain_s,
+            late,
+            extra={"worker": worker.id, "drained_sync": sync, "drained_async": async_},
+        )
         if server is not None:
             await asyncio.to_thread(server.close)
         await events.close()

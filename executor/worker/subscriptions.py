@@ -22,6 +22,7 @@ from bus.registry_view import RegistryView
 from bus.result_events import ResultEvents
 from executor.settings import Settings
 from executor.tasks import TaskSet
+from executor.worker.invocation_log import InvocationLog
 from executor.worker.invoke import Invoker, Outcome
 from executor.worker.metrics import WorkerMetrics
 from executor.worker.overflow import Intake, Route, pass_on, route_of
@@ -114,6 +115,7 @@ class Worker:
         self._alive_for = -1
         self._alive_bytes = b""
         self._accepting = False
+        self._invocations = InvocationLog(view, worker_id)
 
     async def start(self) -> None:
         self._accepting = True
@@ -275,6 +277,7 @@ class Worker:
                 log.exception("invocation %s failed inside the worker", invocation_id)
                 outcome = Outcome(None, InternalError("the worker failed to run the invocation"))
             await self._reply(msg, outcome, invocation_id)
+            self._invocations.done(outcome, function, invocation_id)
         finally:  # once answered it is no longer in flight (its record is stored after)
             if saying_taken is not None:
                 saying_taken.cancel()
@@ -370,6 +373,10 @@ class Worker:
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         self._chores.spawn(work)
+
+    def in_flight(self) -> tuple[int, int]:
+        """Sync and Async invocations this worker holds now (running or waiting)."""
+        return len(self._tasks), self.consumer.dispatcher.in_flight
 
     async def drain(self, deadline_s: float) -> None:
         """Stop taking work, let what is running finish within ``deadline_s``, then stop.
