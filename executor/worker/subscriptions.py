@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -20,13 +21,14 @@ from bus.caller_seal import CallerSeal
 from bus.nats_users import REPLY_PREFIXES
 from bus.registry_view import RegistryView
 from bus.result_events import ResultEvents
+from bus.service_discovery import Instance, ServiceDiscovery, Tallies, package_version
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.invoke import Invoker, Outcome
 from executor.worker.overflow import Intake, Route, pass_on, route_of
 from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
-from schemas import ids
+from schemas import ids, micro
 from schemas.codec import decoder_for, encode
 from schemas.control import (
     HEARTBEAT_S,
@@ -110,6 +112,7 @@ class Worker:
         self._alive_for = -1
         self._alive_bytes = b""
         self._accepting = False
+        self.tallies = Tallies(view.cached_function)  # $SRV.STATS: per function, its requests
 
     async def start(self) -> None:
         self._accepting = True
@@ -122,6 +125,8 @@ class Worker:
             )
         )
         self._subs.append(await self.nc.subscribe(subjects.WORKER_SYNC, cb=self._on_sync))
+        discovery = ServiceDiscovery(self.nc, self.view, self.tallies, self._instance())
+        self._subs += await discovery.start()
         await self.consumer.start()
         self.view.on_function_gone.append(self._function_gone)
         self.view.on_function_changed.append(self._function_changed)
@@ -137,6 +142,22 @@ class Worker:
                 runtimes={n: i.version for n, i in sandbox.interpreters.items()},
             )
             await msg.respond(encode(answer))
+
+    def _instance(self) -> Instance:
+        """This worker as an instance of the computebus micro service."""
+        return Instance(
+            id=micro.instance_id(self.id),
+            version=package_version(),
+            description=(
+                "computebus worker: runs the functions of the registry, request-reply on "
+                f"{subjects.INVOKE_WILDCARD} in queue group {subjects.WORKER_QUEUE}"
+            ),
+            metadata={
+                "role": "worker",
+                "worker": self.id,
+                "isolation": self.revisions.sandbox.level,
+            },
+        )
 
     async def _on_sync(self, msg: Msg) -> None:
         try:
@@ -179,9 +200,10 @@ class Worker:
                 self.intake.full()
             onward = route_of(msg).onward(self.id)
             if onward is not None and len(self._handovers) < self._max_held():
-                self._handovers.spawn(self._hand_over(msg, onward, refused))
-                return
+                self._handovers.spawn(self._hand_over(msg, function, onward, refused))
+                return  # counted by the worker that answers it
             invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
+            self.tallies.count(function, 0, refused)
             await self._reply_error(msg, refused, invocation_id)
             return
         self._in_flight[function] = self._in_flight.get(function, 0) + 1
@@ -197,12 +219,16 @@ class Worker:
             and len(self._tasks) < self._max_held()
         )
 
-    async def _hand_over(self, msg: Msg, route: Route, refused: Overloaded) -> None:
+    async def _hand_over(
+        self, msg: Msg, function: tuple[str, str], route: Route, refused: Overloaded
+    ) -> None:
         """Another worker's answer, or ``refused`` when none has room either."""
         timeout_s = self.settings.max_timeout_ms / 1000 + _HAND_OVER_GRACE_S
+        started = time.perf_counter_ns()
         answer = await pass_on(self.nc, msg, route, timeout_s)
         if answer is None:
             invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
+            self.tallies.count(function, time.perf_counter_ns() - started, refused)
             await self._reply_error(msg, refused, invocation_id)
             return
         assert msg.reply
@@ -246,6 +272,7 @@ class Worker:
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _handle(self, msg: Msg, function: tuple[str, str]) -> None:
+        started = time.perf_counter_ns()
         headers = msg.headers or {}
         invocation_id, caller = self._invocation_id(headers)
         taken = headers.get(H_TAKEN)
@@ -263,6 +290,8 @@ class Worker:
             except Exception:
                 log.exception("invocation %s failed inside the worker", invocation_id)
                 outcome = Outcome(None, InternalError("the worker failed to run the invocation"))
+            # Counted before the reply goes, so a caller that asks $SRV.STATS next sees it.
+            self.tallies.count(function, time.perf_counter_ns() - started, outcome.error)
             await self._reply(msg, outcome, invocation_id)
         finally:  # once answered it is no longer in flight (its record is stored after)
             if saying_taken is not None:
@@ -349,6 +378,7 @@ class Worker:
         return None
 
     def _function_gone(self, ct: str, ft: str) -> None:
+        self.tallies.forget(ct, ft)
         self._background(self.revisions.forget_function(ct, ft))
 
     def _function_changed(self, ct: str, ft: str, record: FunctionRecord) -> None:
