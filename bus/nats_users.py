@@ -12,11 +12,14 @@ Two accounts keep the application's side of the bus apart from computebus's own:
     about the tokens bucket.
 - ``APP`` is where the services that call functions connect, and sees of computebus only what
   it exports: a function's subject (with the caller's identity stamped on by the server, which
-  the worker records), its ``.async`` subject (JetStream answers the acks), and its ``.result.>``
-  and ``.event.>`` subjects. Nothing else of computebus exists there: no JetStream, no KV, no
-  internal subject. Two kinds of user:
+  the worker records), its ``.async`` subject (JetStream answers the acks), its ``.result.>``
+  and ``.event.>`` subjects, and the workers' NATS micro discovery (``$SRV.PING|INFO|STATS``,
+  plain and naming ``computebus``; every worker answers, so those replies are a stream). Nothing
+  else of computebus exists there: no JetStream, no KV, no internal subject. Two kinds of user:
   - ``client``, with a password, shared by whoever holds it: calls every function, hears every
-    result and event, and has the application's own subjects;
+    result and event, asks the discovery subjects, and has the application's own subjects (its
+    own micro services among them), except that it may not answer as computebus (subscribe to
+    ``$SRV.*.computebus`` or ``$SRV.*.computebus.*``);
   - an API token (``nats://<token>@host``), checked by the auth callout, which grants the same
     per-collection scopes as over HTTP and a private inbox (``_INBOX.<token id>``).
 - ``SYS``, nats-server's system account: its ``system`` user lets the API disconnect the
@@ -57,7 +60,14 @@ _EXPORTS = (
     ("service", subjects.ASYNC_WILDCARD, False),
     ("stream", f"{_FUNCTION}.result.>", False),
     ("stream", f"{_FUNCTION}.event.>", False),
+    *(("service", srv, False) for srv in subjects.SRV_WILDCARDS),
 )
+# Every worker answers a discovery request, and a service import passes on one reply unless its
+# export streams them (for this long after the request).
+_STREAMED = {
+    srv: {"response_type": "stream", "response_threshold": "5s"} for srv in subjects.SRV_WILDCARDS
+}
+_AS_COMPUTEBUS = list(subjects.SRV_WILDCARDS[1:])  # the $SRV subjects naming computebus
 
 
 def permissions(role: str) -> dict[str, Any] | None:
@@ -86,7 +96,7 @@ def permissions(role: str) -> dict[str, Any] | None:
             },
             "subscribe": {
                 "allow": [">"],
-                "deny": [*_INTERNALS, _FUNCTION, subjects.ASYNC_WILDCARD],
+                "deny": [*_INTERNALS, _FUNCTION, subjects.ASYNC_WILDCARD, *_AS_COMPUTEBUS],
             },
         }
     return None
@@ -103,7 +113,7 @@ def render_accounts(passwords: dict[str, str], callout_issuer: str) -> str:
         if granted is not None:
             user["permissions"] = granted
         users.setdefault(_ACCOUNT_OF[role], []).append(user)
-    exports = [{kind: subject} for kind, subject, _ in _EXPORTS]
+    exports = [{kind: subject, **_STREAMED.get(subject, {})} for kind, subject, _ in _EXPORTS]
     imports = []
     for kind, subject, share in _EXPORTS:
         entry: dict[str, Any] = {kind: {"account": COMPUTEBUS_ACCOUNT, "subject": subject}}

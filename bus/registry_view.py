@@ -157,6 +157,10 @@ class RegistryView:
         known = self._functions.get((ct, ft))
         return known[1] if known is not None else None
 
+    def cached_revision(self, ct: str, ft: str, number: int) -> Revision | None:
+        """The revision if this process has it now (the watch brings every one)."""
+        return self._revisions.get((ct, ft, number))
+
     def function_count(self) -> int:
         return len(self._functions)
 

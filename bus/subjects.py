@@ -11,6 +11,17 @@ WORKER_PROBE = "computebus.workers.probe"  # load a revision's handler without r
 WORKER_SYNC = "computebus.workers.sync"  # take this function record now (after a change)
 API_PING = "computebus.apis.ping"  # the API processes answer (they share rate limits out)
 
+# NATS micro service discovery (ADR-32): every worker answers as one instance of this service.
+SERVICE_NAME = "computebus"
+SRV_PREFIX = "$SRV"
+SRV_VERBS = ("PING", "INFO", "STATS")
+# What the computebus account answers of $SRV: the plain forms and those naming computebus.
+SRV_WILDCARDS = (
+    f"{SRV_PREFIX}.*",
+    f"{SRV_PREFIX}.*.{SERVICE_NAME}",
+    f"{SRV_PREFIX}.*.{SERVICE_NAME}.*",
+)
+
 ASYNC_STREAM = "COMPUTEBUS_ASYNC"
 ASYNC_WILDCARD = f"{PREFIX}.*.function.*.async"
 ASYNC_LEGACY_CONSUMER = "computebus-async-workers"  # the one shared consumer of old, removed
@@ -38,6 +49,13 @@ def js_consumer_list(stream: str) -> str:
 
 LIFECYCLE_EVENTS = ("created", "updated", "deleted", "promoted")
 RESULT_STATUSES = ("succeeded", "failed")
+
+
+def srv_subjects(verb: str, service_id: str) -> tuple[str, str, str]:
+    """``$SRV.<verb>``, ``$SRV.<verb>.computebus`` and ``$SRV.<verb>.computebus.<id>``."""
+    plain = f"{SRV_PREFIX}.{verb}"
+    named = f"{plain}.{SERVICE_NAME}"
+    return plain, named, f"{named}.{service_id}"
 
 
 def function_subject(ct: str, ft: str) -> str:

@@ -8,7 +8,12 @@ user for the APP account whose permissions are the token's scopes:
 - ``invoke`` on a collection: publish its functions' subjects and their ``.async`` subjects;
 - ``read`` (and ``deploy``, which implies it): subscribe to their ``.result.>`` and ``.event.>``;
 - always: the token's own inbox, ``_INBOX.<token id>.>`` (connect with that ``inbox_prefix``),
-  so no other client hears its replies.
+  so no other client hears its replies;
+- the workers' NATS micro discovery (``bus/service_discovery.py``): every token may ping
+  computebus (``$SRV.PING.computebus[.<id>]``); the function list and stats
+  (``$SRV.INFO``, ``$SRV.STATS``, which name every collection's functions and schemas) and the
+  plain forms that ``nats micro ls`` sends (heard by the application's own services too) only a
+  token that reads every collection (``admin``, ``read:*``).
 
 NATS subjects cannot say "every collection that starts with team-": a prefix scope grants the
 collections that exist when the client connects. The user expires with its token; a revoke
@@ -114,6 +119,7 @@ class NatsAuth:
         collections = {f.collection_topic for f in self.view.cached_functions()}
         granted = collections_granted(Grants.of(record.scopes), collections)
         publish = [s for ct in granted["invoke"] for s in (_fn(ct), f"{_fn(ct)}.async")]
+        publish += discovery_subjects(sees_all=granted["read"] == ["*"])
         subscribe = [inbox_prefix_of(record.id) + ".>"]
         for ct in granted["read"]:
             subscribe += [f"{_fn(ct)}.result.>", f"{_fn(ct)}.event.>"]
@@ -185,6 +191,13 @@ def collections_granted(grants: Grants, collections: set[str]) -> dict[Action, l
         names |= {ct for ct in collections if grants.allows(action, ct)}
         granted[action] = sorted(names)
     return granted
+
+
+def discovery_subjects(*, sees_all: bool) -> list[str]:
+    """The ``$SRV`` subjects a token may ask on (see the module's docstring)."""
+    if not sees_all:
+        return list(subjects.srv_subjects("PING", "*")[1:])
+    return [s for verb in subjects.SRV_VERBS for s in subjects.srv_subjects(verb, "*")]
 
 
 def _fn(ct: str) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -20,6 +21,7 @@ from bus.caller_seal import CallerSeal
 from bus.nats_users import REPLY_PREFIXES
 from bus.registry_view import RegistryView
 from bus.result_events import ResultEvents
+from bus.service_discovery import Instance, ServiceDiscovery, Tallies, package_version
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.worker.invocation_log import InvocationLog
@@ -28,7 +30,7 @@ from executor.worker.metrics import WorkerMetrics
 from executor.worker.overflow import Intake, Route, pass_on, route_of
 from executor.worker.revisions import PreparedRevisions
 from executor.worker.settle import AsyncConsumer
-from schemas import ids
+from schemas import ids, micro
 from schemas.codec import decoder_for, encode
 from schemas.control import (
     HEARTBEAT_S,
@@ -116,6 +118,7 @@ class Worker:
         self._alive_bytes = b""
         self._accepting = False
         self._invocations = InvocationLog(view, worker_id)
+        self.tallies = Tallies(view.cached_function)  # $SRV.STATS: per function, its requests
 
     async def start(self) -> None:
         self._accepting = True
@@ -128,6 +131,8 @@ class Worker:
             )
         )
         self._subs.append(await self.nc.subscribe(subjects.WORKER_SYNC, cb=self._on_sync))
+        discovery = ServiceDiscovery(self.nc, self.view, self.tallies, self._instance())
+        self._subs += await discovery.start()
         await self.consumer.start()
         self.view.on_function_gone.append(self._function_gone)
         self.view.on_function_changed.append(self._function_changed)
@@ -144,6 +149,22 @@ class Worker:
                 metrics=self.metrics_url,
             )
             await msg.respond(encode(answer))
+
+    def _instance(self) -> Instance:
+        """This worker as an instance of the computebus micro service."""
+        return Instance(
+            id=micro.instance_id(self.id),
+            version=package_version(),
+            description=(
+                "computebus worker: runs the functions of the registry, request-reply on "
+                f"{subjects.INVOKE_WILDCARD} in queue group {subjects.WORKER_QUEUE}"
+            ),
+            metadata={
+                "role": "worker",
+                "worker": self.id,
+                "isolation": self.revisions.sandbox.level,
+            },
+        )
 
     async def _on_sync(self, msg: Msg) -> None:
         try:
@@ -186,9 +207,9 @@ class Worker:
                 self.intake.full()
             onward = route_of(msg).onward(self.id)
             if onward is not None and len(self._handovers) < self._max_held():
-                self._handovers.spawn(self._hand_over(msg, onward, refused))
-                return
-            await self._refuse(msg, function, refused)
+                self._handovers.spawn(self._hand_over(msg, function, onward, refused))
+                return  # counted by the worker that answers it
+            await self._refuse(msg, function, refused, 0)
             return
         self._in_flight[function] = self._in_flight.get(function, 0) + 1
         self._tasks.spawn(self._handle(msg, function))
@@ -203,21 +224,26 @@ class Worker:
             and len(self._tasks) < self._max_held()
         )
 
-    async def _hand_over(self, msg: Msg, route: Route, refused: Overloaded) -> None:
+    async def _hand_over(
+        self, msg: Msg, function: tuple[str, str], route: Route, refused: Overloaded
+    ) -> None:
         """Another worker's answer, or ``refused`` when none has room either."""
         timeout_s = self.settings.max_timeout_ms / 1000 + _HAND_OVER_GRACE_S
+        started = time.perf_counter_ns()
         answer = await pass_on(self.nc, msg, route, timeout_s)
         if answer is None:
-            parsed = subjects.parse_function_subject(msg.subject)
-            await self._refuse(msg, (parsed[0], parsed[1]) if parsed else ("", ""), refused)
+            await self._refuse(msg, function, refused, time.perf_counter_ns() - started)
             return
         assert msg.reply
         await self.nc.publish(msg.reply, answer.data, headers=answer.headers)
 
-    async def _refuse(self, msg: Msg, function: tuple[str, str], refused: Overloaded) -> None:
+    async def _refuse(
+        self, msg: Msg, function: tuple[str, str], refused: Overloaded, spent_ns: int
+    ) -> None:
         """Answer that no worker had room (a throttle: counted where the caller hears it)."""
         known = self.view.cached_function(*function) is not None
         self.metrics.throttled(function if known else None)
+        self.tallies.count(function, spent_ns, refused)
         invocation_id = msg.headers.get(H_INVOCATION_ID, "") if msg.headers else ""
         await self._reply_error(msg, refused, invocation_id)
 
@@ -259,6 +285,7 @@ class Worker:
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _handle(self, msg: Msg, function: tuple[str, str]) -> None:
+        started = time.perf_counter_ns()
         headers = msg.headers or {}
         invocation_id, caller = self._invocation_id(headers)
         taken = headers.get(H_TAKEN)
@@ -276,6 +303,8 @@ class Worker:
             except Exception:
                 log.exception("invocation %s failed inside the worker", invocation_id)
                 outcome = Outcome(None, InternalError("the worker failed to run the invocation"))
+            # Counted before the reply goes, so a caller that asks $SRV.STATS next sees it.
+            self.tallies.count(function, time.perf_counter_ns() - started, outcome.error)
             await self._reply(msg, outcome, invocation_id)
             self._invocations.done(outcome, function, invocation_id)
         finally:  # once answered it is no longer in flight (its record is stored after)
@@ -363,6 +392,7 @@ class Worker:
         return None
 
     def _function_gone(self, ct: str, ft: str) -> None:
+        self.tallies.forget(ct, ft)
         self._background(self.revisions.forget_function(ct, ft))
 
     def _function_changed(self, ct: str, ft: str, record: FunctionRecord) -> None:
