@@ -16,6 +16,7 @@ from executor.api.access import INVOKE, READ, caller_info, guarded_route
 from executor.api.context import ctx_of, function_ref
 from executor.api.metrics import INVOCATIONS, INVOKE_SECONDS
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
+from executor.tracing import SPAN_INVOKE
 from schemas.codec import decode_as, json_decoder, nested_too_deeply
 from schemas.errors import (
     ComputeError,
@@ -36,6 +37,13 @@ from schemas.headers import (
 )
 from schemas.ids import is_invocation_id
 from schemas.invocations import InvokeRequest
+from schemas.trace_context import (
+    TRACEPARENT,
+    TRACESTATE,
+    TraceContext,
+    new_trace_id,
+    parse_traceparent,
+)
 
 # Time the API waits past a function's own timeout for the worker's answer.
 REPLY_GRACE_S = 5.0
@@ -64,13 +72,36 @@ async def invoke(request: Request) -> Response:
     started = time.perf_counter()
     invocation_id = new_invocation_id()
     headers = {"X-Invocation-Id": invocation_id}
+    tracing = ctx_of(request).tracing
+    span = tracing.start(SPAN_INVOKE, caller_trace(request), kind="server")
+    failed: ComputeError | None = None
     try:
-        response, code = await _invoke(request, invocation_id, headers)
+        response, code = await _invoke(request, invocation_id, headers, span.context)
     except ComputeError as exc:
+        failed = exc
         response, code = error_response(exc, headers), exc.code
     INVOCATIONS.labels(code).inc()
     INVOKE_SECONDS.observe(time.perf_counter() - started)
+    if tracing.enabled:
+        answered: dict[str, str | int] = {
+            "http.request.method": "POST",
+            "http.route": "/compute/functions/{ct}/{ft}/invoke",
+            "http.response.status_code": response.status_code,
+            "computebus.invocation_id": headers["X-Invocation-Id"],
+        }
+        tracing.end(span, error=failed, attributes=answered)
     return response
+
+
+def caller_trace(request: Request) -> TraceContext:
+    """The trace the caller's ``traceparent`` (and ``tracestate``) continue, else a new one: a
+    malformed ``traceparent`` is ignored, as the W3C spec says, never an error."""
+    given = request.headers.get(TRACEPARENT)
+    if given is not None:
+        found = parse_traceparent(given, ",".join(request.headers.getlist(TRACESTATE)))
+        if found is not None:
+            return found
+    return TraceContext(new_trace_id())
 
 
 def _invoke_request(data: bytes) -> InvokeRequest:
@@ -94,7 +125,7 @@ def _invoke_request(data: bytes) -> InvokeRequest:
 
 
 async def _invoke(
-    request: Request, invocation_id: str, headers: dict[str, str]
+    request: Request, invocation_id: str, headers: dict[str, str], trace: TraceContext
 ) -> tuple[Response, str]:
     ctx = ctx_of(request)
     ct, ft = await function_ref(request)
@@ -117,7 +148,7 @@ async def _invoke(
         revision = query_int(request, "revision", 0, lo=0, hi=1_000_000_000) or None
     if req.invocation_type == "Async":
         accepted, invocation_id = await async_invocations.submit(
-            request, ct, ft, payload, invocation_id, alias=alias, revision=revision
+            request, ct, ft, payload, invocation_id, alias=alias, revision=revision, trace=trace
         )
         headers["X-Invocation-Id"] = invocation_id
         return body(accepted, 202, headers), "accepted"
@@ -128,6 +159,7 @@ async def _invoke(
         H_INVOCATION_ID: invocation_id,
         H_REVISION: str(rev.number),
         **ctx.seal.headers(invocation_id, caller_info(request)),
+        **trace.headers(),
     }
     timeout_ms = request.headers.get(H_TIMEOUT)
     if timeout_ms:

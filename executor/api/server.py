@@ -25,6 +25,7 @@ from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
+from executor.tracing import tracing_for
 
 log = logging.getLogger("computebus.api")
 
@@ -66,6 +67,7 @@ async def _answer_auth_callout(
 async def run_api(
     url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None
 ) -> None:
+    tracing = tracing_for(settings, "api")  # first: it refuses a missing exporter
     bus = await Stores.open(url, "computebus-api", settings.store_limits())
     functions = FunctionService(
         bus.nc,
@@ -96,6 +98,7 @@ async def run_api(
         workers=workers,
         seal=bus.seal,
         settings=settings,
+        tracing=tracing,
     )
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
@@ -129,3 +132,4 @@ async def run_api(
             await nats_auth.close()
         await tokens.close()
         await bus.close()
+        await asyncio.to_thread(tracing.close)

@@ -17,6 +17,15 @@ from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
 from executor.runtime.process import Logs, ProcessGone, ReplyTooLarge
 from executor.settings import Settings
+from executor.tracing import (
+    NO_TRACING,
+    SPAN_HANDLER,
+    SPAN_INVOKE,
+    SPAN_QUEUE_WAIT,
+    SPAN_RECORD,
+    Span,
+    Tracing,
+)
 from executor.worker.reply_errors import reply_error
 from executor.worker.revisions import PreparedRevision, PreparedRevisions
 from schemas.codec import decode_json
@@ -37,6 +46,7 @@ from schemas.handler_protocol import (
 )
 from schemas.headers import Call
 from schemas.invocations import HandlerContext, MonitorRecord
+from schemas.trace_context import TraceContext, new_trace_id
 from schemas.validation import CompiledSchema
 from schemas.validation_guards import ValidationTooSlow
 
@@ -49,6 +59,7 @@ class Outcome:
     error: ComputeError | None
     record: MonitorRecord | None = None
     ttl_ms: int = 0
+    trace: TraceContext | None = None  # what the record's span continues
 
 
 class Invoker:
@@ -61,7 +72,9 @@ class Invoker:
         monitor: MonitorStore,
         settings: Settings,
         worker_id: str,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
+        self.tracing = tracing
         self.view = view
         self.revisions = revisions
         self.monitor = monitor
@@ -77,6 +90,11 @@ class Invoker:
             )
         except ComputeError as exc:
             return Outcome(None, exc)
+        trace = call.trace or TraceContext(new_trace_id())
+        root: Span | None = None
+        if trace.parent_id is None:  # the call starts the trace: a span of ours holds the rest
+            root = self.tracing.start(SPAN_INVOKE, trace, kind="server")
+            trace = root.context
         started = time.time()
         t0 = time.perf_counter()
         logs = Logs("", False)
@@ -91,7 +109,7 @@ class Invoker:
             )
             if problems:
                 raise InvalidInput("payload does not match the function's input schema", problems)
-            result, failure, logs = await self._run(prepared, call, started)
+            result, failure, logs = await self._run(prepared, call, started, trace)
             if failure is not None:
                 raise failure
             assert result is not None
@@ -117,13 +135,21 @@ class Invoker:
         record = self._record(call, function, revision, started, t0, logs, result, error)
         if not payload_is_json:  # a record must stay JSON: keep no input that is not
             record.input = msgspec.UNSET
-        return Outcome(result, error, record, function.monitor_config.ttl)
+        record.trace_id = trace.trace_id
+        if root is not None:
+            self.tracing.end(root, error=error, attributes=_span_attributes(call, revision.number))
+        return Outcome(result, error, record, function.monitor_config.ttl, trace)
 
     async def store(self, outcome: Outcome) -> StoredRecord | None:
         """Send the outcome's record to the monitor store (the ack comes later)."""
         if outcome.record is None:
             return None
-        return await self.monitor.write(outcome.record, outcome.ttl_ms)
+        if not self.tracing.enabled or outcome.trace is None:
+            return await self.monitor.write(outcome.record, outcome.ttl_ms)
+        span = self.tracing.start(SPAN_RECORD, outcome.trace)
+        stored = await self.monitor.write(outcome.record, outcome.ttl_ms)
+        stored.ack.add_done_callback(lambda _: self.tracing.end(span))
+        return stored
 
     async def _validate(
         self, schema: CompiledSchema, value: Any, size: int, prepared: PreparedRevision, what: str
@@ -150,10 +176,13 @@ class Invoker:
             prepared.validating.release()
 
     async def _run(
-        self, prepared: PreparedRevision, call: Call, started: float
+        self, prepared: PreparedRevision, call: Call, started: float, trace: TraceContext
     ) -> tuple[bytes | None, ComputeError | None, Logs]:
         rev = prepared.revision
         timeout_ms = min(rev.timeout, call.timeout_ms or rev.timeout)
+        waited_from = call.queued_ns or time.time_ns()
+        # Its id now, for the context; its start once it has a process (0 until then).
+        handler = self.tracing.start(SPAN_HANDLER, trace, start_ns=0)
         context = HandlerContext(
             invocation_id=call.invocation_id,
             collection_topic=call.collection_topic,
@@ -161,15 +190,44 @@ class Invoker:
             revision=rev.number,
             deadline_ms=int(started * 1000) + timeout_ms,
             memory_mb=rev.memory_mb,
+            trace_id=trace.trace_id,
+            traceparent=handler.context.traceparent,
+            tracestate=trace.tracestate,
         )
         request = request_encoder.encode(
             HandlerRequest(event=msgspec.Raw(call.payload), context=context)
         )
         deadline = time.monotonic() + timeout_ms / 1000
-        return await self._run_on_a_process(prepared, request, deadline, timeout_ms)
+        ran = await self._run_on_a_process(prepared, request, deadline, timeout_ms, handler)
+        if self.tracing.enabled:
+            self._end_run_spans(call, rev.number, waited_from, handler, ran[1])
+        return ran
+
+    def _end_run_spans(
+        self,
+        call: Call,
+        revision: int,
+        waited_from: int,
+        handler: Span,
+        error: ComputeError | None,
+    ) -> None:
+        """The wait for a process (for Async, from the publish) and the handler's run, if it
+        got one."""
+        attributes = _span_attributes(call, revision)
+        got_process = handler.start_ns or time.time_ns()
+        waiting = self.tracing.start(SPAN_QUEUE_WAIT, handler.parent, start_ns=waited_from)
+        stuck = None if handler.start_ns else error
+        self.tracing.end(waiting, end_ns=got_process, error=stuck, attributes=attributes)
+        if handler.start_ns:
+            self.tracing.end(handler, error=error, attributes=attributes)
 
     async def _run_on_a_process(
-        self, prepared: PreparedRevision, request: bytes, deadline: float, timeout_ms: int
+        self,
+        prepared: PreparedRevision,
+        request: bytes,
+        deadline: float,
+        timeout_ms: int,
+        handler: Span,
     ) -> tuple[bytes | None, ComputeError | None, Logs]:
         """One run on a warm (or new) process. A frame the handler wrote unasked (``ForgedReply``)
         kills the process and fails this invocation: it may have run already, so it is not run
@@ -180,6 +238,7 @@ class Invoker:
         except TimeoutError:
             busy = Timeout(f"no process of the function was free within its {timeout_ms} ms")
             return None, busy, Logs("", False)
+        handler.start_ns = time.time_ns()
         self.running += 1
         try:
             reply, logs = await process.invoke(request, max(deadline - time.monotonic(), 0.001))
@@ -240,6 +299,16 @@ class Invoker:
             if result is not None:
                 record.output = msgspec.Raw(result)
         return record.settled(error)
+
+
+def _span_attributes(call: Call, revision: int) -> dict[str, str | int]:
+    return {
+        "computebus.invocation_id": call.invocation_id,
+        "computebus.collection_topic": call.collection_topic,
+        "computebus.service": call.service,
+        "computebus.revision": revision,
+        "computebus.invocation_type": call.invocation_type,
+    }
 
 
 def _handler_json(result: bytes) -> Any:

@@ -37,6 +37,7 @@ from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
 from executor.settings import Settings
 from executor.tasks import TaskSet
+from executor.tracing import NO_TRACING, SPAN_RECORD, Tracing
 from executor.worker.async_pull import AsyncDispatcher
 from executor.worker.async_records import AsyncRecords, RecordChurn, in_flight_ttl
 from executor.worker.invoke import Invoker
@@ -52,6 +53,7 @@ from schemas.headers import (
 )
 from schemas.ids import is_invocation_id
 from schemas.invocations import async_record
+from schemas.trace_context import trace_of
 
 log = logging.getLogger("computebus.async")
 
@@ -105,7 +107,9 @@ class AsyncConsumer:
         settings: Settings,
         worker_id: str,
         seal: CallerSeal,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
+        self.tracing = tracing
         self.seal = seal
         self.records = records
         self.view = view
@@ -186,6 +190,8 @@ class AsyncConsumer:
         base = async_record(delivery.invocation_id, ct, ft, 0, "running", now_ms)
         base.worker, base.attempts = self.worker_id, done
         base.caller = caller = self.seal.caller(headers, delivery.invocation_id)
+        trace = trace_of(headers, delivery.invocation_id, stable=True)
+        base.trace_id = trace.trace_id
         if digest := headers.get(H_PAYLOAD_SHA256):
             base.payload_sha256 = digest
         try:
@@ -193,7 +199,14 @@ class AsyncConsumer:
             if deadline is not None:
                 base.deadline = deadline
             call = call_from_headers(
-                ct, ft, msg.data, headers, delivery.invocation_id, "Async", caller=caller
+                ct,
+                ft,
+                msg.data,
+                headers,
+                delivery.invocation_id,
+                "Async",
+                caller=caller,
+                queued_ns=int(msg.metadata.timestamp.timestamp() * 1e9),
             )
             function, revision = await self.view.resolve(
                 ct, ft, alias=call.alias, revision=call.revision
@@ -253,7 +266,9 @@ class AsyncConsumer:
             await msg.nak(delay=delay_s)
             self.dispatcher.retry_later((ct, ft), delay_s)
             return _Ran.HANDED_BACK
+        recording = self.tracing.start(SPAN_RECORD, outcome.trace or trace)
         await self.records.finish(finished, error, function, seq, msg)
+        self.tracing.end(recording)
         return _Ran.FINISHED
 
 

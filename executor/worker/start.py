@@ -16,6 +16,7 @@ from executor.runtime.pool import InstancePool
 from executor.runtime.spares import Spares
 from executor.runtime.workspace_cache import WorkspaceCache
 from executor.settings import Settings
+from executor.tracing import tracing_for
 from executor.worker.async_records import AsyncRecords
 from executor.worker.invoke import Invoker
 from executor.worker.revisions import PreparedRevisions
@@ -28,6 +29,7 @@ log = logging.getLogger("computebus")
 async def run_worker(
     url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
 ) -> None:
+    tracing = tracing_for(settings, "worker")  # first: it refuses a missing exporter
     bus = await Stores.open(url, "computebus-worker", settings.store_limits())
     worker_id = new_worker_id()
     try:
@@ -62,12 +64,21 @@ async def run_worker(
         log_cap_bytes=settings.log_cap_bytes,
         max_result_bytes=max_result_bytes,
     )
-    invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id)
+    invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id, tracing)
     events = ResultEvents(bus.nc)
     events.start()
     records = AsyncRecords(bus.nc, bus.monitor, bus.dead_letters, bus.view, events)
     consumer = AsyncConsumer(
-        bus.nc, bus.queue, records, bus.view, bus.monitor, invoker, settings, worker_id, bus.seal
+        bus.nc,
+        bus.queue,
+        records,
+        bus.view,
+        bus.monitor,
+        invoker,
+        settings,
+        worker_id,
+        bus.seal,
+        tracing,
     )
     worker = Worker(
         bus.nc, bus.view, invoker, revisions, settings, consumer, worker_id, bus.seal, events
@@ -84,6 +95,7 @@ async def run_worker(
     finally:
         await worker.drain(settings.drain_s)
         await events.close()
+        await asyncio.to_thread(tracing.close)
         await asyncio.to_thread(sandbox.close)
         if not workspaces_dir.is_relative_to(settings.data_dir.resolve()):
             await asyncio.to_thread(remove_tree, workspaces_dir)  # this run's own, in $TMPDIR
