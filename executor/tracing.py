@@ -10,6 +10,7 @@ kept; ``Tracing`` itself drops it, so without an endpoint OpenTelemetry is never
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,10 +57,10 @@ class Tracing:
         *,
         kind: SpanKind = "internal",
         start_ns: int | None = None,
-        attributes: Attributes | None = None,
+        attributes: Mapping[str, str | int] | None = None,
     ) -> Span:
         begun = time.time_ns() if start_ns is None else start_ns
-        return Span(name, parent, new_span_id(), kind, begun, attributes or {})
+        return Span(name, parent, new_span_id(), kind, begun, dict(attributes or {}))
 
     def end(
         self,
@@ -67,7 +68,7 @@ class Tracing:
         *,
         error: ComputeError | None = None,
         end_ns: int | None = None,
-        attributes: Attributes | None = None,
+        attributes: Mapping[str, str | int] | None = None,
     ) -> None:
         """Export ``span`` (here: drop it), failed with ``error`` when given."""
 

@@ -146,7 +146,8 @@ class Invoker:
             return None
         if not self.tracing.enabled or outcome.trace is None:
             return await self.monitor.write(outcome.record, outcome.ttl_ms)
-        span = self.tracing.start(SPAN_RECORD, outcome.trace)
+        named = {"computebus.invocation_id": outcome.record.invocation_id}
+        span = self.tracing.start(SPAN_RECORD, outcome.trace, attributes=named)
         stored = await self.monitor.write(outcome.record, outcome.ttl_ms)
         stored.ack.add_done_callback(lambda _: self.tracing.end(span))
         return stored

@@ -266,7 +266,8 @@ class AsyncConsumer:
             await msg.nak(delay=delay_s)
             self.dispatcher.retry_later((ct, ft), delay_s)
             return _Ran.HANDED_BACK
-        recording = self.tracing.start(SPAN_RECORD, outcome.trace or trace)
+        named = {"computebus.invocation_id": delivery.invocation_id}
+        recording = self.tracing.start(SPAN_RECORD, outcome.trace or trace, attributes=named)
         await self.records.finish(finished, error, function, seq, msg)
         self.tracing.end(recording)
         return _Ran.FINISHED
