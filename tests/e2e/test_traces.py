@@ -16,7 +16,7 @@ import httpx
 import pytest
 from nats.aio.client import Client
 
-from tests.helpers import Fn, MakeFunction, wait_for_record
+from tests.helpers import Fn, MakeFunction, Stack, second_api, wait_for_record
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -167,3 +167,32 @@ async def test_an_async_nats_message_traceparent_reaches_the_handler_and_the_rec
     fresh = await finished_record(http, fn, plain)
     assert re.fullmatch(r"[0-9a-f]{32}", fresh["trace_id"]) and fresh["trace_id"] != TRACE_ID
     assert_continues(fresh["output"], fresh["trace_id"], None)
+
+
+async def test_a_browser_may_send_a_traceparent_and_it_is_continued(
+    stack: Stack, http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await context_function(make_function)
+    page = "http://app.test:3000"
+    async with second_api(stack, cors_origins=(page,)) as api:
+        preflight = await api.options(
+            f"{fn.path}/invoke",
+            headers={
+                "Origin": page,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, traceparent, tracestate",
+            },
+        )
+        assert preflight.status_code == 204, preflight.text
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert "traceparent" in allowed and "tracestate" in allowed
+        # With an Origin the invoke goes through the Starlette app, not the hot path.
+        ran = await api.post(
+            f"{fn.path}/invoke",
+            json={"payload": {}},
+            headers={"Origin": page, "traceparent": TRACEPARENT},
+        )
+        assert ran.status_code == 200, ran.text
+        assert_continues(ran.json()["body"], TRACE_ID, PARENT_ID)
+    record = await wait_for_record(http, fn, ran.headers["X-Invocation-Id"])
+    assert record["trace_id"] == TRACE_ID
