@@ -93,7 +93,7 @@ class Invoker:
         trace = call.trace or TraceContext(new_trace_id())
         root: Span | None = None
         if trace.parent_id is None:  # the call starts the trace: a span of ours holds the rest
-            root = self.tracing.start(SPAN_INVOKE, trace, kind="server")
+            root = self.tracing.start(SPAN_INVOKE, trace, kind="server", start_ns=call.queued_ns)
             trace = root.context
         started = time.time()
         t0 = time.perf_counter()
