@@ -95,6 +95,10 @@ class Settings:
     # uvicorn's access log (a line per HTTP request, invokes included) through computebus's
     # own log format; off by default.
     access_log: bool = False
+    # Traces: the OTLP/HTTP URL spans are sent to ("": none sent, and OpenTelemetry is never
+    # imported). Unset, it follows OpenTelemetry's own OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
+    # OTEL_EXPORTER_OTLP_ENDPOINT plus /v1/traces (see otel_traces_endpoint).
+    otlp_traces_endpoint: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -106,6 +110,8 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[field.name] = _parse(name, raw, _PARSERS[field.name])
+        if "otlp_traces_endpoint" not in values:
+            values["otlp_traces_endpoint"] = otel_traces_endpoint(env)
         return cls(**values).checked()
 
     @property
@@ -178,6 +184,12 @@ class Settings:
             port = getattr(self, name)
             if port is not None and not 0 <= port <= 65535:
                 raise SettingsError(f"{env_name(name)} must be 0-65535, got {port}")
+        endpoint = self.otlp_traces_endpoint
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"{env_name('otlp_traces_endpoint')} (or OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT) "
+                f"must be an http:// or https:// URL (OTLP over HTTP), got {endpoint!r}"
+            )
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise SettingsError(
@@ -200,6 +212,31 @@ def role_nats_url(settings: Settings, role: str) -> str:
             f"{env_name('nats_credentials')}: no password for the {role} user in {path} ({exc!r})"
         ) from None
     return with_credentials(settings.nats_url, role, password)
+
+
+def otel_traces_endpoint(env: Mapping[str, str]) -> str:
+    """Where OpenTelemetry's standard variables send traces: the signal's own endpoint as it is,
+    or the general one with ``/v1/traces`` added; "" when unset or turned off
+    (``OTEL_SDK_DISABLED=true``, ``OTEL_TRACES_EXPORTER=none``). Only OTLP over HTTP with
+    protobuf is spoken: another protocol is refused rather than sent to the wrong port."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ""
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return ""
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if not endpoint and (general := env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()):
+        endpoint = general.rstrip("/") + "/v1/traces"
+    if not endpoint:
+        return ""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = env.get(name, "").strip()
+        if protocol:
+            if protocol != "http/protobuf":
+                raise SettingsError(
+                    f"{name}={protocol!r}: computebus exports traces only as http/protobuf"
+                )
+            break
+    return endpoint
 
 
 def env_name(field: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from schemas.errors import ComputeError, InvalidRequest, Overloaded
 from schemas.ids import INVOCATION_ID, is_invocation_id
 from schemas.invocations import CallerInfo, InvocationType
+from schemas.trace_context import TRACEPARENT, TRACESTATE, TraceContext, trace_of
 
 H_ALIAS = "Compute-Alias"
 H_REVISION = "Compute-Revision"
@@ -45,11 +46,15 @@ class Call:
     timeout_ms: int | None = None
     invocation_type: InvocationType = "RequestResponse"
     caller: CallerInfo | None = None
-    queued_at: float | None = None  # Async: unix seconds when the queue's stream stored it
+    # The caller's trace (``traceparent``), else a new one (see ``call_from_headers``).
+    trace: TraceContext | None = None
+    # Async: when the message was published (unix ns), where its wait began.
+    queued_ns: int | None = None
 
 
-# The options an Async invocation keeps when it is dead-lettered and sent again.
-CALL_OPTIONS = (H_ALIAS, H_REVISION, H_TIMEOUT, H_PAYLOAD_SHA256)
+# The options an Async invocation keeps when it is dead-lettered and sent again (its trace
+# too: a redrive continues it).
+CALL_OPTIONS = (H_ALIAS, H_REVISION, H_TIMEOUT, H_PAYLOAD_SHA256, TRACEPARENT, TRACESTATE)
 
 
 def new_invocation_id() -> str:
@@ -84,8 +89,10 @@ def call_from_headers(
     invocation_id: str,
     invocation_type: InvocationType = "RequestResponse",
     caller: CallerInfo | None = None,
-    queued_at: float | None = None,
+    queued_ns: int | None = None,
 ) -> Call:
+    """The call; its trace is the caller's ``traceparent`` when valid, else a new one: random,
+    or for Async one that follows from the invocation id (the same for every attempt)."""
     return Call(
         collection_topic=ct,
         service=ft,
@@ -96,7 +103,8 @@ def call_from_headers(
         timeout_ms=positive_int(headers, H_TIMEOUT),
         invocation_type=invocation_type,
         caller=caller,
-        queued_at=queued_at,
+        trace=trace_of(headers, invocation_id, stable=invocation_type == "Async"),
+        queued_ns=queued_ns,
     )
 
 

@@ -26,6 +26,11 @@ class HandlerContext(Struct):
     revision: int
     deadline_ms: int
     memory_mb: int
+    # The invocation's W3C trace: its id, and the traceparent (and tracestate, "" for none) of
+    # the worker's span around this run, for a handler that continues the trace.
+    trace_id: str = ""
+    traceparent: str = ""
+    tracestate: str = ""
 
 
 class CallerInfo(StoredStruct):
@@ -67,6 +72,9 @@ class MonitorRecord(StoredStruct):
     # Async with an Idempotency-Key: the payload's sha256, so the key cannot name another one.
     payload_sha256: str | UnsetType = UNSET
     caller: CallerInfo | UnsetType = UNSET
+    # The W3C trace the invocation belongs to (the caller's traceparent, else a new one), to
+    # join the record with spans and logs. Unset only in records of earlier versions.
+    trace_id: str | UnsetType = UNSET
 
     @property
     def finished(self) -> bool:

@@ -48,6 +48,7 @@ from schemas.headers import (
 )
 from schemas.ids import is_invocation_id
 from schemas.invocations import Accepted, DeadLetter, DeadLetterView, MonitorRecord, async_record
+from schemas.trace_context import TraceContext, trace_of
 
 log = logging.getLogger("computebus.api")
 
@@ -77,6 +78,7 @@ async def submit(
     *,
     alias: str | None,
     revision: int | None,
+    trace: TraceContext,
 ) -> tuple[Accepted, str]:
     """Queue one Async invocation; the 202 body and the invocation id it runs under."""
     ctx = ctx_of(request)
@@ -85,6 +87,7 @@ async def submit(
         invocation_id = idempotent_id(ctx.seal, ct, ft, key)
     function, rev = await ctx.view.resolve(ct, ft, alias=alias, revision=revision)
     options = {H_INVOCATION_ID: invocation_id, H_MSG_ID: invocation_id, H_RECORDED: "1"}
+    options.update(trace.headers())
     if alias is not None:
         options[H_ALIAS] = alias
     if revision is not None:
@@ -106,6 +109,7 @@ async def submit(
     options.update(ctx.seal.headers(invocation_id, caller))
     queued = async_record(invocation_id, ct, ft, rev.number, "queued", int(time.time() * 1000))
     queued.caller = caller
+    queued.trace_id = trace.trace_id
     if H_DEADLINE in options:
         queued.deadline = int(options[H_DEADLINE])
     if digest is not None:
@@ -230,6 +234,7 @@ async def retry(request: Request) -> Response:
     revision = previous.revision if previous is not None else 0
     queued = async_record(invocation_id, ct, ft, revision, "queued", int(time.time() * 1000))
     queued.caller = caller_info(request)
+    queued.trace_id = trace_of(letter.headers, invocation_id, stable=True).trace_id
     if function.monitor_config.store_payload:
         queued.input = letter.payload
     if digest := letter.headers.get(H_PAYLOAD_SHA256):

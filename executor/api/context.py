@@ -21,6 +21,7 @@ from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
+from executor.tracing import NO_TRACING, Tracing
 from schemas import ids
 from schemas.errors import FunctionNotFound, InvalidRequest, detail
 
@@ -44,6 +45,7 @@ class ApiContext:
     seal: CallerSeal
     settings: Settings
     metrics: ApiMetrics
+    tracing: Tracing = NO_TRACING
 
 
 def ctx_of(request: Request) -> ApiContext:

@@ -9,6 +9,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from schemas.headers import H_ALIAS, H_DEADLINE, H_INVOCATION_ID, H_REVISION, H_TIMEOUT
+from schemas.trace_context import TRACEPARENT, TRACESTATE
 
 _METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
 _HEADERS = [
@@ -21,6 +22,8 @@ _HEADERS = [
     H_TIMEOUT,
     H_DEADLINE,
     H_INVOCATION_ID,
+    TRACEPARENT,
+    TRACESTATE,
 ]
 _EXPOSED = ["X-Invocation-Id", "Retry-After", "WWW-Authenticate"]
 

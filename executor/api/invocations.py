@@ -15,6 +15,7 @@ from executor.api import async_invocations
 from executor.api.access import INVOKE, READ, caller_info, guarded_route
 from executor.api.context import ctx_of, function_ref
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
+from executor.tracing import SPAN_INVOKE
 from schemas.codec import decode_as, json_decoder, nested_too_deeply
 from schemas.errors import (
     ComputeError,
@@ -35,6 +36,13 @@ from schemas.headers import (
 )
 from schemas.ids import is_invocation_id
 from schemas.invocations import InvokeRequest
+from schemas.trace_context import (
+    TRACEPARENT,
+    TRACESTATE,
+    TraceContext,
+    new_trace_id,
+    parse_traceparent,
+)
 
 # Time the API waits past a function's own timeout for the worker's answer.
 REPLY_GRACE_S = 5.0
@@ -75,14 +83,37 @@ async def invoke(request: Request) -> Response:
     invocation_id = new_invocation_id()
     headers = {"X-Invocation-Id": invocation_id}
     labels = _Labels()
+    tracing = ctx_of(request).tracing
+    span = tracing.start(SPAN_INVOKE, caller_trace(request), kind="server")
+    failed: ComputeError | None = None
     try:
-        response, code = await _invoke(request, invocation_id, headers, labels)
+        response, code = await _invoke(request, invocation_id, headers, labels, span.context)
     except ComputeError as exc:
+        failed = exc
         response, code = error_response(exc, headers), exc.code
     ctx_of(request).metrics.invoked(
         labels.function, labels.revision, labels.mode, code, time.perf_counter() - started
     )
+    if tracing.enabled:
+        answered: dict[str, str | int] = {
+            "http.request.method": "POST",
+            "http.route": "/compute/functions/{ct}/{ft}/invoke",
+            "http.response.status_code": response.status_code,
+            "computebus.invocation_id": headers["X-Invocation-Id"],
+        }
+        tracing.end(span, error=failed, attributes=answered)
     return response
+
+
+def caller_trace(request: Request) -> TraceContext:
+    """The trace the caller's ``traceparent`` (and ``tracestate``) continue, else a new one: a
+    malformed ``traceparent`` is ignored, as the W3C spec says, never an error."""
+    given = request.headers.get(TRACEPARENT)
+    if given is not None:
+        found = parse_traceparent(given, ",".join(request.headers.getlist(TRACESTATE)))
+        if found is not None:
+            return found
+    return TraceContext(new_trace_id())
 
 
 def _invoke_request(data: bytes) -> InvokeRequest:
@@ -106,7 +137,11 @@ def _invoke_request(data: bytes) -> InvokeRequest:
 
 
 async def _invoke(
-    request: Request, invocation_id: str, headers: dict[str, str], labels: _Labels
+    request: Request,
+    invocation_id: str,
+    headers: dict[str, str],
+    labels: _Labels,
+    trace: TraceContext,
 ) -> tuple[Response, str]:
     ctx = ctx_of(request)
     ct, ft = await function_ref(request)
@@ -131,7 +166,7 @@ async def _invoke(
     if req.invocation_type == "Async":
         labels.mode = "async"
         accepted, invocation_id = await async_invocations.submit(
-            request, ct, ft, payload, invocation_id, alias=alias, revision=revision
+            request, ct, ft, payload, invocation_id, alias=alias, revision=revision, trace=trace
         )
         headers["X-Invocation-Id"] = invocation_id
         return body(accepted, 202, headers), "accepted"
@@ -143,6 +178,7 @@ async def _invoke(
         H_INVOCATION_ID: invocation_id,
         H_REVISION: str(rev.number),
         **ctx.seal.headers(invocation_id, caller_info(request)),
+        **trace.headers(),
     }
     timeout_ms = request.headers.get(H_TIMEOUT)
     if timeout_ms:

@@ -28,6 +28,7 @@ from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
 from executor.settings import Settings
+from executor.tracing import tracing_for
 
 log = logging.getLogger("computebus.api")
 
@@ -83,6 +84,7 @@ def _log_ready(api_url: str, nats_url: str, bus: Stores, settings: Settings) -> 
 async def run_api(
     url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[str], None] | None = None
 ) -> None:
+    tracing = tracing_for(settings, "api")  # first: it refuses a missing exporter
     bus = await Stores.open(url, "computebus-api", settings.store_limits())
     functions = FunctionService(
         bus.nc,
@@ -114,6 +116,7 @@ async def run_api(
         seal=bus.seal,
         settings=settings,
         metrics=ApiMetrics(bus.nc, settings.metrics_max_functions),
+        tracing=tracing,
     )
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
@@ -154,3 +157,4 @@ async def run_api(
             await nats_auth.close()
         await tokens.close()
         await bus.close()
+        await asyncio.to_thread(tracing.close)

@@ -17,6 +17,15 @@ from bus.monitor import MonitorStore, StoredRecord
 from bus.registry_view import RegistryView
 from executor.runtime.process import Logs, ProcessGone, ReplyTooLarge
 from executor.settings import Settings
+from executor.tracing import (
+    NO_TRACING,
+    SPAN_HANDLER,
+    SPAN_INVOKE,
+    SPAN_QUEUE_WAIT,
+    SPAN_RECORD,
+    Span,
+    Tracing,
+)
 from executor.worker.metrics import WorkerMetrics
 from executor.worker.reply_errors import reply_error
 from executor.worker.revisions import PreparedRevision, PreparedRevisions
@@ -38,6 +47,7 @@ from schemas.handler_protocol import (
 )
 from schemas.headers import Call
 from schemas.invocations import HandlerContext, MonitorRecord
+from schemas.trace_context import TraceContext, new_trace_id
 from schemas.validation import CompiledSchema
 from schemas.validation_guards import ValidationTooSlow
 
@@ -50,6 +60,7 @@ class Outcome:
     error: ComputeError | None
     record: MonitorRecord | None = None
     ttl_ms: int = 0
+    trace: TraceContext | None = None  # what the record's span continues
 
 
 @dataclass
@@ -74,8 +85,10 @@ class Invoker:
         settings: Settings,
         worker_id: str,
         metrics: WorkerMetrics,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.metrics = metrics
+        self.tracing = tracing
         self.view = view
         self.revisions = revisions
         self.monitor = monitor
@@ -92,6 +105,11 @@ class Invoker:
         except ComputeError as exc:
             self.metrics.unresolved(call, exc)
             return Outcome(None, exc)
+        trace = call.trace or TraceContext(new_trace_id())
+        root: Span | None = None
+        if trace.parent_id is None:  # the call starts the trace: a span of ours holds the rest
+            root = self.tracing.start(SPAN_INVOKE, trace, kind="server", start_ns=call.queued_ns)
+            trace = root.context
         started = time.time()
         t0 = time.perf_counter()
         logs = Logs("", False)
@@ -107,7 +125,7 @@ class Invoker:
             )
             if problems:
                 raise InvalidInput("payload does not match the function's input schema", problems)
-            run = await self._run(prepared, call, started)
+            run = await self._run(prepared, call, started, trace)
             result, logs = run.result, run.logs
             if run.error is not None:
                 raise run.error
@@ -134,8 +152,11 @@ class Invoker:
         record = self._record(call, function, revision, started, t0, logs, result, error)
         if not payload_is_json:  # a record must stay JSON: keep no input that is not
             record.input = msgspec.UNSET
+        record.trace_id = trace.trace_id
+        if root is not None:
+            self.tracing.end(root, error=error, attributes=_span_attributes(call, revision.number))
         self._count(call, revision.number, error, t0, run)
-        return Outcome(result, error, record, function.monitor_config.ttl)
+        return Outcome(result, error, record, function.monitor_config.ttl, trace)
 
     def _count(
         self, call: Call, revision: int, error: ComputeError | None, t0: float, run: _Run | None
@@ -144,8 +165,8 @@ class Invoker:
         wait_s: float | None = None
         if run is not None and run.started is not None:
             wait_s = run.started - t0
-            if call.queued_at is not None:  # Async: the time in the queue too
-                wait_s += max(0.0, time.time() - call.queued_at - (now - t0))
+            if call.queued_ns is not None:  # Async: the time in the queue too
+                wait_s += max(0.0, time.time() - call.queued_ns / 1e9 - (now - t0))
         handler_s = run.handler_s if run is not None else None
         self.metrics.invoked(call, revision, error, now - t0, wait_s, handler_s)
 
@@ -153,7 +174,13 @@ class Invoker:
         """Send the outcome's record to the monitor store (the ack comes later)."""
         if outcome.record is None:
             return None
-        return await self.monitor.write(outcome.record, outcome.ttl_ms)
+        if not self.tracing.enabled or outcome.trace is None:
+            return await self.monitor.write(outcome.record, outcome.ttl_ms)
+        named = {"computebus.invocation_id": outcome.record.invocation_id}
+        span = self.tracing.start(SPAN_RECORD, outcome.trace, attributes=named)
+        stored = await self.monitor.write(outcome.record, outcome.ttl_ms)
+        stored.ack.add_done_callback(lambda _: self.tracing.end(span))
+        return stored
 
     async def _validate(
         self, schema: CompiledSchema, value: Any, size: int, prepared: PreparedRevision, what: str
@@ -179,9 +206,14 @@ class Invoker:
         finally:
             prepared.validating.release()
 
-    async def _run(self, prepared: PreparedRevision, call: Call, started: float) -> _Run:
+    async def _run(
+        self, prepared: PreparedRevision, call: Call, started: float, trace: TraceContext
+    ) -> _Run:
         rev = prepared.revision
         timeout_ms = min(rev.timeout, call.timeout_ms or rev.timeout)
+        waited_from = call.queued_ns or time.time_ns()
+        # Its id now, for the context; its start once it has a process (0 until then).
+        handler = self.tracing.start(SPAN_HANDLER, trace, start_ns=0)
         context = HandlerContext(
             invocation_id=call.invocation_id,
             collection_topic=call.collection_topic,
@@ -189,15 +221,44 @@ class Invoker:
             revision=rev.number,
             deadline_ms=int(started * 1000) + timeout_ms,
             memory_mb=rev.memory_mb,
+            trace_id=trace.trace_id,
+            traceparent=handler.context.traceparent,
+            tracestate=trace.tracestate,
         )
         request = request_encoder.encode(
             HandlerRequest(event=msgspec.Raw(call.payload), context=context)
         )
         deadline = time.monotonic() + timeout_ms / 1000
-        return await self._run_on_a_process(prepared, request, deadline, timeout_ms)
+        ran = await self._run_on_a_process(prepared, request, deadline, timeout_ms, handler)
+        if self.tracing.enabled:
+            self._end_run_spans(call, rev.number, waited_from, handler, ran.error)
+        return ran
+
+    def _end_run_spans(
+        self,
+        call: Call,
+        revision: int,
+        waited_from: int,
+        handler: Span,
+        error: ComputeError | None,
+    ) -> None:
+        """The wait for a process (for Async, from the publish) and the handler's run, if it
+        got one."""
+        attributes = _span_attributes(call, revision)
+        got_process = handler.start_ns or time.time_ns()
+        waiting = self.tracing.start(SPAN_QUEUE_WAIT, handler.parent, start_ns=waited_from)
+        stuck = None if handler.start_ns else error
+        self.tracing.end(waiting, end_ns=got_process, error=stuck, attributes=attributes)
+        if handler.start_ns:
+            self.tracing.end(handler, error=error, attributes=attributes)
 
     async def _run_on_a_process(
-        self, prepared: PreparedRevision, request: bytes, deadline: float, timeout_ms: int
+        self,
+        prepared: PreparedRevision,
+        request: bytes,
+        deadline: float,
+        timeout_ms: int,
+        handler: Span,
     ) -> _Run:
         """One run on a warm (or new) process. A frame the handler wrote unasked (``ForgedReply``)
         kills the process and fails this invocation: it may have run already, so it is not run
@@ -208,6 +269,7 @@ class Invoker:
         except TimeoutError:
             busy = Timeout(f"no process of the function was free within its {timeout_ms} ms")
             return _Run(None, busy, Logs("", False))
+        handler.start_ns = time.time_ns()
         self.running += 1
         began = time.perf_counter()
         run = _Run(None, None, Logs("", False), began)
@@ -279,6 +341,16 @@ class Invoker:
             if result is not None:
                 record.output = msgspec.Raw(result)
         return record.settled(error)
+
+
+def _span_attributes(call: Call, revision: int) -> dict[str, str | int]:
+    return {
+        "computebus.invocation_id": call.invocation_id,
+        "computebus.collection_topic": call.collection_topic,
+        "computebus.service": call.service,
+        "computebus.revision": revision,
+        "computebus.invocation_type": call.invocation_type,
+    }
 
 
 def _handler_json(result: bytes) -> Any:

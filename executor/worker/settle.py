@@ -37,6 +37,7 @@ from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
 from executor.settings import Settings
 from executor.tasks import TaskSet
+from executor.tracing import NO_TRACING, SPAN_RECORD, Tracing
 from executor.worker.async_pull import AsyncDispatcher
 from executor.worker.async_records import AsyncRecords, RecordChurn, in_flight_ttl
 from executor.worker.invocation_log import InvocationLog
@@ -54,6 +55,7 @@ from schemas.headers import (
 )
 from schemas.ids import is_invocation_id
 from schemas.invocations import async_record
+from schemas.trace_context import trace_of
 
 log = logging.getLogger("computebus.async")
 
@@ -108,7 +110,9 @@ class AsyncConsumer:
         worker_id: str,
         seal: CallerSeal,
         metrics: WorkerMetrics,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
+        self.tracing = tracing
         self.seal = seal
         self.metrics = metrics
         self.records = records
@@ -193,6 +197,8 @@ class AsyncConsumer:
         base = async_record(delivery.invocation_id, ct, ft, 0, "running", now_ms)
         base.worker, base.attempts = self.worker_id, done
         base.caller = caller = self.seal.caller(headers, delivery.invocation_id)
+        trace = trace_of(headers, delivery.invocation_id, stable=True)
+        base.trace_id = trace.trace_id
         if digest := headers.get(H_PAYLOAD_SHA256):
             base.payload_sha256 = digest
         try:
@@ -207,7 +213,7 @@ class AsyncConsumer:
                 delivery.invocation_id,
                 "Async",
                 caller=caller,
-                queued_at=msg.metadata.timestamp.timestamp(),
+                queued_ns=int(msg.metadata.timestamp.timestamp() * 1e9),
             )
             function, revision = await self.view.resolve(
                 ct, ft, alias=call.alias, revision=call.revision
@@ -274,7 +280,10 @@ class AsyncConsumer:
             await msg.nak(delay=delay_s)
             self.dispatcher.retry_later((ct, ft), delay_s)
             return _Ran.HANDED_BACK
+        named = {"computebus.invocation_id": delivery.invocation_id}
+        recording = self.tracing.start(SPAN_RECORD, outcome.trace or trace, attributes=named)
         await self.records.finish(finished, error, function, seq, msg)
+        self.tracing.end(recording)
         return _Ran.FINISHED
 
 

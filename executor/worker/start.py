@@ -18,6 +18,7 @@ from executor.runtime.pool import InstancePool
 from executor.runtime.spares import Spares
 from executor.runtime.workspace_cache import WorkspaceCache
 from executor.settings import Settings
+from executor.tracing import tracing_for
 from executor.worker.async_records import AsyncRecords
 from executor.worker.invoke import Invoker
 from executor.worker.metrics import MetricsServer, WorkerMetrics, WorkerState, process_counts
@@ -31,6 +32,7 @@ log = logging.getLogger("computebus")
 async def run_worker(
     url: str, settings: Settings, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
 ) -> None:
+    tracing = tracing_for(settings, "worker")  # first: it refuses a missing exporter
     bus = await Stores.open(url, "computebus-worker", settings.store_limits())
     worker_id = new_worker_id()
     try:
@@ -67,7 +69,7 @@ async def run_worker(
         max_result_bytes=max_result_bytes,
         on_spawn=metrics.spawned,
     )
-    invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id, metrics)
+    invoker = Invoker(bus.view, revisions, bus.monitor, settings, worker_id, metrics, tracing)
     events = ResultEvents(bus.nc)
     events.start()
     records = AsyncRecords(
@@ -151,6 +153,7 @@ async def run_worker(
         if server is not None:
             await asyncio.to_thread(server.close)
         await events.close()
+        await asyncio.to_thread(tracing.close)
         await asyncio.to_thread(sandbox.close)
         if not workspaces_dir.is_relative_to(settings.data_dir.resolve()):
             await asyncio.to_thread(remove_tree, workspaces_dir)  # this run's own, in $TMPDIR
