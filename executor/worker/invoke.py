@@ -18,7 +18,6 @@ from bus.registry_view import RegistryView
 from executor.runtime.process import Logs, ProcessGone, ReplyTooLarge
 from executor.settings import Settings
 from executor.tracing import (
-    NO_TRACING,
     SPAN_HANDLER,
     SPAN_INVOKE,
     SPAN_QUEUE_WAIT,
@@ -85,7 +84,7 @@ class Invoker:
         settings: Settings,
         worker_id: str,
         metrics: WorkerMetrics,
-        tracing: Tracing = NO_TRACING,
+        tracing: Tracing,
     ) -> None:
         self.metrics = metrics
         self.tracing = tracing

@@ -37,7 +37,7 @@ from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
 from executor.settings import Settings
 from executor.tasks import TaskSet
-from executor.tracing import NO_TRACING, SPAN_RECORD, Tracing
+from executor.tracing import SPAN_RECORD, Tracing
 from executor.worker.async_pull import AsyncDispatcher
 from executor.worker.async_records import AsyncRecords, RecordChurn, in_flight_ttl
 from executor.worker.invocation_log import InvocationLog
@@ -110,7 +110,7 @@ class AsyncConsumer:
         worker_id: str,
         seal: CallerSeal,
         metrics: WorkerMetrics,
-        tracing: Tracing = NO_TRACING,
+        tracing: Tracing,
     ) -> None:
         self.tracing = tracing
         self.seal = seal

@@ -86,6 +86,7 @@ async def run_worker(
         worker_id,
         bus.seal,
         metrics,
+        tracing,
     )
     server: MetricsServer | None = None
     if settings.worker_metrics_port is not None:
