@@ -214,3 +214,36 @@ async def test_throttles_crashes_retries_and_expiries_are_counted(
     assert moved("async_expired_total", **mine) == 1
     # A process for each run after a crash: the Async crash, then its retry.
     assert moved("cold_start_seconds_count", runtime="nodejs") == 2
+
+
+async def test_the_async_queue_is_seen_while_it_holds_work(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    """Queue depth, oldest age, ack pending and the worker's Async in flight, read mid-run."""
+    fn = await make_function(
+        {"index.js": FLAKY}, collection=unique(), limits={"max_concurrency": 1}
+    )
+    url = await worker_metrics_url(nc)
+    ids = []
+    for _ in range(3):
+        submitted = await http.post(
+            f"{fn.path}/invoke", json={"payload": {"sleep": 700}, "invocation_type": "Async"}
+        )
+        assert submitted.status_code == 202, submitted.text
+        ids.append(submitted.json()["body"]["invocation_id"])
+    seen: tuple[Samples, Samples] | None = None
+    for _ in range(100):
+        api, worker = await scrape(http, url)
+        if value(worker, "computebus_worker_async_in_flight") >= 1:
+            seen = api, worker
+            break
+        await asyncio.sleep(0.02)
+    assert seen is not None, "no Async invocation was seen running"
+    api, _ = seen
+    assert value(api, "computebus_async_queue_messages") >= 2  # the running one is still there
+    assert value(api, "computebus_async_ack_pending") >= 1
+    assert value(api, "computebus_async_oldest_age_seconds") > 0
+    await wait_for_async(http, fn, ids)
+    api, worker = await scrape(http, url)
+    assert value(worker, "computebus_worker_async_in_flight") == 0
+    assert value(api, "computebus_monitor_stream_bytes", collection=fn.collection) > 0
