@@ -28,6 +28,7 @@ from executor.runtime.launch import Handler, launch_assigned, launch_plan
 from executor.runtime.limits import Limits
 from executor.runtime.process import HandlerProcess
 from executor.runtime.sandbox import Sandbox
+from executor.serve import parse_ready_line
 from executor.settings import Settings
 from schemas.handler_protocol import HandlerRequest, request_encoder
 from schemas.invocations import HandlerContext
@@ -279,3 +280,30 @@ class ExecutionCounter:
 
     def env(self, **more: Any) -> list[str]:
         return [f"COUNTER_PORT={self.port}", *(f"{k}={v}" for k, v in more.items())]
+
+
+async def start_serve(
+    *extra: str, env: dict[str, str] | None = None, stderr: int | None = None
+) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """``computebus serve`` as a child on a free port; the fields of its ready line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "executor.cli",
+        "serve",
+        "--port",
+        "0",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    return proc, parse_ready_line(line.decode().strip())
+
+
+def token_of(fields: dict[str, str]) -> dict[str, str]:
+    """The Authorization header with the admin token whose file the ready line names."""
+    token = Path(fields["token-file"]).read_text().strip()
+    return {"Authorization": f"Bearer {token}"}

@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 import nats
 
-from executor.serve import parse_ready_line
 from schemas.headers import H_INVOCATION_ID
-from tests.helpers import function_body
+from tests.helpers import function_body, start_serve, token_of
 
 SECRET = "sk_live_do-not-log-4242"  # in every payload
 ENV_SECRET = "env-secret-do-not-log-77"
@@ -34,22 +33,12 @@ HANDLER = (
 async def _serve(
     data_dir: Path, env: dict[str, str]
 ) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "serve",
-        "--port",
-        "0",
+    return await start_serve(
         "--data-dir",
         str(data_dir),
-        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COMPUTEBUS_SPARES": "0", **env},
+        env={"COMPUTEBUS_SPARES": "0", **env},
     )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 60)
-    return proc, parse_ready_line(line.decode().strip())
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> str:
@@ -60,8 +49,8 @@ async def _stop(proc: asyncio.subprocess.Process) -> str:
 
 
 def _client(fields: dict[str, str]) -> tuple[httpx.AsyncClient, str]:
-    token = Path(fields["token-file"]).read_text().strip()
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = token_of(fields)
+    token = headers["Authorization"].removeprefix("Bearer ")
     return httpx.AsyncClient(base_url=fields["api"], timeout=30, headers=headers), token
 
 

@@ -15,35 +15,7 @@ import nats
 import pytest
 
 from bus.embedded import EmbeddedNats
-from executor.serve import parse_ready_line
-from tests.helpers import alive, descendants, function_body
-
-
-async def start_serve(
-    *extra: str, env: dict[str, str] | None = None, stderr: int | None = None
-) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executor.cli",
-        "serve",
-        "--port",
-        "0",
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=stderr,
-        env={**os.environ, **(env or {})},
-    )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 60)
-    fields = parse_ready_line(line.decode().strip())
-    return proc, fields
-
-
-def token_of(fields: dict[str, str]) -> dict[str, str]:
-    """The Authorization header with the admin token whose file the ready line names."""
-    token = Path(fields["token-file"]).read_text().strip()
-    return {"Authorization": f"Bearer {token}"}
+from tests.helpers import alive, descendants, function_body, start_serve, token_of
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import asyncio
 import gzip
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,8 +23,7 @@ import nats
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from executor.serve import parse_ready_line
-from tests.helpers import function_body
+from tests.helpers import function_body, start_serve, token_of
 
 PARENT_ID = "00f067aa0ba902b7"
 CONTEXT_HANDLER = {"index.py": "def handler(event, context):\n    return dict(context)\n"}
@@ -146,22 +144,13 @@ async def test_spans_are_exported_with_the_callers_trace_and_linked(
     receiver: Receiver, tmp_path: Path
 ) -> None:
     env = {
-        **os.environ,
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
         "OTEL_BSP_SCHEDULE_DELAY": "50",  # milliseconds between batches, not 5 s
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "executor.cli", "serve", "--port", "0", "--data-dir", str(tmp_path / "data")),
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    proc, fields = await start_serve("--data-dir", str(tmp_path / "data"), env=env)
     try:
-        assert proc.stdout is not None
-        fields = parse_ready_line((await asyncio.wait_for(proc.stdout.readline(), 60)).decode())
-        token = Path(fields["token-file"]).read_text().strip()
         async with httpx.AsyncClient(
-            base_url=fields["api"], timeout=30, headers={"Authorization": f"Bearer {token}"}
+            base_url=fields["api"], timeout=30, headers=token_of(fields)
         ) as http:
             body = function_body(CONTEXT_HANDLER, runtime="python", collection="traced")
             created = await http.post("/compute/functions", json=body)
