@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+
 import httpx
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
