@@ -1,6 +1,7 @@
-"""The Grafana dashboard in deploy/ matches what runs: every metric it queries is one the API or
-a worker of the real stack serves (with the suffix its type gives it, counters and histograms
-under rate or increase, quantiles over ``le``)."""
+"""The Grafana dashboard and the Prometheus scrape config in deploy/ match what runs: every metric
+the dashboard queries is one the API or a worker of the real stack serves (with the suffix its
+type gives it, counters and histograms under rate or increase, quantiles over ``le``), and the
+scrape targets are compose.yaml's APIs and workers on their ports."""
 
 from __future__ import annotations
 
@@ -8,20 +9,25 @@ import asyncio
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.bodies import unique
 from tests.e2e.test_metrics import wait_for_async, worker_metrics_url
-from tests.helpers import MakeFunction
+from tests.helpers import MakeFunction, Stack, second_api
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "computebus.json"
+PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
+PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
+COMPOSE = ROOT / "compose.yaml"
 
 METRIC = re.compile(r"computebus_[a-z_]+")
 # What each family type's samples are called: the name plus one of these.
@@ -170,3 +176,74 @@ async def scrape(http: httpx.AsyncClient, nc: Client) -> tuple[str, str]:
         worker = await plain.get(await worker_metrics_url(nc))
     assert worker.status_code == 200, worker.text
     return api.text, worker.text
+
+
+def services() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE.read_text())["services"]
+    return found
+
+
+def jobs() -> dict[str, dict[str, Any]]:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    return {job["job_name"]: job for job in config["scrape_configs"]}
+
+
+def targets(job: dict[str, Any]) -> set[str]:
+    return {t for static in job["static_configs"] for t in static["targets"]}
+
+
+def test_the_scrape_config_targets_compose_apis_and_workers() -> None:
+    composed = services()
+    apis = {n: s for n, s in composed.items() if n.startswith("api-")}
+    workers = {n: s for n, s in composed.items() if n.startswith("worker-")}
+    assert apis and workers
+    scrape = jobs()
+    api_job, worker_job = scrape["computebus-api"], scrape["computebus-worker"]
+    assert targets(api_job) == {
+        f"{n}:{s['environment']['COMPUTEBUS_PORT']}" for n, s in apis.items()
+    }
+    assert api_job["metrics_path"] == "/metrics"
+    for name, service in apis.items():
+        # /metrics answers Prometheus without a token only because compose says so.
+        assert service["environment"]["COMPUTEBUS_OPS_PUBLIC"] == "true" or "authorization" in (
+            api_job
+        ), name
+    wanted = set()
+    for name, service in workers.items():
+        env = service["environment"]
+        assert env["COMPUTEBUS_WORKER_METRICS_HOST"] == "0.0.0.0", name
+        wanted.add(f"{name}:{env['COMPUTEBUS_WORKER_METRICS_PORT']}")
+    assert targets(worker_job) == wanted
+
+
+def test_the_observability_profile_mounts_what_deploy_holds() -> None:
+    composed = services()
+    prometheus, grafana = composed["prometheus"], composed["grafana"]
+    for service in (prometheus, grafana):
+        assert service["profiles"] == ["observability"]  # `docker compose up` runs neither
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if v.startswith("./"))
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = yaml.safe_load((PROVISIONING / "dashboards" / "computebus.yaml").read_text())
+    folder = provider["providers"][0]["options"]["path"]
+    assert mounts["./deploy/grafana/computebus.json"] == f"{folder}/computebus.json"
+    source = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yaml").read_text())
+    assert source["datasources"][0]["type"] == "prometheus"
+    assert source["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+async def test_a_token_with_a_scope_on_nothing_may_scrape_a_guarded_api(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """What deploy/prometheus.yml tells an operator whose API asks for a token."""
+    made = await http.post(
+        "/compute/tokens",
+        json={"name": f"prometheus-{uuid.uuid4().hex[:6]}", "scopes": ["read:prometheus-only"]},
+    )
+    assert made.status_code == 201, made.text
+    secret = made.json()["body"]["token"]
+    async with second_api(stack, ops_public=False) as guarded:
+        assert (await guarded.get("/metrics", headers={"Authorization": ""})).status_code == 401
+        scraped = await guarded.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+        assert scraped.status_code == 200, scraped.text
+        assert "computebus_api_invocations" in scraped.text
