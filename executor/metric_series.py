@@ -111,7 +111,8 @@ class Histograms:
 
 
 class Gauges:
-    """A gauge family read when scraped: ``read`` gives the value per label values."""
+    """A gauge family read when scraped: ``read`` gives the value per label values (a counter
+    family with ``counter``, for a total someone else keeps)."""
 
     def __init__(
         self,
@@ -119,12 +120,15 @@ class Gauges:
         documentation: str,
         labels: Sequence[str],
         read: Callable[[], Iterable[tuple[Key, float]]],
+        *,
+        counter: bool = False,
     ) -> None:
         self.name, self.documentation, self.labels = name, documentation, list(labels)
         self.read = read
+        self.kind = CounterMetricFamily if counter else GaugeMetricFamily
 
     def family(self) -> Metric:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        family = self.kind(self.name, self.documentation, labels=self.labels)
         for key, value in self.read():
             family.add_metric(key, value)
         return family
@@ -158,6 +162,7 @@ def connection_gauges(nc: Client) -> list[Gauges]:
             "Times this process reconnected to NATS since it started.",
             (),
             lambda: [((), float(nc.stats["reconnects"]))],
+            counter=True,
         ),
     ]
 

@@ -9,11 +9,10 @@ import time
 
 import httpx
 from nats.aio.client import Client
-from prometheus_client.parser import text_string_to_metric_families
 
-from bus.workers import ping_workers
 from tests.e2e.bodies import unique
-from tests.helpers import Fn, MakeFunction
+from tests.e2e.scrapes import Samples, samples, scrape, value, wait_for_async, worker_metrics_url
+from tests.helpers import MakeFunction
 
 # Fails when asked to; sleeps when asked to (the timeout case).
 FLAKY = """
@@ -23,53 +22,6 @@ exports.handler = async (event) => {
   return { ok: true };
 };
 """
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(text: str) -> Samples:
-    found: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(found: Samples, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples whose labels include ``labels``."""
-    wanted = set(labels.items())
-    return sum(v for (n, have), v in found.items() if n == name and wanted <= set(have))
-
-
-async def worker_metrics_url(nc: Client) -> str:
-    infos = await ping_workers(nc)
-    urls = [info.metrics for info in infos if info.metrics]
-    assert len(urls) == 1, infos
-    return urls[0]
-
-
-async def scrape(http: httpx.AsyncClient, url: str) -> tuple[Samples, Samples]:
-    api = await http.get("/metrics")
-    assert api.status_code == 200, api.text
-    async with httpx.AsyncClient() as plain:
-        worker = await plain.get(url)
-    assert worker.status_code == 200, worker.text
-    assert worker.headers["content-type"].startswith("text/plain")
-    return samples(api.text), samples(worker.text)
-
-
-async def wait_for_async(http: httpx.AsyncClient, fn: Fn, ids: list[str]) -> None:
-    for invocation_id in ids:
-        for _ in range(200):
-            response = await http.get(f"{fn.path}/invocations/{invocation_id}")
-            if response.status_code == 200 and response.json()["body"]["status"] in (
-                "succeeded",
-                "failed",
-            ):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"{invocation_id} did not finish")
 
 
 async def test_every_invocation_is_counted_once_per_role_by_function_and_code(
