@@ -60,6 +60,7 @@ class InvocationLog:
             "http_status": 200 if error is None else error.status,
             "duration_ms": duration_ms,
             "worker": self.worker_id,
+            "trace_id": outcome.trace.trace_id if outcome.trace is not None else None,
         }
         how = f"{kind} over {via}" if via else kind
         if attempt:

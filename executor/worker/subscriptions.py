@@ -261,7 +261,7 @@ class Worker:
             ct, ft = function
             return Overloaded(
                 f"function {ct}/{ft} already has {limit} invocations in flight on this worker "
-                "(its max_concurrency); retry shortly"
+                "(its limits.max_concurrency, else COMPUTEBUS_FUNCTION_CONCURRENCY); retry shortly"
             )
         return None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from collections import Counter
@@ -120,6 +121,7 @@ async def test_json_logs_a_line_per_invocation_and_change_and_no_secrets(tmp_pat
     for entry in runs:
         assert entry.items() >= common.items(), entry
         assert entry["worker"] and isinstance(entry["duration_ms"], float)
+        assert re.fullmatch(r"[0-9a-f]{32}", entry["trace_id"]), entry  # joins the record's
     assert (
         by_id[ok].items()
         >= {
