@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 from nats.aio.client import Client
@@ -57,3 +58,29 @@ async def wait_for_async(http: httpx.AsyncClient, fn: Fn, ids: list[str]) -> Non
             await asyncio.sleep(0.05)
         else:
             raise AssertionError(f"{invocation_id} did not finish")
+
+
+async def until_running(url: str) -> None:
+    """Until the worker whose metrics are at ``url`` holds a handler process for a call."""
+    async with httpx.AsyncClient() as plain:
+        for _ in range(250):
+            if value(samples((await plain.get(url)).text), "computebus_worker_in_flight") >= 1:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("no invocation was seen running")
+
+
+async def submit_async(
+    http: httpx.AsyncClient, fn: Fn, calls: list[tuple[Any, dict[str, str]]]
+) -> list[str]:
+    """Submit each (payload, headers) as an Async invocation; their ids."""
+    ids = []
+    for payload, headers in calls:
+        submitted = await http.post(
+            f"{fn.path}/invoke",
+            json={"payload": payload, "invocation_type": "Async"},
+            headers=headers,
+        )
+        assert submitted.status_code == 202, submitted.text
+        ids.append(submitted.json()["body"]["invocation_id"])
+    return ids

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.bodies import unique
-from tests.e2e.scrapes import wait_for_async, worker_metrics_url
+from tests.e2e.scrapes import submit_async, until_running, wait_for_async, worker_metrics_url
 from tests.helpers import MakeFunction, Stack, second_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,21 +137,15 @@ async def test_every_metric_the_dashboard_queries_is_served(
     late = await http.post(f"{fn.path}/invoke", json={"payload": {"sleep": 2000}})
     assert late.status_code == 504, late.text
     assert json.loads((await nc.request(fn.subject, b"{}", timeout=10)).data) == {"ok": True}
-    busy = asyncio.ensure_future(nc.request(fn.subject, b'{"sleep": 300}', timeout=10))
-    await asyncio.sleep(0.1)
+    url = await worker_metrics_url(nc)
+    busy = asyncio.ensure_future(nc.request(fn.subject, b'{"sleep": 400}', timeout=10))
+    await until_running(url)
     refused = await nc.request(fn.subject, b"{}", timeout=10)
     assert refused.headers, refused.data  # an error answer: the function is at its limit
     await busy
     past = str(int(time.time() * 1000) - 1000)
-    ids: list[str] = []
-    for payload, headers in (({}, {}), ({"fail": True}, {}), ({}, {"Compute-Deadline": past})):
-        submitted = await http.post(
-            f"{fn.path}/invoke",
-            json={"payload": payload, "invocation_type": "Async"},
-            headers=headers,
-        )
-        assert submitted.status_code == 202, submitted.text
-        ids.append(submitted.json()["body"]["invocation_id"])
+    calls = [({}, {}), ({"fail": True}, {}), ({}, {"Compute-Deadline": past})]
+    ids = await submit_async(http, fn, calls)
     await wait_for_async(http, fn, ids)
 
     # The retry's second run and the dead letter come after the first failed record: scrape

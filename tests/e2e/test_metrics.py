@@ -11,7 +11,15 @@ import httpx
 from nats.aio.client import Client
 
 from tests.e2e.bodies import unique
-from tests.e2e.scrapes import Samples, samples, scrape, value, wait_for_async, worker_metrics_url
+from tests.e2e.scrapes import (
+    Samples,
+    scrape,
+    submit_async,
+    until_running,
+    value,
+    wait_for_async,
+    worker_metrics_url,
+)
 from tests.helpers import MakeFunction
 
 # Fails when asked to; sleeps when asked to (the timeout case).
@@ -127,27 +135,14 @@ async def test_throttles_crashes_retries_and_expiries_are_counted(
     _, worker0 = await scrape(http, url)
 
     slow = asyncio.ensure_future(http.post(f"{fn.path}/invoke", json={"payload": {"sleep": 1500}}))
-    async with httpx.AsyncClient() as plain:  # until the slow call holds the function's one slot
-        for _ in range(100):
-            found = samples((await plain.get(url)).text)
-            if value(found, "computebus_worker_in_flight") >= 1:
-                break
-            await asyncio.sleep(0.02)
+    await until_running(url)  # the slow call holds the function's one slot
     refused = await http.post(f"{fn.path}/invoke", json={"payload": {}})
     assert refused.status_code in (429, 503), refused.text
     assert (await slow).status_code == 200
     crashed = await http.post(f"{fn.path}/invoke", json={"payload": {"crash": True}})
     assert crashed.status_code == 500, crashed.text
     past = str(int(time.time() * 1000) - 1000)
-    ids = []
-    for payload, headers in (({"crash": True}, {}), ({}, {"Compute-Deadline": past})):
-        submitted = await http.post(
-            f"{fn.path}/invoke",
-            json={"payload": payload, "invocation_type": "Async"},
-            headers=headers,
-        )
-        assert submitted.status_code == 202, submitted.text
-        ids.append(submitted.json()["body"]["invocation_id"])
+    ids = await submit_async(http, fn, [({"crash": True}, {}), ({}, {"Compute-Deadline": past})])
     await wait_for_async(http, fn, ids)
     await asyncio.sleep(0.2)
     _, worker1 = await scrape(http, url)
