@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import datetime
 from typing import NamedTuple
 
 import nats.js.errors
@@ -16,7 +15,7 @@ from bus import subjects
 from bus.scan import scan_last_per_subject
 from bus.streams import ensure_replicas
 from schemas.bundles import Bundle, bundle_digest, decode_bundle, encode_bundle
-from schemas.codec import json_decoder
+from schemas.codec import json_decoder, unix_seconds
 
 
 class EncodedBundle(NamedTuple):
@@ -68,7 +67,7 @@ class BundleStore:
         async for data in scan_last_per_subject(self.js, f"OBJ_{bucket}", f"$O.{bucket}.M.>"):
             info = json_decoder.decode(data)
             if not info.get("deleted"):
-                found[info["name"]] = _unix(info.get("mtime", ""))
+                found[info["name"]] = unix_seconds(info.get("mtime", ""))
         return found
 
     async def collect(self, in_use: set[str], grace_s: float) -> set[str]:
@@ -107,12 +106,3 @@ class BundleStore:
         chunk = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=info.nuid)
         msg = await self.js.get_last_msg(f"OBJ_{bucket}", chunk)
         return msg.data or b""
-
-
-def _unix(rfc3339: str) -> float:
-    """The server's ``mtime`` (nanosecond RFC 3339) as unix seconds; 0 when unreadable."""
-    head, _, fraction = rfc3339.rstrip("Z").partition(".")
-    try:
-        return datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + (fraction or "0"))
-    except ValueError:
-        return 0.0

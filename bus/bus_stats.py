@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from nats.aio.client import Client
 
 from bus import subjects
-from schemas.codec import encode, json_decoder
+from schemas.codec import encode, json_decoder, unix_seconds
 
 
 @dataclass
@@ -35,9 +34,9 @@ async def read_bus_stats(nc: Client, timeout_s: float) -> BusStats:
         state: dict[str, Any] = info.get("state", {})
         if name == subjects.ASYNC_STREAM:
             stats.async_messages = state.get("messages", 0)
-            first = state.get("first_ts", "")
+            first = unix_seconds(state.get("first_ts", ""))
             if stats.async_messages and first:
-                stats.async_oldest_age_s = max(0.0, now - _unix(first))
+                stats.async_oldest_age_s = max(0.0, now - first)
         elif name.startswith(subjects.MONITOR_STREAM_PREFIX):
             ct = name.removeprefix(subjects.MONITOR_STREAM_PREFIX)
             stats.monitor_bytes[ct] = state.get("bytes", 0)
@@ -66,10 +65,3 @@ async def _pages(nc: Client, subject: str, key: str, timeout_s: float) -> list[d
         items += found
         if not found or len(items) >= page.get("total", 0):
             return items
-
-
-def _unix(utc: str) -> float:
-    """A JetStream timestamp (UTC, ``Z``, up to nanoseconds: more than ``fromisoformat`` reads)."""
-    head, _, fraction = utc.removesuffix("Z").partition(".")
-    base = datetime.fromisoformat(head + "+00:00").timestamp()
-    return base + (float("0." + fraction) if fraction.isdigit() else 0.0)

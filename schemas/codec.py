@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -136,3 +137,13 @@ def _unwrap(info: Any) -> Any:
         if len(kept) == 1:
             return kept[0]
     return info
+
+
+def unix_seconds(rfc3339: str) -> float:
+    """A JetStream timestamp (RFC 3339 in UTC, up to nanoseconds: more than ``fromisoformat``
+    reads) as unix seconds; 0 when it cannot be read."""
+    head, _, fraction = rfc3339.rstrip("Z").partition(".")
+    try:
+        return datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + (fraction or "0"))
+    except ValueError:
+        return 0.0

@@ -154,10 +154,11 @@ class WorkerMetrics:
         self.invocations.inc((*NO_FUNCTION, "", via(call), error.code))
         self.errors.inc((*NO_FUNCTION, "", via(call), error.code))
 
-    def settled_async(self, ct: str, ft: str, what: str) -> None:
-        """``what``: ``retry`` or ``expired``."""
-        counter = self.async_retries if what == "retry" else self.expired
-        counter.inc(self.functions.of(ct, ft))
+    def retried(self, ct: str, ft: str) -> None:
+        self.async_retries.inc(self.functions.of(ct, ft))
+
+    def expired_in_queue(self, ct: str, ft: str) -> None:
+        self.expired.inc(self.functions.of(ct, ft))
 
     def registry(self, state: WorkerState, nc: Client) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)

@@ -232,7 +232,7 @@ class AsyncConsumer:
             refused = WorkerLost(f"the worker running attempt {done} was lost before it recorded")
         if refused is not None:
             if isinstance(refused, Expired):
-                self.metrics.settled_async(ct, ft, "expired")
+                self.metrics.expired_in_queue(ct, ft)
             await self.records.finish(base, refused, function, seq, msg)
             not_run = Outcome(None, refused, base)  # its revision and caller, no run
             self._invocations.done(not_run, (ct, ft), delivery.invocation_id, done + 1)
@@ -276,7 +276,7 @@ class AsyncConsumer:
             if await self.records.write(queued, ttl_ms, seq) is None:
                 return _Ran.FINISHED
             delay_s = backoff_s(config, attempt)
-            self.metrics.settled_async(ct, ft, "retry")
+            self.metrics.retried(ct, ft)
             await msg.nak(delay=delay_s)
             self.dispatcher.retry_later((ct, ft), delay_s)
             return _Ran.HANDED_BACK

@@ -108,7 +108,7 @@ async def test_every_invocation_is_counted_once_per_role_by_function_and_code(
     assert value(api1, "computebus_bus_read_ok") == 1
     assert value(api1, "computebus_monitor_stream_messages", collection=fn.collection) >= 9
     assert value(api1, "computebus_dead_letters_stored", collection=fn.collection) == 1
-    assert value(api1, "computebus_async_oldest_age_seconds") >= 0
+    assert ("computebus_async_oldest_age_seconds", ()) in api1  # its value: the next test
     assert value(api1, "computebus_nats_connected") == 1
 
 
