@@ -80,12 +80,17 @@ class Cluster:
         self.server = await start_embedded_nats(self.server.data_dir, port=self.server.port)
 
     async def watch_results(self, ct: str, ft: str) -> Counter[str]:
-        """Count the result events of each invocation from now on (the client reconnects across
-        a server restart, and the workers' events buffered meanwhile still arrive)."""
+        """Count the distinct final records each invocation's result events announce from now
+        on (the client reconnects across a server restart, and the workers' events buffered
+        meanwhile still arrive). An event the server may have lost is sent again as it was
+        (bus/result_events.py: at least once), so only a different record counts again."""
         seen: Counter[str] = Counter()
+        heard: set[bytes] = set()
 
         async def on_result(msg: Msg) -> None:
-            seen[msgspec.json.decode(msg.data)["invocation_id"]] += 1
+            if msg.data not in heard:
+                heard.add(msg.data)
+                seen[msgspec.json.decode(msg.data)["invocation_id"]] += 1
 
         nc = await connect(self.server.url, name="test-results")
         self.closers.append(nc.close)
