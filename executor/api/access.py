@@ -35,7 +35,8 @@ log = logging.getLogger("computebus.access")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 CALLER = "computebus.caller"  # where a guarded request keeps its Caller (in the ASGI scope)
-ALWAYS_PUBLIC = frozenset({"/healthz", "/readyz"})
+# The console's page and files hold no data: it asks for a token before calling the API.
+ALWAYS_PUBLIC = frozenset({"/healthz", "/readyz", "/console", "/console/{asset}"})
 # Public when settings.ops_public (by default, only on loopback).
 OPS_PATHS = frozenset({"/metrics", "/openapi.json", "/docs", "/docs/{asset}"})
 

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from executor.api import docs, functions, invocations, lifecycle, ops, tokens
+from executor.api import console, docs, functions, invocations, lifecycle, ops, tokens
 from executor.api.access import Access
 from executor.api.context import ApiContext, ctx_of
 from executor.api.cors import cors_middleware
@@ -80,6 +80,7 @@ def build_app(ctx: ApiContext) -> Starlette:
             *tokens.routes,
             *ops.routes,
             *docs.routes,
+            *console.routes,
         ],  # hot route first
         middleware=cors_middleware(ctx.settings.cors_origins),
         exception_handlers=dict(_ANSWERS),

@@ -47,7 +47,11 @@ async def _views(ctx: ApiContext, records: list[FunctionRecord]) -> list[Functio
             record.collection_topic, record.service, _production(record)
         )
         if revision is not None:
-            views.append(function_view(record, revision, "function"))
+            view = function_view(record, revision, "function")
+            # What a listing (the console's, for one) shows of each: what plain invokes run.
+            view.revision = revision.number
+            view.aliases = record.aliases
+            views.append(view)
     return views
 
 
