@@ -80,7 +80,9 @@ async def test_list_functions_filters_and_pages(http: httpx.AsyncClient) -> None
     assert page["results_total"] == 3
     assert {f["compute_asset"]["service"] for f in page["results"]} == set(made)
     for item in page["results"]:
-        assert set(item) == VIEW_KEYS
+        # A listing also says what plain invokes run: the production revision, the aliases.
+        assert set(item) == VIEW_KEYS | {"revision", "aliases"}
+        assert item["revision"] == item["aliases"]["production"] == 1
         assert set(item["compute_asset"]) == COMPUTE_ASSET_KEYS
         assert item["type"] == "function"
         assert item["compute_asset"]["collection_topic"] == ct
