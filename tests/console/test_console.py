@@ -204,3 +204,66 @@ async def dead_letter_of(http: httpx.AsyncClient, fn: Fn, invocation_id: str) ->
         "results"
     ]
     return any(letter["invocation_id"] == invocation_id for letter in letters)
+
+
+HOSTILE = "<img src=x onerror=\"document.title='owned'\">"
+
+
+async def test_a_phone_width_keyboard_only_and_hostile_text_stay_safe(
+    browser: Browser, stack: Stack, http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    """At a phone's width nothing runs off the side; the token, the filter and a function are
+    reached with the keyboard alone; a handler's HTML in its logs is shown as text."""
+    fn = await make_function(
+        {"index.js": f"exports.handler = async () => {{ console.log({HOSTILE!r}); return 1; }};\n"},
+        collection=f"console-{uuid.uuid4().hex[:6]}",
+        name="phone",
+    )
+    made = await http.post(f"{fn.path}/invoke", json={"payload": {}})
+    assert made.status_code == 200, made.text
+    page = await browser.new_page(viewport={"width": 390, "height": 844})
+    errors = ConsoleErrors(page)
+    await page.goto(f"{stack.api}/console")
+    await expect(page.locator("#token-input")).to_be_focused()
+    await page.keyboard.type(stack.token)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#function-list table").first).to_be_visible()
+    await page.keyboard.press("Tab")  # from the main region to its first control: the filter
+    await expect(page.locator("#function-filter")).to_be_focused()
+    await page.keyboard.type(fn.collection)
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="phone")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("h1")).to_have_text("phone")
+    await page.goto(f"{stack.api}/console#/functions/{fn.collection}/{fn.service}/invocations")
+    item = page.locator(f'li[data-id="{made.headers["X-Invocation-Id"]}"]')
+    await item.locator("summary").focus()
+    await page.keyboard.press("Enter")
+    await expect(item.locator(".logs")).to_contain_text(HOSTILE)
+    assert await item.locator(".logs img").count() == 0
+    assert await page.title() != "owned"
+    await shot(page, "phone-invocations")
+    for path in ("", f"#/functions/{fn.collection}/{fn.service}"):
+        await page.goto(f"{stack.api}/console{path}")
+        await expect(page.locator("main h1")).to_be_visible()
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path or 'functions'}: the page is {width} px wide at 390"
+    await shot(page, "phone-function")
+    assert unexpected(errors) == []
+
+
+async def test_the_console_files_are_served_with_a_strict_policy(http: httpx.AsyncClient) -> None:
+    page = await http.get("/console", headers={"Authorization": ""})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    script = await http.get("/console/app.js", headers={"Authorization": ""})
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    again = await http.get("/console/app.js", headers={"If-None-Match": script.headers["etag"]})
+    assert again.status_code == 304
+    for missing in ("/console/nope.js", "/console/..%2Fconsole.py", "/console/index.html"):
+        answer = await http.get(missing)
+        assert answer.status_code == 404, missing
+        assert answer.json()["code"] == "not_found"

@@ -23,6 +23,7 @@ dialog.addEventListener("close", () => {
     tokenButtonLabel();
   }
   route();
+  view.focus({ preventScroll: true }); // the keyboard goes on from the page, not the top bar
 });
 
 function tokenButtonLabel() {
