@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from executor.api import docs, functions, invocations, lifecycle, ops, tokens
+from executor.api import docs, functions, invocations, lifecycle, ops, stats, tokens
 from executor.api.access import Access
 from executor.api.context import ApiContext, ctx_of
 from executor.api.cors import cors_middleware
@@ -76,6 +76,7 @@ def build_app(ctx: ApiContext) -> Starlette:
         routes=[
             *invocations.routes,
             *functions.routes,
+            *stats.routes,
             *lifecycle.routes,
             *tokens.routes,
             *ops.routes,

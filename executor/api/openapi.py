@@ -27,7 +27,9 @@ from executor.api.openapi_parts import (
     required_header,
 )
 from executor.api.openapi_schemas import component_schemas
+from executor.api.stats import WINDOW_DEFAULT_S, WINDOW_MAX_S, WINDOW_MIN_S
 from schemas import ids
+from schemas.invocation_stats import MAX_BUCKETS
 
 VERSION = "0.1.0"
 _SECURITY_SCHEMES = {
@@ -53,6 +55,22 @@ _N = path_param("n", {"type": "integer", "minimum": 1, "maximum": 999_999_999}, 
 _PROMOTE = flag("promote", True, "move production to the new revision")
 _FORCE = flag("force", False, "promote past the schema compatibility gate")
 _TEXT = {"type": "string"}
+_WINDOW = query(
+    "window",
+    {
+        "type": "integer",
+        "minimum": WINDOW_MIN_S,
+        "maximum": WINDOW_MAX_S,
+        "default": WINDOW_DEFAULT_S,
+    },
+    "seconds up to now whose invocations count (by when they started)",
+)
+_STEP = query(
+    "step",
+    {"type": "integer", "minimum": 1},
+    f"seconds per bucket of the series (default: a thirtieth of the window; at most "
+    f"{MAX_BUCKETS} buckets, at most the window)",
+)
 
 OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/compute/functions"): Op(
@@ -232,6 +250,19 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         parameters=(*FN, _ID),
         errors=(400,),
     ),
+    ("GET", "/compute/functions/{ct}/{ft}/stats"): Op(
+        "getFunctionStats",
+        "invocations",
+        "Finished invocations, errors and latency percentiles over a window, with a series",
+        200,
+        body_of("FunctionStats"),
+        description="From the monitor records: only succeeded and failed invocations count "
+        "(errors are the failed ones), by when they started; p50_ms and p95_ms are by nearest "
+        "rank of duration_ms, null without invocations. complete is false when the records "
+        "could not all be read in time (the counts are of those read).",
+        parameters=(*FN, _WINDOW, _STEP),
+        errors=(400,),
+    ),
     ("POST", "/compute/functions/{ct}/{ft}/invocations/{id}/retry"): Op(
         "retryInvocation",
         "invocations",
@@ -264,6 +295,17 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         200,
         list_of("FunctionView"),
         parameters=(FN[0], *page(100)),
+        errors=(400,),
+    ),
+    ("GET", "/compute/collections/{ct}/stats"): Op(
+        "getCollectionStats",
+        "collections",
+        "Per function of a collection: finished invocations, errors and latency over a window",
+        200,
+        body_of("CollectionStats"),
+        description="A row per function with finished invocations in the window, by service "
+        "id; a collection the token may not read has none.",
+        parameters=(FN[0], _WINDOW),
         errors=(400,),
     ),
     ("GET", "/compute/runtimes"): Op(
