@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from executor.api import docs, functions, invocations, lifecycle, ops, stats, tokens
+from executor.api import docs, functions, invocations, lifecycle, live, ops, stats, tokens
 from executor.api.access import Access
 from executor.api.context import ApiContext, ctx_of
 from executor.api.cors import cors_middleware
@@ -73,7 +73,9 @@ async def answer_error(request: Request, exc: Exception) -> Response:
 
 def build_app(ctx: ApiContext) -> Starlette:
     app = Starlette(
+        # The hot route first, but for .../invocations/live, which .../invocations/{id} would take.
         routes=[
+            *live.routes,
             *invocations.routes,
             *functions.routes,
             *stats.routes,
@@ -81,7 +83,7 @@ def build_app(ctx: ApiContext) -> Starlette:
             *tokens.routes,
             *ops.routes,
             *docs.routes,
-        ],  # hot route first
+        ],
         middleware=cors_middleware(ctx.settings.cors_origins),
         exception_handlers=dict(_ANSWERS),
     )

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import msgspec
 from starlette.routing import BaseRoute, Route
 
+from executor.api.event_stream import PING_S, RETRY_MS
 from executor.api.openapi_parts import (
     FN,
     HEADERS,
@@ -28,6 +29,7 @@ from executor.api.openapi_parts import (
 )
 from executor.api.openapi_schemas import component_schemas
 from executor.api.stats import WINDOW_DEFAULT_S, WINDOW_MAX_S, WINDOW_MIN_S
+from executor.settings import env_name
 from schemas import ids
 from schemas.invocation_stats import MAX_BUCKETS
 
@@ -70,6 +72,14 @@ _STEP = query(
     {"type": "integer", "minimum": 1},
     f"seconds per bucket of the series (default: a thirtieth of the window; at most "
     f"{MAX_BUCKETS} buckets, at most the window)",
+)
+_LIVE = (
+    f"text/event-stream: `retry: {RETRY_MS}`, then the comment `: ready` once subscribed "
+    "(whatever finishes after it is sent), then one `event: record` per finished invocation, "
+    "its `id` the invocation id and its `data` the monitor record (JSON, as published on "
+    f"ms.compute.<ct>.function.<ft>.result.<status>); a `: ping` comment every {PING_S:g} s. "
+    "The stream ends when the function is deleted or the API stops. 429 past the API "
+    f"process's open streams ({env_name('live_streams_max')})."
 )
 
 OPERATIONS: dict[tuple[str, str], Op] = {
@@ -249,6 +259,17 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         body_of("MonitorRecord"),
         parameters=(*FN, _ID),
         errors=(400,),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/invocations/live"): Op(
+        "followInvocations",
+        "invocations",
+        "Invocations as they finish (server-sent events)",
+        200,
+        {"type": "string", "description": "server-sent events"},
+        description=_LIVE,
+        media_types=("text/event-stream",),
+        parameters=FN,
+        errors=(400, 429),
     ),
     ("GET", "/compute/functions/{ct}/{ft}/stats"): Op(
         "getFunctionStats",
