@@ -26,10 +26,11 @@ from nats.js.api import (
 
 from bus import subjects
 from bus.collection_streams import CollectionStreams, drop_shared_stream
-from bus.scan import Page, newest_page
+from bus.scan import LISTING_BUDGET_S, Page, ScanIncomplete, newest_page, scan_stored_since
 from bus.stream_publish import StreamPublisher
 from bus.streams import MESSAGE_HEADROOM, last_message
 from schemas.codec import decoder_for, encode
+from schemas.invocation_stats import Sample
 from schemas.invocations import MonitorRecord
 
 log = logging.getLogger("computebus.monitor")
@@ -70,6 +71,10 @@ def _decode_or_none(data: bytes) -> MonitorRecord | None:
 
 
 _record_decoder = decoder_for(MonitorRecord)
+_sample_decoder = decoder_for(Sample)
+# A record is stored when it is written, after it started; by the server's clock, which may be a
+# little behind the worker's that stamped ``started``.
+_CLOCK_SLACK_S = 10.0
 
 
 def monitor_stream_config(ct: str, max_bytes: int) -> StreamConfig:
@@ -216,3 +221,32 @@ class MonitorStore:
         )
         records = [record for record in page.items if record is not None]
         return Page(records, page.total, page.complete)
+
+    async def samples_since(
+        self, ct: str, ft: str, since: int, *, budget_s: float = LISTING_BUDGET_S
+    ) -> Page[Sample]:
+        """The records of function ``ft`` of ``ct`` (``*``: of all its functions) that started
+        at or after ``since`` (unix seconds), as the stats read them, in stream order; not
+        ``complete`` when they could not all be read within ``budget_s``. Only what the server
+        stored since then is read: a record is stored again when it finishes, so no older
+        message can be one of them."""
+        samples = []
+        since_ms = since * 1000
+        scan = scan_stored_since(
+            self.js,
+            subjects.monitor_stream(ct),
+            subjects.monitor_filter(ct, ft),
+            since - _CLOCK_SLACK_S,
+            budget_s=budget_s,
+        )
+        try:
+            async for data in scan:
+                try:
+                    sample = _sample_decoder.decode(data)
+                except (msgspec.DecodeError, UnicodeDecodeError):
+                    continue  # one bad record must not make the stats fail
+                if sample.started >= since_ms:
+                    samples.append(sample)
+        except ScanIncomplete:
+            return Page(samples, len(samples), complete=False)
+        return Page(samples, len(samples), complete=True)

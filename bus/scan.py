@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 import nats.errors
@@ -35,7 +37,7 @@ class ScanIncomplete(Unavailable):
     where a scan must be whole (the registry's), the caller answers 503."""
 
 
-async def scan_last_per_subject(
+def scan_last_per_subject(
     js: JetStreamContext, stream: str, subject_filter: str, *, budget_s: float | None = None
 ) -> AsyncIterator[bytes]:
     """The bodies of the last message of each subject, in stream order, as the stream held them
@@ -45,6 +47,33 @@ async def scan_last_per_subject(
     A fetch that times out is not the end: the consumer says whether messages are still to come
     (big ones take long), and then the scan goes on with smaller batches. Raises
     ``ScanIncomplete`` past ``budget_s`` (or after ``_STALL_S`` without progress)."""
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+    return _scan(js, stream, subject_filter, config, budget_s)
+
+
+def scan_stored_since(
+    js: JetStreamContext, stream: str, subject_filter: str, since: float, *, budget_s: float
+) -> AsyncIterator[bytes]:
+    """The bodies of the messages the server stored at or after ``since`` (unix seconds, its
+    clock), in stream order, as the stream held them when the scan began: in a stream that keeps
+    one message per subject, the current message of each subject written since then, and nothing
+    older is read. Raises ``ScanIncomplete`` as ``scan_last_per_subject`` does."""
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        opt_start_time=datetime.fromtimestamp(since, UTC),
+    )
+    return _scan(js, stream, subject_filter, config, budget_s)
+
+
+async def _scan(
+    js: JetStreamContext,
+    stream: str,
+    subject_filter: str,
+    config: ConsumerConfig,
+    budget_s: float | None,
+) -> AsyncIterator[bytes]:
+    """What a throwaway consumer with ``config``'s delivery policy delivers, up to the stream's
+    last message when it began; the consumer is deleted at the end."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget_s if budget_s is not None else None
     try:
@@ -52,11 +81,8 @@ async def scan_last_per_subject(
         sub = await js.pull_subscribe(
             subject_filter,
             stream=stream,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-                ack_policy=AckPolicy.NONE,
-                inactive_threshold=30,
-                mem_storage=True,
+            config=dataclasses.replace(
+                config, ack_policy=AckPolicy.NONE, inactive_threshold=30, mem_storage=True
             ),
         )
     except nats.js.errors.NotFoundError:  # no such stream (yet): nothing to read

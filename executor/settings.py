@@ -92,6 +92,8 @@ class Settings:
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int | None = None
     metrics_max_functions: int = 500
+    # Live invocation streams (server-sent events) one API process keeps open at once.
+    live_streams_max: int = 64
     # uvicorn's access log (a line per HTTP request, invokes included) through computebus's
     # own log format; off by default.
     access_log: bool = False
@@ -153,6 +155,7 @@ class Settings:
             "dead_letter_max_age_s",
             "replicas",
             "metrics_max_functions",
+            "live_streams_max",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive, got {getattr(self, name)}")

@@ -189,13 +189,16 @@ async def admin_token(nats_url: str, data_dir: Path) -> str:
 
 
 @asynccontextmanager
-async def second_api(stack: Stack, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """Another API process (same NATS, own connection and registry view), stopped on exit."""
+async def second_api(
+    stack: Stack, *, nats_url: str | None = None, **changes: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Another API process (same NATS, own connection and registry view; connected as the
+    operator unless ``nats_url`` names another user), stopped on exit."""
     settings: Settings = dataclasses.replace(stack.settings, port=0, **changes)
     stop = asyncio.Event()
     url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     task: asyncio.Future[Any] = asyncio.create_task(
-        run_api(stack.nats_url, settings, stop, on_ready=url.set_result)
+        run_api(nats_url or stack.nats_url, settings, stop, on_ready=url.set_result)
     )
     try:
         done, _ = await asyncio.wait([task, url], timeout=30, return_when=asyncio.FIRST_COMPLETED)

@@ -11,7 +11,17 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from executor.api import console, docs, functions, invocations, lifecycle, ops, tokens
+from executor.api import (
+    console,
+    docs,
+    functions,
+    invocations,
+    lifecycle,
+    live,
+    ops,
+    stats,
+    tokens,
+)
 from executor.api.access import Access
 from executor.api.context import ApiContext, ctx_of
 from executor.api.cors import cors_middleware
@@ -73,15 +83,18 @@ async def answer_error(request: Request, exc: Exception) -> Response:
 
 def build_app(ctx: ApiContext) -> Starlette:
     app = Starlette(
+        # The hot route first, but for .../invocations/live, which .../invocations/{id} would take.
         routes=[
+            *live.routes,
             *invocations.routes,
             *functions.routes,
+            *stats.routes,
             *lifecycle.routes,
             *tokens.routes,
             *ops.routes,
             *docs.routes,
             *console.routes,
-        ],  # hot route first
+        ],
         middleware=cors_middleware(ctx.settings.cors_origins),
         exception_handlers=dict(_ANSWERS),
     )

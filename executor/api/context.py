@@ -15,6 +15,7 @@ from bus.monitor import MonitorStore
 from bus.registry import Registry
 from bus.registry_view import RegistryView
 from bus.tokens import TokenStore
+from executor.api.event_stream import EventStreams
 from executor.api.metrics import ApiMetrics
 from executor.api.rate_limits import RateLimits
 from executor.api.worker_watch import WorkerWatch
@@ -45,6 +46,7 @@ class ApiContext:
     seal: CallerSeal
     settings: Settings
     metrics: ApiMetrics
+    live: EventStreams  # the live invocation streams open
     tracing: Tracing = NO_TRACING
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import msgspec
 from starlette.routing import BaseRoute, Route
 
+from executor.api.event_stream import PING_S, RETRY_MS
 from executor.api.openapi_parts import (
     FN,
     HEADERS,
@@ -27,7 +28,10 @@ from executor.api.openapi_parts import (
     required_header,
 )
 from executor.api.openapi_schemas import component_schemas
+from executor.api.stats import WINDOW_DEFAULT_S, WINDOW_MAX_S, WINDOW_MIN_S
+from executor.settings import env_name
 from schemas import ids
+from schemas.invocation_stats import MAX_BUCKETS
 
 VERSION = "0.1.0"
 _SECURITY_SCHEMES = {
@@ -53,6 +57,30 @@ _N = path_param("n", {"type": "integer", "minimum": 1, "maximum": 999_999_999}, 
 _PROMOTE = flag("promote", True, "move production to the new revision")
 _FORCE = flag("force", False, "promote past the schema compatibility gate")
 _TEXT = {"type": "string"}
+_WINDOW = query(
+    "window",
+    {
+        "type": "integer",
+        "minimum": WINDOW_MIN_S,
+        "maximum": WINDOW_MAX_S,
+        "default": WINDOW_DEFAULT_S,
+    },
+    "seconds up to now whose invocations count (by when they started)",
+)
+_STEP = query(
+    "step",
+    {"type": "integer", "minimum": 1},
+    f"seconds per bucket of the series (default: a thirtieth of the window; at most "
+    f"{MAX_BUCKETS} buckets, at most the window)",
+)
+_LIVE = (
+    f"text/event-stream: `retry: {RETRY_MS}`, then the comment `: ready` once subscribed "
+    "(whatever finishes after it is sent), then one `event: record` per finished invocation, "
+    "its `id` the invocation id and its `data` the monitor record (JSON, as published on "
+    f"ms.compute.<ct>.function.<ft>.result.<status>); a `: ping` comment every {PING_S:g} s. "
+    "The stream ends when the function is deleted or the API stops. 429 past the API "
+    f"process's open streams ({env_name('live_streams_max')})."
+)
 
 OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/compute/functions"): Op(
@@ -232,6 +260,30 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         parameters=(*FN, _ID),
         errors=(400,),
     ),
+    ("GET", "/compute/functions/{ct}/{ft}/invocations/live"): Op(
+        "followInvocations",
+        "invocations",
+        "Invocations as they finish (server-sent events)",
+        200,
+        {"type": "string", "description": "server-sent events"},
+        description=_LIVE,
+        media_types=("text/event-stream",),
+        parameters=FN,
+        errors=(400, 429),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/stats"): Op(
+        "getFunctionStats",
+        "invocations",
+        "Finished invocations, errors and latency percentiles over a window, with a series",
+        200,
+        body_of("FunctionStats"),
+        description="From the monitor records: only succeeded and failed invocations count "
+        "(errors are the failed ones), by when they started; p50_ms and p95_ms are by nearest "
+        "rank of duration_ms, null without invocations. complete is false when the records "
+        "could not all be read in time (the counts are of those read).",
+        parameters=(*FN, _WINDOW, _STEP),
+        errors=(400,),
+    ),
     ("POST", "/compute/functions/{ct}/{ft}/invocations/{id}/retry"): Op(
         "retryInvocation",
         "invocations",
@@ -264,6 +316,17 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         200,
         list_of("FunctionView"),
         parameters=(FN[0], *page(100)),
+        errors=(400,),
+    ),
+    ("GET", "/compute/collections/{ct}/stats"): Op(
+        "getCollectionStats",
+        "collections",
+        "Per function of a collection: finished invocations, errors and latency over a window",
+        200,
+        body_of("CollectionStats"),
+        description="A row per function with finished invocations in the window, by service "
+        "id; a collection the token may not read has none.",
+        parameters=(FN[0], _WINDOW),
         errors=(400,),
     ),
     ("GET", "/compute/runtimes"): Op(

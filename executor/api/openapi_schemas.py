@@ -20,17 +20,20 @@ from schemas.functions import (
     Revision,
     RuntimeView,
 )
+from schemas.invocation_stats import CollectionStats, FunctionStats
 from schemas.invocations import Accepted, DeadLetterView, InvokeRequest, MonitorRecord
 from schemas.tokens import CreatedToken, CreateTokenRequest, TokenView
 
 _TYPES = (
     Accepted,
     AliasTarget,
+    CollectionStats,
     DeadLetterView,
     ComputeAssetPatch,
     ComputeAssetView,
     CreateFunctionRequest,
     FunctionPatch,
+    FunctionStats,
     FunctionView,
     InvokeRequest,
     MonitorRecord,

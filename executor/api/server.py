@@ -20,6 +20,7 @@ from bus.tokens import TokenStore
 from executor.api.admin_token import ensure_admin_token
 from executor.api.app import build_app
 from executor.api.context import ApiContext
+from executor.api.event_stream import EventStreams
 from executor.api.hot_path import HotPath
 from executor.api.metrics import ApiMetrics
 from executor.api.nats_auth import NatsAuth
@@ -116,6 +117,7 @@ async def run_api(
         seal=bus.seal,
         settings=settings,
         metrics=ApiMetrics(bus.nc, settings.metrics_max_functions),
+        live=EventStreams(settings.live_streams_max),
         tracing=tracing,
     )
     sock = bind(settings.host, settings.port)
@@ -148,6 +150,7 @@ async def run_api(
     finally:
         began = time.monotonic()
         server.should_exit = True
+        ctx.live.close()  # open streams would hold the drain until drain_s
         await serving
         log.info("api stopped: open requests drained in %.2f s", time.monotonic() - began)
         sock.close()

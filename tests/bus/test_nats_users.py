@@ -1,6 +1,6 @@
 """The embedded server's users against a real nats-server of their own: the client user calls
 functions and hears their results but cannot touch computebus's internals or steal invocations;
-the worker cannot change functions; the API cannot take invocations."""
+the worker cannot change functions; the API cannot take invocations but hears their results."""
 
 from __future__ import annotations
 
@@ -143,5 +143,23 @@ async def test_the_worker_cannot_change_functions_and_the_api_cannot_take_invoca
         await seen_api.violation(f'subscription to "{FN}"')
     finally:
         await worker.close()
+        await api.close()
+        await operator.close()
+
+
+async def test_the_api_hears_a_functions_results_and_deletion(server: EmbeddedNats) -> None:
+    operator = await nats.connect(server.url)
+    seen = Seen()
+    api = await as_role(server, "api", seen)
+    try:
+        results = await api.subscribe(f"{FN}.result.*")
+        deleted = await api.subscribe(f"{FN}.event.deleted")
+        await api.flush()
+        await operator.publish(f"{FN}.result.failed", b"r")
+        await operator.publish(f"{FN}.event.deleted", b"d")
+        assert (await results.next_msg(timeout=5)).data == b"r"
+        assert (await deleted.next_msg(timeout=5)).data == b"d"
+        assert seen.errors == []
+    finally:
         await api.close()
         await operator.close()
