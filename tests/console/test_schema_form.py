@@ -9,7 +9,9 @@ the server's decoder (so 1.0 arrives as the int 1, as it would from the console)
 from __future__ import annotations
 
 import json
+import random
 import threading
+import unicodedata
 from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +26,7 @@ import executor.api
 from schemas.codec import decode_json
 from schemas.schema_checks import check_schema
 from schemas.validation import CompiledSchema
+from schemas.validation_guards import compiled_pattern
 from tests.console.browser import ConsoleErrors, chromium
 
 UI = Path(executor.api.__file__).parent / "console_ui"
@@ -570,3 +573,116 @@ async def test_form_fits_object_schemas_with_properties(page: Page) -> None:
         ],
     )
     assert fits == [True, True, False, False, False, False, False, False]
+
+
+PATTERNS = [
+    "^a+$",
+    "\\d{2,}",
+    "^[\\w.-]+@[\\w-]+\\.\\w+$",
+    "^[^\\s]+$",
+    "\\Aabc\\Z",
+    "(?:ab)+$",
+    "(?<=a)b",
+    "(?<!a)b",
+    "a|b$",
+    "^[\\d\\s]+$",
+    "[\\D]",
+    "^[\\S]+$",
+    "\\W",
+    "\\Bb",
+    "^.*$",
+    "(?P<y>x)(?P=y)",
+    "\\u00e9",
+    "\\x41",
+    "^colou?r$",
+    "\\$",
+    "\\^",
+    "[$.]",
+    "^\\p{L}+$",
+    "\\bé",
+    "\\t",
+    "\\-",
+    "^$",
+    "[^a-z]",
+    "\\s$",
+    "(x)\\1",
+    "[\\w-]",
+]
+SUBJECTS = [
+    "",
+    "a",
+    "aa\n",
+    "abc",
+    "abc\n",
+    "ABC",
+    "é",
+    "١٢",
+    "a b",
+    "a\xa0b",
+    "x@y.z",
+    "é@ü.de",
+    "\n",
+    "\r\n",
+    "a.b",
+    "$",
+    "^",
+    "\\",
+    "cat",
+    "日本",
+    "😀",
+    "_",
+    "a-b",
+    "A",
+    "\t",
+    "ab\u2028",
+    "xx",
+    "\u200b",
+]
+
+
+async def test_patterns_search_as_the_servers_regex_does(checker: Page) -> None:
+    """Each translated pattern agrees with the server's ``regex.search`` on every subject."""
+    found = await checker.evaluate(
+        """async ([patterns, subjects]) => {
+          const { pythonPattern } = await import("/python_pattern.js");
+          return patterns.map((p) => subjects.map((s) => pythonPattern(p)?.test(s) ?? null));
+        }""",
+        [PATTERNS, SUBJECTS],
+    )
+    for pattern, row in zip(PATTERNS, found, strict=True):
+        expected = [compiled_pattern(pattern).search(s) is not None for s in SUBJECTS]
+        assert row == expected, pattern
+
+
+def _assigned(code_point: int) -> bool:
+    """Assigned in the server's Unicode (Python's unicodedata); newer characters are a known gap."""
+    return not 0xD800 <= code_point < 0xE000 and unicodedata.category(chr(code_point)) != "Cn"
+
+
+async def test_strings_print_as_python_repr(checker: Page) -> None:
+    """Every character up to U+2FFF, and a sample above, quoted and escaped as ``repr()``."""
+    sample = [cp for cp in range(0x3000) if _assigned(cp)]
+    sample += [cp for cp in range(0x3000, 0x110000, 101) if _assigned(cp)]
+    texts = [chr(cp) for cp in sample] + ["it's", 'say "hi"', "'\"", "a\\b", "\x00\x1f\x7f\x80"]
+    printed = await checker.evaluate(
+        """async (texts) => {
+          const { pyString } = await import("/python_repr.js");
+          return texts.map(pyString);
+        }""",
+        texts,
+    )
+    assert [p for p, t in zip(printed, texts, strict=True) if p != repr(t)] == []
+
+
+async def test_numbers_print_as_python_repr_after_the_json_trip(checker: Page) -> None:
+    rng = random.Random(17)
+    numbers = [rng.choice((1, -1)) * 10 ** rng.uniform(-12, 25) for _ in range(2000)]
+    numbers += [0.1, 1e-4, 9.999e-5, 1e16, 1e21, 5e-324, 1.7976931348623157e308, 2.0**53, -0.0]
+    printed = await checker.evaluate(
+        """async (numbers) => {
+          const { pyRepr } = await import("/python_repr.js");
+          return numbers.map((n) => [pyRepr(n), JSON.stringify(n)]);
+        }""",
+        numbers,
+    )
+    assert [(p, sent) for p, sent in printed if p != repr(decode_json(sent))] == []
