@@ -68,37 +68,46 @@ async def browser() -> AsyncIterator[Browser]:
         yield launched
 
 
-async def _open(browser: Browser, ui_url: str) -> tuple[Page, ConsoleErrors, list[str]]:
-    page = await browser.new_page()
-    errors = ConsoleErrors(page)
-    dialogs: list[str] = []
+class _Tab:
+    """The module's one page (a new one costs a new browser context), with what it reported."""
 
-    async def dismiss(dialog: Dialog) -> None:
-        dialogs.append(dialog.message)
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors = ConsoleErrors(page)
+        self.dialogs: list[str] = []
+        page.on("dialog", self._dismiss)
+
+    async def _dismiss(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
         await dialog.dismiss()
 
-    page.on("dialog", dismiss)
-    await page.goto(f"{ui_url}/blank.html")
-    return page, errors, dialogs
+    def assert_quiet(self) -> None:
+        assert self.errors.seen == []
+        assert self.dialogs == []
 
 
 @pytest_asyncio.fixture(scope="module")
-async def checker(browser: Browser, ui_url: str) -> AsyncIterator[Page]:
-    """One page for the whole validate() table."""
-    page, errors, dialogs = await _open(browser, ui_url)
-    yield page
-    await page.close()
-    assert errors.seen == []
-    assert dialogs == []
+async def tab(browser: Browser, ui_url: str) -> AsyncIterator[_Tab]:
+    tab = _Tab(await browser.new_page())
+    await tab.page.goto(f"{ui_url}/blank.html")
+    yield tab
+    await tab.page.close()
+    tab.assert_quiet()
+
+
+@pytest.fixture
+def checker(tab: _Tab) -> Iterator[Page]:
+    """The page as it is, for calls into the modules."""
+    yield tab.page
+    tab.assert_quiet()
 
 
 @pytest_asyncio.fixture
-async def page(browser: Browser, ui_url: str) -> AsyncIterator[Page]:
-    page, errors, dialogs = await _open(browser, ui_url)
-    yield page
-    await page.close()
-    assert errors.seen == []
-    assert dialogs == []
+async def page(tab: _Tab, ui_url: str) -> AsyncIterator[Page]:
+    """The page reloaded: a fresh document and fresh module instances."""
+    await tab.page.goto(f"{ui_url}/blank.html")
+    yield tab.page
+    tab.assert_quiet()
 
 
 CHECK = """async ([schemaText, valueText]) => {
