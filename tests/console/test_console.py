@@ -111,7 +111,7 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
 
     # Invoke through the generated form: the invalid input is marked with the server's words.
     await page.get_by_role("link", name="Invoke").click()
-    await page.fill("#in-times", "0")
+    await page.locator('[data-path="/times"] input').fill("0")
     await page.get_by_role("button", name="Invoke").click()
     name_error = page.locator('[data-path="/name"] .field-error')
     times_error = page.locator('[data-path="/times"] .field-error')
@@ -123,9 +123,9 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
         [await name_error.inner_text(), await times_error.inner_text()]
     )
     await shot(page, "invoke-invalid")
-    await page.fill("#in-name", "Ada")
-    await page.fill("#in-times", "2")
-    await page.select_option("#in-mood", "calm")
+    await page.locator('[data-path="/name"] input').fill("Ada")
+    await page.locator('[data-path="/times"] input').fill("2")
+    await page.locator('[data-path="/mood"] select').select_option("calm")
     await page.get_by_role("button", name="Invoke").click()
     await expect(page.locator("#invoke-status")).to_have_text("HTTP 200")
     await expect(page.locator("#invoke-result")).to_contain_text('"greeting": "Hello, Ada"')
@@ -141,8 +141,12 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
     await expect(fresh).to_have_attribute("data-status", "succeeded")
     await fresh.locator("summary").click()
     await expect(fresh.locator(".logs")).to_contain_text("greeting Grace")
+    # The one failure is the invalid payload sent to the server above.
     await page.select_option("#status-filter", "failed")
-    await expect(page.locator("#invocation-list li")).to_have_count(0)
+    await expect(page.locator("#invocation-list li")).to_have_count(1)
+    await expect(page.locator("#invocation-list li")).to_contain_text("failed")
+    await page.select_option("#status-filter", "succeeded")
+    await expect(page.locator("#invocation-list li")).to_have_count(2)
     await page.select_option("#status-filter", "")
     await shot(page, "invocations")
 
@@ -165,6 +169,7 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
     await shot(page, "revisions-gate")
     await page.locator("#force-alias").click()
     await expect(outcome).to_contain_text("production now points at r2 (forced)")
+    await expect(page.locator(".meta")).to_contain_text("production r2")
     assert await production_of(http, greeter) == 2
     await page.get_by_role("button", name="Roll back to r1").click()
     await expect(outcome).to_contain_text("production now points at r1.")

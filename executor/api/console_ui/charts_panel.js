@@ -40,7 +40,8 @@ function summary(s) {
   );
 }
 
-function frame(label, yMax, yText) {
+function frame(label, s, yMax, yText) {
+  const clock = (unix) => new Date(unix * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   return svg(
     "svg",
     { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": label },
@@ -48,11 +49,13 @@ function frame(label, yMax, yText) {
     svg("line", { x1: PAD, y1: H - PAD / 2, x2: W, y2: H - PAD / 2, class: "axis" }),
     text(2, 12, yText(yMax)),
     text(2, H - PAD / 2, yText(0)),
+    text(PAD, H - 3, clock(s.since)),
+    text(W - 4, H - 3, clock(s.until), "end"),
   );
 }
 
-function text(x, y, content) {
-  const node = svg("text", { x, y, class: "tick" });
+function text(x, y, content, anchor = "start") {
+  const node = svg("text", { x, y, class: "tick", "text-anchor": anchor });
   node.textContent = content;
   return node;
 }
@@ -62,7 +65,7 @@ const y = (v, max) => H - PAD / 2 - ((H - PAD) * v) / (max || 1);
 
 function latencyChart(s) {
   const max = Math.max(1, ...s.series.map((b) => b.p95_ms ?? 0));
-  const chart = frame(`Latency p50 and p95, ${s.window_s / 60} minutes`, max, (v) => ms(v));
+  const chart = frame(`Latency p50 and p95, ${s.window_s / 60} minutes`, s, max, (v) => ms(v));
   for (const [key, cls] of [["p95_ms", "p95"], ["p50_ms", "p50"]]) {
     const points = s.series.map((b, i) => (b[key] === null ? null : `${x(i, s.series.length).toFixed(1)},${y(b[key], max).toFixed(1)}`)).filter(Boolean);
     if (points.length) chart.append(svg("polyline", { points: points.join(" "), class: `line ${cls}` }));
@@ -76,7 +79,7 @@ function latencyChart(s) {
 
 function errorChart(s) {
   const max = Math.max(1, ...s.series.map((b) => b.invocations));
-  const chart = frame(`Invocations and errors, ${s.window_s / 60} minutes`, max, (v) => String(Math.round(v)));
+  const chart = frame(`Invocations and errors, ${s.window_s / 60} minutes`, s, max, (v) => String(Math.round(v)));
   const width = Math.max(1, (W - PAD) / s.series.length - 2);
   s.series.forEach((b, i) => {
     if (!b.invocations) return;

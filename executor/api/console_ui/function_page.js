@@ -43,9 +43,11 @@ export function showFunction(view, ct, ft, tab) {
     .then(({ body: fn }) => {
       if (left) return;
       heading.textContent = fn.name;
-      replace(meta, `${ct} / ${ft} · ${fn.runtime} · production r${fn.aliases?.production ?? fn.revision}`, " · ", h("code", {}, fn.subject));
+      const describe = (production) =>
+        replace(meta, `${ct} / ${ft} · ${fn.runtime} · production r${production}`, " · ", h("code", {}, fn.subject));
+      describe(fn.aliases?.production ?? fn.revision);
       document.title = `${fn.name} · computebus`;
-      stop = found[2](panel, { ct, ft, fn, reload: () => showFunction(view, ct, ft, tab) }) || (() => {});
+      stop = found[2](panel, { ct, ft, fn, productionMoved: describe }) || (() => {});
     })
     .catch((error) => left || replace(panel, errorNotice(error)));
   return () => {

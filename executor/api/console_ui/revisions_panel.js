@@ -4,7 +4,7 @@
 import { call, fnPath, get } from "./api.js";
 import { errorNotice, h, notice, replace } from "./dom.js";
 
-export function showRevisions(panel, { ct, ft }) {
+export function showRevisions(panel, { ct, ft, productionMoved }) {
   const outcome = h("div", { id: "alias-outcome" });
   const table = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const aliasInput = h("input", { id: "alias-name", value: "production", list: "alias-names", required: true, pattern: "[A-Za-z0-9_-]+", size: "14" });
@@ -46,6 +46,7 @@ export function showRevisions(panel, { ct, ft }) {
     ]);
     const rows = revisions.body.results.sort((a, b) => b.revision_number - a.revision_number);
     const production = aliases.body.results.find((a) => a.alias === "production")?.revision_number;
+    productionMoved(production);
     replace(revisionPick, rows.map((r) => h("option", { value: String(r.revision_number) }, `r${r.revision_number}`)));
     replace(names, aliases.body.results.map((a) => h("option", { value: a.alias })));
     replace(
