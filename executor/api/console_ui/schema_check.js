@@ -101,7 +101,8 @@ function* errorsOf(context, schema, instance, from, key) {
   const path = key === undefined ? from : [...from, key];
   if (!isObject(schema) || switchesDraft(context, schema)) return;
   for (const [keyword, value] of entriesOf(context, schema)) {
-    if (context.keywords.has(keyword)) yield* CHECKS[keyword](context, value, instance, schema, path);
+    if (!context.keywords.has(keyword)) continue;
+    yield* CHECKS[keyword](context, value, instance, schema, path);
   }
 }
 
@@ -143,7 +144,8 @@ const CHECKS = {
     let matches = 0;
     for (const item of instance) {
       if (isValid(context, contains, item) && ++matches > most) {
-        yield fail(path, `Too many items match the given schema (expected at most ${pyRepr(most)})`);
+        const words = `expected at most ${pyRepr(most)}`;
+        yield fail(path, `Too many items match the given schema (${words})`);
         return;
       }
     }
@@ -176,16 +178,8 @@ const CHECKS = {
       yield fail(path, `${pyRepr(instance)} is not one of ${pyRepr(choices)}`);
     }
   },
-  *exclusiveMaximum(context, limit, instance, schema, path) {
-    if (typeof instance === "number" && instance >= limit) {
-      yield fail(path, `${pyRepr(instance)} is greater than or equal to the maximum of ${pyRepr(limit)}`);
-    }
-  },
-  *exclusiveMinimum(context, limit, instance, schema, path) {
-    if (typeof instance === "number" && instance <= limit) {
-      yield fail(path, `${pyRepr(instance)} is less than or equal to the minimum of ${pyRepr(limit)}`);
-    }
-  },
+  exclusiveMaximum: bound((n, limit) => n >= limit, "is greater than or equal to the maximum of"),
+  exclusiveMinimum: bound((n, limit) => n <= limit, "is less than or equal to the minimum of"),
   *format() {},
   *if(context, condition, instance, schema, path) {
     if (!knows(context, condition)) return;
@@ -200,55 +194,22 @@ const CHECKS = {
     if (items === false) {
       const rest = extra !== 1 ? instance.slice(prefix) : instance[prefix];
       const noun = prefix !== 1 ? "items" : "item";
-      yield fail(path, `Expected at most ${prefix} ${noun} but found ${extra} extra: ${pyRepr(rest)}`);
+      const found = `found ${extra} extra: ${pyRepr(rest)}`;
+      yield fail(path, `Expected at most ${prefix} ${noun} but ${found}`);
       return;
     }
     for (let index = prefix; index < instance.length; index++) {
       yield* errorsOf(context, items, instance[index], path, index);
     }
   },
-  *maxItems(context, limit, instance, schema, path) {
-    if (Array.isArray(instance) && instance.length > limit) {
-      yield fail(path, `${pyRepr(instance)} ${limit === 0 ? "is expected to be empty" : "is too long"}`);
-    }
-  },
-  *maxLength(context, limit, instance, schema, path) {
-    if (typeof instance === "string" && [...instance].length > limit) {
-      yield fail(path, `${pyRepr(instance)} ${limit === 0 ? "is expected to be empty" : "is too long"}`);
-    }
-  },
-  *maxProperties(context, limit, instance, schema, path) {
-    if (isObject(instance) && Object.keys(instance).length > limit) {
-      const reason = limit === 0 ? "is expected to be empty" : "has too many properties";
-      yield fail(path, `${pyRepr(instance)} ${reason}`);
-    }
-  },
-  *maximum(context, limit, instance, schema, path) {
-    if (typeof instance === "number" && instance > limit) {
-      yield fail(path, `${pyRepr(instance)} is greater than the maximum of ${pyRepr(limit)}`);
-    }
-  },
-  *minItems(context, limit, instance, schema, path) {
-    if (Array.isArray(instance) && instance.length < limit) {
-      yield fail(path, `${pyRepr(instance)} ${limit === 1 ? "should be non-empty" : "is too short"}`);
-    }
-  },
-  *minLength(context, limit, instance, schema, path) {
-    if (typeof instance === "string" && [...instance].length < limit) {
-      yield fail(path, `${pyRepr(instance)} ${limit === 1 ? "should be non-empty" : "is too short"}`);
-    }
-  },
-  *minProperties(context, limit, instance, schema, path) {
-    if (isObject(instance) && Object.keys(instance).length < limit) {
-      const reason = limit === 1 ? "should be non-empty" : "does not have enough properties";
-      yield fail(path, `${pyRepr(instance)} ${reason}`);
-    }
-  },
-  *minimum(context, limit, instance, schema, path) {
-    if (typeof instance === "number" && instance < limit) {
-      yield fail(path, `${pyRepr(instance)} is less than the minimum of ${pyRepr(limit)}`);
-    }
-  },
+  maxItems: most(itemCount, "is too long"),
+  maxLength: most(length, "is too long"),
+  maxProperties: most(propertyCount, "has too many properties"),
+  maximum: bound((n, limit) => n > limit, "is greater than the maximum of"),
+  minItems: least(itemCount, "is too short"),
+  minLength: least(length, "is too short"),
+  minProperties: least(propertyCount, "does not have enough properties"),
+  minimum: bound((n, limit) => n < limit, "is less than the minimum of"),
   *multipleOf(context, divisor, instance, schema, path) {
     if (typeof instance !== "number") return;
     let failed;
@@ -314,7 +275,8 @@ const CHECKS = {
   *required(context, required, instance, schema, path) {
     if (!isObject(instance)) return;
     for (const name of required) {
-      if (!Object.hasOwn(instance, name)) yield fail(path, `${pyRepr(name)} is a required property`);
+      if (Object.hasOwn(instance, name)) continue;
+      yield fail(path, `${pyRepr(name)} is a required property`);
     }
   },
   *type(context, types, instance, schema, path) {
@@ -326,9 +288,47 @@ const CHECKS = {
   *uniqueItems(context, unique, instance, schema, path) {
     if (!unique || !Array.isArray(instance)) return;
     const seen = new Set(instance.map(canonical));
-    if (seen.size < instance.length) yield fail(path, `${pyRepr(instance)} has non-unique elements`);
+    if (seen.size === instance.length) return;
+    yield fail(path, `${pyRepr(instance)} has non-unique elements`);
   },
 };
+
+function bound(beyond, words) {
+  return function* (context, limit, instance, schema, path) {
+    if (typeof instance === "number" && beyond(instance, limit)) {
+      yield fail(path, `${pyRepr(instance)} ${words} ${pyRepr(limit)}`);
+    }
+  };
+}
+
+// The min/max keywords on sizes; jsonschema words the limits 0 and 1 apart.
+function most(sizeOf, words) {
+  return function* (context, limit, instance, schema, path) {
+    const size = sizeOf(instance);
+    if (size === null || size <= limit) return;
+    yield fail(path, `${pyRepr(instance)} ${limit === 0 ? "is expected to be empty" : words}`);
+  };
+}
+
+function least(sizeOf, words) {
+  return function* (context, limit, instance, schema, path) {
+    const size = sizeOf(instance);
+    if (size === null || size >= limit) return;
+    yield fail(path, `${pyRepr(instance)} ${limit === 1 ? "should be non-empty" : words}`);
+  };
+}
+
+function itemCount(value) {
+  return Array.isArray(value) ? value.length : null;
+}
+
+function length(value) {
+  return typeof value === "string" ? [...value].length : null; // code points, as Python counts
+}
+
+function propertyCount(value) {
+  return isObject(value) ? Object.keys(value).length : null;
+}
 
 // Whether validate() is sure about `schema`: every schema reachable from it uses only keywords
 // checked for this draft, patterns that translate and $refs that resolve.
@@ -365,17 +365,20 @@ function subschemasOf(context, schema) {
       if (target === undefined) return null;
       found.push(target);
     } else if (keyword === "if") {
-      found.push(value, ...["then", "else"].filter((k) => Object.hasOwn(schema, k)).map((k) => schema[k]));
+      const branches = ["then", "else"].filter((k) => Object.hasOwn(schema, k));
+      found.push(value, ...branches.map((k) => schema[k]));
     } else if (["properties", "patternProperties", "dependentSchemas"].includes(keyword)) {
       found.push(...Object.values(value));
     } else if (["prefixItems", "allOf", "anyOf", "oneOf"].includes(keyword)) {
       found.push(...value);
-    } else if (["items", "additionalProperties", "propertyNames", "not", "contains"].includes(keyword)) {
+    } else if (ONE_SUBSCHEMA.includes(keyword)) {
       found.push(value);
     }
   }
   return found;
 }
+
+const ONE_SUBSCHEMA = ["items", "additionalProperties", "propertyNames", "not", "contains"];
 
 function entriesOf(context, schema) {
   return context.refOnly && Object.hasOwn(schema, "$ref")

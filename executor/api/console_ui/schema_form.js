@@ -19,7 +19,9 @@ export function renderForm(schema, container, { idPrefix = "schema-form" } = {})
   const build = {
     nextId: () => `${idPrefix}-${++count}`,
     field: (path, field) => fields.set(pointer(path), field),
-    object: (path, names) => children.set(pointer(path), names.map((n) => [n, pointer([...path, n])])),
+    object: (path, names) => {
+      children.set(pointer(path), names.map((name) => [name, pointer([...path, name])]));
+    },
   };
   const alert = element("div", "form-errors");
   alert.setAttribute("role", "alert");
@@ -58,7 +60,8 @@ export function renderForm(schema, container, { idPrefix = "schema-form" } = {})
       const field = fieldFor(path, message);
       const inside = field !== undefined && fields.get(path) !== field && !children.has(path);
       const line = element("div");
-      line.textContent = field === undefined && path !== "/" || inside ? `${path}: ${message}` : message;
+      const located = (field === undefined && path !== "/") || inside;
+      line.textContent = located ? `${path}: ${message}` : message;
       if (field === undefined) {
         alert.append(line);
         alert.hidden = false;
@@ -94,7 +97,10 @@ function objectFields(build, schema, path, defaults, parent) {
     for (const [name, readField] of readers) {
       const item = readField(problems);
       if (item !== undefined) {
-        Object.defineProperty(value, name, { value: item, enumerable: true, writable: true, configurable: true });
+        // defineProperty, as a property named "__proto__" must not set the prototype
+        Object.defineProperty(value, name, {
+          value: item, enumerable: true, writable: true, configurable: true,
+        });
       }
     }
     return value;
@@ -129,6 +135,7 @@ function propertyField(build, subschema, path, required, initial) {
   const { control, read } = controlFor(schema, required, initial, path);
   control.id = id;
   control.setAttribute("aria-describedby", described);
+  // A checkbox always gives true or false; aria-required on it would read as "must be checked".
   if (required && control.type !== "checkbox") control.setAttribute("aria-required", "true");
   const node = element("div", "field");
   node.dataset.path = pointer(path);
@@ -145,11 +152,15 @@ function propertyField(build, subschema, path, required, initial) {
 // problem pushed when what was typed cannot be read.
 function controlFor(schema, required, initial, path) {
   if (Array.isArray(schema.enum)) {
-    const choices = schema.enum.map((value) => (typeof value === "string" ? value : JSON.stringify(value)));
-    const control = select(required ? [] : [["", "(unset)"]], choices.map((text, i) => [String(i), text]));
-    const chosen = schema.enum.findIndex((value) => JSON.stringify(value) === JSON.stringify(initial));
+    const choices = schema.enum.map((value, index) => [
+      String(index), typeof value === "string" ? value : JSON.stringify(value),
+    ]);
+    const control = select(required ? [] : [["", "(unset)"]], choices);
+    const wanted = JSON.stringify(initial);
+    const chosen = schema.enum.findIndex((value) => JSON.stringify(value) === wanted);
     if (chosen >= 0) control.value = String(chosen);
-    return { control, read: () => (control.value === "" ? undefined : schema.enum[Number(control.value)]) };
+    const read = () => (control.value === "" ? undefined : schema.enum[Number(control.value)]);
+    return { control, read };
   }
   if (schema.type === "boolean" && required) {
     const control = element("input");
@@ -170,8 +181,12 @@ function controlFor(schema, required, initial, path) {
     if (typeof schema.maximum === "number") control.max = String(schema.maximum);
     if (typeof initial === "number") control.value = String(initial);
     const read = (problems) => {
-      if (control.validity.badInput) problems.push({ path: pointer(path), message: "is not a number" });
-      return control.value === "" ? undefined : Number(control.value);
+      const number = control.value === "" ? undefined : Number(control.value);
+      if (control.validity.badInput || (number !== undefined && !Number.isFinite(number))) {
+        problems.push({ path: pointer(path), message: "is not a number" });
+        return undefined;
+      }
+      return number;
     };
     return { control, read };
   }
@@ -210,7 +225,7 @@ function select(empty, options) {
 }
 
 function hintFor(schema, id) {
-  const text = [schema.title, schema.description].filter((part) => typeof part === "string" && part);
+  const text = [schema.title, schema.description].filter((t) => typeof t === "string" && t);
   if (text.length === 0) return null;
   const hint = element("span", "hint");
   hint.id = id;
