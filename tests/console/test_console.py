@@ -63,7 +63,8 @@ def unexpected(errors: ConsoleErrors) -> list[str]:
 
 
 async def shot(page: Page, name: str) -> None:
-    await page.screenshot(path=str(artifacts_dir() / f"{name}.png"), full_page=True)
+    # The body, not the viewport: as tall as what the page shows, no empty space below.
+    await page.locator("body").screenshot(path=str(artifacts_dir() / f"{name}.png"))
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -194,6 +195,12 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
     record = (await http.get(f"{ledger.path}/invocations/{invocation_id}")).json()["body"]
     assert record["status"] in ("queued", "running", "failed")
     await shot(page, "dead-letters")
+
+    # Back on the list, the last hour's figures of both.
+    await page.goto(f"{stack.api}/console")
+    await page.fill("#function-filter", greeter.collection)
+    await expect(listing.locator("tr", has_text="greeter")).to_contain_text("33.3%")
+    await shot(page, "functions-figures")
 
     assert unexpected(errors) == []
 

@@ -122,7 +122,7 @@ export function showInvoke(panel, { ct, ft, fn }) {
     while (!signal.aborted && Date.now() < until) {
       try {
         const record = (await get(fnPath(ct, ft, `/invocations/${id}`), {}, signal)).body;
-        replace(area, recordView(record));
+        replace(area, recordView(record, { output: waitForEnd })); // a sync result is shown above
         if (!waitForEnd || record.status === "succeeded" || record.status === "failed") return;
       } catch (error) {
         if (signal.aborted || error.status !== 404) {
@@ -139,13 +139,13 @@ function statusLine(status, elapsedMs, id) {
   return h("p", { class: "status-line" }, h("span", { class: `badge s${String(status)[0]}xx`, id: "invoke-status" }, `HTTP ${status}`), ` in ${ms(elapsedMs)}`, id ? [" · invocation ", h("code", {}, id)] : null);
 }
 
-export function recordView(record) {
+export function recordView(record, { output = true } = {}) {
   return h(
     "div",
     { class: "record" },
     h("p", {}, h("span", { class: `badge ${record.status}` }, record.status), ` r${record.revision} · ${ms(record.duration_ms)} · worker ${record.worker || "–"}`),
     record.error_code ? h("p", { class: "bad" }, `${record.error_code}: ${record.error_message}`) : null,
-    record.output !== undefined ? [h("h4", {}, "Output"), h("pre", { class: "code" }, json(record.output))] : null,
+    output && record.output !== undefined ? [h("h4", {}, "Output"), h("pre", { class: "code" }, json(record.output))] : null,
     h("h4", {}, "Logs"),
     h("pre", { class: "code logs" }, record.logs || "(nothing printed)"),
   );
