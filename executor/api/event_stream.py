@@ -27,7 +27,10 @@ log = logging.getLogger("computebus.api")
 
 PING_S = 15.0
 RETRY_MS = 3000  # how long a browser's EventSource waits before it reconnects
-_QUEUE_MAX = 1000  # frames waiting for a slow client; past it, newer ones are dropped
+# Frames waiting for a slow client: past either bound, newer ones are dropped. A record can be
+# near NATS's max_payload (megabytes, with payloads kept), so a count alone bounds nothing.
+_QUEUE_MAX = 1000
+_QUEUE_MAX_BYTES = 8 << 20  # one frame is always let in, however big, when none is waiting
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # the latter: nginx
 
 Push = Callable[[bytes | None], None]  # a frame to send, or None: the stream is over
@@ -79,8 +82,9 @@ class EventStreams:
 
 
 class EventStream(Response):
-    """One client's stream. Frames wait in a bounded queue: a client too slow to read them
-    loses the newest (counted in the log when it ends) rather than growing the API's memory."""
+    """One client's stream. Frames wait in a queue bounded by count and bytes: a client too
+    slow to read them loses the newest (counted in the log when it ends) rather than growing
+    the API's memory."""
 
     media_type = "text/event-stream"
 
@@ -91,12 +95,17 @@ class EventStream(Response):
         self._streams = streams
         self._source = source
         self._frames: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued_bytes = 0
         self._dropped = 0
 
     def push(self, frame: bytes | None) -> None:
-        if frame is not None and self._frames.qsize() >= _QUEUE_MAX:
-            self._dropped += 1
-            return
+        if frame is not None:
+            waiting = self._frames.qsize()
+            too_many = waiting >= _QUEUE_MAX
+            if too_many or (waiting and self._queued_bytes + len(frame) > _QUEUE_MAX_BYTES):
+                self._dropped += 1
+                return
+            self._queued_bytes += len(frame)
         self._frames.put_nowait(frame)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,6 +128,8 @@ class EventStream(Response):
                     frame = await asyncio.wait_for(self._frames.get(), self._streams.ping_s)
                 except TimeoutError:
                     frame = b": ping\n\n"
+                else:
+                    self._queued_bytes -= len(frame or b"")
                 if frame is None:
                     break
                 await self._write(send, frame)
