@@ -1,12 +1,13 @@
 """Server-sent events (``text/event-stream``): a response that writes what its source pushes,
-until the client goes away, the source ends or the API stops; and the cap on how many one API
-process has open.
+until the client goes away, the source ends, the API stops or the caller may no longer read it;
+and the cap on how many one API process has open.
 
 The response follows its source (subscribes) before it sends anything, so a failure there is
 still an ordinary error answer, and then says ``: ready``: a client knows that whatever happens
 after that line reaches it. A comment every ``ping_s`` keeps proxies from closing an idle
 stream. The client going away is heard at once (ASGI's ``http.disconnect``), not at the next
-write, and ends the source (unsubscribes) with it.
+write, and ends the source (unsubscribes) with it. Whether the caller still may (its token not
+revoked or expired since the stream began) is asked before each event and ping.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # the latte
 
 Push = Callable[[bytes | None], None]  # a frame to send, or None: the stream is over
 Source = Callable[[Push], AbstractAsyncContextManager[None]]
+Allowed = Callable[[], bool]  # whether the stream's caller may still read it
 
 
 def event_frame(event: str, event_id: str, data: bytes) -> bytes:
@@ -58,8 +60,8 @@ class EventStreams:
     def count(self) -> int:
         return len(self._open)
 
-    def response(self, source: Source) -> EventStream:
-        return EventStream(self, source)
+    def response(self, source: Source, allowed: Allowed = lambda: True) -> EventStream:
+        return EventStream(self, source, allowed)
 
     def take(self, stream: EventStream) -> None:
         if self._closed:
@@ -88,12 +90,13 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, streams: EventStreams, source: Source) -> None:
+    def __init__(self, streams: EventStreams, source: Source, allowed: Allowed) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers(_HEADERS)
         self._streams = streams
         self._source = source
+        self._allowed = allowed
         self._frames: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
         self._dropped = 0
@@ -130,7 +133,7 @@ class EventStream(Response):
                     frame = b": ping\n\n"
                 else:
                     self._queued_bytes -= len(frame or b"")
-                if frame is None:
+                if frame is None or not self._allowed():
                     break
                 await self._write(send, frame)
             await send({"type": "http.response.body", "body": b"", "more_body": False})

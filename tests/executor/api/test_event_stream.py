@@ -179,3 +179,18 @@ async def test_one_frame_bigger_than_the_byte_bound_still_goes_to_a_client_keepi
     source.push(None)
     await asyncio.wait_for(task, 5)
     assert b"id: huge\n" in client.body
+
+
+async def test_a_caller_no_longer_allowed_gets_nothing_more_and_the_stream_ends() -> None:
+    streams, source, client = EventStreams(4, ping_s=0.05), Source(), Client()
+    allowed = True
+    task = serve(streams.response(source, lambda: allowed), client)
+    await client.wait_for(b": ready\n\n")
+    assert source.push is not None
+    source.push(event_frame("record", "before", b"{}"))
+    await client.wait_for(b"id: before\n")
+    allowed = False  # the token was revoked
+    source.push(event_frame("record", "after", b"{}"))
+    await asyncio.wait_for(task, 5)
+    assert client.finished and b"id: after" not in client.body
+    assert not source.following and streams.count == 0
