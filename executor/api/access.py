@@ -165,6 +165,11 @@ class Access:
                 raise Forbidden(f"the token may not {rule.action} in collection {ct}")
         return caller
 
+    def still_valid(self, caller: Caller) -> bool:
+        """Whether the token ``caller`` came with is still valid: not revoked, not expired."""
+        record = self.tokens.get(caller.token_id)
+        return record is not None and live(record)
+
     async def _is_public(self, request: Request) -> bool:
         """Whether the function of the path opted in to invocation without a token."""
         ct, ft = request.path_params["ct"], request.path_params["ft"]
@@ -217,6 +222,16 @@ def guard(rule: Rule, endpoint: Endpoint) -> Endpoint:
 def caller_of(request: Request) -> Caller | None:
     caller: Caller | None = request.scope.get(CALLER)
     return caller
+
+
+def token_still_valid(request: Request) -> Callable[[], bool]:
+    """Asks again whether the request's token is valid, for a response that outlives its check
+    (a live stream): a token revoked or expired since must stop getting data."""
+    access: Access = request.app.state.access
+    caller = caller_of(request)
+    if caller is None:
+        return lambda: True  # no token was needed
+    return lambda: access.still_valid(caller)
 
 
 def caller_info(request: Request) -> CallerInfo:

@@ -33,15 +33,22 @@ _HEADERS = {
 }
 
 
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
 @cache
-def _file(name: str) -> tuple[bytes, str, str] | None:
-    """The file's bytes, media type and ETag; None for anything but a top-level .js or .css."""
-    path = UI / name
-    media_type = _TYPES.get(path.suffix)
-    if media_type is None or "/" in name or name.startswith(".") or not path.is_file():
-        return None
-    data = path.read_bytes()
-    return data, media_type, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+def _files() -> dict[str, tuple[bytes, str, str]]:
+    """Each top-level .js and .css file's bytes, media type and ETag, by name: read once, and
+    a name asked for is only looked up here (a caller's names reach neither the disk nor a
+    cache)."""
+    found = {}
+    for path in UI.iterdir():
+        media_type = _TYPES.get(path.suffix)
+        if media_type is not None and not path.name.startswith(".") and path.is_file():
+            data = path.read_bytes()
+            found[path.name] = (data, media_type, _etag(data))
+    return found
 
 
 def _serve(request: Request, data: bytes, media_type: str, etag: str) -> Response:
@@ -54,7 +61,7 @@ def _serve(request: Request, data: bytes, media_type: str, etag: str) -> Respons
 @cache
 def _page() -> tuple[bytes, str]:
     data = (UI / "index.html").read_bytes()
-    return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    return data, _etag(data)
 
 
 async def console_page(request: Request) -> Response:
@@ -64,7 +71,7 @@ async def console_page(request: Request) -> Response:
 
 async def console_file(request: Request) -> Response:
     name = request.path_params["asset"]
-    found = _file(name)
+    found = _files().get(name)
     if found is None:
         raise NotFound(f"no file {name!r} in the console")
     return _serve(request, *found)

@@ -1,12 +1,13 @@
 """Server-sent events (``text/event-stream``): a response that writes what its source pushes,
-until the client goes away, the source ends or the API stops; and the cap on how many one API
-process has open.
+until the client goes away, the source ends, the API stops or the caller may no longer read it;
+and the cap on how many one API process has open.
 
 The response follows its source (subscribes) before it sends anything, so a failure there is
 still an ordinary error answer, and then says ``: ready``: a client knows that whatever happens
 after that line reaches it. A comment every ``ping_s`` keeps proxies from closing an idle
 stream. The client going away is heard at once (ASGI's ``http.disconnect``), not at the next
-write, and ends the source (unsubscribes) with it.
+write, and ends the source (unsubscribes) with it. Whether the caller still may (its token not
+revoked or expired since the stream began) is asked before each event and ping.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ log = logging.getLogger("computebus.api")
 
 PING_S = 15.0
 RETRY_MS = 3000  # how long a browser's EventSource waits before it reconnects
-_QUEUE_MAX = 1000  # frames waiting for a slow client; past it, newer ones are dropped
+# Frames waiting for a slow client: past either bound, newer ones are dropped. A record can be
+# near NATS's max_payload (megabytes, with payloads kept), so a count alone bounds nothing.
+_QUEUE_MAX = 1000
+_QUEUE_MAX_BYTES = 8 << 20  # one frame is always let in, however big, when none is waiting
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # the latter: nginx
 
 Push = Callable[[bytes | None], None]  # a frame to send, or None: the stream is over
 Source = Callable[[Push], AbstractAsyncContextManager[None]]
+Allowed = Callable[[], bool]  # whether the stream's caller may still read it
 
 
 def event_frame(event: str, event_id: str, data: bytes) -> bytes:
@@ -55,8 +60,8 @@ class EventStreams:
     def count(self) -> int:
         return len(self._open)
 
-    def response(self, source: Source) -> EventStream:
-        return EventStream(self, source)
+    def response(self, source: Source, allowed: Allowed = lambda: True) -> EventStream:
+        return EventStream(self, source, allowed)
 
     def take(self, stream: EventStream) -> None:
         if self._closed:
@@ -79,24 +84,31 @@ class EventStreams:
 
 
 class EventStream(Response):
-    """One client's stream. Frames wait in a bounded queue: a client too slow to read them
-    loses the newest (counted in the log when it ends) rather than growing the API's memory."""
+    """One client's stream. Frames wait in a queue bounded by count and bytes: a client too
+    slow to read them loses the newest (counted in the log when it ends) rather than growing
+    the API's memory."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, streams: EventStreams, source: Source) -> None:
+    def __init__(self, streams: EventStreams, source: Source, allowed: Allowed) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers(_HEADERS)
         self._streams = streams
         self._source = source
+        self._allowed = allowed
         self._frames: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued_bytes = 0
         self._dropped = 0
 
     def push(self, frame: bytes | None) -> None:
-        if frame is not None and self._frames.qsize() >= _QUEUE_MAX:
-            self._dropped += 1
-            return
+        if frame is not None:
+            waiting = self._frames.qsize()
+            too_many = waiting >= _QUEUE_MAX
+            if too_many or (waiting and self._queued_bytes + len(frame) > _QUEUE_MAX_BYTES):
+                self._dropped += 1
+                return
+            self._queued_bytes += len(frame)
         self._frames.put_nowait(frame)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,7 +131,9 @@ class EventStream(Response):
                     frame = await asyncio.wait_for(self._frames.get(), self._streams.ping_s)
                 except TimeoutError:
                     frame = b": ping\n\n"
-                if frame is None:
+                else:
+                    self._queued_bytes -= len(frame or b"")
+                if frame is None or not self._allowed():
                     break
                 await self._write(send, frame)
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,6 +1,7 @@
 """Route: a function's invocations as they finish, as server-sent events (``event: record``,
 ``id:`` the invocation id, ``data:`` the monitor record exactly as the worker published it on
-its ``.result.<status>`` subject). The stream ends when the function is deleted."""
+its ``.result.<status>`` subject). The stream ends when the function is deleted, or when the
+token it was opened with is revoked or expires."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bus.result_events import following
-from executor.api.access import READ, guarded_route
+from executor.api.access import READ, guarded_route, token_still_valid
 from executor.api.context import ctx_of, function_ref
 from executor.api.event_stream import Push, event_frame
 from schemas.base import StoredStruct
@@ -55,7 +56,7 @@ async def live_invocations(request: Request) -> Response:
         async with following(ctx.nc, ct, ft, on_result, lambda: push(None)):
             yield
 
-    return ctx.live.response(source)
+    return ctx.live.response(source, token_still_valid(request))
 
 
 routes = [

@@ -1,8 +1,8 @@
 """Live invocations (server-sent events) against the real stack: after ``: ready`` each finished
 invocation of the function comes as it finishes, its record byte for byte as published, and
 nothing of another function; refusals come before any stream; the stream ends, and its NATS
-subscription with it, when the client goes away, the function is deleted or the API stops; an
-API process serves a bounded number at once."""
+subscription with it, when the client goes away, the function is deleted, the API stops or its
+token is revoked; an API process serves a bounded number at once."""
 
 from __future__ import annotations
 
@@ -140,6 +140,30 @@ async def test_a_stream_ends_when_its_function_is_deleted(
         assert await next_frame(lines) is None
     finally:
         await response.aclose()
+    await until_unsubscribed(nats_server, f"{fn.subject}.result.*")
+
+
+async def test_a_stream_ends_when_its_token_is_revoked_and_sends_nothing_after(
+    stack: Stack, nats_server: EmbeddedNats, http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(NODE)
+    made = (
+        await http.post(
+            "/compute/tokens", json={"name": "reader", "scopes": [f"read:{fn.collection}"]}
+        )
+    ).json()["body"]
+    reader = {"Authorization": f"Bearer {made['token']}"}
+    async with httpx.AsyncClient(base_url=stack.api, timeout=30, headers=reader) as client:
+        response, lines = await follow(client, f"{fn.path}/invocations/live")
+        try:
+            assert (await http.delete(f"/compute/tokens/{made['id']}")).status_code == 200
+            async with asyncio.timeout(5):  # the API has heard of it
+                while (await client.get(fn.path)).status_code != 401:
+                    await asyncio.sleep(0.05)
+            await invoke(http, fn, fail=False)
+            assert await next_frame(lines) is None  # ended, the record not sent
+        finally:
+            await response.aclose()
     await until_unsubscribed(nats_server, f"{fn.subject}.result.*")
 
 

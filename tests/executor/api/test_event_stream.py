@@ -139,3 +139,58 @@ async def test_past_the_limit_a_stream_is_refused_before_it_follows_or_sends() -
     await third.wait_for(b": ready\n\n")
     third.leave()
     await asyncio.wait_for(again, 5)
+
+
+class SlowClient(Client):
+    """A client that stops reading after ``: ready`` until ``resume`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resume = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        await super().send(message)
+        if b": ready" in self.body:
+            await self.resume.wait()
+
+
+async def test_a_slow_client_holds_megabytes_of_frames_at_most_not_a_thousand_records() -> None:
+    streams, source, client = EventStreams(4), Source(), SlowClient()
+    task = serve(streams.response(source), client)
+    await client.wait_for(b": ready\n\n")
+    assert source.push is not None
+    big = b"x" * (1 << 20)  # a record with its payloads kept: NATS lets one be megabytes
+    for n in range(40):
+        source.push(event_frame("record", str(n), big))
+    source.push(None)
+    client.resume.set()
+    await asyncio.wait_for(task, 5)
+    delivered = client.body.count(b"event: record")
+    assert 1 <= delivered <= 9  # 8 MiB of frames waited; the rest were dropped, newest first
+    assert b"id: 0\n" in client.body and b"id: 39\n" not in client.body
+
+
+async def test_one_frame_bigger_than_the_byte_bound_still_goes_to_a_client_keeping_up() -> None:
+    streams, source, client = EventStreams(4), Source(), Client()
+    task = serve(streams.response(source), client)
+    await client.wait_for(b": ready\n\n")
+    assert source.push is not None
+    source.push(event_frame("record", "huge", b"y" * (9 << 20)))
+    source.push(None)
+    await asyncio.wait_for(task, 5)
+    assert b"id: huge\n" in client.body
+
+
+async def test_a_caller_no_longer_allowed_gets_nothing_more_and_the_stream_ends() -> None:
+    streams, source, client = EventStreams(4, ping_s=0.05), Source(), Client()
+    allowed = True
+    task = serve(streams.response(source, lambda: allowed), client)
+    await client.wait_for(b": ready\n\n")
+    assert source.push is not None
+    source.push(event_frame("record", "before", b"{}"))
+    await client.wait_for(b"id: before\n")
+    allowed = False  # the token was revoked
+    source.push(event_frame("record", "after", b"{}"))
+    await asyncio.wait_for(task, 5)
+    assert client.finished and b"id: after" not in client.body
+    assert not source.following and streams.count == 0
