@@ -162,3 +162,21 @@ async def test_a_taken_name_a_missing_function_and_a_deleted_one(
         subjects_filter=subjects.schedule_filter(fn.collection, fn.service),
     )
     assert not info.state.subjects
+
+
+async def test_reading_needs_read_and_changing_needs_deploy(
+    http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await echo(make_function)
+    answer = await http.post(
+        "/compute/tokens", json={"name": "schedule-reader", "scopes": [f"read:{fn.collection}"]}
+    )
+    reader = {"Authorization": f"Bearer {answer.json()['body']['token']}"}
+    daily = {"name": "daily", "cron": "@daily", "payload": {}}
+    refused = await http.post(f"{fn.path}/schedules", json=daily, headers=reader)
+    assert refused.status_code == 403
+    assert (await http.post(f"{fn.path}/schedules", json=daily)).status_code == 201
+    assert (await http.get(f"{fn.path}/schedules/daily", headers=reader)).status_code == 200
+    gone = await http.delete(f"{fn.path}/schedules/daily", headers=reader)
+    assert gone.status_code == 403
+    assert (await http.delete(f"{fn.path}/schedules/daily")).status_code == 200
