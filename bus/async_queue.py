@@ -29,6 +29,8 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
+    SubjectTransform,
 )
 
 from bus import subjects
@@ -71,6 +73,15 @@ class AsyncQueue:
             max_bytes=max_bytes,
             duplicate_window=dedupe_window_s,
             num_replicas=replicas,
+            # Schedule ticks (bus/schedules.py), each on its function's .async subject.
+            sources=[
+                StreamSource(
+                    name=subjects.SCHEDULES_STREAM,
+                    subject_transforms=[
+                        SubjectTransform(src=subjects.TICK_SOURCE, dest=subjects.TICK_AS_ASYNC)
+                    ],
+                )
+            ],
         )
         await ensure_stream(js, config)
         # A work queue allows no overlapping consumers: the old shared one must go.

@@ -7,9 +7,9 @@ Two accounts keep the application's side of the bus apart from computebus's own:
     the data dir like the others);
   - ``api``: everything but taking invocations (it may not subscribe to a function's subjects);
     it also answers the auth callout (``nats_callout``);
-  - ``worker``: everything but changing functions, bundles or tokens and reading tokens: no
-    writes to the registry bucket or the bundle store, no lifecycle events, no JetStream request
-    about the tokens bucket.
+  - ``worker``: everything but changing functions, bundles, schedules or tokens and reading
+    tokens: no writes to the registry bucket, the bundle store or a schedule's subject, no
+    lifecycle events, no JetStream request about the tokens bucket.
 - ``APP`` is where the services that call functions connect, and sees of computebus only what
   it exports: a function's subject (with the caller's identity stamped on by the server, which
   the worker records), its ``.async`` subject (JetStream answers the acks), its ``.result.>``
@@ -86,6 +86,7 @@ def permissions(role: str) -> dict[str, Any] | None:
             f"$KV.{subjects.TOKENS_BUCKET}.>",
             f"$O.{subjects.BUNDLES_BUCKET}.>",
             f"{_FUNCTION}.event.>",
+            f"{subjects.SCHEDULE_PREFIX}.>",
         ]
         return {"publish": {"deny": writes + tokens_api}}
     if role == "client":

@@ -1,5 +1,5 @@
 """Opening every store a role needs on one NATS connection: the registry and its view, bundles,
-monitor records, the Async queue and dead letters."""
+monitor records, the Async queue and dead letters, schedules."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from bus.monitor import MonitorStore
 from bus.nats_users import INTERNAL_INBOX
 from bus.registry import Registry
 from bus.registry_view import RegistryView
+from bus.schedules import ScheduleStream
 
 _PENDING_ACKS_S = 10.0
 
@@ -52,6 +53,7 @@ class Stores:
     queue: AsyncQueue
     dead_letters: DeadLetters
     seal: CallerSeal
+    schedules: ScheduleStream
 
     @classmethod
     async def open(cls, url: str, name: str, limits: StoreLimits) -> Stores:
@@ -63,6 +65,7 @@ class Stores:
         registry = await Registry.open(js, nc.max_payload, replicas=replicas)
         view = RegistryView(registry)
         await view.start()
+        schedules = await ScheduleStream.open(js, replicas=replicas)  # before the queue sources it
         return cls(
             nc=nc,
             js=js,
@@ -87,6 +90,7 @@ class Stores:
                 replicas=replicas,
             ),
             seal=await CallerSeal.open(js, replicas=replicas),
+            schedules=schedules,
         )
 
     async def close(self) -> None:

@@ -146,3 +146,38 @@ def kv_subject(key_filter: str) -> str:
 
 
 FUNCTIONS_STREAM = f"KV_{FUNCTIONS_BUCKET}"
+
+
+# Schedules (JetStream message schedules, ADR-51): the latest message on a schedule's subject is
+# the schedule; each tick the server stores on the tick subject, which the Async stream sources
+# (rewritten to the function's .async subject), so ticks are Async invocations.
+SCHEDULES_STREAM = "COMPUTEBUS_SCHEDULES"
+SCHEDULE_PREFIX = "computebus.schedules"
+TICK_PREFIX = "computebus.ticks"
+TICK_SOURCE = f"{TICK_PREFIX}.*.*.*"
+TICK_AS_ASYNC = f"{PREFIX}.{{{{wildcard(1)}}}}.function.{{{{wildcard(2)}}}}.async"
+
+
+def schedule_subject(ct: str, ft: str, name: str) -> str:
+    return f"{SCHEDULE_PREFIX}.{ct}.{ft}.{name}"
+
+
+def schedule_filter(ct: str, ft: str) -> str:
+    return f"{SCHEDULE_PREFIX}.{ct}.{ft}.*"
+
+
+def tick_subject(ct: str, ft: str, name: str) -> str:
+    return f"{TICK_PREFIX}.{ct}.{ft}.{name}"
+
+
+def tick_filter(ct: str, ft: str) -> str:
+    return f"{TICK_PREFIX}.{ct}.{ft}.*"
+
+
+def parse_schedule_subject(subject: str) -> tuple[str, str, str] | None:
+    """``computebus.schedules.<ct>.<ft>.<name>`` -> (ct, ft, name); None for anything else."""
+    head, dot, rest = subject.partition(f"{SCHEDULE_PREFIX}.")
+    parts = rest.split(".")
+    if head or not dot or len(parts) != 3:
+        return None
+    return parts[0], parts[1], parts[2]

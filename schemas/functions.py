@@ -14,6 +14,7 @@ from msgspec import UNSET, UnsetType
 from schemas.base import StoredStruct, Struct
 from schemas.control import Blocker
 from schemas.errors import InvalidRequest
+from schemas.schedules import ScheduleView
 
 Runtime = Literal["nodejs", "python"]
 RUNTIMES: tuple[str, ...] = ("nodejs", "python")
@@ -316,6 +317,8 @@ class FunctionView(Struct):
     publish_blockers: list[Blocker] | UnsetType = UNSET
     # In the answer to a change that made a revision: its number (promoted or not).
     new_revision: int | UnsetType = UNSET
+    # On GET, and in the event a schedule change publishes.
+    schedules: list[ScheduleView] | UnsetType = UNSET
 
 
 class RuntimeView(Struct):

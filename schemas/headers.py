@@ -28,6 +28,14 @@ H_REFUSED_BY = "Compute-Refused-By"  # the workers that had no room for it (work
 H_HOPS = "Compute-Hops"  # how many full workers handed a sync invocation on (worker/overflow.py)
 H_NATS_CLIENT = "Nats-Request-Info"  # nats-server's, on a request from another account
 H_MSG_ID = "Nats-Msg-Id"
+# nats-server's message schedules (ADR-51): what a schedule message carries, and what the server
+# stamps on each message it produces from one (the schedule's subject, and its next fire time).
+H_SCHEDULE = "Nats-Schedule"
+H_SCHEDULE_TARGET = "Nats-Schedule-Target"
+H_SCHEDULE_TIME_ZONE = "Nats-Schedule-Time-Zone"
+H_SCHEDULER = "Nats-Scheduler"
+H_SCHEDULE_NEXT = "Nats-Schedule-Next"
+H_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 H_ERROR = "Nats-Service-Error"
 H_ERROR_CODE = "Nats-Service-Error-Code"
 H_RETRY_AFTER = "Retry-After"

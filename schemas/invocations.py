@@ -75,6 +75,8 @@ class MonitorRecord(StoredStruct):
     # The W3C trace the invocation belongs to (the caller's traceparent, else a new one), to
     # join the record with spans and logs. Unset only in records of earlier versions.
     trace_id: str | UnsetType = UNSET
+    # Async: the function's schedule whose tick this invocation is.
+    schedule: str | UnsetType = UNSET
 
     @property
     def finished(self) -> bool:

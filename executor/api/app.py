@@ -19,6 +19,7 @@ from executor.api import (
     lifecycle,
     live,
     ops,
+    schedules,
     stats,
     tokens,
 )
@@ -90,6 +91,7 @@ def build_app(ctx: ApiContext) -> Starlette:
             *functions.routes,
             *stats.routes,
             *lifecycle.routes,
+            *schedules.routes,
             *tokens.routes,
             *ops.routes,
             *docs.routes,

@@ -20,6 +20,7 @@ from executor.api.metrics import ApiMetrics
 from executor.api.rate_limits import RateLimits
 from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
+from executor.functions.schedules import Schedules
 from executor.functions.service import FunctionService
 from executor.settings import Settings
 from executor.tracing import NO_TRACING, Tracing
@@ -47,6 +48,7 @@ class ApiContext:
     settings: Settings
     metrics: ApiMetrics
     live: EventStreams  # the live invocation streams open
+    schedules: Schedules
     tracing: Tracing = NO_TRACING
 
 

@@ -46,6 +46,7 @@ async def delete_function(request: Request) -> Response:
     ct, ft = await function_ref(request)
     deleted = await ctx.updates.delete(ct, ft)
     await ctx.dead_letters.remove_function(ct, ft)
+    await ctx.schedules.remove_function(ct, ft)
     change_log.deleted(request, ct, ft, deleted)
     return body(deleted)
 

@@ -42,6 +42,7 @@ TAGS = [
     {"name": "functions", "description": "create, list, show, change and delete functions"},
     {"name": "lifecycle", "description": "compute assets, revisions and aliases"},
     {"name": "invocations", "description": "invoke, monitor records, dead letters, redrive"},
+    {"name": "schedules", "description": "run a function on a cron or interval schedule"},
     {"name": "collections", "description": "collections and runtimes"},
     {"name": "tokens", "description": "API tokens (admin)"},
     {"name": "ops", "description": "health, readiness, metrics, this document and its viewer"},
@@ -52,6 +53,7 @@ _INVOKE = (
     "has access.public_invoke."
 )
 _ID = path_param("id", {"type": "string", "pattern": ids.INVOCATION_ID.pattern}, "invocation id")
+_SCHEDULE = path_param("name", {"type": "string", "minLength": 1}, "schedule name")
 _ALIAS = path_param("alias", {"type": "string", "minLength": 1})
 _N = path_param("n", {"type": "integer", "minimum": 1, "maximum": 999_999_999}, "revision number")
 _PROMOTE = flag("promote", True, "move production to the new revision")
@@ -300,6 +302,44 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         200,
         list_of("DeadLetterView"),
         parameters=(*FN, *page(50)),
+        errors=(400,),
+    ),
+    ("POST", "/compute/functions/{ct}/{ft}/schedules"): Op(
+        "createSchedule",
+        "schedules",
+        "Run the function on a schedule: cron (six fields, seconds first) or every (a duration "
+        "of at least 1s); each tick is one Async invocation of production with the payload",
+        201,
+        body_of("ScheduleView"),
+        request="ScheduleRequest",
+        parameters=FN,
+        errors=(400, 409, 413),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/schedules"): Op(
+        "listSchedules",
+        "schedules",
+        "The function's schedules, by name",
+        200,
+        list_of("ScheduleView"),
+        parameters=FN,
+        errors=(400,),
+    ),
+    ("GET", "/compute/functions/{ct}/{ft}/schedules/{name}"): Op(
+        "getSchedule",
+        "schedules",
+        "One schedule",
+        200,
+        body_of("ScheduleView"),
+        parameters=(*FN, _SCHEDULE),
+        errors=(400,),
+    ),
+    ("DELETE", "/compute/functions/{ct}/{ft}/schedules/{name}"): Op(
+        "deleteSchedule",
+        "schedules",
+        "Stop and delete a schedule (ticks not yet run are dropped)",
+        200,
+        body_of("ScheduleView"),
+        parameters=(*FN, _SCHEDULE),
         errors=(400,),
     ),
     ("GET", "/compute/collections"): Op(

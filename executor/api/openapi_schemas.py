@@ -22,6 +22,7 @@ from schemas.functions import (
 )
 from schemas.invocation_stats import CollectionStats, FunctionStats
 from schemas.invocations import Accepted, DeadLetterView, InvokeRequest, MonitorRecord
+from schemas.schedules import ScheduleRequest, ScheduleView
 from schemas.tokens import CreatedToken, CreateTokenRequest, TokenView
 
 _TYPES = (
@@ -39,6 +40,8 @@ _TYPES = (
     MonitorRecord,
     Revision,
     RuntimeView,
+    ScheduleRequest,
+    ScheduleView,
     CreateTokenRequest,
     CreatedToken,
     TokenView,

@@ -27,6 +27,7 @@ from executor.api.nats_auth import NatsAuth
 from executor.api.rate_limits import RateLimits
 from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
+from executor.functions.schedules import Schedules
 from executor.functions.service import FunctionService
 from executor.settings import Settings
 from executor.tracing import tracing_for
@@ -118,6 +119,7 @@ async def run_api(
         settings=settings,
         metrics=ApiMetrics(bus.nc, settings.metrics_max_functions),
         live=EventStreams(settings.live_streams_max),
+        schedules=Schedules(bus.nc, bus.schedules, bus.view),
         tracing=tracing,
     )
     sock = bind(settings.host, settings.port)

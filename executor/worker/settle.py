@@ -35,6 +35,7 @@ from bus.async_queue import AsyncQueue
 from bus.caller_seal import CallerSeal
 from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
+from bus.schedules import tick_invocation_id, tick_of
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.tracing import SPAN_RECORD, Tracing
@@ -87,6 +88,7 @@ class _Delivery:
     ft: str
     invocation_id: str
     headers: dict[str, str]
+    schedule: str | None = None  # a schedule's tick: its name
 
 
 class _Ran(enum.Enum):
@@ -162,8 +164,13 @@ class AsyncConsumer:
         ct, ft = where
         headers = msg.headers or {}
         meta = msg.metadata
-        invocation_id = async_invocation_id(headers, meta.sequence.stream)
-        delivery = _Delivery(msg, ct, ft, invocation_id, headers)
+        tick = tick_of(ct, ft, headers)
+        if tick is not None:
+            invocation_id = tick_invocation_id(self.seal, ct, ft, *tick)
+        else:
+            invocation_id = async_invocation_id(headers, meta.sequence.stream)
+        schedule = tick[0] if tick is not None else None
+        delivery = _Delivery(msg, ct, ft, invocation_id, headers, schedule)
         if meta.num_delivered == 1 and H_RECORDED not in headers:
             # First sight of a message published straight to NATS: most likely no record
             # exists, and the ``running`` write (expecting none) checks that for free.
@@ -196,6 +203,8 @@ class AsyncConsumer:
         now_ms = int(time.time() * 1000)
         base = async_record(delivery.invocation_id, ct, ft, 0, "running", now_ms)
         base.worker, base.attempts = self.worker_id, done
+        if delivery.schedule is not None:
+            base.schedule = delivery.schedule
         base.caller = caller = self.seal.caller(headers, delivery.invocation_id)
         trace = trace_of(headers, delivery.invocation_id, stable=True)
         base.trace_id = trace.trace_id
@@ -269,6 +278,7 @@ class AsyncConsumer:
             attempts=attempt,
             deadline=base.deadline,
             payload_sha256=base.payload_sha256,
+            schedule=base.schedule,
         )
         error = outcome.error
         if error is not None and error.code in RETRYABLE_CODES and attempt < config.max_attempts:

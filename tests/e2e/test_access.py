@@ -66,7 +66,7 @@ def test_every_route_is_guarded_or_public() -> None:
 
 
 def _filled(path: str, ct: str, ft: str) -> str:
-    values = {"ct": ct, "ft": ft, "id": "inv-1", "n": "1", "alias": "production"}
+    values = {"ct": ct, "ft": ft, "id": "inv-1", "n": "1", "alias": "production", "name": "nightly"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
