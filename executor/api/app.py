@@ -15,12 +15,14 @@ from executor.api import (
     console,
     docs,
     functions,
+    http_routes,
     invocations,
     lifecycle,
     live,
     ops,
     stats,
     tokens,
+    triggers,
 )
 from executor.api.access import Access
 from executor.api.context import ApiContext, ctx_of
@@ -91,6 +93,8 @@ def build_app(ctx: ApiContext) -> Starlette:
             *stats.routes,
             *lifecycle.routes,
             *tokens.routes,
+            *triggers.routes,
+            *http_routes.routes,
             *ops.routes,
             *docs.routes,
             *console.routes,

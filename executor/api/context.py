@@ -21,6 +21,7 @@ from executor.api.rate_limits import RateLimits
 from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
 from executor.functions.service import FunctionService
+from executor.functions.triggers import Triggers
 from executor.settings import Settings
 from executor.tracing import NO_TRACING, Tracing
 from schemas import ids
@@ -47,6 +48,7 @@ class ApiContext:
     settings: Settings
     metrics: ApiMetrics
     live: EventStreams  # the live invocation streams open
+    triggers: Triggers
     tracing: Tracing = NO_TRACING
 
 

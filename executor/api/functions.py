@@ -111,6 +111,7 @@ async def get_function(request: Request) -> Response:
     latest = await ctx.view.revision(ct, ft, record.latest_revision) or revision
     view.publish_blockers = await ctx.updates.publish_blockers(ct, ft, latest)
     view.publishable = not view.publish_blockers
+    view.triggers = ctx.triggers.store.of_function(ct, ft)
     return body(view)
 
 

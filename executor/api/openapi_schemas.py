@@ -23,6 +23,7 @@ from schemas.functions import (
 from schemas.invocation_stats import CollectionStats, FunctionStats
 from schemas.invocations import Accepted, DeadLetterView, InvokeRequest, MonitorRecord
 from schemas.tokens import CreatedToken, CreateTokenRequest, TokenView
+from schemas.triggers import HttpTrigger, HttpTriggerSpec, TriggerPatch
 
 _TYPES = (
     Accepted,
@@ -42,6 +43,9 @@ _TYPES = (
     CreateTokenRequest,
     CreatedToken,
     TokenView,
+    HttpTriggerSpec,
+    HttpTrigger,
+    TriggerPatch,
 )
 _HAND_SCHEMAS: dict[str, Schema] = {
     "InvocationResult": {"description": "the handler's result (any JSON value)"},
