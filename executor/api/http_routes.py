@@ -45,8 +45,11 @@ async def serve_route(request: Request) -> Response:
         if route is None:
             raise NotFound(f"no HTTP route {request.method} {path}")
         function = (route.function.collection_topic, route.function.service)
+        # The event shows the path as sent (percent escapes kept), as Lambda's rawPath does.
+        raw: bytes | None = request.scope.get("raw_path")
+        sent = (raw.decode("latin-1")[len(PREFIX) :] or "/") if raw else path
         response, revision = await _serve(
-            request, route, path, invocation_id, headers, span.context
+            request, route, sent, invocation_id, headers, span.context
         )
     except ComputeError as exc:
         failed, code = exc, exc.code

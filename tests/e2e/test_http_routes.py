@@ -15,7 +15,7 @@ import pytest
 from nats.aio.client import Client
 
 from executor.functions.triggers import pick_revision
-from tests.helpers import Fn, MakeFunction, Stack, b64, wait_for_record
+from tests.helpers import Fn, MakeFunction, Stack, b64, second_api, wait_for_record
 
 ECHO = {"index.js": "exports.handler = async (event) => event;\n"}
 NAMED = "exports.handler = async () => ({{ v: {v} }});\n"
@@ -76,6 +76,9 @@ async def test_the_event_is_a_function_url_event_and_a_plain_result_is_json(
     )
     assert binary.json()["isBase64Encoded"] is True
     assert base64.b64decode(binary.json()["body"]) == b"\x00\xffbin"
+    escaped = await http.get(f"/r{base}/a%20b", headers={"X": "1"})
+    assert escaped.status_code == 404  # a POST route
+    assert (await http.post(f"/r{base}/a%20b")).json()["rawPath"] == f"{base}/a%20b"
 
 
 PY_RESPONSE = """
@@ -326,3 +329,20 @@ async def test_a_duplicate_route_is_409_and_a_missing_function_404(
     missing = {**again, "path": f"/{unique()}", "function": {**target, "service": "999999999"}}
     nowhere = await http.post("/compute/triggers", json=missing)
     assert nowhere.status_code == 404 and nowhere.json()["code"] == "function_not_found"
+
+
+async def test_every_api_serves_the_routes_any_api_made(
+    stack: Stack, http: httpx.AsyncClient, make_function: MakeFunction
+) -> None:
+    fn = await make_function(ECHO)
+    async with second_api(stack) as other:
+        base = f"/{unique()}"
+        await route(http, fn, base)  # made through the first API...
+        deadline = asyncio.get_running_loop().time() + 2
+        while (answer := await other.post(f"/r{base}")).status_code == 404:  # ...served by both
+            assert asyncio.get_running_loop().time() < deadline, answer.text
+            await asyncio.sleep(0.02)
+        assert answer.status_code == 200 and answer.json()["rawPath"] == base
+        target = {"collection_topic": fn.collection, "service": fn.service}
+        again = {"type": "http", "method": "POST", "path": base, "function": target}
+        assert (await other.post("/compute/triggers", json=again)).status_code == 409
