@@ -26,6 +26,12 @@ from schemas.triggers import HttpTrigger, Trigger
 log = logging.getLogger("computebus.triggers")
 
 
+def _key(trigger: Trigger) -> str:
+    return subjects.trigger_key(
+        trigger.function.collection_topic, trigger.function.service, trigger.id
+    )
+
+
 def route_claim(method: str, path: str) -> str:
     return subjects.route_claim_key(method, hashlib.sha256(path.encode()).hexdigest()[:40])
 
@@ -90,15 +96,13 @@ class TriggerStore:
 
     async def create(self, trigger: Trigger) -> None:
         """Store a new trigger; an HTTP route first claims its method and path (409 if taken)."""
+        key = _key(trigger)
         if isinstance(trigger, HttpTrigger):
             try:
-                await self.kv.create(route_claim(trigger.method, trigger.path), trigger.id.encode())
+                await self.kv.create(route_claim(trigger.method, trigger.path), key.encode())
             except nats.js.errors.KeyWrongLastSequenceError:
                 reason = f"{trigger.method} {trigger.path} is already routed"
                 raise Conflict(f"an HTTP route {reason}", [detail("/path", reason)]) from None
-        key = subjects.trigger_key(
-            trigger.function.collection_topic, trigger.function.service, trigger.id
-        )
         try:
             seq = await self.kv.create(key, encode(trigger))
         except BaseException:
@@ -107,17 +111,11 @@ class TriggerStore:
         self._remember(trigger.id, seq, trigger)  # our own reads see our write at once
 
     async def update(self, trigger: Trigger) -> None:
-        key = subjects.trigger_key(
-            trigger.function.collection_topic, trigger.function.service, trigger.id
-        )
-        seq = await self.kv.put(key, encode(trigger))
+        seq = await self.kv.put(_key(trigger), encode(trigger))
         self._remember(trigger.id, seq, trigger)
 
     async def delete(self, trigger: Trigger) -> None:
-        key = subjects.trigger_key(
-            trigger.function.collection_topic, trigger.function.service, trigger.id
-        )
-        await self.kv.purge(key)
+        await self.kv.purge(_key(trigger))
         await self._release(trigger)
         self._forget(trigger.id)
 
@@ -128,6 +126,25 @@ class TriggerStore:
             with contextlib.suppress(nats.js.errors.Error):
                 await self.delete(trigger)
         return gone
+
+    async def claimed_by(self, method: str, path: str) -> tuple[str, str] | None:
+        """The function whose trigger holds a route's claim, or None when it is free."""
+        try:
+            entry = await self.kv.get(route_claim(method, path))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        parts = (entry.value or b"").decode().split(".")
+        return (parts[1], parts[2]) if len(parts) == 4 else None
+
+    async def release_claim(self, method: str, path: str) -> None:
+        """Free a route's claim (its trigger's function is gone: a trigger made while its
+        function was being deleted), with the trigger it names."""
+        claim = route_claim(method, path)
+        with contextlib.suppress(nats.js.errors.Error):
+            entry = await self.kv.get(claim)
+            if entry.value:
+                await self.kv.purge(entry.value.decode())
+            await self.kv.purge(claim)
 
     async def _release(self, trigger: Trigger) -> None:
         if isinstance(trigger, HttpTrigger):

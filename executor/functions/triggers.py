@@ -75,6 +75,9 @@ class Triggers:
         authorize(ct)
         record = await self._function(ct, spec.function.service)
         trigger = await self._http_route(record, spec)
+        holder = await self.store.claimed_by(trigger.method, trigger.path)
+        if holder is not None and await self.view.function(*holder) is None:
+            await self.store.release_claim(trigger.method, trigger.path)  # an orphan's
         await self.store.create(trigger)
         await self.announce(record.collection_topic, record.service)
         return trigger

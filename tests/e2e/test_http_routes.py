@@ -14,7 +14,9 @@ import httpx
 import pytest
 from nats.aio.client import Client
 
-from executor.functions.triggers import pick_revision
+from bus.triggers import TriggerStore
+from executor.functions.triggers import new_trigger_id, pick_revision
+from schemas.triggers import FunctionTarget, HttpTrigger
 from tests.helpers import Fn, MakeFunction, Stack, b64, second_api, wait_for_record
 
 ECHO = {"index.js": "exports.handler = async (event) => event;\n"}
@@ -346,3 +348,18 @@ async def test_every_api_serves_the_routes_any_api_made(
         target = {"collection_topic": fn.collection, "service": fn.service}
         again = {"type": "http", "method": "POST", "path": base, "function": target}
         assert (await other.post("/compute/triggers", json=again)).status_code == 409
+
+
+async def test_a_route_left_by_a_deleted_function_does_not_keep_its_path(
+    http: httpx.AsyncClient, nc: Client, make_function: MakeFunction
+) -> None:
+    """A route made while its function was being deleted outlives it; its path is taken over."""
+    store = await TriggerStore.open(nc.jetstream())
+    base = f"/{unique()}"
+    gone = FunctionTarget(collection_topic="tests", service="999999999")
+    orphan = HttpTrigger(id=new_trigger_id(), function=gone, method="POST", path=base, public=True)
+    await store.create(orphan)
+    fn = await make_function(ECHO)
+    await route(http, fn, base)
+    assert (await http.post(f"/r{base}")).json()["rawPath"] == base
+    assert await store.claimed_by("POST", base) == (fn.collection, fn.service)
