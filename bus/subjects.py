@@ -31,6 +31,7 @@ SHARED_DEAD_LETTER_STREAM = "COMPUTEBUS_DEAD_LETTERS"  # before one stream per c
 
 FUNCTIONS_BUCKET = "computebus_functions"
 TOKENS_BUCKET = "computebus_tokens"
+TRIGGERS_BUCKET = "computebus_triggers"
 INTERNAL_BUCKET = "computebus_internal"  # what only the roles share (the caller seal key)
 BUNDLES_BUCKET = "computebus_bundles"
 MONITOR_PREFIX = "computebus.monitor"
@@ -138,6 +139,20 @@ def revision_key(ct: str, ft: str, number: int) -> str:
 
 def revision_key_filter(ct: str = "*", ft: str = "*") -> str:
     return f"rev.{ct}.{ft}.*"
+
+
+# Trigger keys: ``trg.<ct>.<ft>.<id>`` each trigger, ``route.<method>.<path hash>`` the claim
+# on an HTTP route's method and path (KV create decides which of two creates gets it).
+def trigger_key(ct: str, ft: str, trigger_id: str) -> str:
+    return f"trg.{ct}.{ft}.{trigger_id}"
+
+
+def trigger_key_filter(ct: str = "*", ft: str = "*") -> str:
+    return f"trg.{ct}.{ft}.*"
+
+
+def route_claim_key(method: str, path_hash: str) -> str:
+    return f"route.{method}.{path_hash}"
 
 
 def kv_subject(key_filter: str) -> str:

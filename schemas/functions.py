@@ -14,7 +14,9 @@ from msgspec import UNSET, UnsetType
 from schemas.base import StoredStruct, Struct
 from schemas.control import Blocker
 from schemas.errors import InvalidRequest
+from schemas.rates import check_rate
 from schemas.schedules import ScheduleView
+from schemas.triggers import Trigger
 
 Runtime = Literal["nodejs", "python"]
 RUNTIMES: tuple[str, ...] = ("nodejs", "python")
@@ -170,26 +172,13 @@ class FunctionLimits(Struct):
     burst: int | UnsetType = UNSET
 
 
-MAX_RPS = 100_000.0
-MIN_RPS = 0.01  # one call every 100 s
-
-
 def check_limits(limits: FunctionLimits) -> None:
     value = limits.max_concurrency
     if value is not None and not 1 <= value <= MAX_CONCURRENCY_LIMIT:
-        _bad_limit("max_concurrency", f"must be 1 to {MAX_CONCURRENCY_LIMIT}, got {value}")
-    if limits.rps is not UNSET and not MIN_RPS <= limits.rps <= MAX_RPS:
-        _bad_limit("rps", f"must be {MIN_RPS:g} to {MAX_RPS:g}, got {limits.rps:g}")
-    if limits.burst is not UNSET:
-        if limits.rps is UNSET:
-            _bad_limit("burst", "needs rps beside it")
-        if not 1 <= limits.burst <= MAX_RPS:
-            _bad_limit("burst", f"must be 1 to {MAX_RPS:g}, got {limits.burst}")
-
-
-def _bad_limit(name: str, reason: str) -> None:
-    problem = {"path": f"/limits/{name}", "message": reason}
-    raise InvalidRequest(f"/limits/{name}: {reason}", [problem])
+        reason = f"must be 1 to {MAX_CONCURRENCY_LIMIT}, got {value}"
+        problem = {"path": "/limits/max_concurrency", "message": reason}
+        raise InvalidRequest(f"/limits/max_concurrency: {reason}", [problem])
+    check_rate(limits.rps, limits.burst, "/limits")
 
 
 class FunctionAccess(Struct):
@@ -319,6 +308,8 @@ class FunctionView(Struct):
     new_revision: int | UnsetType = UNSET
     # On GET, and in the event a schedule change publishes.
     schedules: list[ScheduleView] | UnsetType = UNSET
+    # On GET and in trigger events: the function's triggers (HTTP routes...).
+    triggers: list[Trigger] | UnsetType = UNSET
 
 
 class RuntimeView(Struct):

@@ -27,7 +27,7 @@ from bus.registry_view import RegistryView
 from bus.tokens import TokenStore, live
 from executor.tasks import TaskSet
 from schemas import ids
-from schemas.errors import Forbidden, FunctionNotFound, Unauthorized
+from schemas.errors import Forbidden, FunctionNotFound, NotFound, Unauthorized
 from schemas.invocations import CallerInfo
 from schemas.tokens import Action, Grants, TokenRecord
 
@@ -37,6 +37,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 CALLER = "computebus.caller"  # where a guarded request keeps its Caller (in the ASGI scope)
 # The console's page and files hold no data: it asks for a token before calling the API.
 ALWAYS_PUBLIC = frozenset({"/healthz", "/readyz", "/console", "/console/{asset}"})
+# HTTP routes (``/r/...``): each route says whether it takes a token (``Access.route_caller``).
+ROUTED_PATHS = frozenset({"/r/{path:path}"})
 # Public when settings.ops_public (by default, only on loopback).
 OPS_PATHS = frozenset({"/metrics", "/openapi.json", "/docs", "/docs/{asset}"})
 
@@ -169,6 +171,24 @@ class Access:
         """Whether the token ``caller`` came with is still valid: not revoked, not expired."""
         record = self.tokens.get(caller.token_id)
         return record is not None and live(record)
+    async def route_caller(self, request: Request, ct: str, *, public: bool) -> Caller | None:
+        """Who may go through an HTTP route to a function of ``ct``: anyone when it is public
+        (its headers are the sender's, a token among them is not read), else a token that may
+        invoke in ``ct``, as for ``POST .../invoke``; raises 401, 403 or 404."""
+        if public:
+            return None
+        token = self.presented(request)
+        if token is None:
+            raise Unauthorized("a token is required (Authorization: Bearer <token>)")
+        caller = self.caller(token)
+        if caller is None:
+            await self._failed(request)
+            raise Unauthorized("the token is not valid (unknown, expired or revoked)")
+        if not caller.grants.allows("invoke", ct):
+            if not caller.grants.sees(ct):
+                raise NotFound(f"no HTTP route {request.method} {request.url.path}")
+            raise Forbidden(f"the token may not invoke in collection {ct}")
+        return caller
 
     async def _is_public(self, request: Request) -> bool:
         """Whether the function of the path opted in to invocation without a token."""

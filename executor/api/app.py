@@ -15,6 +15,7 @@ from executor.api import (
     console,
     docs,
     functions,
+    http_routes,
     invocations,
     lifecycle,
     live,
@@ -22,6 +23,7 @@ from executor.api import (
     schedules,
     stats,
     tokens,
+    triggers,
 )
 from executor.api.access import Access
 from executor.api.context import ApiContext, ctx_of
@@ -93,6 +95,8 @@ def build_app(ctx: ApiContext) -> Starlette:
             *lifecycle.routes,
             *schedules.routes,
             *tokens.routes,
+            *triggers.routes,
+            *http_routes.routes,
             *ops.routes,
             *docs.routes,
             *console.routes,

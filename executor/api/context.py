@@ -22,6 +22,7 @@ from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
 from executor.functions.schedules import Schedules
 from executor.functions.service import FunctionService
+from executor.functions.triggers import Triggers
 from executor.settings import Settings
 from executor.tracing import NO_TRACING, Tracing
 from schemas import ids
@@ -49,6 +50,7 @@ class ApiContext:
     metrics: ApiMetrics
     live: EventStreams  # the live invocation streams open
     schedules: Schedules
+    triggers: Triggers
     tracing: Tracing = NO_TRACING
 
 

@@ -112,6 +112,7 @@ async def get_function(request: Request) -> Response:
     view.publish_blockers = await ctx.updates.publish_blockers(ct, ft, latest)
     view.publishable = not view.publish_blockers
     view.schedules = await ctx.schedules.list(ct, ft)
+    view.triggers = ctx.triggers.store.of_function(ct, ft)
     return body(view)
 
 

@@ -13,7 +13,7 @@ from bus import subjects
 from bus.streams import REPLY_HEADROOM
 from executor.api import async_invocations
 from executor.api.access import INVOKE, READ, caller_info, guarded_route
-from executor.api.context import ctx_of, function_ref
+from executor.api.context import ApiContext, ctx_of, function_ref
 from executor.api.responses import body, error_response, query_int, raw_body, read_body, results
 from executor.tracing import SPAN_INVOKE
 from schemas.codec import decode_as, json_decoder, nested_too_deeply
@@ -27,6 +27,7 @@ from schemas.errors import (
     detail,
     error_from_code,
 )
+from schemas.functions import Revision
 from schemas.headers import (
     H_ERROR_CODE,
     H_INVOCATION_ID,
@@ -35,7 +36,7 @@ from schemas.headers import (
     new_invocation_id,
 )
 from schemas.ids import is_invocation_id
-from schemas.invocations import InvokeRequest
+from schemas.invocations import CallerInfo, InvokeRequest
 from schemas.trace_context import (
     TRACEPARENT,
     TRACESTATE,
@@ -174,13 +175,35 @@ async def _invoke(
     labels.revision = rev.number
     # The resolved number, not the alias: this API's view already has its own alias moves, so
     # a promote or a rollback made here takes effect on the very next invocation.
+    result = await call_worker(
+        ctx,
+        (ct, ft, rev),
+        payload,
+        invocation_id,
+        caller_info(request),
+        trace,
+        request.headers.get(H_TIMEOUT),
+    )
+    return raw_body(result, 200, headers), "ok"
+
+
+async def call_worker(
+    ctx: ApiContext,
+    target: tuple[str, str, Revision],
+    payload: bytes,
+    invocation_id: str,
+    caller: CallerInfo,
+    trace: TraceContext,
+    timeout_ms: str | None,
+) -> bytes:
+    """A sync invocation of one revision on a worker: its result, or the error it failed with."""
+    ct, ft, rev = target
     call_headers = {
         H_INVOCATION_ID: invocation_id,
         H_REVISION: str(rev.number),
-        **ctx.seal.headers(invocation_id, caller_info(request)),
+        **ctx.seal.headers(invocation_id, caller),
         **trace.headers(),
     }
-    timeout_ms = request.headers.get(H_TIMEOUT)
     if timeout_ms:
         call_headers[H_TIMEOUT] = timeout_ms
     try:
@@ -197,7 +220,8 @@ async def _invoke(
     if reply.headers and H_ERROR_CODE in reply.headers:
         wire = json_decoder.decode(reply.data)
         raise error_from_code(wire.get("code", ""), wire.get("error", ""), wire.get("details"))
-    return raw_body(reply.data, 200, headers), "ok"
+    data: bytes = reply.data
+    return data
 
 
 async def list_invocations(request: Request) -> Response:

@@ -5,6 +5,7 @@ build, so the document cannot drift from what the app serves."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import msgspec
@@ -32,6 +33,7 @@ from executor.api.stats import WINDOW_DEFAULT_S, WINDOW_MAX_S, WINDOW_MIN_S
 from executor.settings import env_name
 from schemas import ids
 from schemas.invocation_stats import MAX_BUCKETS
+from schemas.triggers import HTTP_METHODS, TRIGGER_ID
 
 VERSION = "0.1.0"
 _SECURITY_SCHEMES = {
@@ -45,6 +47,7 @@ TAGS = [
     {"name": "schedules", "description": "run a function on a cron or interval schedule"},
     {"name": "collections", "description": "collections and runtimes"},
     {"name": "tokens", "description": "API tokens (admin)"},
+    {"name": "triggers", "description": "HTTP routes to functions, and the routes themselves"},
     {"name": "ops", "description": "health, readiness, metrics, this document and its viewer"},
 ]
 _INVOKE = (
@@ -59,6 +62,15 @@ _N = path_param("n", {"type": "integer", "minimum": 1, "maximum": 999_999_999}, 
 _PROMOTE = flag("promote", True, "move production to the new revision")
 _FORCE = flag("force", False, "promote past the schema compatibility gate")
 _TEXT = {"type": "string"}
+_TRIGGER_ID = path_param("id", {"type": "string", "pattern": TRIGGER_ID.pattern}, "trigger id")
+_ROUTE = (
+    "The HTTP route (POST /compute/triggers, type http) whose path is the longest prefix of "
+    "this one, for this method (else one of ANY), invokes its function with the request as a "
+    "Lambda function-URL event (version 2.0) and answers with the result: one of the shape "
+    "{statusCode, headers, body, isBase64Encoded} is the response, any other is JSON with 200. "
+    "A route that is not public takes a token that may invoke in the function's collection. "
+    "X-Compute-Revision names the revision that served."
+)
 _WINDOW = query(
     "window",
     {
@@ -401,6 +413,70 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         parameters=(path_param("id", {"type": "string"}, "token id"),),
         errors=(404, 409),
     ),
+    ("POST", "/compute/triggers"): Op(
+        "createTrigger",
+        "triggers",
+        "Create a trigger (type http: an HTTP route under /r/)",
+        201,
+        body_of("HttpTrigger"),
+        request="HttpTriggerSpec",
+        errors=(400, 403, 404, 409, 413),
+    ),
+    ("GET", "/compute/triggers"): Op(
+        "listTriggers",
+        "triggers",
+        "Triggers on the collections the token can read",
+        200,
+        list_of("HttpTrigger"),
+        parameters=(
+            query("collection_topic", {"type": "string", "pattern": ids.COLLECTION_TOPIC.pattern}),
+        ),
+        errors=(400,),
+    ),
+    ("GET", "/compute/triggers/{id}"): Op(
+        "getTrigger",
+        "triggers",
+        "One trigger",
+        200,
+        body_of("HttpTrigger"),
+        parameters=(_TRIGGER_ID,),
+        errors=(403, 404),
+    ),
+    ("PATCH", "/compute/triggers/{id}"): Op(
+        "updateTrigger",
+        "triggers",
+        "Switch a trigger off or on",
+        200,
+        body_of("HttpTrigger"),
+        request="TriggerPatch",
+        parameters=(_TRIGGER_ID,),
+        errors=(400, 403, 404),
+    ),
+    ("DELETE", "/compute/triggers/{id}"): Op(
+        "deleteTrigger",
+        "triggers",
+        "Delete a trigger",
+        200,
+        body_of("HttpTrigger"),
+        parameters=(_TRIGGER_ID,),
+        errors=(403, 404),
+    ),
+    **{
+        (method, "/r/{path:path}"): Op(
+            f"route{method.capitalize()}",
+            "triggers",
+            f"{method} through an HTTP route",
+            200,
+            {"description": "what the function answered"},
+            description=_ROUTE,
+            media_types=("*/*",),
+            parameters=(path_param("path", {"type": "string"}, "the path after /r"),),
+            errors=(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
+            invocation_header=True,
+        )
+        for method in HTTP_METHODS
+        if method != "HEAD"
+    },
     ("GET", "/healthz"): Op("getHealth", "ops", "Liveness", 200, ref("Health")),
     ("GET", "/readyz"): Op(
         "getReadiness",
@@ -465,6 +541,11 @@ OPERATIONS: dict[tuple[str, str], Op] = {
 }
 
 
+def openapi_path(path: str) -> str:
+    """A route's path as OpenAPI writes it: ``{path:path}`` is ``{path}``."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
 def openapi_document(routes: Sequence[BaseRoute]) -> bytes:
     """The document for the app whose route table is ``routes``."""
     paths: dict[str, dict[str, object]] = {}
@@ -478,7 +559,8 @@ def openapi_document(routes: Sequence[BaseRoute]) -> bytes:
             if op is None:
                 raise LookupError(f"{method} {route.path} is routed but not in OPERATIONS")
             rule = getattr(route.endpoint, "rule", None)
-            paths.setdefault(route.path, {})[method.lower()] = operation(op, rule, route.path)
+            shown = openapi_path(route.path)
+            paths.setdefault(shown, {})[method.lower()] = operation(op, rule, route.path)
     unrouted = sorted(set(OPERATIONS) - routed)
     if unrouted:
         raise LookupError(f"OPERATIONS describes routes the app does not have: {unrouted}")

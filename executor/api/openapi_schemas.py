@@ -24,6 +24,7 @@ from schemas.invocation_stats import CollectionStats, FunctionStats
 from schemas.invocations import Accepted, DeadLetterView, InvokeRequest, MonitorRecord
 from schemas.schedules import ScheduleRequest, ScheduleView
 from schemas.tokens import CreatedToken, CreateTokenRequest, TokenView
+from schemas.triggers import HttpTrigger, HttpTriggerSpec, TriggerPatch
 
 _TYPES = (
     Accepted,
@@ -45,6 +46,9 @@ _TYPES = (
     CreateTokenRequest,
     CreatedToken,
     TokenView,
+    HttpTriggerSpec,
+    HttpTrigger,
+    TriggerPatch,
 )
 _HAND_SCHEMAS: dict[str, Schema] = {
     "InvocationResult": {"description": "the handler's result (any JSON value)"},

@@ -1,5 +1,6 @@
-"""Per-function rate limits (``limits.rps`` with ``burst``) for HTTP invocations, shared out
-between the API processes: each API keeps a token bucket per limited function that refills at
+"""Per-function and per-HTTP-route rate limits (``limits.rps`` with ``burst``) for HTTP
+invocations, shared out between the API processes: each API keeps a token bucket per limited
+function (and route) that refills at
 ``rps / n`` with room for ``burst / n``, where ``n`` is how many APIs answered its last ping.
 
 Behind a balancer that spreads calls evenly the sum over all APIs stays at ``rps``; with skewed
@@ -16,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -25,6 +26,7 @@ from bus import subjects
 from bus.workers import count_answers
 from schemas.errors import RateLimited
 from schemas.functions import FunctionLimits
+from schemas.triggers import RouteLimits
 
 log = logging.getLogger("computebus.api")
 
@@ -75,21 +77,30 @@ class RateLimits:
 
     def take(self, ct: str, ft: str, limits: FunctionLimits) -> None:
         """Spend one call of the function's rate here; raise ``RateLimited`` when none is left."""
-        if limits.rps is UNSET:
-            return
+        if limits.rps is not UNSET:
+            self._spend((ct, ft), limits.rps, limits.burst, f"{ct}/{ft}")
+
+    def take_route(self, route_id: str, path: str, limits: RouteLimits) -> None:
+        """Spend one call of an HTTP route's rate here (the route's bucket, not its function's)."""
+        if limits.rps is not UNSET:
+            self._spend(("route", route_id), limits.rps, limits.burst, f"the route {path}")
+
+    def _spend(
+        self, key: tuple[str, str], rate: float, given_burst: int | UnsetType, what: str
+    ) -> None:
         share = 1 / self.apis
-        rps = limits.rps * share
-        burst = max(1.0, (limits.burst if limits.burst is not UNSET else limits.rps) * share)
+        rps = rate * share
+        burst = max(1.0, (given_burst if given_burst is not UNSET else rate) * share)
         now = time.monotonic()
-        bucket = self._buckets.get((ct, ft))
+        bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[(ct, ft)] = _Bucket(burst, now)
+            bucket = self._buckets[key] = _Bucket(burst, now)
         bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rps)
         bucket.updated = now
         if bucket.tokens < 1:
             wait_s = min(_MAX_WAIT_S, math.ceil((1 - bucket.tokens) / rps))
             raise RateLimited(
-                f"{ct}/{ft} is limited to {limits.rps:g} invocations a second; retry in {wait_s} s",
+                f"{what} is limited to {rate:g} invocations a second; retry in {wait_s} s",
                 retry_after_s=wait_s,
             )
         bucket.tokens -= 1

@@ -17,6 +17,7 @@ from bus.embedded import callout_keys_beside
 from bus.nats_callout import load_callout_keys, store_callout_keys
 from bus.stores import Stores
 from bus.tokens import TokenStore
+from bus.triggers import TriggerStore
 from executor.api.admin_token import ensure_admin_token
 from executor.api.app import build_app
 from executor.api.context import ApiContext
@@ -29,6 +30,7 @@ from executor.api.worker_watch import WorkerWatch
 from executor.functions.changes import FunctionUpdates
 from executor.functions.schedules import Schedules
 from executor.functions.service import FunctionService
+from executor.functions.triggers import Triggers
 from executor.settings import Settings
 from executor.tracing import tracing_for
 
@@ -98,6 +100,9 @@ async def run_api(
     tokens = await TokenStore.open(bus.nc.jetstream(), replicas=settings.replicas)
     await ensure_admin_token(tokens, settings.data_dir)
     nats_auth = await _answer_auth_callout(bus, tokens, url, settings)
+    trigger_store = await TriggerStore.open(bus.nc.jetstream(), replicas=settings.replicas)
+    triggers = Triggers(trigger_store, bus.view, bus.nc)
+    await trigger_store.start()
     rate_limits = RateLimits(bus.nc)
     await rate_limits.start()
     workers = WorkerWatch(bus.nc)
@@ -111,7 +116,7 @@ async def run_api(
         queue=bus.queue,
         dead_letters=bus.dead_letters,
         functions=functions,
-        updates=FunctionUpdates(functions, bus.view),
+        updates=FunctionUpdates(functions, bus.view, triggers),
         tokens=tokens,
         rate_limits=rate_limits,
         workers=workers,
@@ -120,6 +125,7 @@ async def run_api(
         metrics=ApiMetrics(bus.nc, settings.metrics_max_functions),
         live=EventStreams(settings.live_streams_max),
         schedules=Schedules(bus.nc, bus.schedules, bus.view),
+        triggers=triggers,
         tracing=tracing,
     )
     sock = bind(settings.host, settings.port)
@@ -161,5 +167,6 @@ async def run_api(
         if nats_auth is not None:
             await nats_auth.close()
         await tokens.close()
+        await trigger_store.close()
         await bus.close()
         await asyncio.to_thread(tracing.close)

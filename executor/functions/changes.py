@@ -19,6 +19,7 @@ from bus.workers import probe_revision, sync_workers
 from executor.bundle.rules import check_asset_count
 from executor.functions.rules import unpublishable
 from executor.functions.service import FunctionService, RevisionDraft
+from executor.functions.triggers import Triggers
 from executor.functions.views import function_view
 from schemas.codec import decode_as, encode
 from schemas.compatibility import incompatibilities
@@ -53,8 +54,9 @@ class FunctionUpdates:
     """Changes after create: new revisions, alias moves (through the schema gate), metadata,
     delete."""
 
-    def __init__(self, functions: FunctionService, view: RegistryView) -> None:
+    def __init__(self, functions: FunctionService, view: RegistryView, triggers: Triggers) -> None:
         self.functions = functions
+        self.triggers = triggers
         self.registry = functions.registry
         self.view = view
 
@@ -263,6 +265,7 @@ class FunctionUpdates:
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue
             self.view.forget_function(ct, ft)
+            await self.triggers.function_deleted(ct, ft)
             view = function_view(record, revision, "deleted")
             view.modified = int(time.time())
             await self.functions.nc.publish(subjects.event_subject(ct, ft, "deleted"), encode(view))

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from starlette.routing import Route
 
 from bus import subjects
-from executor.api.access import ALWAYS_PUBLIC, OPS_PATHS
+from executor.api.access import ALWAYS_PUBLIC, OPS_PATHS, ROUTED_PATHS
 from executor.api.app import build_app
 from schemas.tokens import ADMIN_TOKEN_FILE
 from tests.helpers import MakeFunction, Stack, function_body, second_api, wait_for_record
@@ -59,7 +59,7 @@ def test_every_route_is_guarded_or_public() -> None:
     unguarded = [
         f"{sorted(route.methods or [])} {route.path}"
         for route in route_table()
-        if not hasattr(route.endpoint, "rule") and route.path not in ALWAYS_PUBLIC
+        if not hasattr(route.endpoint, "rule") and route.path not in ALWAYS_PUBLIC | ROUTED_PATHS
     ]
     assert unguarded == []
     assert {r.path for r in route_table()} >= OPS_PATHS

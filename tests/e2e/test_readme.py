@@ -1,9 +1,9 @@
 """README.md's examples run as written, against a fresh ``computebus serve`` started the way
 the README says (default, relative data dir): every ``sh`` and ``python`` block of the first
-minute, of "Lifecycle", of "Async invocations", of "Schedules" and of "What to scrape", in
-order, with the printed URLs and the ids they create put in for the README's placeholders. A
-``# -> {...}`` comment (without ``...``) is checked against what the block printed, whitespace
-aside."""
+minute, of "Lifecycle", of "HTTP routes", of "Async invocations", of "Schedules" and of "What
+to scrape", in order, with the printed URLs and the ids they create put in for the README's
+placeholders. A ``# -> {...}`` comment (without ``...``) is checked against what the block
+printed, whitespace aside."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 SECTIONS = (
     "A first function in under a minute",
     "Lifecycle: stage, invoke by alias, promote, roll back",
+    "HTTP routes",
     "Async invocations",
     "Schedules",
     "What to scrape",

@@ -13,7 +13,7 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from executor.api.openapi import TAGS, openapi_document
+from executor.api.openapi import TAGS, openapi_document, openapi_path
 from executor.api.openapi_parts import STATUS_NAMES
 from schemas.errors import ERRORS_BY_CODE
 from tests.executor.api.bare_app import bare_app, client
@@ -29,7 +29,7 @@ def doc() -> Doc:
 
 def routed() -> set[tuple[str, str]]:
     return {
-        (method.lower(), route.path)
+        (method.lower(), openapi_path(route.path))
         for route in bare_app(ops_open=True).routes
         if isinstance(route, Route)
         for method in route.methods or ()

@@ -1,0 +1,157 @@
+"""Managing triggers: checking a create body against the function it names, storing it, switching
+it off and on, deleting it (alone or with its function); each change publishes the function's
+``event.updated`` with its ``triggers``. Also which revision an HTTP route's request runs."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+
+import msgspec
+from msgspec import UNSET
+from nats.aio.client import Client
+
+from bus import subjects
+from bus.registry_view import RegistryView
+from bus.triggers import TriggerStore
+from executor.functions.route_table import RouteTable
+from executor.functions.views import function_view
+from schemas import ids
+from schemas.codec import decode_as, encode
+from schemas.errors import FunctionNotFound, InvalidRequest, detail
+from schemas.functions import FunctionRecord
+from schemas.ids import DEFAULT_ALIAS
+from schemas.rates import check_rate
+from schemas.triggers import (
+    FunctionTarget,
+    HttpTrigger,
+    HttpTriggerSpec,
+    Trigger,
+    TriggerSpec,
+    check_route_path,
+    check_traffic_shape,
+)
+
+
+def new_trigger_id() -> str:
+    return f"trg_{secrets.token_hex(8)}"
+
+
+def pick_revision(traffic: dict[str, int], invocation_id: str) -> int:
+    """The revision of ``traffic`` an invocation runs: its id (random) hashed to 0..99 and
+    placed on the weights laid end to end in revision order, so the split holds on average and
+    any one choice can be checked from the id."""
+    point = int.from_bytes(hashlib.sha256(invocation_id.encode()).digest()[:8], "big") % 100
+    for number, weight in sorted((int(k), w) for k, w in traffic.items()):
+        if point < weight:
+            return number
+        point -= weight
+    raise ValueError("traffic weights do not add up to 100")
+
+
+class Triggers:
+    """Create, switch, delete and route triggers; the route table follows the store's watch."""
+
+    def __init__(self, store: TriggerStore, view: RegistryView, nc: Client) -> None:
+        self.store = store
+        self.view = view
+        self.nc = nc
+        self.routes = RouteTable()
+        store.on_change.append(self.routes.changed)
+
+    async def create(self, data: bytes, authorize: Callable[[str], None]) -> Trigger:
+        """A new trigger from a create body; ``authorize`` raises unless the caller may deploy
+        in the collection it names."""
+        spec = decode_as(TriggerSpec, data)
+        ct = spec.function.collection_topic
+        if not ids.COLLECTION_TOPIC.fullmatch(ct):
+            reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
+            raise InvalidRequest(
+                f"/function/collection_topic {reason}",
+                [detail("/function/collection_topic", reason)],
+            )
+        authorize(ct)
+        record = await self._function(ct, spec.function.service)
+        trigger = await self._http_route(record, spec)
+        holder = await self.store.claimed_by(trigger.method, trigger.path)
+        if holder is not None and await self.view.function(*holder) is None:
+            await self.store.release_claim(trigger.method, trigger.path)  # an orphan's
+        await self.store.create(trigger)
+        await self.announce(record.collection_topic, record.service)
+        return trigger
+
+    async def _function(self, ct: str, ref: str) -> FunctionRecord:
+        service = await self.view.service_of(ct, ref)
+        record = await self.view.function(ct, service) if service is not None else None
+        if record is None:
+            raise FunctionNotFound(
+                f"function {ct}/{ref} does not exist (no such name or service id)",
+                [detail("/function/service", "no such function")],
+            )
+        return record
+
+    async def _http_route(self, record: FunctionRecord, spec: HttpTriggerSpec) -> HttpTrigger:
+        ct, ft = record.collection_topic, record.service
+        path = check_route_path(spec.path)
+        check_rate(spec.limits.rps, spec.limits.burst, "/limits")
+        if spec.traffic is UNSET:
+            numbers = [record.aliases.get(DEFAULT_ALIAS, record.latest_revision)]
+        else:
+            numbers = list(check_traffic_shape(spec.traffic))
+        timeouts = []
+        for number in numbers:
+            revision = await self.view.revision(ct, ft, number)
+            if revision is None:
+                where = f"/traffic/{number}"
+                raise InvalidRequest(
+                    f"{where}: function {ct}/{ft} has no revision {number}",
+                    [detail(where, "no such revision")],
+                )
+            timeouts.append(revision.timeout)
+        if spec.timeout is not UNSET and not 1 <= spec.timeout <= min(timeouts):
+            reason = f"must be 1 to {min(timeouts)} ms (the function's timeout), got {spec.timeout}"
+            raise InvalidRequest(f"/timeout: {reason}", [detail("/timeout", reason)])
+        now = int(time.time())
+        return HttpTrigger(
+            id=new_trigger_id(),
+            function=FunctionTarget(collection_topic=ct, service=ft),
+            method=spec.method,
+            path=path,
+            public=spec.public,
+            limits=spec.limits,
+            timeout=spec.timeout,
+            traffic=spec.traffic,
+            enabled=spec.enabled,
+            created=now,
+            modified=now,
+        )
+
+    async def set_enabled(self, trigger: Trigger, enabled: bool) -> Trigger:
+        changed = msgspec.structs.replace(trigger, enabled=enabled, modified=int(time.time()))
+        await self.store.update(changed)
+        await self.announce(trigger.function.collection_topic, trigger.function.service)
+        return changed
+
+    async def delete(self, trigger: Trigger) -> None:
+        await self.store.delete(trigger)
+        await self.announce(trigger.function.collection_topic, trigger.function.service)
+
+    async def function_deleted(self, ct: str, ft: str) -> None:
+        """Its triggers go with it (no event: the function's ``deleted`` says it all)."""
+        await self.store.delete_of_function(ct, ft)
+
+    async def announce(self, ct: str, ft: str) -> None:
+        """``event.updated`` of the function, with its triggers as they are now."""
+        record = await self.view.function(ct, ft)
+        if record is None:
+            return
+        number = record.aliases.get(DEFAULT_ALIAS, record.latest_revision)
+        revision = await self.view.revision(ct, ft, number)
+        if revision is None:
+            return
+        view = function_view(record, revision, "updated")
+        view.triggers = self.store.of_function(ct, ft)
+        await self.nc.publish(subjects.event_subject(ct, ft, "updated"), encode(view))
+        await self.nc.flush()
