@@ -91,6 +91,22 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
 ) -> None:
     greeter, ledger = two
     expect.set_options(timeout=15_000)
+    schedule = await http.post(
+        f"{greeter.path}/schedules",
+        json={"name": "new-year", "cron": "0 0 0 1 1 *", "payload": {"name": "year"}},
+    )
+    assert schedule.status_code == 201, schedule.text
+    hook = f"/hooks/{greeter.collection}"
+    route = await http.post(
+        "/compute/triggers",
+        json={
+            "type": "http",
+            "method": "POST",
+            "path": hook,
+            "function": {"collection_topic": greeter.collection, "service": greeter.service},
+        },
+    )
+    assert route.status_code == 201, route.text
     page, errors = await open_console(browser, stack)
 
     # Functions: both listed under their collection; the filter narrows to one.
@@ -106,6 +122,8 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
     # A function: its config and its code.
     await expect(page.locator("h1")).to_have_text("greeter")
     await expect(page.locator("#schema-input")).to_contain_text('"minLength": 1')
+    await expect(page.locator("#triggers")).to_contain_text("schedule new-year: cron 0 0 0 1 1 *")
+    await expect(page.locator("#triggers")).to_contain_text(f"POST /r{hook} · token · production")
     await shot(page, "function")
     await page.get_by_role("link", name="Code").click()
     await expect(page.locator("pre.source")).to_contain_text('print("greeting", event["name"])')
@@ -261,6 +279,8 @@ async def test_a_phone_width_keyboard_only_and_hostile_text_stay_safe(
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{path or 'functions'}: the page is {width} px wide at 390"
     await shot(page, "phone-function")
+    await page.goto(f"{stack.api}/console#/functions/%E0%A4%A/{fn.service}")
+    await expect(page.locator("main h1")).to_have_text("Not found")
     assert unexpected(errors) == []
 
 

@@ -695,3 +695,30 @@ async def test_numbers_print_as_python_repr_after_the_json_trip(checker: Page) -
         numbers,
     )
     assert [(p, sent) for p, sent in printed if p != repr(decode_json(sent))] == []
+
+
+async def test_a_schema_made_to_explode_is_left_to_the_server(checker: Page) -> None:
+    """Nested references that fan out (2**25 visits) and a pattern that backtracks forever
+    must not freeze the tab: the page gives up and reports nothing, the server decides."""
+    defs: dict[str, Any] = {"d0": {"type": "string"}}
+    for level in range(1, 26):
+        ref = {"$ref": f"#/$defs/d{level - 1}"}
+        defs[f"d{level}"] = {"allOf": [ref, ref]}
+    fanning = {"$defs": defs, "$ref": "#/$defs/d25"}
+    found = await checker.evaluate(
+        """async ([schema, subject]) => {
+          const { validate } = await import("/schema_check.js");
+          const { pythonPattern } = await import("/python_pattern.js");
+          return {
+            fanning: validate(schema, "a valid string"),
+            pattern: pythonPattern("^(a+)+$"),
+            backtracking: validate({ type: "string", pattern: "^(a+)+$" }, subject),
+            plain: validate({ type: "string", pattern: "^(ab)+$" }, "abx"),
+          };
+        }""",
+        [fanning, "a" * 40 + "!"],
+    )
+    assert found["fanning"] == []
+    assert found["pattern"] is None
+    assert found["backtracking"] == []
+    assert found["plain"] == [{"path": "/", "message": "'abx' does not match '^(ab)+$'"}]

@@ -52,12 +52,22 @@ function route() {
   leave = () => {};
   for (const [pattern, show] of ROUTES) {
     const match = location.hash.match(pattern);
-    if (match) {
+    if (match && decodes(match)) {
       leave = show(match) || (() => {});
       return;
     }
   }
   replace(view, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "All functions")));
+}
+
+// A hand-made address with a broken %-escape is "Not found", not an uncaught error.
+function decodes(match) {
+  try {
+    match.slice(1).forEach((part) => part && decodeURIComponent(part));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 window.addEventListener("hashchange", () => {

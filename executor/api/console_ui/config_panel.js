@@ -40,9 +40,34 @@ export function showConfig(panel, { fn }) {
         ]
       : null,
     fn.limits ? [h("h2", {}, "Limits"), h("pre", { class: "code" }, json(fn.limits))] : null,
+    h("h2", {}, "Triggers"),
+    triggers(fn),
     h("h2", {}, "Input schema"),
     h("pre", { class: "code", id: "schema-input" }, json(fn.schema?.input ?? null)),
     h("h2", {}, "Output schema"),
     h("pre", { class: "code", id: "schema-output" }, json(fn.schema?.output ?? null)),
   );
+}
+
+// What starts the function besides its callers: schedules and triggers (HTTP routes, subjects).
+function triggers(fn) {
+  const rows = [
+    ...(fn.schedules || []).map((s) => [
+      `schedule ${s.name}`,
+      `${s.cron ? `cron ${s.cron}` : `every ${s.every}`}${s.timezone ? ` (${s.timezone})` : ""}`,
+    ]),
+    ...(fn.triggers || []).map((t) => [`${t.type} ${t.id}`, describeTrigger(t)]),
+  ];
+  if (!rows.length) return h("p", { class: "muted", id: "triggers" }, "None: it runs when called.");
+  return h("ul", { id: "triggers", class: "triggers" }, rows.map(([what, how]) => h("li", {}, h("strong", {}, what), ": ", how)));
+}
+
+function describeTrigger(t) {
+  const state = t.enabled === false ? " · disabled" : "";
+  if (t.type === "http") {
+    const split = t.traffic ? Object.entries(t.traffic).map(([n, w]) => `r${n} ${w}%`).join(", ") : "production";
+    return `${t.method} /r${t.path} · ${t.public ? "public" : "token"} · ${split}${state}`;
+  }
+  if (t.type === "subject") return `messages on ${t.source}${t.alias ? ` to ${t.alias}` : ""}${state}`;
+  return json(t);
 }

@@ -19,7 +19,7 @@ const TABS = [
 ];
 
 export function showFunction(view, ct, ft, tab) {
-  const panel = h("section", { id: "panel", class: "panel", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
+  const panel = h("section", { id: "panel", class: "panel" }, h("p", { class: "muted" }, "Loading…"));
   const heading = h("h1", {}, ft);
   const meta = h("p", { class: "muted meta" }, `${ct} / ${ft}`);
   const base = `#/functions/${encodeURIComponent(ct)}/${encodeURIComponent(ft)}`;

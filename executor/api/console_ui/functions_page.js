@@ -10,7 +10,7 @@ export function showFunctions(view) {
     placeholder: "name, collection or service id",
     "aria-label": "Filter functions",
   });
-  const list = h("div", { id: "function-list", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
+  const list = h("div", { id: "function-list" }, h("p", { class: "muted" }, "Loading…"));
   replace(
     view,
     h("div", { class: "title-row" }, h("h1", {}, "Functions"), h("label", { class: "filter" }, "Filter ", filter)),

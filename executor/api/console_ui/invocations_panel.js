@@ -13,7 +13,7 @@ export function showInvocations(panel, { ct, ft }) {
   const filter = h("select", { id: "status-filter" }, h("option", { value: "" }, "any status"), STATUSES.map((s) => h("option", { value: s }, s)));
   const state = h("span", { id: "live-state", class: "badge" }, "connecting");
   const list = h("ol", { id: "invocation-list", class: "invocations" });
-  const summary = h("p", { class: "muted", id: "invocation-count" });
+  const summary = h("p", { class: "muted", id: "invocation-count", "aria-live": "polite" });
   const letters = h("div", { id: "dead-letters" }, h("p", { class: "muted" }, "Loading…"));
   const records = new Map(); // invocation id -> record, newest first
   let polling = null;
@@ -119,7 +119,7 @@ async function loadDeadLetters(ct, ft, area) {
         button.addEventListener("click", async () => {
           button.disabled = true;
           try {
-            const answer = await call("POST", fnPath(ct, ft, `/invocations/${letter.invocation_id}/retry`));
+            const answer = await call("POST", fnPath(ct, ft, `/invocations/${encodeURIComponent(letter.invocation_id)}/retry`));
             replace(outcome, notice("ok", `queued again as ${answer.body.invocation_id}`));
           } catch (error) {
             replace(outcome, errorNotice(error));

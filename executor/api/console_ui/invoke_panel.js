@@ -3,7 +3,7 @@
 // (schema_check.js) before it is sent; the server's 400 is shown the same way.
 import { ApiError, call, fnPath, get } from "./api.js";
 import { errorNotice, h, json, ms, notice, replace } from "./dom.js";
-import { validate } from "./schema_check.js";
+import { understands, validate } from "./schema_check.js";
 import { formFits, renderForm } from "./schema_form.js";
 
 const RECORD_WAIT_MS = 60_000;
@@ -23,7 +23,7 @@ export function showInvoke(panel, { ct, ft, fn }) {
     h("label", { class: "inline" }, h("input", { type: "radio", name: "invocation_type", value: "RequestResponse", checked: true }), " wait for the result"),
     h("label", { class: "inline" }, h("input", { type: "radio", name: "invocation_type", value: "Async" }), " Async (queued)"),
   );
-  const outcome = h("div", { id: "invoke-outcome", "aria-live": "polite" });
+  const outcome = h("div", { id: "invoke-outcome" });
   const send = h("button", { type: "submit", class: "primary", id: "invoke-send" }, "Invoke");
   const whole = h(
     "form",
@@ -58,7 +58,10 @@ export function showInvoke(panel, { ct, ft, fn }) {
       send.disabled = false;
     }
   });
-  replace(panel, h("h2", {}, "Invoke"), whole, outcome);
+  const unsure = schema !== null && !understands(schema)
+    ? h("p", { class: "hint", id: "invoke-unsure" }, "This schema uses keywords the page does not check; the server's answer decides.")
+    : null;
+  replace(panel, h("h2", {}, "Invoke"), unsure, whole, outcome);
   return () => abort.abort();
 
   // The payload, or undefined (with the problems shown) when it cannot be sent as it is.
@@ -136,7 +139,7 @@ export function showInvoke(panel, { ct, ft, fn }) {
 }
 
 function statusLine(status, elapsedMs, id) {
-  return h("p", { class: "status-line" }, h("span", { class: `badge s${String(status)[0]}xx`, id: "invoke-status" }, `HTTP ${status}`), ` in ${ms(elapsedMs)}`, id ? [" · invocation ", h("code", {}, id)] : null);
+  return h("p", { class: "status-line", role: "status" }, h("span", { class: `badge s${String(status)[0]}xx`, id: "invoke-status" }, `HTTP ${status}`), ` in ${ms(elapsedMs)}`, id ? [" · invocation ", h("code", {}, id)] : null);
 }
 
 export function recordView(record, { output = true } = {}) {

@@ -7,7 +7,10 @@
 // the `u` flag refuses. Refused (null): inline flags such as (?i), atomic groups, possessive
 // quantifiers, "[]...]" and anything else the browser will not compile with the `u` flag
 // (octal escapes, "\U", "\N{...}", a lone "{", POSIX classes). \p{...} names are passed
-// through: where both accept a name they are taken to mean the same.
+// through: where both accept a name they are taken to mean the same. Also refused: a repeated
+// group that itself repeats or alternates, such as "(a+)+" or "(a|aa)*", which the browser's
+// backtracking engine can take exponential time over (the server's check has a time budget;
+// a browser tab has none).
 
 const WORD = String.raw`\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}`;
 const BOUNDARY = `(?:(?<=[${WORD}])(?![${WORD}])|(?<![${WORD}])(?=[${WORD}]))`;
@@ -38,6 +41,7 @@ export function pythonPattern(source) {
 }
 
 function compile(source) {
+  if (mayBacktrackForever(source)) return null;
   const out = translate(source);
   if (out === null) return null;
   try {
@@ -85,4 +89,30 @@ function translate(source) {
     }
   }
   return out;
+}
+
+// Whether a quantified group holds a quantifier or an alternation (outside character classes).
+function mayBacktrackForever(source) {
+  const groups = []; // per open group: whether it repeats or alternates inside
+  let inClass = false;
+  for (let i = 0; i < source.length; i++) {
+    const char = source[i];
+    if (char === "\\") {
+      i++;
+    } else if (inClass) {
+      inClass = char !== "]";
+    } else if (char === "[") {
+      inClass = true;
+    } else if (char === "(") {
+      groups.push(false);
+    } else if (char === ")") {
+      const risky = groups.pop();
+      if (risky && /^[*+{]/.test(source.slice(i + 1))) return true;
+      if (risky && groups.length) groups[groups.length - 1] = true;
+      if (/^[*+{]/.test(source.slice(i + 1)) && groups.length) groups[groups.length - 1] = true;
+    } else if ("*+{|".includes(char) && groups.length) {
+      groups[groups.length - 1] = true;
+    }
+  }
+  return false;
 }

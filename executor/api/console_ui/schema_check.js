@@ -46,13 +46,25 @@ const DRAFTS = {
   "https://json-schema.org/draft/2020-12/schema": 2020,
 };
 
+// A schema can be written to make checking explode (nested $refs that fan out): past this many
+// subschema visits the page stops and leaves the verdict to the server, which has a time budget
+// of its own, rather than freeze the tab.
+const MAX_STEPS = 100_000;
+
+class TooLong extends Error {}
+
 export function validate(schema, value) {
   if (schema === null || schema === undefined || schema === true) return [];
   if (isObject(schema) && Object.keys(schema).length === 0) return [];
   const found = [];
-  for (const error of errorsOf(contextFor(schema), schema, value, [])) {
-    found.push(error);
-    if (found.length >= MAX_REPORTED) break;
+  try {
+    for (const error of errorsOf(contextFor(schema), schema, value, [])) {
+      found.push(error);
+      if (found.length >= MAX_REPORTED) break;
+    }
+  } catch (error) {
+    if (error instanceof TooLong) return [];
+    throw error;
   }
   return found;
 }
@@ -78,6 +90,7 @@ function contextFor(schema) {
     // "#/..." resolves against the root only while no subschema declares its own base URI.
     localRefs: ids <= (isObject(schema) && Object.hasOwn(schema, idKeyword) ? 1 : 0),
     known: new Map(),
+    steps: 0,
   };
 }
 
@@ -98,6 +111,7 @@ function* errorsOf(context, schema, instance, from, key) {
     yield fail(from, `False schema does not allow ${pyRepr(instance)}`);
     return;
   }
+  if (++context.steps > MAX_STEPS) throw new TooLong();
   const path = key === undefined ? from : [...from, key];
   if (!isObject(schema) || switchesDraft(context, schema)) return;
   for (const [keyword, value] of entriesOf(context, schema)) {
