@@ -59,6 +59,15 @@ def ctx_of(request: Request) -> ApiContext:
     return ctx
 
 
+def checked_collection(ct: str, field: str = "collection_topic") -> str:
+    """``ct``, or a 400 naming ``field`` (``?collection_topic`` for a query parameter) when it
+    is not a collection's name."""
+    if not ids.COLLECTION_TOPIC.fullmatch(ct):
+        reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
+        raise InvalidRequest(f"collection_topic {reason}", [detail(field, reason)])
+    return ct
+
+
 async def function_ref(request: Request) -> tuple[str, str]:
     """The ``{ct}/{ft}`` of the path, checked: a bad collection is a 400, a bad id a 404.
     ``ft`` may also be the function's name (a service id, nine digits, wins)."""

@@ -11,11 +11,10 @@ from starlette.responses import Response
 from bus.workers import ping_workers
 from executor.api import change_log
 from executor.api.access import ANY_TOKEN, READ, caller_of, guarded_route
-from executor.api.context import ApiContext, ctx_of, function_ref
+from executor.api.context import ApiContext, checked_collection, ctx_of, function_ref
 from executor.api.responses import body, query_int, read_body, results
 from executor.functions.views import function_view
-from schemas import ids
-from schemas.errors import Forbidden, FunctionNotFound, InvalidRequest, detail
+from schemas.errors import Forbidden, FunctionNotFound
 from schemas.functions import RUNTIMES, FunctionRecord, FunctionView, RuntimeView
 from schemas.ids import DEFAULT_ALIAS
 
@@ -83,18 +82,13 @@ def _readable(request: Request) -> Callable[[str], bool]:
 
 async def list_functions(request: Request) -> Response:
     ct = request.query_params.get("collection_topic") or None
-    if ct is not None and not ids.COLLECTION_TOPIC.fullmatch(ct):
-        reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
-        raise InvalidRequest(f"collection_topic {reason}", [detail("?collection_topic", reason)])
+    if ct is not None:
+        checked_collection(ct, "?collection_topic")
     return await _page(request, ct)
 
 
 async def collection_functions(request: Request) -> Response:
-    ct = request.path_params["ct"]
-    if not ids.COLLECTION_TOPIC.fullmatch(ct):
-        reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
-        raise InvalidRequest(f"collection_topic {reason}", [detail("collection_topic", reason)])
-    return await _page(request, ct)
+    return await _page(request, checked_collection(request.path_params["ct"]))
 
 
 async def get_function(request: Request) -> Response:

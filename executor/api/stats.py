@@ -10,10 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from executor.api.access import ANY_TOKEN, READ, caller_of, guarded_route
-from executor.api.context import ctx_of, function_ref
+from executor.api.context import checked_collection, ctx_of, function_ref
 from executor.api.responses import body, query_int
-from schemas import ids
-from schemas.errors import FunctionNotFound, InvalidRequest, detail
+from schemas.errors import FunctionNotFound
 from schemas.invocation_stats import (
     CollectionStats,
     check_step,
@@ -54,10 +53,7 @@ async def collection_invocation_stats(request: Request) -> Response:
     """Like the collection's function listing, a collection the token may not read shows
     nothing (and nothing of it is read)."""
     ctx = ctx_of(request)
-    ct = request.path_params["ct"]
-    if not ids.COLLECTION_TOPIC.fullmatch(ct):
-        reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
-        raise InvalidRequest(f"collection_topic {reason}", [detail("collection_topic", reason)])
+    ct = checked_collection(request.path_params["ct"])
     since, until = _window(request)
     caller = caller_of(request)
     if caller is None or not caller.grants.allows("read", ct):

@@ -9,11 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from executor.api.access import ANY_TOKEN, caller_of, guarded_route
-from executor.api.context import ctx_of
+from executor.api.context import checked_collection, ctx_of
 from executor.api.responses import body, read_body, results
-from schemas import ids
 from schemas.codec import decode_as
-from schemas.errors import Forbidden, InvalidRequest, NotFound, detail
+from schemas.errors import Forbidden, NotFound
 from schemas.tokens import Action
 from schemas.triggers import Trigger, TriggerPatch
 
@@ -36,9 +35,8 @@ async def create_trigger(request: Request) -> Response:
 
 async def list_triggers(request: Request) -> Response:
     ct = request.query_params.get("collection_topic") or None
-    if ct is not None and not ids.COLLECTION_TOPIC.fullmatch(ct):
-        reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
-        raise InvalidRequest(f"collection_topic {reason}", [detail("?collection_topic", reason)])
+    if ct is not None:
+        checked_collection(ct, "?collection_topic")
     found = [
         t
         for t in ctx_of(request).triggers.store.all()
