@@ -5,7 +5,7 @@ and, read from JetStream at each scrape, what the bus holds (``bus/bus_stats.py`
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry, generate_latest
@@ -30,7 +30,9 @@ _BUS_READ_S = 2.0
 class ApiMetrics:
     """What one API process counts; ``invoked`` runs once per invoke request."""
 
-    def __init__(self, nc: Client, max_functions: int) -> None:
+    def __init__(
+        self, nc: Client, max_functions: int, live_streams: Callable[[], int] = lambda: 0
+    ) -> None:
         self.nc = nc
         self.functions = FunctionLabels(max_functions)
         self.invocations = Counters(
@@ -53,6 +55,12 @@ class ApiMetrics:
             self.invocations,
             self.seconds,
             self.created,
+            Gauges(
+                "computebus_api_live_streams",
+                "Live invocation streams (server-sent events) open on this API.",
+                (),
+                lambda: [((), float(live_streams()))],
+            ),
             *connection_gauges(nc),
             *self._bus_gauges(),
         )

@@ -107,6 +107,7 @@ async def run_api(
     await rate_limits.start()
     workers = WorkerWatch(bus.nc)
     await workers.start()
+    live = EventStreams(settings.live_streams_max)
     ctx = ApiContext(
         nc=bus.nc,
         registry=bus.registry,
@@ -122,8 +123,8 @@ async def run_api(
         workers=workers,
         seal=bus.seal,
         settings=settings,
-        metrics=ApiMetrics(bus.nc, settings.metrics_max_functions),
-        live=EventStreams(settings.live_streams_max),
+        metrics=ApiMetrics(bus.nc, settings.metrics_max_functions, lambda: live.count),
+        live=live,
         schedules=Schedules(bus.nc, bus.schedules, bus.view),
         triggers=triggers,
         tracing=tracing,

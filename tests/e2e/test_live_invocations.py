@@ -202,6 +202,8 @@ async def test_streams_are_capped_per_api_and_end_when_it_stops(
             assert "1 live streams" in refused.json()["error"]
             assert "COMPUTEBUS_LIVE_STREAMS_MAX" in refused.json()["error"]
             assert int(refused.headers["retry-after"]) > 0
+            scraped = (await api.get("/metrics")).text
+            assert "\ncomputebus_api_live_streams 1.0\n" in scraped
             began = time.monotonic()
         stopped_in = time.monotonic() - began
         try:
