@@ -9,6 +9,9 @@ COLLECTION_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SERVICE_ID = re.compile(r"^[0-9]{9}$")
 INVOCATION_ID = COLLECTION_TOPIC  # the same alphabet and length
 DEFAULT_ALIAS = "production"
+# Path words beside invocation ids (``.../invocations/live``): never an invocation's id, or its
+# record could not be read by id.
+RESERVED_INVOCATION_IDS = frozenset({"live"})
 
 
 def is_function_ref(ct: str, ft: str) -> bool:
@@ -17,4 +20,4 @@ def is_function_ref(ct: str, ft: str) -> bool:
 
 
 def is_invocation_id(value: str) -> bool:
-    return bool(INVOCATION_ID.fullmatch(value))
+    return bool(INVOCATION_ID.fullmatch(value)) and value not in RESERVED_INVOCATION_IDS

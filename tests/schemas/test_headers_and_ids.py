@@ -92,3 +92,10 @@ def test_invocation_ids_follow_the_collection_alphabet() -> None:
     assert not ids.is_invocation_id("a>b")
     assert not ids.is_invocation_id("x" * 65)
     assert ids.DEFAULT_ALIAS == "production"
+
+
+def test_live_is_never_an_invocation_id() -> None:
+    """``.../invocations/live`` is the live stream; an invocation named so could not be read
+    (an Async message whose Nats-Msg-Id says ``live`` runs as ``async-<seq>``)."""
+    assert not ids.is_invocation_id("live")
+    assert ids.is_invocation_id("alive")
