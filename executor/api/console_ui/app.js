@@ -35,6 +35,7 @@ document.getElementById("token-button").addEventListener("click", () =>
 );
 
 whenUnauthorized((error) => {
+  document.getElementById("token-button").textContent = token() ? "Token refused" : "Set token";
   const sentence = token() ? "That token was refused: " : "The API needs a token: ";
   askForToken(sentence + error.message);
 });

@@ -39,7 +39,12 @@ export function showConfig(panel, { fn }) {
           ]),
         ]
       : null,
-    fn.limits ? [h("h2", {}, "Limits"), h("pre", { class: "code" }, json(fn.limits))] : null,
+    fn.limits
+      ? [
+          h("h2", {}, "Limits"),
+          facts(Object.entries(fn.limits).map(([name, value]) => [name.replaceAll("_", " "), value === null ? "the server's default" : typeof value === "object" ? json(value) : String(value)])),
+        ]
+      : null,
     h("h2", {}, "Triggers"),
     triggers(fn),
     h("h2", {}, "Input schema"),

@@ -1,21 +1,24 @@
 // Every function the token can read, by collection, with the last hour's invocations and error
 // rate (one stats call per collection), and a filter box.
-import { get } from "./api.js";
-import { errorNotice, h, ms, percent, replace } from "./dom.js";
+import { get, url } from "./api.js";
+import { errorNotice, h, ms, notice, percent, replace } from "./dom.js";
 
 export function showFunctions(view) {
   const filter = h("input", {
     id: "function-filter",
     type: "search",
-    placeholder: "name, collection or service id",
+    placeholder: "name, collection or id",
     "aria-label": "Filter functions",
   });
   const list = h("div", { id: "function-list" }, h("p", { class: "muted" }, "Loading…"));
+  const sandbox = h("div", { id: "sandbox" });
   replace(
     view,
     h("div", { class: "title-row" }, h("h1", {}, "Functions"), h("label", { class: "filter" }, "Filter ", filter)),
+    sandbox,
     list,
   );
+  showSandbox(sandbox);
   let functions = [];
   let stats = new Map();
   const draw = () => drawList(list, functions, stats, filter.value.trim().toLowerCase());
@@ -76,7 +79,7 @@ function drawList(list, functions, stats, needle) {
         h(
           "table",
           { class: "functions" },
-          h("thead", {}, h("tr", {}, ["Function", "Service", "Runtime", "Production", "Invocations (1 h)", "Errors", "p95"].map((t) => h("th", { scope: "col" }, t)))),
+          h("thead", {}, h("tr", {}, ["Function", "Service", "Runtime", "Production", "Invocations (1 h)", "Errors", "p95"].map((t, i) => h("th", { scope: "col", class: i >= 4 ? "num" : null }, t)))),
           h("tbody", {}, byCollection.get(ct).sort((a, b) => a.name.localeCompare(b.name)).map((f) => row(f, stats))),
         ),
       ),
@@ -99,4 +102,23 @@ function row(f, stats) {
     h("td", { "data-label": "Errors", class: `num${figures?.errors ? " bad" : ""}` }, figures ? percent(figures.error_rate) : "–"),
     h("td", { "data-label": "p95", class: "num" }, figures ? ms(figures.p95_ms) : "–"),
   );
+}
+
+// How handlers are isolated (GET /readyz, open to all), and a warning when the sandbox is the
+// weaker one a machine without bubblewrap or cgroups gets.
+async function showSandbox(area) {
+  let state;
+  try {
+    state = await (await fetch(url("readyz"))).json();
+  } catch {
+    return;
+  }
+  const level = Array.isArray(state.isolation) ? state.isolation.join(", ") : state.isolation;
+  if (!level) {
+    replace(area, notice("error", "No worker is running: invocations will fail until one starts (computebus worker)."));
+  } else if (state.isolation_gaps?.length) {
+    replace(area, notice("error", `Handlers run in the weaker ${level} sandbox: ${state.isolation_gaps.join("; ")}.`));
+  } else {
+    replace(area, h("p", { class: "muted" }, `Handlers run in the ${level} sandbox.`));
+  }
 }

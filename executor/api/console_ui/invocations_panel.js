@@ -31,7 +31,10 @@ export function showInvocations(panel, { ct, ft }) {
   const draw = () => {
     const shown = [...records.values()].filter((r) => !filter.value || r.status === filter.value).slice(0, SHOWN);
     replace(list, shown.map(item));
-    summary.textContent = shown.length ? `${shown.length} shown, newest first.` : "No invocations yet.";
+    const which = filter.value ? ` ${filter.value}` : "";
+    summary.textContent = shown.length
+      ? `The newest ${shown.length}${which} (at most ${SHOWN}), newest first.`
+      : filter.value ? `No ${filter.value} invocations.` : "No invocations yet.";
   };
 
   async function load() {
@@ -120,7 +123,8 @@ async function loadDeadLetters(ct, ft, area) {
           button.disabled = true;
           try {
             const answer = await call("POST", fnPath(ct, ft, `/invocations/${encodeURIComponent(letter.invocation_id)}/retry`));
-            replace(outcome, notice("ok", `queued again as ${answer.body.invocation_id}`));
+            replace(outcome, notice("ok", `queued again as ${answer.body.invocation_id}; its record shows how it goes`));
+            button.remove(); // this dead letter is spent; a new failure makes a new one
           } catch (error) {
             replace(outcome, errorNotice(error));
             button.disabled = false;

@@ -14,7 +14,7 @@ export function showInvoke(panel, { ct, ft, fn }) {
   const formArea = h("div", { id: "invoke-fields" });
   const raw = h("textarea", { id: "invoke-json", rows: "8", spellcheck: "false", "aria-label": "Payload as JSON" }, "{}");
   const rawArea = h("div", { class: "raw", hidden: fits }, h("label", { for: "invoke-json" }, "Payload (JSON)"), raw, h("div", { id: "raw-errors" }));
-  const form = fits ? renderForm(schema, formArea, { idPrefix: "in" }) : null;
+  let form = fits ? renderForm(schema, formArea, { idPrefix: "in" }) : null;
   const asJson = h("input", { type: "checkbox", id: "invoke-raw", checked: !fits, disabled: !fits });
   const kind = h(
     "fieldset",
@@ -28,9 +28,9 @@ export function showInvoke(panel, { ct, ft, fn }) {
   const whole = h(
     "form",
     { id: "invoke-form", novalidate: true },
+    h("p", {}, h("label", { class: "inline" }, asJson, " Edit as JSON"), fits ? null : h("span", { class: "muted" }, schema ? " (this schema has no form; the server checks what the page cannot)" : " (no input schema: any JSON)")),
     fits ? h("div", { hidden: asJson.checked }, formArea) : null,
     rawArea,
-    h("p", {}, h("label", { class: "inline" }, asJson, " Edit as JSON"), fits ? null : h("span", { class: "muted" }, schema ? " (this schema has no form; the server checks what the page cannot)" : " (no input schema: any JSON)")),
     kind,
     h("p", {}, send),
   );
@@ -38,6 +38,9 @@ export function showInvoke(panel, { ct, ft, fn }) {
     if (asJson.checked && form) {
       const { value } = form.read();
       raw.value = json(value ?? {});
+    } else if (form && !backToForm()) {
+      asJson.checked = true; // the JSON holds what the form cannot show: it stays JSON
+      return;
     }
     formArea.parentElement.hidden = asJson.checked;
     rawArea.hidden = !asJson.checked;
@@ -64,6 +67,31 @@ export function showInvoke(panel, { ct, ft, fn }) {
   replace(panel, h("h2", {}, "Invoke"), unsure, whole, outcome);
   return () => abort.abort();
 
+  // The form again, filled from the JSON as edited; false (with the reason shown) when the
+  // JSON is not an object of the schema's properties, which the form would lose.
+  function backToForm() {
+    const errors = rawArea.querySelector("#raw-errors");
+    let value;
+    try {
+      value = JSON.parse(raw.value);
+    } catch (error) {
+      replace(errors, notice("error", `Not JSON, so it stays here: ${error.message}`));
+      return false;
+    }
+    const known = new Set(Object.keys(schema.properties));
+    const objectOfFields = value !== null && typeof value === "object" && !Array.isArray(value);
+    const unknown = objectOfFields ? Object.keys(value).filter((key) => !known.has(key)) : [];
+    if (!objectOfFields || unknown.length) {
+      const why = objectOfFields ? `the form has no field for ${unknown.join(", ")}` : "the form holds an object";
+      replace(errors, notice("error", `This JSON stays here: ${why}.`));
+      return false;
+    }
+    replace(errors);
+    formArea.replaceChildren();
+    form = renderForm({ ...schema, default: value }, formArea, { idPrefix: "in" });
+    return true;
+  }
+
   // The payload, or undefined (with the problems shown) when it cannot be sent as it is.
   function readPayload() {
     form?.clear();
@@ -73,7 +101,8 @@ export function showInvoke(panel, { ct, ft, fn }) {
       try {
         value = JSON.parse(raw.value);
       } catch (error) {
-        showProblems([{ path: "/", message: `not JSON: ${error.message}` }]);
+        replace(rawArea.querySelector("#raw-errors"), notice("error", `The payload is not JSON: ${error.message}`));
+        replace(outcome, notice("error", "Not sent: fix the JSON first."));
         return undefined;
       }
     } else {
