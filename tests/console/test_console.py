@@ -115,6 +115,7 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
     await expect(listing.locator("tr", has_text="ledger")).to_contain_text("nodejs")
     await page.fill("#function-filter", "ledg")
     await expect(listing.locator("tbody tr")).to_have_count(1)
+    await expect(page.locator("#sandbox")).to_contain_text("sandbox")
     await shot(page, "functions")
     await page.fill("#function-filter", greeter.collection)
     await listing.get_by_role("link", name="greeter").click()
@@ -142,6 +143,19 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
         [await name_error.inner_text(), await times_error.inner_text()]
     )
     await shot(page, "invoke-invalid")
+    # JSON edited in the raw box comes back into the form; JSON the form cannot hold stays.
+    await page.locator("#invoke-raw").check()
+    await page.fill("#invoke-json", '{"name": "Zed", "times": 3}')
+    await page.locator("#invoke-raw").uncheck()
+    await expect(page.locator('[data-path="/name"] input')).to_have_value("Zed")
+    await expect(page.locator('[data-path="/times"] input')).to_have_value("3")
+    await page.locator("#invoke-raw").check()
+    await page.fill("#invoke-json", '{"nickname": "Z"}')
+    await page.locator("#invoke-raw").click()  # refused: it stays ticked
+    await expect(page.locator("#invoke-raw")).to_be_checked()
+    await expect(page.locator("#raw-errors")).to_contain_text("no field for nickname")
+    await page.fill("#invoke-json", "{}")
+    await page.locator("#invoke-raw").uncheck()
     await page.locator('[data-path="/name"] input').fill("Ada")
     await page.locator('[data-path="/times"] input').fill("2")
     await page.locator('[data-path="/mood"] select').select_option("calm")
