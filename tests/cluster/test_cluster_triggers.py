@@ -177,13 +177,15 @@ async def test_a_schedule_keeps_ticking_once_per_tick_when_its_stream_leader_die
             later = [i for i, rs in by_id.items() if rs[0]["started"] >= elected_ms]
             if len(later) >= 3:
                 break
-            assert loop.time() - killed < 30, f"{len(later)} ticks since {elected} took over"
+            # The Async stream takes its sourcing up again on the server's own backoff, seen
+            # here from 5 to over 30 s after the kill under a loaded machine.
+            assert loop.time() - killed < 75, f"{len(later)} ticks since {elected} took over"
             await asyncio.sleep(0.5)
         ticks = await stored_ticks(js, ct, ft)
         derived = {tick_invocation_id(seal, ct, ft, SCHEDULE, t) for t in ticks}
         while not derived <= set(by_id):  # every tick the server stored runs, none is lost
             missing = derived - set(by_id)
-            assert loop.time() - killed < 40, f"{len(missing)} of {len(ticks)} ticks never ran"
+            assert loop.time() - killed < 90, f"{len(missing)} of {len(ticks)} ticks never ran"
             await asyncio.sleep(0.5)
             by_id = await tick_records(apis, path)
         window = loop.time() - began

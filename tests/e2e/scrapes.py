@@ -60,11 +60,14 @@ async def wait_for_async(http: httpx.AsyncClient, fn: Fn, ids: list[str]) -> Non
             raise AssertionError(f"{invocation_id} did not finish")
 
 
-async def until_running(url: str) -> None:
-    """Until the worker whose metrics are at ``url`` holds a handler process for a call."""
+async def until_running(url: str, before: Samples | None = None) -> None:
+    """Until the worker whose metrics are at ``url`` holds a handler process for a call: one
+    more than in ``before`` (a scrape taken before the call), as other tests' work may run."""
+    floor = value(before, "computebus_worker_in_flight") if before is not None else 0.0
     async with httpx.AsyncClient() as plain:
         for _ in range(250):
-            if value(samples((await plain.get(url)).text), "computebus_worker_in_flight") >= 1:
+            now = samples((await plain.get(url)).text)
+            if value(now, "computebus_worker_in_flight") >= floor + 1:
                 return
             await asyncio.sleep(0.02)
     raise AssertionError("no invocation was seen running")

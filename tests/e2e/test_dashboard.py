@@ -20,7 +20,13 @@ from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.bodies import unique
-from tests.e2e.scrapes import submit_async, until_running, wait_for_async, worker_metrics_url
+from tests.e2e.scrapes import (
+    samples,
+    submit_async,
+    until_running,
+    wait_for_async,
+    worker_metrics_url,
+)
 from tests.helpers import MakeFunction, Stack, second_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,8 +144,10 @@ async def test_every_metric_the_dashboard_queries_is_served(
     assert late.status_code == 504, late.text
     assert json.loads((await nc.request(fn.subject, b"{}", timeout=10)).data) == {"ok": True}
     url = await worker_metrics_url(nc)
+    async with httpx.AsyncClient() as plain:
+        before = samples((await plain.get(url)).text)
     busy = asyncio.ensure_future(nc.request(fn.subject, b'{"sleep": 400}', timeout=10))
-    await until_running(url)
+    await until_running(url, before)
     refused = await nc.request(fn.subject, b"{}", timeout=10)
     assert refused.headers, refused.data  # an error answer: the function is at its limit
     await busy

@@ -135,7 +135,7 @@ async def test_throttles_crashes_retries_and_expiries_are_counted(
     _, worker0 = await scrape(http, url)
 
     slow = asyncio.ensure_future(http.post(f"{fn.path}/invoke", json={"payload": {"sleep": 1500}}))
-    await until_running(url)  # the slow call holds the function's one slot
+    await until_running(url, worker0)  # the slow call holds the function's one slot
     refused = await http.post(f"{fn.path}/invoke", json={"payload": {}})
     assert refused.status_code in (429, 503), refused.text
     assert (await slow).status_code == 200
