@@ -171,6 +171,7 @@ class Access:
         """Whether the token ``caller`` came with is still valid: not revoked, not expired."""
         record = self.tokens.get(caller.token_id)
         return record is not None and live(record)
+
     async def route_caller(self, request: Request, ct: str, *, public: bool) -> Caller | None:
         """Who may go through an HTTP route to a function of ``ct``: anyone when it is public
         (its headers are the sender's, a token among them is not read), else a token that may

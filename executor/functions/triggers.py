@@ -1,5 +1,6 @@
 """Managing triggers: checking a create body against the function it names, storing it, switching
-it off and on, deleting it (alone or with its function); each change publishes the function's
+it off and on (a subject trigger's stream sourced or not: bus/subject_triggers.py), deleting it
+(alone or with its function, streams too); each change publishes the function's
 ``event.updated`` with its ``triggers``. Also which revision an HTTP route's request runs."""
 
 from __future__ import annotations
@@ -15,23 +16,28 @@ from nats.aio.client import Client
 
 from bus import subjects
 from bus.registry_view import RegistryView
+from bus.subject_triggers import TriggerStreams
 from bus.triggers import TriggerStore
 from executor.functions.route_table import RouteTable
 from executor.functions.views import function_view
 from schemas import ids
 from schemas.codec import decode_as, encode
-from schemas.errors import FunctionNotFound, InvalidRequest, detail
+from schemas.errors import Conflict, FunctionNotFound, InvalidRequest, detail
 from schemas.functions import FunctionRecord
 from schemas.ids import DEFAULT_ALIAS
 from schemas.rates import check_rate
 from schemas.triggers import (
+    TRIGGER_SPEC,
     FunctionTarget,
     HttpTrigger,
     HttpTriggerSpec,
+    SubjectTrigger,
+    SubjectTriggerSpec,
     Trigger,
-    TriggerSpec,
     check_route_path,
+    check_source,
     check_traffic_shape,
+    subjects_collide,
 )
 
 
@@ -54,17 +60,20 @@ def pick_revision(traffic: dict[str, int], invocation_id: str) -> int:
 class Triggers:
     """Create, switch, delete and route triggers; the route table follows the store's watch."""
 
-    def __init__(self, store: TriggerStore, view: RegistryView, nc: Client) -> None:
+    def __init__(
+        self, store: TriggerStore, view: RegistryView, nc: Client, streams: TriggerStreams
+    ) -> None:
         self.store = store
         self.view = view
         self.nc = nc
+        self.streams = streams
         self.routes = RouteTable()
         store.on_change.append(self.routes.changed)
 
     async def create(self, data: bytes, authorize: Callable[[str], None]) -> Trigger:
         """A new trigger from a create body; ``authorize`` raises unless the caller may deploy
         in the collection it names."""
-        spec = decode_as(TriggerSpec, data)
+        spec = decode_as(TRIGGER_SPEC, data)
         ct = spec.function.collection_topic
         if not ids.COLLECTION_TOPIC.fullmatch(ct):
             reason = f"must match {ids.COLLECTION_TOPIC.pattern}"
@@ -74,6 +83,10 @@ class Triggers:
             )
         authorize(ct)
         record = await self._function(ct, spec.function.service)
+        if isinstance(spec, SubjectTriggerSpec):
+            made = await self._subject_trigger(record, spec)
+            await self.announce(record.collection_topic, record.service)
+            return made
         trigger = await self._http_route(record, spec)
         holder = await self.store.claimed_by(trigger.method, trigger.path)
         if holder is not None and await self.view.function(*holder) is None:
@@ -91,6 +104,37 @@ class Triggers:
                 [detail("/function/service", "no such function")],
             )
         return record
+
+    async def _subject_trigger(
+        self, record: FunctionRecord, spec: SubjectTriggerSpec
+    ) -> SubjectTrigger:
+        source = check_source(spec.source)
+        if spec.alias not in record.aliases:
+            reason = f"function {record.collection_topic}/{record.service} has no such alias"
+            raise InvalidRequest(f"/alias: {reason}: {spec.alias}", [detail("/alias", reason)])
+        for other in self.store.all():
+            if isinstance(other, SubjectTrigger) and subjects_collide(source, other.source):
+                reason = f"overlaps {other.source}, the source of trigger {other.id}"
+                raise Conflict(f"/source: {source} {reason}", [detail("/source", reason)])
+        now = int(time.time())
+        trigger = SubjectTrigger(
+            id=new_trigger_id(),
+            function=FunctionTarget(
+                collection_topic=record.collection_topic, service=record.service
+            ),
+            source=source,
+            alias=spec.alias,
+            enabled=spec.enabled,
+            created=now,
+            modified=now,
+        )
+        await self.streams.create(trigger)  # the server's check: no other stream has it
+        try:
+            await self.store.create(trigger)
+        except BaseException:
+            await self.streams.delete(trigger)
+            raise
+        return trigger
 
     async def _http_route(self, record: FunctionRecord, spec: HttpTriggerSpec) -> HttpTrigger:
         ct, ft = record.collection_topic, record.service
@@ -130,17 +174,26 @@ class Triggers:
 
     async def set_enabled(self, trigger: Trigger, enabled: bool) -> Trigger:
         changed = msgspec.structs.replace(trigger, enabled=enabled, modified=int(time.time()))
+        if isinstance(changed, SubjectTrigger) and enabled != trigger.enabled:
+            if enabled:
+                await self.streams.enable(changed)
+            else:
+                await self.streams.detach(changed)
         await self.store.update(changed)
         await self.announce(trigger.function.collection_topic, trigger.function.service)
         return changed
 
     async def delete(self, trigger: Trigger) -> None:
+        if isinstance(trigger, SubjectTrigger):
+            await self.streams.delete(trigger)
         await self.store.delete(trigger)
         await self.announce(trigger.function.collection_topic, trigger.function.service)
 
     async def function_deleted(self, ct: str, ft: str) -> None:
         """Its triggers go with it (no event: the function's ``deleted`` says it all)."""
-        await self.store.delete_of_function(ct, ft)
+        for trigger in await self.store.delete_of_function(ct, ft):
+            if isinstance(trigger, SubjectTrigger):
+                await self.streams.delete(trigger)
 
     async def announce(self, ct: str, ft: str) -> None:
         """``event.updated`` of the function, with its triggers as they are now."""
