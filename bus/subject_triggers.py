@@ -18,7 +18,6 @@ was disabled are dropped. Sequences go on across a purge, so no invocation id co
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import nats.js.errors
@@ -44,7 +43,6 @@ from schemas.triggers import MAX_SOURCE_TOKENS, SubjectTrigger
 KEPT_S = 24 * 3600.0
 _SUBJECT_OVERLAP = 10065  # JSStreamSubjectOverlapErr
 _OURS = ("compute-",)
-_SourcesChange = Callable[[list[StreamSource]], list[StreamSource]]
 
 
 @dataclass(frozen=True)
@@ -111,9 +109,8 @@ class TriggerStreams:
     async def create(self, trigger: SubjectTrigger) -> None:
         """Its stream; a 409 naming /source when the server finds the subject taken by another
         stream (another trigger's, or one of computebus's own)."""
-        name = subjects.trigger_stream(trigger.id, trigger.alias)
         config = StreamConfig(
-            name=name,
+            name=subjects.trigger_stream(trigger.id, trigger.alias),
             subjects=[trigger.source, subjects.app_subject(trigger.source)],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
@@ -127,47 +124,46 @@ class TriggerStreams:
                 raise
             reason = f"{trigger.source} overlaps a subject another stream captures"
             raise Conflict(f"/source: {reason}", [detail("/source", reason)]) from None
-        if trigger.enabled:
-            await self.attach(trigger)
 
-    async def attach(self, trigger: SubjectTrigger) -> None:
-        name = subjects.trigger_stream(trigger.id, trigger.alias)
-        ct, ft = trigger.function.collection_topic, trigger.function.service
-        source = StreamSource(
-            name=name,
-            # Without a start, a source new to a stream that has held messages starts from
-            # the time of its last one: a message published while the source sets up is missed.
-            opt_start_seq=1,
-            subject_transforms=[
-                SubjectTransform(src=s, dest=subjects.async_subject(ct, ft))
-                for s in transform_filters(trigger.source)
-            ],
-        )
-        await self._change_sources(lambda found: [*_without(found, name), source])
-
-    async def detach(self, trigger: SubjectTrigger) -> None:
-        name = subjects.trigger_stream(trigger.id, trigger.alias)
-        await self._change_sources(lambda found: _without(found, name))
-
-    async def enable(self, trigger: SubjectTrigger) -> None:
-        """Drop what it caught while disabled, then source it again."""
+    async def purge(self, trigger: SubjectTrigger) -> None:
+        """Drop what it caught while disabled (before it is sourced again)."""
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self.js.purge_stream(subjects.trigger_stream(trigger.id, trigger.alias))
-        await self.attach(trigger)
 
     async def delete(self, trigger: SubjectTrigger) -> None:
-        await self.detach(trigger)
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self.js.delete_stream(subjects.trigger_stream(trigger.id, trigger.alias))
 
-    async def _change_sources(self, change: _SourcesChange) -> None:
+    async def source(self, enabled: list[SubjectTrigger]) -> None:
+        """Make the Async stream source exactly the streams of ``enabled`` (every trigger that
+        is on), leaving its other sources be. Each API runs this from its copy of the triggers
+        after each change it makes or hears of, so a write from a stale copy is mended by the
+        next one; a source taken off and put back resumes where it was (its copies' ids are
+        the same, so one delivered again is recorded once)."""
         info = await self.js.stream_info(subjects.ASYNC_STREAM)
-        config = info.config
-        await self.js.update_stream(replace(config, sources=change(list(config.sources or []))))
+        found = list(info.config.sources or [])
+        wanted = [s for s in found if subjects.parse_trigger_stream(s.name or "") is None]
+        wanted += [_source_of(t) for t in sorted(enabled, key=lambda t: t.id)]
+        if _names(wanted) != _names(found):
+            await self.js.update_stream(replace(info.config, sources=wanted))
 
 
-def _without(found: list[StreamSource], name: str) -> list[StreamSource]:
-    return [s for s in found if s.name != name]
+def _source_of(trigger: SubjectTrigger) -> StreamSource:
+    ct, ft = trigger.function.collection_topic, trigger.function.service
+    return StreamSource(
+        name=subjects.trigger_stream(trigger.id, trigger.alias),
+        # Without a start, a source new to a stream that has held messages starts from the
+        # time of its last one: a message published while the source sets up would be missed.
+        opt_start_seq=1,
+        subject_transforms=[
+            SubjectTransform(src=s, dest=subjects.async_subject(ct, ft))
+            for s in transform_filters(trigger.source)
+        ],
+    )
+
+
+def _names(sources: list[StreamSource]) -> list[str]:
+    return sorted(s.name or "" for s in sources)
 
 
 def trigger_sources(config: StreamConfig) -> list[StreamSource]:

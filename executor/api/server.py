@@ -104,6 +104,7 @@ async def run_api(
     trigger_store = await TriggerStore.open(bus.nc.jetstream(), replicas=settings.replicas)
     triggers = Triggers(trigger_store, bus.view, bus.nc, TriggerStreams(bus.nc.jetstream()))
     await trigger_store.start()
+    triggers.follow()
     rate_limits = RateLimits(bus.nc)
     await rate_limits.start()
     workers = WorkerWatch(bus.nc)
@@ -168,6 +169,7 @@ async def run_api(
         if nats_auth is not None:
             await nats_auth.close()
         await tokens.close()
+        await triggers.close()
         await trigger_store.close()
         await bus.close()
         await asyncio.to_thread(tracing.close)

@@ -5,6 +5,7 @@ it off and on (a subject trigger's stream sourced or not: bus/subject_triggers.p
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -20,6 +21,7 @@ from bus.subject_triggers import TriggerStreams
 from bus.triggers import TriggerStore
 from executor.functions.route_table import RouteTable
 from executor.functions.views import function_view
+from executor.tasks import TaskSet
 from schemas import ids
 from schemas.codec import decode_as, encode
 from schemas.errors import Conflict, FunctionNotFound, InvalidRequest, detail
@@ -69,6 +71,35 @@ class Triggers:
         self.streams = streams
         self.routes = RouteTable()
         store.on_change.append(self.routes.changed)
+        self._sourcing = TaskSet("subject trigger sources")
+        self._resource = False  # another change came while sourcing: source again after
+        self._sourcing_lock = asyncio.Lock()
+
+    def follow(self) -> None:
+        """Source the Async stream as the triggers are, now and after every change heard (call
+        once the store's copy is whole: a partial one would unsource the rest)."""
+        self.store.on_change.append(lambda _id, _trigger: self._source_soon())
+        self._source_soon()
+
+    async def close(self) -> None:
+        await self._sourcing.drain(5.0)
+
+    def _source_soon(self) -> None:
+        if len(self._sourcing):
+            self._resource = True
+        else:
+            self._sourcing.spawn(self._source_until_still())
+
+    async def _source_until_still(self) -> None:
+        self._resource = True
+        while self._resource:
+            self._resource = False
+            await self._source()
+
+    async def _source(self) -> None:
+        async with self._sourcing_lock:  # the copy read inside, so the last write is the newest
+            on = [t for t in self.store.all() if isinstance(t, SubjectTrigger) and t.enabled]
+            await self.streams.source(on)
 
     async def create(self, data: bytes, authorize: Callable[[str], None]) -> Trigger:
         """A new trigger from a create body; ``authorize`` raises unless the caller may deploy
@@ -134,6 +165,7 @@ class Triggers:
         except BaseException:
             await self.streams.delete(trigger)
             raise
+        await self._source()
         return trigger
 
     async def _http_route(self, record: FunctionRecord, spec: HttpTriggerSpec) -> HttpTrigger:
@@ -174,26 +206,31 @@ class Triggers:
 
     async def set_enabled(self, trigger: Trigger, enabled: bool) -> Trigger:
         changed = msgspec.structs.replace(trigger, enabled=enabled, modified=int(time.time()))
-        if isinstance(changed, SubjectTrigger) and enabled != trigger.enabled:
-            if enabled:
-                await self.streams.enable(changed)
-            else:
-                await self.streams.detach(changed)
+        switched = isinstance(changed, SubjectTrigger) and enabled != trigger.enabled
+        if switched and enabled and isinstance(changed, SubjectTrigger):
+            await self.streams.purge(changed)  # messages published while off are dropped
         await self.store.update(changed)
+        if switched:
+            await self._source()
         await self.announce(trigger.function.collection_topic, trigger.function.service)
         return changed
 
     async def delete(self, trigger: Trigger) -> None:
-        if isinstance(trigger, SubjectTrigger):
-            await self.streams.delete(trigger)
         await self.store.delete(trigger)
+        if isinstance(trigger, SubjectTrigger):
+            await self._source()
+            await self.streams.delete(trigger)
         await self.announce(trigger.function.collection_topic, trigger.function.service)
 
     async def function_deleted(self, ct: str, ft: str) -> None:
         """Its triggers go with it (no event: the function's ``deleted`` says it all)."""
-        for trigger in await self.store.delete_of_function(ct, ft):
-            if isinstance(trigger, SubjectTrigger):
-                await self.streams.delete(trigger)
+        gone = [
+            t for t in await self.store.delete_of_function(ct, ft) if isinstance(t, SubjectTrigger)
+        ]
+        if gone:
+            await self._source()
+        for trigger in gone:
+            await self.streams.delete(trigger)
 
     async def announce(self, ct: str, ft: str) -> None:
         """``event.updated`` of the function, with its triggers as they are now."""

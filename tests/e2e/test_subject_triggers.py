@@ -22,7 +22,7 @@ from bus import subjects
 from bus.embedded import EmbeddedNats, start_embedded_nats
 from executor.api.server import run_api
 from executor.worker.start import run_worker
-from tests.helpers import Fn, MakeFunction, Stack, admin_token, function_body
+from tests.helpers import Fn, MakeFunction, Stack, admin_token, function_body, second_api
 
 # Returns what it was given: the payload, and the trigger part of its context.
 ECHO = {
@@ -276,3 +276,19 @@ async def test_messages_published_while_no_worker_runs_wait_and_run_once_one_sta
         stop.set()
         await asyncio.gather(api, *([worker] if worker else []), return_exceptions=True)
         await server.stop()
+
+
+async def test_a_role_starting_again_keeps_the_triggers_sources_and_a_second_api_sees_them(
+    http: httpx.AsyncClient, make_function: MakeFunction, client: Client, stack: Stack
+) -> None:
+    fn = await make_function(ECHO)
+    source = f"{unique()}.kept"
+    trigger = await subject_trigger(http, fn, source)
+    # What every API and worker does at start: bring the Async stream's settings up to date.
+    async with second_api(stack) as other:
+        shown = await other.get(f"/compute/triggers/{trigger['id']}")
+        assert shown.status_code == 200 and shown.json()["body"]["source"] == source
+    await client.publish(source, b'"after"')
+    await client.flush()
+    (ran,) = await records(http, fn, 1)
+    assert ran["output"]["event"] == "after"
