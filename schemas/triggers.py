@@ -119,7 +119,8 @@ RESERVED_SUBJECTS = ("ms.compute.>", "computebus.>", "$*.>", "_INBOX.>", "_R_.>"
 
 
 def subjects_collide(a: str, b: str) -> bool:
-    """Whether some subject matches both ``a`` and ``b`` (NATS wildcards ``*`` and ``>``)."""
+    """Whether some subject matches both ``a`` and ``b`` (NATS wildcards ``*`` and ``>``; and
+    ``$*``, ours, for any token that starts with ``$``)."""
     x, y = a.split("."), b.split(".")
     for i in range(max(len(x), len(y))):
         s = x[i] if i < len(x) else None
@@ -128,9 +129,13 @@ def subjects_collide(a: str, b: str) -> bool:
             return s is not None and t is not None
         if s is None or t is None:
             return False
-        if s != t and "*" not in (s, t) and not (s.startswith("$") and t == "$*"):
+        if s != t and "*" not in (s, t) and not _dollar_match(s, t):
             return False
     return True
+
+
+def _dollar_match(s: str, t: str) -> bool:
+    return (t == "$*" and s.startswith("$")) or (s == "$*" and t.startswith("$"))
 
 
 def check_source(source: str) -> str:
