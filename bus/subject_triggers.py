@@ -103,8 +103,9 @@ def transform_filters(source: str) -> list[str]:
 class TriggerStreams:
     """Make, source, unsource and remove a subject trigger's stream."""
 
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, *, replicas: int = 1) -> None:
         self.js = js
+        self.replicas = replicas
 
     async def create(self, trigger: SubjectTrigger) -> None:
         """Its stream; a 409 naming /source when the server finds the subject taken by another
@@ -116,6 +117,7 @@ class TriggerStreams:
             storage=StorageType.FILE,
             discard=DiscardPolicy.OLD,
             max_age=KEPT_S,
+            num_replicas=self.replicas,
         )
         try:
             await self.js.add_stream(config)
