@@ -22,7 +22,15 @@ from bus import subjects
 from bus.embedded import EmbeddedNats, start_embedded_nats
 from executor.api.server import run_api
 from executor.worker.start import run_worker
-from tests.helpers import Fn, MakeFunction, Stack, admin_token, function_body, second_api
+from tests.helpers import (
+    Fn,
+    MakeFunction,
+    Stack,
+    admin_token,
+    b64,
+    function_body,
+    second_api,
+)
 
 # Returns what it was given: the payload, and the trigger part of its context.
 ECHO = {
@@ -70,6 +78,21 @@ async def records(
         if len(found) >= count:
             return found
         assert asyncio.get_running_loop().time() < deadline, f"{count} records wanted: {listed}"
+        await asyncio.sleep(0.05)
+
+
+async def failed_after(
+    http: httpx.AsyncClient, fn: Fn, started: int, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The function's failed record that started after ``started``, once there is one."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        answer = await http.get(f"{fn.path}/invocations", params={"status": "failed"})
+        found = [r for r in answer.json()["body"]["results"] if r["started"] > started]
+        if found:
+            record: dict[str, Any] = found[0]
+            return record
+        assert asyncio.get_running_loop().time() < deadline, answer.text
         await asyncio.sleep(0.05)
 
 
@@ -292,3 +315,28 @@ async def test_a_role_starting_again_keeps_the_triggers_sources_and_a_second_api
     await client.flush()
     (ran,) = await records(http, fn, 1)
     assert ran["output"]["event"] == "after"
+
+
+async def test_the_trigger_s_alias_runs_and_a_dead_letter_redriven_runs_it_again(
+    http: httpx.AsyncClient, make_function: MakeFunction, client: Client
+) -> None:
+    fn = await make_function(ECHO, async_config={"max_attempts": 1})
+    failing = {"index.js": "exports.handler = async () => { throw new Error('canary'); };\n"}
+    assets = [{"asset_name": n, "asset_value": b64(v)} for n, v in failing.items()]
+    where = f"/compute/compute-assets/{fn.collection}/{fn.service}"
+    staged = await http.patch(where, params={"promote": "false"}, json={"assets": assets})
+    assert staged.status_code == 200, staged.text
+    moved = await http.put(f"{fn.path}/aliases/canary", json={"revision_number": 2})
+    assert moved.status_code == 200, moved.text
+    source = f"{unique()}.canary"
+    trigger = await subject_trigger(http, fn, source, alias="canary")
+    assert trigger["alias"] == "canary"
+    await client.publish(source, b"1")
+    await client.flush()
+    record = await failed_after(http, fn, 0)
+    assert record["revision"] == 2 and record["error_code"] == "function_error"
+    assert record["trigger"] == trigger["id"]
+    retry = await http.post(f"{fn.path}/invocations/{record['invocation_id']}/retry")
+    assert retry.status_code == 202, retry.text
+    again = await failed_after(http, fn, record["started"])
+    assert again["revision"] == 2  # production (revision 1) would have succeeded
