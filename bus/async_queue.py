@@ -36,6 +36,7 @@ from nats.js.api import (
 from bus import subjects
 from bus.consumer_pull import ConsumerPull
 from bus.streams import ensure_stream
+from bus.subject_triggers import trigger_sources
 from schemas import ids
 
 log = logging.getLogger("computebus.async")
@@ -73,7 +74,8 @@ class AsyncQueue:
             max_bytes=max_bytes,
             duplicate_window=dedupe_window_s,
             num_replicas=replicas,
-            # Schedule ticks (bus/schedules.py), each on its function's .async subject.
+            # Schedule ticks (bus/schedules.py), each on its function's .async subject, and the
+            # subject triggers' streams (bus/subject_triggers.py), kept as they are.
             sources=[
                 StreamSource(
                     name=subjects.SCHEDULES_STREAM,
@@ -83,6 +85,9 @@ class AsyncQueue:
                 )
             ],
         )
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            found = (await js.stream_info(subjects.ASYNC_STREAM)).config
+            config.sources = [*(config.sources or []), *trigger_sources(found)]
         await ensure_stream(js, config)
         # A work queue allows no overlapping consumers: the old shared one must go.
         with contextlib.suppress(nats.js.errors.NotFoundError):

@@ -22,6 +22,8 @@ Two accounts keep the application's side of the bus apart from computebus's own:
     ``$SRV.*.computebus`` or ``$SRV.*.computebus.*``);
   - an API token (``nats://<token>@host``), checked by the auth callout, which grants the same
     per-collection scopes as over HTTP and a private inbox (``_INBOX.<token id>``).
+- APP exports what it publishes (subjects of up to six tokens) to COMPUTEBUS alone, which sees
+  it under ``computebus.app.``: what the subject triggers' streams capture.
 - ``SYS``, nats-server's system account: its ``system`` user lets the API disconnect the
   connections of a token that was revoked.
 """
@@ -32,6 +34,7 @@ import json
 from typing import Any
 
 from bus import subjects
+from schemas.triggers import MAX_SOURCE_TOKENS
 
 COMPUTEBUS_ACCOUNT = "COMPUTEBUS"
 APP_ACCOUNT = "APP"
@@ -67,6 +70,15 @@ _EXPORTS = (
 _STREAMED = {
     srv: {"response_type": "stream", "response_threshold": "5s"} for srv in subjects.SRV_WILDCARDS
 }
+# What APP publishes, for the subject triggers' streams to capture (bus/subject_triggers.py),
+# under a prefix of ours. Subjects of one to MAX_SOURCE_TOKENS tokens, not ``>``: nats-server
+# refuses an import that collides with one the other way (APP's of the ``result.>`` and
+# ``event.>`` streams, seven tokens and more) as a cycle.
+_APP_PUBLISHES = [".".join("*" * n) for n in range(1, MAX_SOURCE_TOKENS + 1)]
+_APP_IMPORTS = [
+    {"stream": {"account": APP_ACCOUNT, "subject": p}, "prefix": subjects.APP_IMPORT_PREFIX}
+    for p in _APP_PUBLISHES
+]
 _AS_COMPUTEBUS = list(subjects.SRV_WILDCARDS[1:])  # the $SRV subjects naming computebus
 
 
@@ -126,8 +138,13 @@ def render_accounts(passwords: dict[str, str], callout_issuer: str) -> str:
             "jetstream": "enabled",
             "users": users[COMPUTEBUS_ACCOUNT],
             "exports": exports,
+            "imports": _APP_IMPORTS,
         },
-        APP_ACCOUNT: {"users": users[APP_ACCOUNT], "imports": imports},
+        APP_ACCOUNT: {
+            "users": users[APP_ACCOUNT],
+            "imports": imports,
+            "exports": [{"stream": p, "accounts": [COMPUTEBUS_ACCOUNT]} for p in _APP_PUBLISHES],
+        },
         SYSTEM_ACCOUNT: {"users": users[SYSTEM_ACCOUNT]},
     }
     callout = {

@@ -196,3 +196,35 @@ def parse_schedule_subject(subject: str) -> tuple[str, str, str] | None:
     if head or not dot or len(parts) != 3:
         return None
     return parts[0], parts[1], parts[2]
+
+
+# Subject triggers: one stream per trigger captures its source subject, and the Async stream
+# sources it, rewritten to the function's .async subject (bus/subject_triggers.py). What the
+# APP account publishes reaches the COMPUTEBUS account under APP_IMPORT_PREFIX (nats_users).
+TRIGGER_STREAM_PREFIX = "COMPUTEBUS_TRIGGER_"
+APP_IMPORT_PREFIX = "computebus.app"
+
+
+def trigger_stream(trigger_id: str, alias: str) -> str:
+    """The stream of a subject trigger, named with the alias it invokes: the worker reads both
+    off the ``Nats-Stream-Source`` header of each message, with no lookup (ids are
+    ``trg_<16 hex>``, aliases DNS labels, so the name parses back)."""
+    return f"{TRIGGER_STREAM_PREFIX}{trigger_id}_{alias}"
+
+
+def parse_trigger_stream(stream: str) -> tuple[str, str] | None:
+    """(trigger id, alias) of a trigger's stream name; None for another stream."""
+    rest = stream.removeprefix(TRIGGER_STREAM_PREFIX)
+    trigger_id, sep, alias = rest[:20], rest[20:21], rest[21:]
+    if rest == stream or sep != "_" or not trigger_id.startswith("trg_") or not alias:
+        return None
+    return trigger_id, alias
+
+
+def app_subject(subject: str) -> str:
+    """``subject`` as published in the APP account, as the COMPUTEBUS account sees it."""
+    return f"{APP_IMPORT_PREFIX}.{subject}"
+
+
+def from_app_subject(subject: str) -> str:
+    return subject.removeprefix(f"{APP_IMPORT_PREFIX}.")

@@ -21,7 +21,7 @@ from bus import subjects
 from bus.kv import KvFollower, open_bucket
 from schemas.codec import decoder_for, encode
 from schemas.errors import Conflict, detail
-from schemas.triggers import HttpTrigger, Trigger
+from schemas.triggers import TRIGGER, HttpTrigger, Trigger
 
 log = logging.getLogger("computebus.triggers")
 
@@ -64,7 +64,7 @@ class TriggerStore:
         if value is None:
             self._forget(trigger_id)
         else:
-            self._remember(trigger_id, seq, decoder_for(Trigger).decode(value))
+            self._remember(trigger_id, seq, decoder_for(TRIGGER).decode(value))
 
     def _remember(self, trigger_id: str, seq: int, trigger: Trigger) -> None:
         known = self._triggers.get(trigger_id)

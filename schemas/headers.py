@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from schemas.errors import ComputeError, InvalidRequest, Overloaded
 from schemas.ids import INVOCATION_ID, is_invocation_id
-from schemas.invocations import CallerInfo, InvocationType
+from schemas.invocations import CallerInfo, InvocationType, TriggerContext
 from schemas.trace_context import TRACEPARENT, TRACESTATE, TraceContext, trace_of
 
 H_ALIAS = "Compute-Alias"
@@ -28,6 +28,7 @@ H_REFUSED_BY = "Compute-Refused-By"  # the workers that had no room for it (work
 H_HOPS = "Compute-Hops"  # how many full workers handed a sync invocation on (worker/overflow.py)
 H_NATS_CLIENT = "Nats-Request-Info"  # nats-server's, on a request from another account
 H_MSG_ID = "Nats-Msg-Id"
+H_STREAM_SOURCE = "Nats-Stream-Source"  # the server's, on a copy one stream sourced from another
 # nats-server's message schedules (ADR-51): what a schedule message carries, and what the server
 # stamps on each message it produces from one (the schedule's subject, and its next fire time).
 H_SCHEDULE = "Nats-Schedule"
@@ -58,6 +59,7 @@ class Call:
     trace: TraceContext | None = None
     # Async: when the message was published (unix ns), where its wait began.
     queued_ns: int | None = None
+    trigger: TriggerContext | None = None  # a subject trigger's message: what the handler sees
 
 
 # The options an Async invocation keeps when it is dead-lettered and sent again (its trace

@@ -19,6 +19,17 @@ class InvokeRequest(Struct):
     invocation_type: InvocationType = "RequestResponse"
 
 
+class TriggerContext(Struct):
+    """``context.trigger`` when a subject trigger made the invocation: the trigger's id, the
+    subject the message was published on and the message's headers (but the server's ``Nats-*``
+    and computebus's ``Compute-*`` ones)."""
+
+    id: str
+    subject: str
+    headers: dict[str, str]
+    type: str = "subject"
+
+
 class HandlerContext(Struct):
     invocation_id: str
     collection_topic: str
@@ -31,6 +42,7 @@ class HandlerContext(Struct):
     trace_id: str = ""
     traceparent: str = ""
     tracestate: str = ""
+    trigger: TriggerContext | UnsetType = UNSET
 
 
 class CallerInfo(StoredStruct):
@@ -77,6 +89,8 @@ class MonitorRecord(StoredStruct):
     trace_id: str | UnsetType = UNSET
     # Async: the function's schedule whose tick this invocation is.
     schedule: str | UnsetType = UNSET
+    # Async: the subject trigger whose message this invocation is (its id).
+    trigger: str | UnsetType = UNSET
 
     @property
     def finished(self) -> bool:

@@ -8,13 +8,14 @@ is one more class in ``TriggerSpec`` and ``Trigger``, beside ``http``, with the 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
 from schemas.base import StoredStruct, Struct
 from schemas.errors import InvalidRequest, detail
+from schemas.ids import DEFAULT_ALIAS
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"]
 HTTP_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -53,8 +54,20 @@ class HttpTriggerSpec(Struct, tag_field="type", tag="http"):
     enabled: bool = True
 
 
-# The bodies POST /compute/triggers takes, told apart by ``type``.
-TriggerSpec = HttpTriggerSpec
+class SubjectTriggerSpec(Struct, tag_field="type", tag="subject"):
+    """The create body of a subject trigger (``type: "subject"``): every message on ``source``
+    (wildcards allowed) becomes an Async invocation of the function's ``alias``."""
+
+    source: str
+    function: FunctionTarget
+    alias: str = DEFAULT_ALIAS
+    enabled: bool = True
+
+
+# The bodies POST /compute/triggers takes, told apart by ``type`` (and the type to decode one
+# with: mypy takes a union for ``type[T]`` only spelt this way).
+TriggerSpec = HttpTriggerSpec | SubjectTriggerSpec
+TRIGGER_SPEC = cast("type[TriggerSpec]", TriggerSpec)
 
 
 class TriggerPatch(Struct):
@@ -79,8 +92,70 @@ class HttpTrigger(StoredStruct, tag_field="type", tag="http"):
     modified: int = 0
 
 
+class SubjectTrigger(StoredStruct, tag_field="type", tag="subject"):
+    """A subject trigger as stored and shown."""
+
+    id: str
+    function: FunctionTarget
+    source: str
+    alias: str = DEFAULT_ALIAS
+    enabled: bool = True
+    created: int = 0
+    modified: int = 0
+
+
 # Every kind of stored trigger, told apart by ``type``.
-Trigger = HttpTrigger
+Trigger = HttpTrigger | SubjectTrigger
+TRIGGER = cast("type[Trigger]", Trigger)
+
+
+MAX_SUBJECT_CHARS = 256
+# The embedded server's APP account shares subjects of at most this many tokens with computebus
+# (bus/nats_users.py says why), so a longer source could never hear a message.
+MAX_SOURCE_TOKENS = 6
+# Subjects a trigger may not take: computebus's own, the server's ($JS, $SYS, $KV, ... and the
+# reply subjects) and what the accounts import (bus/nats_users.py).
+RESERVED_SUBJECTS = ("ms.compute.>", "computebus.>", "$*.>", "_INBOX.>", "_R_.>", "_CB_INBOX.>")
+
+
+def subjects_collide(a: str, b: str) -> bool:
+    """Whether some subject matches both ``a`` and ``b`` (NATS wildcards ``*`` and ``>``; and
+    ``$*``, ours, for any token that starts with ``$``)."""
+    x, y = a.split("."), b.split(".")
+    for i in range(max(len(x), len(y))):
+        s = x[i] if i < len(x) else None
+        t = y[i] if i < len(y) else None
+        if s == ">" or t == ">":
+            return s is not None and t is not None
+        if s is None or t is None:
+            return False
+        if s != t and "*" not in (s, t) and not _dollar_match(s, t):
+            return False
+    return True
+
+
+def _dollar_match(s: str, t: str) -> bool:
+    return (t == "$*" and s.startswith("$")) or (s == "$*" and t.startswith("$"))
+
+
+def check_source(source: str) -> str:
+    """``source`` as a subject a trigger may take; a 400 naming /source."""
+    tokens = source.split(".")
+    reason = None
+    if not source or len(source) > MAX_SUBJECT_CHARS:
+        reason = f"must be a subject of 1 to {MAX_SUBJECT_CHARS} characters"
+    elif any(not t or any(c.isspace() for c in t) for t in tokens):
+        reason = "must be a NATS subject: non-empty tokens separated by '.', no spaces"
+    elif len(tokens) > MAX_SOURCE_TOKENS:
+        reason = f"may have at most {MAX_SOURCE_TOKENS} tokens"
+    elif any(("*" in t or ">" in t) and len(t) > 1 for t in tokens) or ">" in tokens[:-1]:
+        reason = "wildcards are whole tokens: '*' anywhere, '>' only last"
+    else:
+        taken = [r for r in RESERVED_SUBJECTS if subjects_collide(source, r)]
+        if not taken:
+            return source
+        reason = f"overlaps {taken[0]}, which computebus or the server keeps for itself"
+    raise InvalidRequest(f"/source: {source!r} {reason}", [detail("/source", reason)])
 
 
 def check_route_path(path: str) -> str:

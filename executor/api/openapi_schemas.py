@@ -24,7 +24,13 @@ from schemas.invocation_stats import CollectionStats, FunctionStats
 from schemas.invocations import Accepted, DeadLetterView, InvokeRequest, MonitorRecord
 from schemas.schedules import ScheduleRequest, ScheduleView
 from schemas.tokens import CreatedToken, CreateTokenRequest, TokenView
-from schemas.triggers import HttpTrigger, HttpTriggerSpec, TriggerPatch
+from schemas.triggers import (
+    HttpTrigger,
+    HttpTriggerSpec,
+    SubjectTrigger,
+    SubjectTriggerSpec,
+    TriggerPatch,
+)
 
 _TYPES = (
     Accepted,
@@ -48,9 +54,23 @@ _TYPES = (
     TokenView,
     HttpTriggerSpec,
     HttpTrigger,
+    SubjectTriggerSpec,
+    SubjectTrigger,
     TriggerPatch,
 )
+
+
+def _one_of(*names: str) -> Schema:
+    """A body told apart by its ``type``, one of the named components."""
+    return {
+        "oneOf": [{"$ref": f"#/components/schemas/{n}"} for n in names],
+        "discriminator": {"propertyName": "type"},
+    }
+
+
 _HAND_SCHEMAS: dict[str, Schema] = {
+    "TriggerSpec": _one_of("HttpTriggerSpec", "SubjectTriggerSpec"),
+    "Trigger": _one_of("HttpTrigger", "SubjectTrigger"),
     "InvocationResult": {"description": "the handler's result (any JSON value)"},
     "Alias": {
         "type": "object",

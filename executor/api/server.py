@@ -16,6 +16,7 @@ from bus.connect import redact
 from bus.embedded import callout_keys_beside
 from bus.nats_callout import load_callout_keys, store_callout_keys
 from bus.stores import Stores
+from bus.subject_triggers import TriggerStreams
 from bus.tokens import TokenStore
 from bus.triggers import TriggerStore
 from executor.api.admin_token import ensure_admin_token
@@ -101,8 +102,10 @@ async def run_api(
     await ensure_admin_token(tokens, settings.data_dir)
     nats_auth = await _answer_auth_callout(bus, tokens, url, settings)
     trigger_store = await TriggerStore.open(bus.nc.jetstream(), replicas=settings.replicas)
-    triggers = Triggers(trigger_store, bus.view, bus.nc)
+    streams = TriggerStreams(bus.nc.jetstream(), replicas=settings.replicas)
+    triggers = Triggers(trigger_store, bus.view, bus.nc, streams)
     await trigger_store.start()
+    triggers.follow()
     rate_limits = RateLimits(bus.nc)
     await rate_limits.start()
     workers = WorkerWatch(bus.nc)
@@ -168,6 +171,7 @@ async def run_api(
         if nats_auth is not None:
             await nats_auth.close()
         await tokens.close()
+        await triggers.close()
         await trigger_store.close()
         await bus.close()
         await asyncio.to_thread(tracing.close)

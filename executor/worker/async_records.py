@@ -22,6 +22,7 @@ from bus.dead_letters import DeadLetters
 from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
 from bus.result_events import ResultEvents
+from bus.subject_triggers import origin_of, trigger_headers
 from schemas.codec import encode, is_json
 from schemas.errors import ComputebusError, ComputeError, FunctionNotFound, InternalError
 from schemas.functions import FunctionRecord
@@ -143,6 +144,8 @@ class AsyncRecords:
 
 def _dead_letter(record: MonitorRecord, msg: Msg) -> DeadLetter:
     headers = msg.headers or {}
+    if (origin := origin_of(headers)) is not None:  # a redrive runs the trigger's alias too
+        headers = trigger_headers(headers, origin.alias)
     payload = msg.data or b"null"
     kept = is_json(payload)
     return DeadLetter(

@@ -223,6 +223,7 @@ class Invoker:
             trace_id=trace.trace_id,
             traceparent=handler.context.traceparent,
             tracestate=trace.tracestate,
+            trigger=call.trigger or msgspec.UNSET,
         )
         request = request_encoder.encode(
             HandlerRequest(event=msgspec.Raw(call.payload), context=context)

@@ -23,7 +23,7 @@ import contextlib
 import enum
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 import nats.errors
@@ -36,6 +36,13 @@ from bus.caller_seal import CallerSeal
 from bus.monitor import MonitorStore
 from bus.registry_view import RegistryView
 from bus.schedules import tick_invocation_id, tick_of
+from bus.subject_triggers import (
+    Origin,
+    origin_of,
+    trigger_context,
+    trigger_headers,
+    trigger_invocation_id,
+)
 from executor.settings import Settings
 from executor.tasks import TaskSet
 from executor.tracing import SPAN_RECORD, Tracing
@@ -89,6 +96,7 @@ class _Delivery:
     invocation_id: str
     headers: dict[str, str]
     schedule: str | None = None  # a schedule's tick: its name
+    origin: Origin | None = None  # a subject trigger's message: where it came from
 
 
 class _Ran(enum.Enum):
@@ -165,12 +173,16 @@ class AsyncConsumer:
         headers = msg.headers or {}
         meta = msg.metadata
         tick = tick_of(ct, ft, headers)
+        origin = origin_of(headers)
         if tick is not None:
             invocation_id = tick_invocation_id(self.seal, ct, ft, *tick)
+        elif origin is not None:
+            invocation_id = trigger_invocation_id(self.seal, origin)
+            headers = trigger_headers(headers, origin.alias)
         else:
             invocation_id = async_invocation_id(headers, meta.sequence.stream)
         schedule = tick[0] if tick is not None else None
-        delivery = _Delivery(msg, ct, ft, invocation_id, headers, schedule)
+        delivery = _Delivery(msg, ct, ft, invocation_id, headers, schedule, origin)
         if meta.num_delivered == 1 and H_RECORDED not in headers:
             # First sight of a message published straight to NATS: most likely no record
             # exists, and the ``running`` write (expecting none) checks that for free.
@@ -205,6 +217,8 @@ class AsyncConsumer:
         base.worker, base.attempts = self.worker_id, done
         if delivery.schedule is not None:
             base.schedule = delivery.schedule
+        if delivery.origin is not None:
+            base.trigger = delivery.origin.trigger_id
         base.caller = caller = self.seal.caller(headers, delivery.invocation_id)
         trace = trace_of(headers, delivery.invocation_id, stable=True)
         base.trace_id = trace.trace_id
@@ -224,6 +238,8 @@ class AsyncConsumer:
                 caller=caller,
                 queued_ns=int(msg.metadata.timestamp.timestamp() * 1e9),
             )
+            if delivery.origin is not None:
+                call = replace(call, trigger=trigger_context(delivery.origin, msg.headers or {}))
             function, revision = await self.view.resolve(
                 ct, ft, alias=call.alias, revision=call.revision
             )
@@ -279,6 +295,7 @@ class AsyncConsumer:
             deadline=base.deadline,
             payload_sha256=base.payload_sha256,
             schedule=base.schedule,
+            trigger=base.trigger,
         )
         error = outcome.error
         if error is not None and error.code in RETRYABLE_CODES and attempt < config.max_attempts:

@@ -366,3 +366,43 @@ async def test_callers_of_a_killed_worker_hear_worker_lost_and_the_others_keep_s
     lost = [at - killed for code, at in results if code == "worker_lost"]
     assert lost and max(lost) < 3.0, results
     assert {code for code, _ in results} == {"worker_lost", "timeout"}, results
+
+
+async def test_a_subject_trigger_runs_each_message_once_with_its_stream_replicated(
+    cluster: Cluster, apis: list[httpx.AsyncClient]
+) -> None:
+    path = await make(apis[0], ECHO)
+    ct, ft = path.split("/")[3:5]
+    source = f"cl{uuid.uuid4().hex[:8]}.orders"
+    body = {
+        "type": "subject",
+        "source": source,
+        "function": {"collection_topic": ct, "service": ft},
+    }
+    created = await apis[0].post("/compute/triggers", json=body)
+    assert created.status_code == 201, created.text
+    trigger_id = created.json()["body"]["id"]
+    client = await connect(cluster.role_url("client"), name="test-subject-trigger")
+    try:
+        for n in range(20):
+            await client.publish(source, json.dumps(n).encode())
+        await client.flush()
+    finally:
+        await client.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        done = [r for r in await records(apis[1], path) if r["status"] == "succeeded"]
+        if len(done) >= 20:
+            break
+        assert loop.time() < deadline, f"{len(done)} of 20 ran"
+        await asyncio.sleep(0.5)
+    assert sorted(r["output"]["got"] for r in done) == list(range(20))  # each once
+    assert {r["trigger"] for r in done} == {trigger_id}
+    nc = await connect(cluster.url, name="test-trigger-replicas")
+    try:
+        info = await nc.jetstream().stream_info(subjects.trigger_stream(trigger_id, "production"))
+        assert info.config.num_replicas == 3
+    finally:
+        await nc.close()
+    assert (await apis[1].delete(f"/compute/triggers/{trigger_id}")).status_code == 200

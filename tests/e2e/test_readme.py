@@ -28,6 +28,7 @@ SECTIONS = (
     "HTTP routes",
     "Async invocations",
     "Schedules",
+    "Subject triggers",
     "What to scrape",
 )
 README_API = "http://127.0.0.1:8080"

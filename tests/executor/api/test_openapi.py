@@ -217,3 +217,23 @@ async def test_the_app_serves_the_document() -> None:
     assert answer.headers["content-type"] == "application/json"
     assert answer.json()["paths"].keys() == {p for _, p in routed()}
     assert again.content == answer.content
+
+
+def test_a_trigger_body_is_one_of_its_kinds_told_apart_by_type(doc: Doc) -> None:
+    create = doc["paths"]["/compute/triggers"]["post"]
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/TriggerSpec"}
+    schemas = doc["components"]["schemas"]
+    spec = schemas["TriggerSpec"]
+    assert spec["discriminator"] == {"propertyName": "type"}
+    assert {s["$ref"].rsplit("/", 1)[1] for s in spec["oneOf"]} == {
+        "HttpTriggerSpec",
+        "SubjectTriggerSpec",
+    }
+    subject = schemas["SubjectTriggerSpec"]
+    assert subject["properties"]["type"] == {"enum": ["subject"]}
+    assert set(subject["required"]) == {"type", "source", "function"}
+    assert {s["$ref"].rsplit("/", 1)[1] for s in schemas["Trigger"]["oneOf"]} == {
+        "HttpTrigger",
+        "SubjectTrigger",
+    }
