@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
+import nats
 import pytest
 import pytest_asyncio
 import uvloop
@@ -54,6 +55,17 @@ async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
     finally:
         if not client.is_closed:
             await client.drain()
+
+
+@pytest_asyncio.fixture
+async def client(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
+    """A connection as the ``client`` user (the APP account), as an application connects."""
+    nc = await nats.connect(nats_server.urls["client"])
+    try:
+        yield nc
+    finally:
+        if not nc.is_closed:
+            await nc.drain()
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import nats
 import nats.micro
-import pytest_asyncio
 from nats.aio.client import Client
 
 from bus import subjects
@@ -27,15 +25,6 @@ from tests.helpers import Fn, MakeFunction, Stack, workers_ready
 
 IN_SCHEMA = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
 OUT_SCHEMA = {"type": "object", "required": ["got"]}
-
-
-@pytest_asyncio.fixture
-async def client(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    nc = await nats.connect(nats_server.urls["client"])
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 async def ask(nc: Client, subject: str, expected: int, wait_s: float = 3.0) -> list[Any]:

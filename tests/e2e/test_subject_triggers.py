@@ -8,18 +8,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 
 from bus import subjects
-from bus.embedded import EmbeddedNats, start_embedded_nats
+from bus.embedded import start_embedded_nats
 from executor.api.server import run_api
 from executor.worker.start import run_worker
 from tests.helpers import (
@@ -54,16 +52,6 @@ async def subject_trigger(
     assert answer.status_code == 201, answer.text
     created: dict[str, Any] = answer.json()["body"]
     return created
-
-
-@pytest_asyncio.fixture
-async def client(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    """A connection as the ``client`` user (the APP account), as an application publishes."""
-    nc = await nats.connect(nats_server.urls["client"])
-    try:
-        yield nc
-    finally:
-        await nc.drain()
 
 
 async def records(
