@@ -213,10 +213,7 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
         f"{ledger.path}/invoke", json={"payload": {}, "invocation_type": "Async"}
     )
     invocation_id = failed.json()["body"]["invocation_id"]
-    for _ in range(100):  # the one attempt fails at once; the dead letter follows it
-        if await dead_letter_of(http, ledger, invocation_id):
-            break
-        await asyncio.sleep(0.2)
+    first_failure = await failed_again(http, ledger, invocation_id, after=0)
     await page.goto(
         f"{stack.api}/console#/functions/{ledger.collection}/{ledger.service}/invocations"
     )
@@ -226,6 +223,8 @@ async def test_a_user_finds_invokes_watches_promotes_and_redrives(
     await expect(letter).to_contain_text(f"queued again as {invocation_id}")
     record = (await http.get(f"{ledger.path}/invocations/{invocation_id}")).json()["body"]
     assert record["status"] in ("queued", "running", "failed")
+    # It really ran again: the ledger is still down, so a newer dead letter follows.
+    assert await failed_again(http, ledger, invocation_id, after=first_failure) > first_failure
     await shot(page, "dead-letters")
 
     # Back on the list, the last hour's figures of both.
@@ -243,11 +242,17 @@ async def production_of(http: httpx.AsyncClient, fn: Fn) -> int:
     return number
 
 
-async def dead_letter_of(http: httpx.AsyncClient, fn: Fn, invocation_id: str) -> bool:
-    letters: list[dict[str, Any]] = (await http.get(f"{fn.path}/dead-letters")).json()["body"][
-        "results"
-    ]
-    return any(letter["invocation_id"] == invocation_id for letter in letters)
+async def failed_again(http: httpx.AsyncClient, fn: Fn, invocation_id: str, *, after: int) -> int:
+    """When the invocation's dead letter says it failed, once that is later than ``after``."""
+    for _ in range(100):  # the one attempt fails at once; the dead letter follows it
+        answer = await http.get(f"{fn.path}/dead-letters")
+        letters: list[dict[str, Any]] = answer.json()["body"]["results"]
+        for letter in letters:
+            if letter["invocation_id"] == invocation_id and letter["failed_at"] > after:
+                failed_at: int = letter["failed_at"]
+                return failed_at
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no dead letter of {invocation_id} after {after}")
 
 
 HOSTILE = "<img src=x onerror=\"document.title='owned'\">"
