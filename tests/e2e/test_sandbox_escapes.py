@@ -145,7 +145,10 @@ async def test_threads_a_handler_leaves_behind_get_no_cpu(
     start = cpu_seconds(sandbox)
     await asyncio.sleep(3)
     used = cpu_seconds(sandbox) - start
-    assert used < 0.3, f"{used:.2f} CPU-seconds in 3 s after the handler returned"
+    # One spinning thread would use about 3 CPU-seconds here. When the process was warm before
+    # the call, ``sandbox`` falls back to every process under the test (nats-server among
+    # them), whose own work reached 0.30 in a loaded CI run: the bound leaves room for it.
+    assert used < 1.0, f"{used:.2f} CPU-seconds in 3 s after the handler returned"
     # The process still answers (thawed for its next invocation, or replaced).
     assert result(await call(http, fn, "echo", x=7)) == 7
 
